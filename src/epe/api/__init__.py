@@ -1,0 +1,1 @@
+"""The HTTP surface: routers by resource, one error mapping, auth dependencies."""

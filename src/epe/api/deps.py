@@ -1,0 +1,75 @@
+"""Dependencies every router shares: the services, and who is calling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from epe.auth.tokens import TokenClaims, TokenService
+from epe.errors import Forbidden, Unauthorized
+from epe.runner.executor import Executor
+from epe.settings import Settings
+from epe.store import Store, UserRecord
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    tokens: TokenService
+    executor: Executor
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("authentication required: send 'Authorization: Bearer <token>'")
+    return token.strip()
+
+
+def verify_token(services: Services, token: str) -> tuple[TokenClaims, UserRecord]:
+    """The claims and user of a token that is valid, unrevoked and whose user exists."""
+    claims = services.tokens.decode(token)
+    if services.store.is_revoked(claims.jti):
+        raise Unauthorized("the token has been revoked")
+    user = services.store.get_user(claims.user)
+    if user is None:
+        raise Unauthorized("the token's user no longer exists")
+    return claims, user
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: UserRecord
+    claims: TokenClaims
+
+    @property
+    def name(self) -> str:
+        return self.user.name
+
+
+def current_caller(request: Request, services: ServicesDep) -> Caller:
+    claims, user = verify_token(services, bearer_token(request))
+    return Caller(user, claims)
+
+
+CallerDep = Annotated[Caller, Depends(current_caller)]
+
+
+def admin_caller(caller: CallerDep) -> Caller:
+    if not caller.user.is_admin:
+        raise Forbidden("this action needs the admin role")
+    return caller
+
+
+AdminDep = Annotated[Caller, Depends(admin_caller)]

@@ -1,0 +1,66 @@
+"""ASGI middleware: the request body limit (413) and v1's deprecation headers."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from epe.api.errors import error_response
+from epe.errors import PayloadTooLarge
+
+V1_PREFIX = "/oml/api/py-scripts/v1"
+# RFC 9745 (Deprecation: @epoch) and RFC 8594 (Sunset): OML retired v1 on 2026-03-31.
+DEPRECATION = (b"deprecation", b"@1743465600")
+SUNSET = (b"sunset", b"Tue, 31 Mar 2026 23:59:59 GMT")
+
+
+class BodyLimit:
+    """Refuse bodies over ``limit`` bytes, by their header or as they stream in."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise PayloadTooLarge(self._message())
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _message(self) -> str:
+        return f"the request body is over this server's limit of {self.limit} bytes"
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await error_response(PayloadTooLarge(self._message()))(scope, receive, send)
+
+
+class DeprecateV1:
+    """Mark every v1 answer deprecated, as OML does (v2 is current)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(V1_PREFIX):
+            await self.app(scope, receive, send)
+            return
+
+        async def marked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), DEPRECATION, SUNSET]
+            await send(message)
+
+        await self.app(scope, receive, marked)

@@ -1,0 +1,30 @@
+"""User administration (CONTRACT B6): admin only."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from epe.api.deps import AdminDep, ServicesDep
+from epe.api.responses import json_response
+from epe.core.requests import UserCreate
+from epe.errors import InvalidRequest, NotFound
+from epe.users import create_user, normalize_name
+
+router = APIRouter(prefix="/omlusers/api/v1/users", tags=["users"])
+
+
+@router.post("", status_code=201)
+def add_user(body: UserCreate, _admin: AdminDep, services: ServicesDep) -> Response:
+    user = create_user(services.store, body.username, body.password, body.admin)
+    return json_response({"result": {"username": user.name, "admin": user.is_admin}}, 201)
+
+
+@router.delete("/{name}")
+def delete_user(name: str, admin: AdminDep, services: ServicesDep) -> Response:
+    upper = normalize_name(name, check=False)
+    if upper == admin.name:
+        raise InvalidRequest("you cannot delete your own account")
+    if not services.store.delete_user(upper):
+        raise NotFound(f"no such user {upper}")
+    return json_response({"result": f"user {upper} deleted"})

@@ -1,0 +1,68 @@
+"""The app factory: settings in, a ready FastAPI app out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from epe import __version__
+from epe.api import auth, errors, meta, run, scripts, users
+from epe.api.deps import Services
+from epe.api.middleware import BodyLimit, DeprecateV1
+from epe.auth.tokens import TokenService, load_or_create_key
+from epe.runner.executor import Executor
+from epe.runner.pool import LocalPool
+from epe.settings import Settings
+from epe.store import Store
+
+API_ROOT = "/oml/api/py-scripts"
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    """Create the data folder, readable by the server's user alone."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.data_dir, 0o700)
+
+
+def open_services(settings: Settings, executor: Executor | None = None) -> Services:
+    prepare_data_dir(settings)
+    store = Store.open_sqlite(settings.metadata_path)
+    tokens = TokenService(load_or_create_key(settings.key_path), settings.token_lifetime,
+                          settings.token_chain_lifetime)
+    return Services(settings, store, tokens, executor or LocalPool(settings))
+
+
+def versioned_router() -> APIRouter:
+    """Everything under ``/oml/api/py-scripts/{v1,v2}``: the same behaviour in both."""
+    router = APIRouter()
+    router.include_router(scripts.router)
+    router.include_router(run.router)
+    return router
+
+
+def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = open_services(settings, executor)
+        await services.executor.start()
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.executor.stop()
+            services.store.close()
+
+    app = FastAPI(title="epe", version=__version__, lifespan=lifespan,
+                  description="Embedded Python Execution, OML4Py-compatible.")
+    errors.install(app)
+    app.add_middleware(DeprecateV1)
+    app.add_middleware(BodyLimit, limit=settings.max_body_size)
+    app.include_router(meta.router)
+    app.include_router(auth.router)
+    app.include_router(users.router)
+    for version in ("v1", "v2"):
+        app.include_router(versioned_router(), prefix=f"{API_ROOT}/{version}")
+    return app

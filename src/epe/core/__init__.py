@@ -1,0 +1,1 @@
+"""The pure core: request models, parameters, scripts, result encoding. No IO."""

@@ -1,0 +1,86 @@
+"""Request bodies of the run endpoints (CONTRACT A3, B8, B9).
+
+Unknown keys are ignored (OML's own examples send ``parameter`` and
+``parallelFlag`` where they don't belong); known keys of the wrong type are a
+400, so the types are strict: ``"true"`` is not a boolean here.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+Service = Literal["LOW", "MEDIUM", "HIGH"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=False)
+
+
+class RunRequest(_Body):
+    """What every run endpoint accepts."""
+
+    parameters: StrictStr | None = None
+    graphics_flag: StrictBool = Field(False, alias="graphicsFlag")
+    async_flag: StrictBool = Field(False, alias="asyncFlag")
+    timeout: StrictInt | None = Field(None, gt=0)
+    service: Service = "LOW"
+    env_name: StrictStr | None = Field(None, alias="envName", min_length=1)
+    script: StrictStr | None = Field(None, min_length=1)  # B8: inline source
+    pickled_parameters: StrictStr | None = Field(None, alias="pickledParameters")  # B9
+    result_format: Literal["json", "pickle"] = Field("json", alias="resultFormat")  # B9
+
+
+class DoEvalRequest(RunRequest):
+    pass
+
+
+class ParallelRequest(RunRequest):
+    parallel_flag: StrictBool = Field(False, alias="parallelFlag")
+    parallel: StrictInt | None = Field(None, gt=0)
+
+
+class TableApplyRequest(RunRequest):
+    input: StrictStr = Field(min_length=1)
+
+
+class RowApplyRequest(ParallelRequest):
+    input: StrictStr = Field(min_length=1)
+    rows: StrictInt = Field(gt=0)
+
+
+class GroupApplyRequest(ParallelRequest):
+    input: StrictStr = Field(min_length=1)
+    group_by: StrictStr = Field(alias="groupBy", min_length=1)
+    order_by: StrictStr | None = Field(None, alias="orderBy")
+
+
+class IndexApplyRequest(ParallelRequest):
+    times: StrictInt = Field(gt=0)
+
+
+class ScriptCreate(_Body):
+    name: StrictStr = Field(min_length=1, max_length=128)
+    script: StrictStr = Field(min_length=1)
+    description: StrictStr = ""
+    is_global: StrictBool = Field(False, alias="isGlobal")
+    overwrite: StrictBool = False
+
+
+class GrantRequest(_Body):
+    user: StrictStr | None = Field(min_length=1)
+
+
+class UserCreate(_Body):
+    username: StrictStr = Field(min_length=1, max_length=128)
+    password: StrictStr = Field(min_length=1)
+    admin: StrictBool = False
+
+
+class TokenRequest(_Body):
+    grant_type: Literal["password", "refresh_token"]
+    username: StrictStr | None = None
+    password: StrictStr | None = None
+    refresh_token: StrictStr | None = None
+    token: StrictStr | None = None  # dbt-oracle sends the refresh token under this key

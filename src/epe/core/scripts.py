@@ -1,0 +1,61 @@
+"""Finding a script's entry point (CONTRACT A3).
+
+The entry point is the last top-level function definition; where there is none,
+the last top-level name bound to a callable (OML accepts ``f = lambda: 1``).
+The server only parses (it never runs user code); the worker executes the
+script and picks the callable with ``pick_entry``.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from epe.errors import ScriptInvalid
+
+
+@dataclass(frozen=True)
+class EntryCandidates:
+    last_def: str | None
+    assigned: tuple[str, ...]  # top-level names bound by assignment, in source order
+
+
+def parse_script(source: str) -> EntryCandidates:
+    """Check that ``source`` parses and could define a function; say which line if not."""
+    try:
+        tree = ast.parse(source, filename="<script>")
+    except SyntaxError as e:
+        where = f"line {e.lineno}" + (f", column {e.offset}" if e.offset else "")
+        raise ScriptInvalid(f"the script does not parse: {e.msg} ({where})") from None
+    candidates = _candidates(tree)
+    if candidates.last_def is None and not candidates.assigned:
+        raise ScriptInvalid("the script defines no function: add a top-level 'def' "
+                            "(or bind a name to a callable, e.g. f = lambda: 1)")
+    return candidates
+
+
+def _candidates(tree: ast.Module) -> EntryCandidates:
+    last_def: str | None = None
+    assigned: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            last_def = node.name
+        elif isinstance(node, ast.Assign):
+            assigned += [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign | ast.AugAssign) and isinstance(node.target, ast.Name):
+            assigned.append(node.target.id)
+    return EntryCandidates(last_def, tuple(assigned))
+
+
+def pick_entry(candidates: EntryCandidates, namespace: Mapping[str, Any]) -> Callable[..., Any]:
+    """The entry point among the names the executed script bound."""
+    if candidates.last_def is not None:
+        return namespace[candidates.last_def]  # type: ignore[no-any-return]
+    for name in reversed(candidates.assigned):
+        value = namespace.get(name)
+        if callable(value):
+            return value  # type: ignore[no-any-return]
+    raise ScriptInvalid("the script defines no function: no top-level name is bound to a "
+                        "callable")

@@ -1,0 +1,1 @@
+"""Where user code runs: the executor interface and its local worker pool."""

@@ -1,0 +1,255 @@
+"""The local executor: a warm pool of worker processes.
+
+Workers are started ahead of need and already hold numpy, pandas and
+matplotlib, so a task costs one frame each way over a pipe. A worker that runs
+past its time limit, or whose task is cancelled, is killed with its whole
+process group and replaced; one that dies is replaced; each is retired after
+``worker_max_tasks`` tasks. When the server runs as root, workers run as an
+unprivileged user in their own temporary folder, so they cannot read the data
+folder (the metadata database, the token signing key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pwd
+import shutil
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from epe import errors
+from epe.runner import protocol
+from epe.runner.executor import Task, TaskResult
+from epe.settings import Settings
+
+log = logging.getLogger("epe.runner")
+
+# The errors a worker may report by name; anything else is our bug.
+_WORKER_ERRORS: dict[str, type[errors.EpeError]] = {
+    cls.__name__: cls for cls in (errors.ScriptFailed, errors.ScriptInvalid,
+                                  errors.ResultNotSerializable, errors.OutputTooLarge,
+                                  errors.InvalidRequest)
+}
+
+
+@dataclass(eq=False)  # identity, not value: workers live in sets
+class _Worker:
+    proc: asyncio.subprocess.Process
+    workdir: str
+    tasks: int = 0
+    pid: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pid = self.proc.pid
+
+    async def request(self, header: protocol.Header) -> tuple[protocol.Header, bytes]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(protocol.encode(header))
+        await self.proc.stdin.drain()
+        return await protocol.read_async(self.proc.stdout)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+    async def reap(self) -> int | None:
+        with contextlib.suppress(ProcessLookupError):
+            await self.proc.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        return self.proc.returncode
+
+
+def _world_reachable(path: str) -> bool:
+    """Whether any user may traverse to ``path`` (resolved) and read or run it."""
+    target = os.path.realpath(path)
+    parents = [target]
+    while (parent := os.path.dirname(parents[-1])) != parents[-1]:
+        parents.append(parent)
+    return all(os.stat(p).st_mode & 0o005 for p in parents)
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class LocalPool:
+    """An ``Executor`` backed by worker processes on this machine."""
+
+    def __init__(self, settings: Settings, size: int | None = None,
+                 python: str = sys.executable) -> None:
+        self.settings = settings
+        self.size = size or settings.workers
+        self.python = python
+        self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
+        self._busy: set[_Worker] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._identity = self._worker_identity()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        workers = await asyncio.gather(*(self._spawn() for _ in range(self.size)))
+        for w in workers:
+            self._idle.put_nowait(w)
+        log.info("started %d workers", self.size)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for t in list(self._background):
+            t.cancel()
+        doomed = list(self._busy)
+        while not self._idle.empty():
+            doomed.append(self._idle.get_nowait())
+        for w in doomed:
+            w.kill()
+        await asyncio.gather(*(w.reap() for w in doomed))
+
+    # -- running -----------------------------------------------------------------
+
+    async def run(self, task: Task, timeout: float) -> TaskResult:
+        worker = await self._idle.get()
+        self._busy.add(worker)
+        try:
+            reply, payload = await asyncio.wait_for(worker.request(self._header(task)), timeout)
+        except TimeoutError:
+            self._discard(worker)
+            raise errors.TimeLimitExceeded(
+                f"the function ran longer than its time limit of {timeout:g} s and was "
+                "stopped") from None
+        except (asyncio.IncompleteReadError, ConnectionError, BrokenPipeError):
+            code = await self._discard(worker, wait=True)
+            raise errors.WorkerDied(
+                f"the worker process running the function died ({_describe_exit(code)}); "
+                "a crash in native code, os._exit() or running out of memory can cause "
+                "this") from None
+        except BaseException:  # cancelled (client gone, job cancelled) or our bug
+            self._discard(worker)
+            raise
+        self._release(worker)
+        return self._result(reply, payload)
+
+    @staticmethod
+    def _header(task: Task) -> protocol.Header:
+        return {"kind": task.kind, "source": task.source, "script_key": task.script_key,
+                "kwargs": task.kwargs, "graphics": task.graphics}
+
+    @staticmethod
+    def _result(reply: protocol.Header, payload: bytes) -> TaskResult:
+        if reply.get("ok"):
+            return TaskResult(payload=payload, stdout=reply.get("stdout", ""),
+                              stderr=reply.get("stderr", ""))
+        cls = _WORKER_ERRORS.get(reply.get("error", ""), errors.InternalError)
+        raise cls(reply.get("message", "the function failed"),
+                  traceback=reply.get("traceback"), stdout=reply.get("stdout") or None)
+
+    # -- worker bookkeeping ------------------------------------------------------
+
+    def _release(self, worker: _Worker) -> None:
+        self._busy.discard(worker)
+        worker.tasks += 1
+        if worker.tasks >= self.settings.worker_max_tasks:
+            log.info("recycling worker %d after %d tasks", worker.pid, worker.tasks)
+            self._discard(worker)
+        else:
+            self._idle.put_nowait(worker)
+
+    def _discard(self, worker: _Worker, wait: bool = False) -> Any:
+        """Kill ``worker`` and start its replacement; awaitable for the exit code."""
+        self._busy.discard(worker)
+        worker.kill()
+        self._in_background(self._replace())
+        reaped = asyncio.ensure_future(worker.reap())
+        if wait:
+            return reaped
+        return None
+
+    def _in_background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _replace(self) -> None:
+        delay = 0.5
+        while not self._stopping:
+            try:
+                self._idle.put_nowait(await self._spawn())
+                return
+            except Exception:
+                log.exception("could not start a worker; retrying in %.1f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+
+    async def _spawn(self) -> _Worker:
+        workdir = self._make_workdir()
+        limits = {"memory": self.settings.worker_memory_limit,
+                  "processes": self.settings.worker_max_processes,
+                  "open_files": self.settings.worker_max_open_files,
+                  "output_limit": self.settings.output_limit}
+        proc = await asyncio.create_subprocess_exec(
+            self.python, "-m", "epe.runner.worker", orjson.dumps(limits).decode(),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            cwd=workdir, env=self._environment(workdir), start_new_session=True,
+            limit=2**20, **self._identity)
+        worker = _Worker(proc, workdir)
+        try:
+            assert proc.stdout is not None
+            ready, _ = await asyncio.wait_for(protocol.read_async(proc.stdout),
+                                              self.settings.worker_start_timeout)
+        except BaseException:
+            worker.kill()
+            await worker.reap()
+            raise
+        if not ready.get("ready"):
+            raise errors.InternalError(f"a worker started badly: {ready}")
+        return worker
+
+    def _make_workdir(self) -> str:
+        workdir = tempfile.mkdtemp(prefix="epe-worker-")
+        if self._identity:
+            os.chown(workdir, self._identity["user"], self._identity["group"])
+        return workdir
+
+    def _worker_identity(self) -> dict[str, Any]:
+        """Who workers run as: an unprivileged user when we are root."""
+        if os.geteuid() != 0 or not self.settings.worker_user:
+            return {}
+        unreachable = [p for p in (self.python, sys.base_prefix) if not _world_reachable(p)]
+        if unreachable:
+            log.warning("workers run as root: the worker user %r cannot reach %s; build the "
+                        "venv on a Python every user can execute (see docs/security.md)",
+                        self.settings.worker_user, ", ".join(unreachable))
+            return {}
+        entry = pwd.getpwnam(self.settings.worker_user)
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+    @staticmethod
+    def _environment(workdir: str) -> dict[str, str]:
+        # Built from nothing: no server secret or EPE_ setting reaches user code.
+        return {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": workdir,
+            "TMPDIR": workdir,
+            "LANG": "C.UTF-8",
+            "MPLBACKEND": "Agg",
+            "MPLCONFIGDIR": workdir,
+            # One thread per worker: parallelism comes from workers, and more
+            # threads would only fight over the same cores.
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }

@@ -1,0 +1,192 @@
+"""The worker process: the only place user code runs.
+
+Started by the pool as ``python -m epe.runner.worker LIMITS_JSON``. It lowers
+its own resource limits, moves the protocol off fds 0/1 (so that anything user
+code writes to the real stdout can't corrupt a frame), imports the heavy
+libraries once, says it is ready, then answers one frame per task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import linecache
+import os
+import resource
+import sys
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+import orjson
+
+from epe.runner import protocol
+
+CAPTURE_LIMIT = 1024 * 1024  # characters of stdout/stderr kept per task
+SCRIPT_CACHE_SIZE = 256
+
+
+def set_limits(limits: dict[str, int]) -> None:
+    for name, value in (("RLIMIT_AS", limits["memory"]),
+                        ("RLIMIT_NPROC", limits["processes"]),
+                        ("RLIMIT_NOFILE", limits["open_files"])):
+        kind = getattr(resource, name)
+        _soft, hard = resource.getrlimit(kind)
+        cap = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        resource.setrlimit(kind, (cap, cap))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core files of user crashes
+
+
+def take_protocol_streams() -> tuple[BinaryIO, BinaryIO]:
+    """Keep private copies of fds 0 and 1 for frames; point 0 and 1 at /dev/null."""
+    reader = os.fdopen(os.dup(0), "rb", buffering=0)
+    writer = os.fdopen(os.dup(1), "wb", buffering=0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    return reader, writer
+
+
+class _Capture(io.TextIOBase):
+    """A text sink that keeps at most ``CAPTURE_LIMIT`` characters."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._size = 0
+        self.truncated = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        room = CAPTURE_LIMIT - self._size
+        if room > 0:
+            self._parts.append(s[:room])
+            self._size += min(len(s), room)
+        if len(s) > room:
+            self.truncated = True
+        return len(s)
+
+    def text(self) -> str:
+        return "".join(self._parts) + ("\n[output truncated]" if self.truncated else "")
+
+
+class ScriptCache:
+    """Compiled entry points by script key, so a hot script is never recompiled."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[str, Callable[..., Any]] = OrderedDict()
+
+    def get(self, key: str, source: str) -> Callable[..., Any]:
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._load(key, source)
+            self._entries[key] = entry
+            if len(self._entries) > SCRIPT_CACHE_SIZE:
+                self._entries.popitem(last=False)
+        self._entries.move_to_end(key)
+        return entry
+
+    @staticmethod
+    def _load(key: str, source: str) -> Callable[..., Any]:
+        from epe.core.scripts import parse_script, pick_entry
+
+        candidates = parse_script(source)
+        filename = f"<script {hashlib.sha1(key.encode()).hexdigest()[:8]}>"
+        # Registered so that tracebacks show the user's source lines.
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        namespace: dict[str, Any] = {"__name__": "__epe_script__"}
+        exec(compile(source, filename, "exec"), namespace)
+        return pick_entry(candidates, namespace)
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback from the first frame of user code on (our frames are noise)."""
+    tb = exc.__traceback__
+    while tb is not None and not tb.tb_frame.f_code.co_filename.startswith("<script"):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+class Worker:
+    def __init__(self, output_limit: int) -> None:
+        self.output_limit = output_limit
+        self.scripts = ScriptCache()
+
+    def handle(self, header: protocol.Header) -> tuple[protocol.Header, bytes]:
+        out, err = _Capture(), _Capture()
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                payload = self._run(header)
+        except Exception as e:  # reported to the caller, never fatal to the worker
+            return self._failure(e, out, err), b""
+        except BaseException as e:  # SystemExit, KeyboardInterrupt from user code
+            return self._failure(e, out, err), b""
+        finally:
+            _close_figures()
+        return {"ok": True, "stdout": out.text(), "stderr": err.text()}, payload
+
+    def _run(self, header: protocol.Header) -> bytes:
+        from epe.core.results import to_json
+
+        func = self.scripts.get(header["script_key"], header["source"])
+        kwargs = header.get("kwargs") or {}
+        value = self._call(header["kind"], func, kwargs)
+        return to_json(value, self.output_limit)
+
+    @staticmethod
+    def _call(kind: str, func: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        if kind == "do_eval":
+            return func(**kwargs)
+        raise ValueError(f"this worker does not know the task kind {kind!r}")
+
+    @staticmethod
+    def _failure(e: BaseException, out: _Capture, err: _Capture) -> protocol.Header:
+        from epe.errors import EpeError, ScriptFailed
+
+        if isinstance(e, EpeError):
+            error, message, tb = type(e).__name__, e.message, None
+        else:
+            error, message = ScriptFailed.__name__, f"{type(e).__name__}: {e}"
+            tb = user_traceback(e)
+        return {"ok": False, "error": error, "message": message, "traceback": tb,
+                "stdout": out.text(), "stderr": err.text()}
+
+
+def _close_figures() -> None:
+    # No figure may leak from one task into the next in the same worker.
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None:
+        plt.close("all")
+
+
+def _preload() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+    import numpy  # noqa: F401
+    import pandas  # noqa: F401
+
+    import epe.core.results  # noqa: F401
+    import epe.core.scripts  # noqa: F401
+
+
+def main() -> None:
+    limits = orjson.loads(sys.argv[1])
+    set_limits(limits)
+    reader, writer = take_protocol_streams()
+    _preload()
+    worker = Worker(limits["output_limit"])
+    writer.write(protocol.encode({"ready": True, "pid": os.getpid()}))
+    while (frame := protocol.read_sync(reader)) is not None:
+        header, _payload = frame
+        reply, payload = worker.handle(header)
+        writer.write(protocol.encode(reply, payload))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Every setting epe has, in one typed object.
+
+Each field reads the environment variable ``EPE_<FIELD NAME>``. The app factory
+builds one ``Settings`` and hands it down; nothing reads the environment at
+import time. ``docs/settings.md`` documents every field (a test checks it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ServiceLevel = Literal["LOW", "MEDIUM", "HIGH"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EPE_", extra="ignore")
+
+    # Where and how to serve.
+    data_dir: Path = Field(Path("./epe-data"), description="Folder holding everything epe keeps.")
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port to listen on.")
+
+    # Tokens (CONTRACT A2).
+    token_lifetime: int = Field(3600, gt=0, description="Seconds an access token is valid.")
+    token_chain_lifetime: int = Field(
+        8 * 3600, gt=0, description="Seconds a chain of refreshes may last after the password grant."
+    )
+
+    # Workers (the local executor).
+    workers: int = Field(2, ge=1, description="Worker processes in the default pool.")
+    worker_max_tasks: int = Field(500, ge=1, description="Tasks a worker runs before it is recycled.")
+    worker_memory_limit: int = Field(
+        4 * 1024**3, ge=64 * 1024**2, description="Address-space limit of a worker, in bytes."
+    )
+    worker_max_processes: int = Field(
+        256, ge=16, description="Process/thread limit of the unprivileged worker user."
+    )
+    worker_max_open_files: int = Field(1024, ge=64, description="Open-file limit of a worker.")
+    worker_user: str = Field(
+        "nobody", description="Unprivileged user workers run as when the server runs as root."
+    )
+    worker_start_timeout: float = Field(
+        60.0, gt=0, description="Seconds a new worker may take to import its libraries."
+    )
+
+    # Time and size limits.
+    default_timeout: int = Field(
+        1800, gt=0, description="Seconds a run may take when the request gives no timeout."
+    )
+    max_timeout: int = Field(43200, gt=0, description="Largest timeout a request may ask for.")
+    output_limit: int = Field(
+        64 * 1024**2, gt=0, description="Largest result, in bytes of JSON (error 1024 beyond)."
+    )
+    max_body_size: int = Field(
+        32 * 1024**2, gt=0, description="Largest request body, in bytes (413 beyond)."
+    )
+
+    # Service levels (CONTRACT A3): the highest degree of parallelism each allows.
+    service_low_parallel: int = Field(2, ge=1, description="Parallelism cap of service LOW.")
+    service_medium_parallel: int = Field(4, ge=1, description="Parallelism cap of service MEDIUM.")
+    service_high_parallel: int = Field(8, ge=1, description="Parallelism cap of service HIGH.")
+
+    def parallel_cap(self, level: ServiceLevel) -> int:
+        return {
+            "LOW": self.service_low_parallel,
+            "MEDIUM": self.service_medium_parallel,
+            "HIGH": self.service_high_parallel,
+        }[level]
+
+    @property
+    def metadata_path(self) -> Path:
+        return self.data_dir / "metadata.sqlite"
+
+    @property
+    def key_path(self) -> Path:
+        return self.data_dir / "token-signing.key"

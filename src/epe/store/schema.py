@@ -1,0 +1,88 @@
+"""The metadata schema, as SQLAlchemy Core tables.
+
+Migrations under ``migrations/versions`` build exactly this schema; a test
+compares the two. Times are UNIX seconds (REAL): simple to compare, and the
+API formats them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(128), primary_key=True),  # upper-case (CONTRACT B6)
+    Column("password_hash", Text, nullable=False),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("created", Float, nullable=False),
+)
+
+revoked_tokens = Table(
+    "revoked_tokens",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    # Kept until the token would have expired anyway, then purged.
+    Column("expires", Float, nullable=False, index=True),
+)
+
+scripts = Table(
+    "scripts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # The owner is the user, or PYQSYS for a global script (OML).
+    Column("owner", String(128), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("is_global", Boolean, nullable=False, default=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+    UniqueConstraint("owner", "name", name="uq_scripts_owner_name"),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("object_type", String(16), nullable=False),  # "pyqscript" | "datastore"
+    Column("owner", String(128), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("grantee", String(128), nullable=False),  # a user name, or PUBLIC for everyone
+    UniqueConstraint("object_type", "owner", "name", "grantee", name="uq_grants"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("request", Text, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("started", Float, nullable=True),
+    Column("finished", Float, nullable=True),
+    Column("http_status", Integer, nullable=True),
+    Column("result_path", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("progress_done", Integer, nullable=False, default=0),
+    Column("progress_total", Integer, nullable=False, default=0),
+    Column("idempotency_key", String(256), nullable=True),
+    Index("ix_jobs_owner_created", "owner", "created"),
+    Index("ix_jobs_owner_idempotency", "owner", "idempotency_key", unique=True),
+)

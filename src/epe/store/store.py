@@ -1,0 +1,231 @@
+"""The metadata store behind a narrow interface.
+
+SQLAlchemy Core with visible SQL; SQLite in WAL mode by default so that
+``epe user add`` can write while the server runs. Only this module knows the
+tables; callers get plain records. Owner checks that depend on more than one
+row (lookup order, grants) live here too, so that every caller applies the
+same rule.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, and_, create_engine, delete, event, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from epe.store import schema
+from epe.store.migrate import upgrade
+
+GLOBAL_OWNER = "PYQSYS"
+PUBLIC = "PUBLIC"
+RESERVED_USERS = frozenset({GLOBAL_OWNER, PUBLIC})
+
+# A grant's grantee: a user name, or None for everyone (OML's PUBLIC).
+Grantee = str | None
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    name: str
+    password_hash: str
+    is_admin: bool
+    created: float
+
+
+@dataclass(frozen=True)
+class ScriptRecord:
+    id: int
+    owner: str
+    name: str
+    source: str
+    description: str
+    is_global: bool
+    created_by: str
+    created: float
+    updated: float
+
+
+def _sqlite_engine(path: Path) -> Engine:
+    engine = create_engine(f"sqlite:///{path}", future=True)
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable across process crashes in WAL mode, which is what
+        # "survive kill -9" needs; only a power cut may lose the last commit.
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return engine
+
+
+class Store:
+    """Users, revoked tokens, scripts and grants (jobs arrive with async runs)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open_sqlite(cls, path: Path) -> Store:
+        """Open (creating and migrating if needed) the SQLite store at ``path``."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = _sqlite_engine(path)
+        upgrade(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- users -----------------------------------------------------------------
+
+    def add_user(self, name: str, password_hash: str, is_admin: bool) -> UserRecord | None:
+        """Insert a user; ``name`` must already be normalised. ``None`` if it exists."""
+        row = {"name": name, "password_hash": password_hash, "is_admin": is_admin,
+               "created": time.time()}
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(schema.users).values(**row))
+        except IntegrityError:
+            return None
+        return UserRecord(**row)
+
+    def get_user(self, name: str) -> UserRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(schema.users).where(schema.users.c.name == name)).first()
+        return UserRecord(**row._mapping) if row else None
+
+    def set_password(self, name: str, password_hash: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(schema.users).where(schema.users.c.name == name)
+                         .values(password_hash=password_hash))
+
+    def delete_user(self, name: str) -> bool:
+        """Delete a user with their private scripts and grants."""
+        with self.engine.begin() as conn:
+            gone = conn.execute(delete(schema.users).where(schema.users.c.name == name)).rowcount
+            conn.execute(delete(schema.scripts).where(schema.scripts.c.owner == name))
+            conn.execute(delete(schema.grants).where(
+                or_(schema.grants.c.owner == name, schema.grants.c.grantee == name)))
+        return bool(gone)
+
+    # -- revoked tokens ----------------------------------------------------------
+
+    def revoke_token(self, jti: str, expires: float) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(schema.revoked_tokens)
+                         .where(schema.revoked_tokens.c.expires < time.time()))
+            exists = conn.execute(select(schema.revoked_tokens.c.jti)
+                                  .where(schema.revoked_tokens.c.jti == jti)).first()
+            if not exists:
+                conn.execute(insert(schema.revoked_tokens).values(jti=jti, expires=expires))
+
+    def is_revoked(self, jti: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(schema.revoked_tokens.c.jti)
+                                .where(schema.revoked_tokens.c.jti == jti)).first() is not None
+
+    # -- scripts -----------------------------------------------------------------
+
+    def put_script(self, *, owner: str, name: str, source: str, description: str,
+                   is_global: bool, created_by: str, overwrite: bool) -> ScriptRecord | None:
+        """Create or (with ``overwrite``) replace a script; ``None`` if it exists already."""
+        now = time.time()
+        values = {"source": source, "description": description, "is_global": is_global,
+                  "created_by": created_by, "updated": now}
+        t = schema.scripts
+        with self.engine.begin() as conn:
+            where = and_(t.c.owner == owner, t.c.name == name)
+            if conn.execute(select(t.c.id).where(where)).first():
+                if not overwrite:
+                    return None
+                conn.execute(update(t).where(where).values(**values))
+            else:
+                try:
+                    conn.execute(insert(t).values(owner=owner, name=name, created=now, **values))
+                except IntegrityError:  # a concurrent create won the race
+                    return None
+            row = conn.execute(select(t).where(where)).one()
+        return ScriptRecord(**row._mapping)
+
+    def get_script(self, owner: str, name: str) -> ScriptRecord | None:
+        t = schema.scripts
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t).where(and_(t.c.owner == owner, t.c.name == name))).first()
+        return ScriptRecord(**row._mapping) if row else None
+
+    def delete_script(self, owner: str, name: str) -> bool:
+        t = schema.scripts
+        with self.engine.begin() as conn:
+            gone = conn.execute(delete(t).where(and_(t.c.owner == owner, t.c.name == name)))
+            self._drop_grants(conn, "pyqscript", owner, name)
+        return bool(gone.rowcount)
+
+    def find_script(self, caller: str, name: str, owner: str | None) -> ScriptRecord | None:
+        """The script ``caller`` means by ``name`` (and ``owner``), if they may run it.
+
+        Without an owner: the caller's own script first, then the global one (OML).
+        With an owner: that user's script if it is the caller's, global, or granted.
+        """
+        if owner is None:
+            return self.get_script(caller, name) or self.get_script(GLOBAL_OWNER, name)
+        script = self.get_script(owner, name)
+        if script is None or owner in (caller, GLOBAL_OWNER):
+            return script
+        return script if self.is_granted("pyqscript", owner, name, caller) else None
+
+    def visible_scripts(self, caller: str) -> list[ScriptRecord]:
+        """Scripts the caller may run: their own, global ones, and those granted to them."""
+        s, g = schema.scripts, schema.grants
+        granted = select(g.c.owner, g.c.name).where(
+            and_(g.c.object_type == "pyqscript", g.c.grantee.in_([caller, PUBLIC])))
+        query = select(s).where(or_(
+            s.c.owner.in_([caller, GLOBAL_OWNER]),
+            s.c.id.in_(select(s.c.id).join(granted, and_(
+                s.c.owner == granted.c.owner, s.c.name == granted.c.name))),
+        )).order_by(s.c.owner, s.c.name)
+        with self.engine.connect() as conn:
+            return [ScriptRecord(**r._mapping) for r in conn.execute(query)]
+
+    # -- grants ------------------------------------------------------------------
+
+    def grant(self, object_type: str, owner: str, name: str, grantee: Grantee) -> None:
+        who = grantee or PUBLIC
+        g = schema.grants
+        with self.engine.begin() as conn:
+            if not conn.execute(select(g.c.id).where(self._grant_match(object_type, owner, name,
+                                                                       who))).first():
+                conn.execute(insert(g).values(object_type=object_type, owner=owner, name=name,
+                                              grantee=who))
+
+    def revoke(self, object_type: str, owner: str, name: str, grantee: Grantee) -> bool:
+        with self.engine.begin() as conn:
+            gone = conn.execute(delete(schema.grants).where(
+                self._grant_match(object_type, owner, name, grantee or PUBLIC)))
+        return bool(gone.rowcount)
+
+    def is_granted(self, object_type: str, owner: str, name: str, user: str) -> bool:
+        g = schema.grants
+        query = select(g.c.id).where(and_(
+            g.c.object_type == object_type, g.c.owner == owner, g.c.name == name,
+            g.c.grantee.in_([user, PUBLIC])))
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    @staticmethod
+    def _grant_match(object_type: str, owner: str, name: str, grantee: str) -> Any:
+        g = schema.grants
+        return and_(g.c.object_type == object_type, g.c.owner == owner, g.c.name == name,
+                    g.c.grantee == grantee)
+
+    @staticmethod
+    def _drop_grants(conn: Any, object_type: str, owner: str, name: str) -> None:
+        g = schema.grants
+        conn.execute(delete(g).where(and_(g.c.object_type == object_type, g.c.owner == owner,
+                                          g.c.name == name)))
