@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI
 from epe import __version__
 from epe.api import auth, errors, meta, run, scripts, users
 from epe.api.deps import Services
-from epe.api.middleware import BodyLimit, DeprecateV1
+from epe.api.middleware import BodyLimit, DeprecateV1, FormBodyAsJson
 from epe.auth.tokens import TokenService, load_or_create_key
 from epe.runner.executor import Executor
 from epe.runner.pool import LocalPool
@@ -59,6 +59,7 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
                   description="Embedded Python Execution, OML4Py-compatible.")
     errors.install(app)
     app.add_middleware(DeprecateV1)
+    app.add_middleware(FormBodyAsJson)
     app.add_middleware(BodyLimit, limit=settings.max_body_size)
     app.include_router(meta.router)
     app.include_router(auth.router)

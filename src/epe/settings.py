@@ -27,12 +27,12 @@ class Settings(BaseSettings):
     # Tokens (CONTRACT A2).
     token_lifetime: int = Field(3600, gt=0, description="Seconds an access token is valid.")
     token_chain_lifetime: int = Field(
-        8 * 3600, gt=0, description="Seconds a chain of refreshes may last after the password grant."
+        8 * 3600, gt=0, description="Seconds a refresh chain may last after the password grant."
     )
 
     # Workers (the local executor).
     workers: int = Field(2, ge=1, description="Worker processes in the default pool.")
-    worker_max_tasks: int = Field(500, ge=1, description="Tasks a worker runs before it is recycled.")
+    worker_max_tasks: int = Field(500, ge=1, description="Tasks a worker runs before recycling.")
     worker_memory_limit: int = Field(
         4 * 1024**3, ge=64 * 1024**2, description="Address-space limit of a worker, in bytes."
     )

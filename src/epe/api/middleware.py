@@ -1,4 +1,5 @@
-"""ASGI middleware: the request body limit (413) and v1's deprecation headers."""
+"""ASGI middleware: the request body limit (413), v1's deprecation headers, and
+reading form-typed bodies as JSON."""
 
 from __future__ import annotations
 
@@ -64,3 +65,27 @@ class DeprecateV1:
             await send(message)
 
         await self.app(scope, receive, marked)
+
+
+class FormBodyAsJson:
+    """Treat ``application/x-www-form-urlencoded`` bodies as JSON.
+
+    ``curl -d '{...}'`` without ``-H 'Content-Type: application/json'`` sends that
+    type; every endpoint of ours that takes a body takes JSON or a file with its
+    own type, so reading it as JSON is what the user meant.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = scope["headers"]
+            if any(k == b"content-type" and v.startswith(FORM) for k, v in headers):
+                scope = dict(scope)
+                scope["headers"] = [(k, b"application/json" if k == b"content-type" else v)
+                                    for k, v in headers]
+        await self.app(scope, receive, send)
+
+
+FORM = b"application/x-www-form-urlencoded"

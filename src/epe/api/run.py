@@ -70,14 +70,14 @@ async def execute(services: Services, caller: Caller, kind: Kind, body: RunReque
 
 
 @router.post("/do-eval/{scriptName}")
-async def do_eval(scriptName: str, caller: CallerDep, services: ServicesDep,  # noqa: N803
+async def do_eval(scriptName: str, caller: CallerDep, services: ServicesDep,
                   body: DoEvalRequest | None = None) -> Response:
     """Run a stored function with no input data: ``f(**parameters)``."""
     return await execute(services, caller, "do_eval", body or DoEvalRequest(), scriptName, None)
 
 
 @router.post("/do-eval/{scriptName}/{ownerName}")
-async def do_eval_owned(scriptName: str, ownerName: str, caller: CallerDep,  # noqa: N803
+async def do_eval_owned(scriptName: str, ownerName: str, caller: CallerDep,
                         services: ServicesDep, body: DoEvalRequest | None = None) -> Response:
     """Run another user's (granted) or a global (``PYQSYS``) function."""
     return await execute(services, caller, "do_eval", body or DoEvalRequest(), scriptName,

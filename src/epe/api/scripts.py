@@ -81,7 +81,7 @@ def get_owned_script(name: str, owner: str, caller: CallerDep,
 
 @router.delete("/{name}")
 def delete_script(name: str, caller: CallerDep, services: ServicesDep,
-                  isGlobal: bool = False) -> Response:  # noqa: N803 (the API's spelling)
+                  isGlobal: bool = False) -> Response:
     owner = GLOBAL_OWNER if isGlobal else caller.name
     script = services.store.get_script(owner, name)
     if script is None or (isGlobal and script.created_by != caller.name

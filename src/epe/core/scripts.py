@@ -52,10 +52,10 @@ def _candidates(tree: ast.Module) -> EntryCandidates:
 def pick_entry(candidates: EntryCandidates, namespace: Mapping[str, Any]) -> Callable[..., Any]:
     """The entry point among the names the executed script bound."""
     if candidates.last_def is not None:
-        return namespace[candidates.last_def]  # type: ignore[no-any-return]
+        return namespace[candidates.last_def]
     for name in reversed(candidates.assigned):
         value = namespace.get(name)
         if callable(value):
-            return value  # type: ignore[no-any-return]
+            return value
     raise ScriptInvalid("the script defines no function: no top-level name is bound to a "
                         "callable")

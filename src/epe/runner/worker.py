@@ -167,11 +167,11 @@ def _preload() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401
+    import matplotlib.pyplot
     import numpy  # noqa: F401
     import pandas  # noqa: F401
 
-    import epe.core.results  # noqa: F401
+    import epe.core.results
     import epe.core.scripts  # noqa: F401
 
 

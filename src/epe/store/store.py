@@ -87,14 +87,13 @@ class Store:
 
     def add_user(self, name: str, password_hash: str, is_admin: bool) -> UserRecord | None:
         """Insert a user; ``name`` must already be normalised. ``None`` if it exists."""
-        row = {"name": name, "password_hash": password_hash, "is_admin": is_admin,
-               "created": time.time()}
+        user = UserRecord(name, password_hash, is_admin, time.time())
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(schema.users).values(**row))
+                conn.execute(insert(schema.users).values(**vars(user)))
         except IntegrityError:
             return None
-        return UserRecord(**row)
+        return user
 
     def get_user(self, name: str) -> UserRecord | None:
         with self.engine.connect() as conn:
@@ -183,13 +182,11 @@ class Store:
     def visible_scripts(self, caller: str) -> list[ScriptRecord]:
         """Scripts the caller may run: their own, global ones, and those granted to them."""
         s, g = schema.scripts, schema.grants
-        granted = select(g.c.owner, g.c.name).where(
-            and_(g.c.object_type == "pyqscript", g.c.grantee.in_([caller, PUBLIC])))
-        query = select(s).where(or_(
-            s.c.owner.in_([caller, GLOBAL_OWNER]),
-            s.c.id.in_(select(s.c.id).join(granted, and_(
-                s.c.owner == granted.c.owner, s.c.name == granted.c.name))),
-        )).order_by(s.c.owner, s.c.name)
+        granted = select(g.c.id).where(and_(
+            g.c.object_type == "pyqscript", g.c.grantee.in_([caller, PUBLIC]),
+            g.c.owner == s.c.owner, g.c.name == s.c.name)).exists()
+        query = select(s).where(or_(s.c.owner.in_([caller, GLOBAL_OWNER]), granted)) \
+            .order_by(s.c.owner, s.c.name)
         with self.engine.connect() as conn:
             return [ScriptRecord(**r._mapping) for r in conn.execute(query)]
 

@@ -1,0 +1,115 @@
+"""A real ``epe serve`` process for tests, and clients that talk HTTP to it.
+
+No mocks: every acceptance test goes through the CLI, a subprocess, a port and
+httpx, as a user would.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+EPE = [sys.executable, "-m", "epe"]
+API = "/oml/api/py-scripts/v2"
+TOKEN_URL = "/omlusers/api/oauth2/v1/token"
+_READY = re.compile(r"epe serving on (http://\S+)")
+_names = itertools.count(1)
+
+
+def unique_name(prefix: str = "U") -> str:
+    return f"{prefix}{os.getpid()}_{next(_names)}"
+
+
+def run_cli(*args: str, stdin: str = "", env: dict[str, str] | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*EPE, *args], input=stdin, text=True, capture_output=True,
+                          env={**os.environ, **(env or {})}, check=check, timeout=120)
+
+
+class EpeServer:
+    """``epe serve`` on a free port with its own data folder."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("EPE_")}
+        self.env.update(env or {})
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+        self.output: list[str] = []
+
+    def start(self, timeout: float = 60) -> EpeServer:
+        self.output = []
+        self.proc = subprocess.Popen(
+            [*EPE, "serve", "--data-dir", str(self.data_dir), "--port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env)
+        ready = threading.Event()
+        threading.Thread(target=self._pump, args=(ready,), daemon=True).start()
+        if not ready.wait(timeout):
+            self.stop()
+            raise RuntimeError("epe serve did not start:\n" + "".join(self.output))
+        return self
+
+    def _pump(self, ready: threading.Event) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            if (m := _READY.search(line)) and not ready.is_set():
+                self.url = m.group(1)
+                ready.set()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def add_user(self, name: str | None = None, password: str = "pw-Secret1",
+                 admin: bool = False) -> tuple[str, str]:
+        name = name or unique_name()
+        args = ["user", "add", name, "--data-dir", str(self.data_dir), "--password-stdin"]
+        run_cli(*args, *(["--admin"] if admin else []), stdin=password + "\n", env=self.env)
+        return name.upper(), password
+
+    def http(self, **kw: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=120, **kw)
+
+    def token(self, user: str, password: str) -> str:
+        with self.http() as c:
+            r = c.post(TOKEN_URL, json={"grant_type": "password", "username": user,
+                                        "password": password})
+            r.raise_for_status()
+            return str(r.json()["accessToken"])
+
+    def client(self, user: str, password: str) -> httpx.Client:
+        """An httpx client logged in as ``user``, based at the server's root."""
+        return self.http(headers={"Authorization": f"Bearer {self.token(user, password)}"})
+
+    def new_client(self, admin: bool = False) -> tuple[str, httpx.Client]:
+        user, password = self.add_user(admin=admin)
+        return user, self.client(user, password)
+
+
+def wait_for(predicate: Any, timeout: float = 30, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy (for state, never timing)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not reached in time")
