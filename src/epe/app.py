@@ -60,7 +60,8 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(DeprecateV1)
     app.add_middleware(FormBodyAsJson)
-    app.add_middleware(BodyLimit, limit=settings.max_body_size)
+    app.add_middleware(BodyLimit, limit=settings.max_body_size,
+                       upload_limit=settings.max_upload_size)
     app.include_router(meta.router)
     app.include_router(auth.router)
     app.include_router(users.router)

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     max_body_size: int = Field(
         32 * 1024**2, gt=0, description="Largest request body, in bytes (413 beyond)."
     )
+    max_upload_size: int = Field(
+        2 * 1024**3, gt=0, description="Largest table upload (PUT /tables), in bytes (413 beyond)."
+    )
+    query_timeout: float = Field(
+        300.0, gt=0, description="Seconds an input query may run before it is interrupted."
+    )
 
     # Service levels (CONTRACT A3): the highest degree of parallelism each allows.
     service_low_parallel: int = Field(2, ge=1, description="Parallelism cap of service LOW.")

@@ -15,19 +15,28 @@ SUNSET = (b"sunset", b"Tue, 31 Mar 2026 23:59:59 GMT")
 
 
 class BodyLimit:
-    """Refuse bodies over ``limit`` bytes, by their header or as they stream in."""
+    """Refuse bodies over the limit, by their header or as they stream in.
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    Table uploads (``PUT .../tables/...``) have their own, larger limit.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, upload_limit: int) -> None:
         self.app = app
         self.limit = limit
+        self.upload_limit = upload_limit
+
+    def _limit_for(self, scope: Scope) -> int:
+        upload = scope["method"] == "PUT" and "/tables/" in scope["path"]
+        return self.upload_limit if upload else self.limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._limit_for(scope)
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            await self._refuse(scope, receive, send)
+        if length is not None and length.isdigit() and int(length) > limit:
+            await error_response(PayloadTooLarge(_too_large(limit)))(scope, receive, send)
             return
         seen = 0
 
@@ -35,17 +44,15 @@ class BodyLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise PayloadTooLarge(self._message())
+            if seen > limit:
+                raise PayloadTooLarge(_too_large(limit))
             return message
 
         await self.app(scope, counted, send)
 
-    def _message(self) -> str:
-        return f"the request body is over this server's limit of {self.limit} bytes"
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await error_response(PayloadTooLarge(self._message()))(scope, receive, send)
+def _too_large(limit: int) -> str:
+    return f"the request body is over this server's limit of {limit} bytes"
 
 
 class DeprecateV1:
