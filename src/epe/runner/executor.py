@@ -1,14 +1,23 @@
 """The executor interface: the one thing the API knows about running code.
 
-A ``Task`` says what to run; an ``Executor`` runs it somewhere (the local warm
-pool today, a Ray cluster later) and returns the finished JSON, or raises one
-of the errors in ``epe.errors``. Nothing else crosses this boundary.
+A ``Task`` says what to run over which units of which shared input; an
+``Executor`` runs it somewhere (the local warm pool today, a Ray cluster later)
+and returns one JSON fragment per unit, or raises one of ``epe.errors``.
+Input tables reach workers through ``share``: a memory-mapped Arrow file here,
+an object-store reference in a cluster.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+import pyarrow as pa
+
+from epe.core.assemble import Fragment
+from epe.core.plan import Unit
+from epe.errors import EpeError
 
 Kind = Literal["do_eval", "table_apply", "row_apply", "group_apply", "index_apply"]
 
@@ -20,17 +29,38 @@ class Task:
     script_key: str  # stable for one version of one script, so workers can cache it
     kwargs: dict[str, Any] = field(default_factory=dict)
     graphics: bool = False
+    units: tuple[Unit, ...] = ()
+    input_ref: str | None = None  # what ``share`` handed out
+    input_type: str = "default"
 
 
 @dataclass(frozen=True)
 class TaskResult:
-    payload: bytes  # the result as JSON
+    fragments: list[Fragment]
     stdout: str = ""
     stderr: str = ""
 
 
+class TaskFailed(Exception):
+    """User code failed at position ``unit`` of the task's units (``None``: before any)."""
+
+    def __init__(self, error: EpeError, unit: int | None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.unit = unit
+
+
 class Executor(Protocol):
+    @property
+    def capacity(self) -> int:
+        """How many tasks can run at once (caps the degree of parallelism)."""
+        ...
+
     async def start(self) -> None: ...
+
+    def share(self, table: pa.Table) -> AbstractAsyncContextManager[str]:
+        """Make ``table`` readable by workers for the duration of the block."""
+        ...
 
     async def run(self, task: Task, timeout: float) -> TaskResult: ...
 

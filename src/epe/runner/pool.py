@@ -20,14 +20,18 @@ import shutil
 import signal
 import sys
 import tempfile
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pyarrow as pa
 
 from epe import errors
+from epe.core.assemble import Fragment
 from epe.runner import protocol
-from epe.runner.executor import Task, TaskResult
+from epe.runner.exchange import Exchange
+from epe.runner.executor import Task, TaskFailed, TaskResult
 from epe.settings import Settings
 
 log = logging.getLogger("epe.runner")
@@ -38,6 +42,13 @@ _WORKER_ERRORS: dict[str, type[errors.EpeError]] = {
                                   errors.ResultNotSerializable, errors.OutputTooLarge,
                                   errors.InvalidRequest)
 }
+
+
+def _failure(reply: protocol.Header) -> TaskFailed:
+    kind = _WORKER_ERRORS.get(reply.get("error", ""), errors.InternalError)
+    error = kind(reply.get("message", "the function failed"),
+                 traceback=reply.get("traceback"), stdout=reply.get("stdout") or None)
+    return TaskFailed(error, reply.get("unit"))
 
 
 @dataclass(eq=False)  # identity, not value: workers live in sets
@@ -98,10 +109,20 @@ class LocalPool:
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._identity = self._worker_identity()
+        self._exchange: Exchange | None = None
+
+    @property
+    def capacity(self) -> int:
+        return self.size
+
+    def share(self, table: pa.Table) -> AbstractAsyncContextManager[str]:
+        assert self._exchange is not None, "the pool is not started"
+        return self._exchange.share(table)
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
+        self._exchange = Exchange(self._identity.get("group"))
         workers = await asyncio.gather(*(self._spawn() for _ in range(self.size)))
         for w in workers:
             self._idle.put_nowait(w)
@@ -117,6 +138,8 @@ class LocalPool:
         for w in doomed:
             w.kill()
         await asyncio.gather(*(w.reap() for w in doomed))
+        if self._exchange is not None:
+            self._exchange.close()
 
     # -- running -----------------------------------------------------------------
 
@@ -145,16 +168,19 @@ class LocalPool:
     @staticmethod
     def _header(task: Task) -> protocol.Header:
         return {"kind": task.kind, "source": task.source, "script_key": task.script_key,
-                "kwargs": task.kwargs, "graphics": task.graphics}
+                "kwargs": task.kwargs, "graphics": task.graphics, "units": task.units,
+                "input": task.input_ref, "input_type": task.input_type}
 
     @staticmethod
     def _result(reply: protocol.Header, payload: bytes) -> TaskResult:
-        if reply.get("ok"):
-            return TaskResult(payload=payload, stdout=reply.get("stdout", ""),
-                              stderr=reply.get("stderr", ""))
-        cls = _WORKER_ERRORS.get(reply.get("error", ""), errors.InternalError)
-        raise cls(reply.get("message", "the function failed"),
-                  traceback=reply.get("traceback"), stdout=reply.get("stdout") or None)
+        if not reply.get("ok"):
+            raise _failure(reply)
+        fragments, offset = [], 0
+        for size, is_frame in zip(reply["sizes"], reply["frames"], strict=True):
+            fragments.append(Fragment(payload[offset:offset + size], is_frame))
+            offset += size
+        return TaskResult(fragments, stdout=reply.get("stdout", ""),
+                          stderr=reply.get("stderr", ""))
 
     # -- worker bookkeeping ------------------------------------------------------
 

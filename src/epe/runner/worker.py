@@ -117,34 +117,27 @@ class Worker:
         self.scripts = ScriptCache()
 
     def handle(self, header: protocol.Header) -> tuple[protocol.Header, bytes]:
+        from epe.runner.invoke import Batch
+
         out, err = _Capture(), _Capture()
+        batch: Batch | None = None
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                payload = self._run(header)
-        except Exception as e:  # reported to the caller, never fatal to the worker
-            return self._failure(e, out, err), b""
-        except BaseException as e:  # SystemExit, KeyboardInterrupt from user code
-            return self._failure(e, out, err), b""
+                func = self.scripts.get(header["script_key"], header["source"])
+                batch = Batch(func, header, self.output_limit)
+                result = batch.run()
+        except BaseException as e:  # SystemExit too: user code must not end the worker
+            unit = batch.position if batch is not None else None
+            return self._failure(e, unit, out, err), b""
         finally:
             _close_figures()
-        return {"ok": True, "stdout": out.text(), "stderr": err.text()}, payload
-
-    def _run(self, header: protocol.Header) -> bytes:
-        from epe.core.results import to_json
-
-        func = self.scripts.get(header["script_key"], header["source"])
-        kwargs = header.get("kwargs") or {}
-        value = self._call(header["kind"], func, kwargs)
-        return to_json(value, self.output_limit)
+        reply = {"ok": True, "stdout": out.text(), "stderr": err.text(),
+                 "sizes": [len(f) for f in result.fragments], "frames": result.frames}
+        return reply, b"".join(result.fragments)
 
     @staticmethod
-    def _call(kind: str, func: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-        if kind == "do_eval":
-            return func(**kwargs)
-        raise ValueError(f"this worker does not know the task kind {kind!r}")
-
-    @staticmethod
-    def _failure(e: BaseException, out: _Capture, err: _Capture) -> protocol.Header:
+    def _failure(e: BaseException, unit: int | None, out: _Capture,
+                 err: _Capture) -> protocol.Header:
         from epe.errors import EpeError, ScriptFailed
 
         if isinstance(e, EpeError):
@@ -153,7 +146,7 @@ class Worker:
             error, message = ScriptFailed.__name__, f"{type(e).__name__}: {e}"
             tb = user_traceback(e)
         return {"ok": False, "error": error, "message": message, "traceback": tb,
-                "stdout": out.text(), "stderr": err.text()}
+                "unit": unit, "stdout": out.text(), "stderr": err.text()}
 
 
 def _close_figures() -> None:

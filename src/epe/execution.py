@@ -1,0 +1,200 @@
+"""Running one request: script, input, plan, workers, result shape.
+
+This is the path of DESIGN.md in one module: the request's script is found,
+its input queried as Arrow, split into units (``core.plan``), shared with the
+workers and run in batches through the ``Executor``, and the fragments joined
+into OML's shape (``core.assemble``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from epe.api.deps import Caller, Services
+from epe.api.scripts import find
+from epe.core import assemble, plan
+from epe.core.params import Controls, parse_parameters
+from epe.core.requests import (
+    GroupApplyRequest,
+    IndexApplyRequest,
+    ParallelRequest,
+    RowApplyRequest,
+    RunRequest,
+    TableApplyRequest,
+)
+from epe.core.scripts import parse_script
+from epe.errors import InvalidRequest, TimeLimitExceeded
+from epe.runner.executor import Kind, Task, TaskFailed, TaskResult
+
+log = logging.getLogger("epe.run")
+
+
+@dataclass
+class Work:
+    """What a request resolved to: the units to run and how to label them."""
+
+    units: list[plan.Unit]
+    table: pa.Table | None = None
+    labels: list[str] = field(default_factory=list)  # group keys, for group-apply
+    unit_name: str | None = None  # how an error names the failing unit
+
+
+def script_key(source: str) -> str:
+    # The source's hash: a new version of a script is a new key, so workers'
+    # compiled-script caches can never serve a stale version.
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+def resolve_source(services: Services, caller: Caller, body: RunRequest,
+                   name: str | None, owner: str | None) -> str:
+    if name is None:
+        if body.script is None:
+            raise InvalidRequest("give a script name in the path, or the function's source "
+                                 "as \"script\" in the body")
+        parse_script(body.script)
+        return body.script
+    return find(services, caller.name, name, owner).source
+
+
+def run_timeout(services: Services, body: RunRequest) -> int:
+    limit = services.settings.max_timeout
+    if body.timeout is not None and body.timeout > limit:
+        raise InvalidRequest(f"timeout {body.timeout} is over this server's maximum of {limit} "
+                             "seconds")
+    return body.timeout or services.settings.default_timeout
+
+
+def check_supported(body: RunRequest, controls: Controls) -> None:
+    """Refuse, clearly, what this server cannot do yet rather than ignore it."""
+    if body.env_name is not None:
+        raise InvalidRequest(f"unknown environment {body.env_name!r}")
+    if body.async_flag or controls.async_:
+        raise InvalidRequest("asynchronous runs (asyncFlag) are not available on this server "
+                             "yet")
+    if body.pickled_parameters is not None or body.result_format != "json":
+        raise InvalidRequest("pickledParameters and resultFormat=pickle are not available on "
+                             "this server yet")
+
+
+async def query_input(services: Services, caller: Caller, sql: str,
+                      controls: Controls) -> pa.Table:
+    table = await asyncio.to_thread(services.catalog.query, caller.name, sql)
+    return table.drop_null() if controls.na_omit else table
+
+
+async def plan_work(services: Services, caller: Caller, kind: Kind, body: RunRequest,
+                    controls: Controls) -> Work:
+    if kind == "do_eval":
+        return Work([(0, 0)])
+    if isinstance(body, IndexApplyRequest):
+        return Work(plan.index_units(body.times), unit_name="index")
+    assert isinstance(body, TableApplyRequest | RowApplyRequest | GroupApplyRequest)
+    table = await query_input(services, caller, body.input, controls)
+    if isinstance(body, RowApplyRequest):
+        return Work(plan.chunk_units(table.num_rows, body.rows), table, unit_name="chunk")
+    if isinstance(body, GroupApplyRequest):
+        group_by = plan.resolve_columns(table.schema, body.group_by, "groupBy")
+        order_by = plan.resolve_columns(table.schema, body.order_by, "orderBy") \
+            if body.order_by else []
+        grouping = plan.group_units(table, group_by, order_by)
+        return Work(grouping.units, grouping.table, grouping.keys, unit_name="group")
+    return Work([(0, table.num_rows)], table)
+
+
+def degree(services: Services, body: RunRequest, controls: Controls) -> int:
+    if not isinstance(body, ParallelRequest):
+        return 1
+    level = controls.service or body.service
+    flag = body.parallel_flag or bool(controls.parallel)
+    return plan.degree_of_parallelism(flag, body.parallel,
+                                      services.settings.parallel_cap(level),  # type: ignore[arg-type]
+                                      services.executor.capacity)
+
+
+async def execute(services: Services, caller: Caller, kind: Kind, body: RunRequest,
+                  name: str | None, owner: str | None) -> bytes:
+    """Run the request and return the JSON of its ``result``."""
+    source = resolve_source(services, caller, body, name, owner)
+    kwargs, controls = parse_parameters(body.parameters)
+    check_supported(body, controls)
+    timeout = run_timeout(services, body)
+    work = await plan_work(services, caller, kind, body, controls)
+    dop = degree(services, body, controls)
+    batches = plan.batches(work.units, dop)
+    log.info("%s by %s: %d invocations in %d batches, degree of parallelism %d",
+             kind, caller.name, len(work.units), len(batches), dop)
+    share: AbstractAsyncContextManager[str | None] = nullcontext() if work.table is None \
+        else services.executor.share(work.table)
+    async with share as ref:
+        work.table = None  # the shared copy is what workers read; drop ours
+        tasks = [Task(kind=kind, source=source, script_key=script_key(source), kwargs=kwargs,
+                      graphics=bool(body.graphics_flag or controls.graphics),
+                      units=tuple(b), input_ref=ref, input_type=controls.input_type)
+                 for b in batches]
+        outcomes = await run_batches(services, tasks, dop, timeout)
+    results = settle(outcomes, work, batches)
+    fragments = [f for r in results for f in r.fragments]
+    return assemble.check_size(shape(kind, fragments, work), services.settings.output_limit)
+
+
+async def run_batches(services: Services, tasks: Sequence[Task], dop: int,
+                      timeout: float) -> list[TaskResult | BaseException]:
+    """Run every batch, at most ``dop`` at once, each to its end (success or failure)."""
+    gate = asyncio.Semaphore(dop)
+
+    async def one(task: Task) -> TaskResult:
+        async with gate:
+            return await services.executor.run(task, timeout)
+
+    try:
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(*(one(t) for t in tasks), return_exceptions=True), timeout)
+    except TimeoutError:
+        raise TimeLimitExceeded(f"the run went past its time limit of {timeout:g} s and was "
+                                "stopped") from None
+    return list(outcomes)
+
+
+def settle(outcomes: Sequence[TaskResult | BaseException], work: Work,
+           batches: Sequence[Sequence[plan.Unit]]) -> list[TaskResult]:
+    """The results, or the failure of the first failing unit in input order.
+
+    Every batch ran to its end, so the error reported is the same whatever the
+    degree of parallelism.
+    """
+    first = 0
+    for batch, outcome in zip(batches, outcomes, strict=True):
+        if isinstance(outcome, TaskFailed):
+            raise locate(outcome, work, first + (outcome.unit or 0))
+        if isinstance(outcome, BaseException):
+            raise outcome
+        first += len(batch)
+    return [o for o in outcomes if isinstance(o, TaskResult)]
+
+
+def locate(failure: TaskFailed, work: Work, position: int) -> Exception:
+    """The failure's error, naming the chunk, group or index where it happened."""
+    error = failure.error
+    if failure.unit is None or work.unit_name is None:
+        return error
+    where = {"chunk": position, "group": work.labels[position] if work.labels else None,
+             "index": work.units[position][0]}
+    error.extra[work.unit_name] = where[work.unit_name]
+    return error
+
+
+def shape(kind: Kind, fragments: list[assemble.Fragment], work: Work) -> bytes:
+    if kind in ("do_eval", "table_apply"):
+        return fragments[0].json
+    if kind == "row_apply":
+        return assemble.row_apply(fragments)
+    if kind == "group_apply":
+        return assemble.keyed(work.labels, fragments)
+    return assemble.as_list(fragments)

@@ -1,0 +1,110 @@
+"""Calling the user's function over a batch of units (runs inside the worker).
+
+The batch's rows are converted to pandas once; each unit is then a cheap slice
+with a fresh 0..n-1 index. Every call's value is encoded to a JSON fragment at
+once, so a batch never holds more than one user value at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from epe.core.results import dataframe_columns, to_json
+from epe.errors import OutputTooLarge
+
+
+@dataclass
+class BatchOutput:
+    fragments: list[bytes] = field(default_factory=list)
+    frames: list[bool] = field(default_factory=list)
+    size: int = 0
+
+
+def read_input(path: str) -> pa.Table:
+    """The task's input, memory-mapped: no copy until pandas needs one."""
+    with pa.memory_map(path) as source:
+        return pa.ipc.open_file(source).read_all()
+
+
+def is_numeric(schema: pa.Schema) -> bool:
+    return all(pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+               or pa.types.is_decimal(f.type) for f in schema)
+
+
+def as_input_type(df: pd.DataFrame, input_type: str, numeric: bool) -> Any:
+    """OML's ``oml_input_type``: a DataFrame, a recarray, or by default a float matrix
+    when every column is numeric."""
+    if input_type == "numpy.recarray":
+        return df.to_records(index=False)
+    if input_type == "default" and numeric:
+        return df.to_numpy(dtype=np.float64)
+    return df
+
+
+def frames(table: pa.Table, units: list[list[int]]) -> Iterator[pd.DataFrame]:
+    """One DataFrame per ``(offset, length)`` unit, converting the batch's span once."""
+    if not units:
+        return
+    base = units[0][0]
+    end = units[-1][0] + units[-1][1]
+    whole = table.slice(base, end - base).to_pandas()
+    for offset, length in units:
+        start = offset - base
+        part = whole.iloc[start:start + length]
+        part.index = pd.RangeIndex(length)
+        yield part
+
+
+def encode(value: Any, columns: bool, limit: int) -> tuple[bytes, bool]:
+    is_frame = isinstance(value, pd.DataFrame)
+    if is_frame and columns:
+        value = dataframe_columns(value)
+    return to_json(value, limit), is_frame
+
+
+class Batch:
+    """One task: the function, its arguments, and where it is in the batch."""
+
+    def __init__(self, func: Callable[..., Any], header: dict[str, Any], limit: int) -> None:
+        self.func = func
+        self.kind: str = header["kind"]
+        self.kwargs: dict[str, Any] = header.get("kwargs") or {}
+        self.units: list[list[int]] = header.get("units") or []
+        self.input_path: str | None = header.get("input")
+        self.input_type: str = header.get("input_type", "default")
+        self.limit = limit
+        self.position = 0  # the unit being run, reported if it fails
+
+    def run(self) -> BatchOutput:
+        out = BatchOutput()
+        for value in self._values():
+            fragment, is_frame = encode(value, self.kind == "group_apply", self.limit)
+            out.size += len(fragment)
+            if out.size > self.limit:
+                raise OutputTooLarge(f"Output exceeds maximum length {self.limit} bytes")
+            out.fragments.append(fragment)
+            out.frames.append(is_frame)
+            self.position += 1
+        return out
+
+    def _values(self) -> Iterator[Any]:
+        if self.kind == "do_eval":
+            yield self.func(**self.kwargs)
+        elif self.kind == "index_apply":
+            for index, _ in self.units:
+                yield self.func(index, **self.kwargs)
+        else:
+            yield from self._data_values()
+
+    def _data_values(self) -> Iterator[Any]:
+        assert self.input_path is not None
+        table = read_input(self.input_path)
+        numeric = is_numeric(table.schema)
+        for df in frames(table, self.units):
+            yield self.func(as_input_type(df, self.input_type, numeric), **self.kwargs)
