@@ -9,10 +9,11 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from epe import __version__
-from epe.api import auth, errors, meta, run, scripts, users
+from epe.api import auth, errors, jobs, meta, run, scripts, users
 from epe.api.deps import Services
 from epe.api.middleware import BodyLimit, DeprecateV1, FormBodyAsJson
 from epe.auth.tokens import TokenService, load_or_create_key
+from epe.jobs import JobManager
 from epe.runner.executor import Executor
 from epe.runner.pool import LocalPool
 from epe.settings import Settings
@@ -40,6 +41,7 @@ def versioned_router() -> APIRouter:
     router = APIRouter()
     router.include_router(scripts.router)
     router.include_router(run.router)
+    router.include_router(jobs.router)
     return router
 
 
@@ -48,10 +50,13 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = open_services(settings, executor)
         await services.executor.start()
-        app.state.services = services
+        manager = JobManager(services)
+        await manager.start()
+        app.state.services, app.state.jobs = services, manager
         try:
             yield
         finally:
+            await manager.stop()
             await services.executor.stop()
             services.store.close()
 

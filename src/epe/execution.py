@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 
@@ -75,9 +75,6 @@ def check_supported(body: RunRequest, controls: Controls) -> None:
     """Refuse, clearly, what this server cannot do yet rather than ignore it."""
     if body.env_name is not None:
         raise InvalidRequest(f"unknown environment {body.env_name!r}")
-    if body.async_flag or controls.async_:
-        raise InvalidRequest("asynchronous runs (asyncFlag) are not available on this server "
-                             "yet")
     if body.pickled_parameters is not None or body.result_format != "json":
         raise InvalidRequest("pickledParameters and resultFormat=pickle are not available on "
                              "this server yet")
@@ -118,40 +115,91 @@ def degree(services: Services, body: RunRequest, controls: Controls) -> int:
                                       services.executor.capacity)
 
 
-async def execute(services: Services, caller: Caller, kind: Kind, body: RunRequest,
-                  name: str | None, owner: str | None) -> bytes:
-    """Run the request and return the JSON of its ``result``."""
+@dataclass(frozen=True)
+class Prepared:
+    """A request checked and resolved, before any work: what a job stores and runs."""
+
+    caller: Caller
+    kind: Kind
+    body: RunRequest
+    source: str
+    kwargs: dict[str, object]
+    controls: Controls
+    timeout: int
+
+    @property
+    def asynchronous(self) -> bool:
+        return bool(self.body.async_flag or self.controls.async_)
+
+
+@dataclass
+class Output:
+    """What a run printed, batch by batch in input order (kept with async jobs)."""
+
+    parts: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+Progress = Callable[[int, int], None]
+
+
+def prepare(services: Services, caller: Caller, kind: Kind, body: RunRequest,
+            name: str | None, owner: str | None) -> Prepared:
+    """Everything that can be refused before running: script, parameters, limits."""
     source = resolve_source(services, caller, body, name, owner)
     kwargs, controls = parse_parameters(body.parameters)
     check_supported(body, controls)
-    timeout = run_timeout(services, body)
-    work = await plan_work(services, caller, kind, body, controls)
-    dop = degree(services, body, controls)
-    batches = plan.batches(work.units, dop)
+    return Prepared(caller, kind, body, source, kwargs, controls, run_timeout(services, body))
+
+
+async def execute(services: Services, caller: Caller, kind: Kind, body: RunRequest,
+                  name: str | None, owner: str | None) -> bytes:
+    """Run the request now and return the JSON of its ``result``."""
+    return await run(services, prepare(services, caller, kind, body, name, owner))
+
+
+async def run(services: Services, job: Prepared, progress: Progress | None = None,
+              output: Output | None = None, min_batches: int = 1) -> bytes:
+    """Run a prepared request: plan, share the input, run the batches, shape the result."""
+    work = await plan_work(services, job.caller, job.kind, job.body, job.controls)
+    dop = degree(services, job.body, job.controls)
+    batches = plan.batches(work.units, dop, min_batches=min_batches)
     log.info("%s by %s: %d invocations in %d batches, degree of parallelism %d",
-             kind, caller.name, len(work.units), len(batches), dop)
+             job.kind, job.caller.name, len(work.units), len(batches), dop)
     share: AbstractAsyncContextManager[str | None] = nullcontext() if work.table is None \
         else services.executor.share(work.table)
     async with share as ref:
         work.table = None  # the shared copy is what workers read; drop ours
-        tasks = [Task(kind=kind, source=source, script_key=script_key(source), kwargs=kwargs,
-                      graphics=bool(body.graphics_flag or controls.graphics),
-                      units=tuple(b), input_ref=ref, input_type=controls.input_type)
-                 for b in batches]
-        outcomes = await run_batches(services, tasks, dop, timeout)
+        graphics = bool(job.body.graphics_flag or job.controls.graphics)
+        tasks = [Task(kind=job.kind, source=job.source, script_key=script_key(job.source),
+                      kwargs=job.kwargs, graphics=graphics, units=tuple(b), input_ref=ref,
+                      input_type=job.controls.input_type) for b in batches]
+        outcomes = await run_batches(services, tasks, dop, job.timeout, progress)
+    if output is not None:
+        output.parts += [o.stdout + o.stderr for o in outcomes if isinstance(o, TaskResult)]
     results = settle(outcomes, work, batches)
     fragments = [f for r in results for f in r.fragments]
-    return assemble.check_size(shape(kind, fragments, work), services.settings.output_limit)
+    return assemble.check_size(shape(job.kind, fragments, work), services.settings.output_limit)
 
 
-async def run_batches(services: Services, tasks: Sequence[Task], dop: int,
-                      timeout: float) -> list[TaskResult | BaseException]:
+async def run_batches(services: Services, tasks: Sequence[Task], dop: int, timeout: float,
+                      progress: Progress | None = None) -> list[TaskResult | BaseException]:
     """Run every batch, at most ``dop`` at once, each to its end (success or failure)."""
     gate = asyncio.Semaphore(dop)
+    total, done = sum(len(t.units) for t in tasks), 0
+    if progress is not None:
+        progress(done, total)
 
     async def one(task: Task) -> TaskResult:
+        nonlocal done
         async with gate:
-            return await services.executor.run(task, timeout)
+            result = await services.executor.run(task, timeout)
+        done += len(task.units)
+        if progress is not None:
+            progress(done, total)
+        return result
 
     try:
         outcomes = await asyncio.wait_for(

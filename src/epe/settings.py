@@ -65,10 +65,31 @@ class Settings(BaseSettings):
         300.0, gt=0, description="Seconds an input query may run before it is interrupted."
     )
 
+    # Async jobs (CONTRACT A6).
+    job_queue_limit: int = Field(
+        200, ge=1, description="Jobs waiting or running at once; more are refused with 503."
+    )
+    job_concurrency_low: int = Field(2, ge=1, description="Jobs of service LOW run at once.")
+    job_concurrency_medium: int = Field(
+        2, ge=1, description="Jobs of service MEDIUM run at once."
+    )
+    job_concurrency_high: int = Field(1, ge=1, description="Jobs of service HIGH run at once.")
+    job_retention: int = Field(
+        180 * 24 * 3600, gt=0, description="Seconds a finished job and its result are kept."
+    )
+    retry_after: int = Field(5, ge=1, description="Seconds a 503 answer asks clients to wait.")
+
     # Service levels (CONTRACT A3): the highest degree of parallelism each allows.
     service_low_parallel: int = Field(2, ge=1, description="Parallelism cap of service LOW.")
     service_medium_parallel: int = Field(4, ge=1, description="Parallelism cap of service MEDIUM.")
     service_high_parallel: int = Field(8, ge=1, description="Parallelism cap of service HIGH.")
+
+    def job_concurrency(self, level: ServiceLevel) -> int:
+        return {
+            "LOW": self.job_concurrency_low,
+            "MEDIUM": self.job_concurrency_medium,
+            "HIGH": self.job_concurrency_high,
+        }[level]
 
     def parallel_cap(self, level: ServiceLevel) -> int:
         return {

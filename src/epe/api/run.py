@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from epe.api.deps import CallerDep, ServicesDep
+from epe.api.deps import Caller, CallerDep, Services, ServicesDep
+from epe.api.jobs import get_jobs, job_url
 from epe.api.responses import result_response
 from epe.core.requests import (
     DoEvalRequest,
@@ -23,12 +24,22 @@ from epe.core.requests import (
     TableApplyRequest,
 )
 from epe.errors import InvalidRequest
-from epe.execution import execute
+from epe.execution import prepare, run
 from epe.runner.executor import Kind
 
 router = APIRouter(tags=["run"])
 
 Endpoint = Callable[..., Awaitable[Response]]
+
+
+async def respond(request: Request, services: Services, caller: Caller, kind: Kind,
+                  body: RunRequest, name: str | None, owner: str | None) -> Response:
+    """Run now and answer 200, or as a job and answer 201 with its ``Location``."""
+    prepared = prepare(services, caller, kind, body, name, owner)
+    if prepared.asynchronous:
+        job = get_jobs(request).submit(prepared, request.headers.get("idempotency-key"))
+        return Response(status_code=201, headers={"Location": job_url(request, job.id)})
+    return result_response(await run(services, prepared))
 
 
 def _endpoints(kind: Kind, model: type[RunRequest], doc: str) -> list[tuple[str, Endpoint]]:
@@ -46,19 +57,19 @@ def _endpoints(kind: Kind, model: type[RunRequest], doc: str) -> list[tuple[str,
             raise InvalidRequest("this request needs a JSON body; see the API docs at "
                                  "/docs") from None
 
-    async def named(scriptName: str, caller: CallerDep, services: ServicesDep,
-                    body: RunRequest | None = None) -> Response:
-        return result_response(await execute(services, caller, kind, given(body), scriptName,
-                                             None))
-
-    async def owned(scriptName: str, ownerName: str, caller: CallerDep,
+    async def named(scriptName: str, request: Request, caller: CallerDep,
                     services: ServicesDep, body: RunRequest | None = None) -> Response:
-        return result_response(await execute(services, caller, kind, given(body), scriptName,
-                                             ownerName))
+        return await respond(request, services, caller, kind, given(body), scriptName, None)
 
-    async def inline(caller: CallerDep, services: ServicesDep,
+    async def owned(scriptName: str, ownerName: str, request: Request,
+                    caller: CallerDep, services: ServicesDep,
+                    body: RunRequest | None = None) -> Response:
+        return await respond(request, services, caller, kind, given(body), scriptName,
+                             ownerName)
+
+    async def inline(request: Request, caller: CallerDep, services: ServicesDep,
                      body: RunRequest | None = None) -> Response:
-        return result_response(await execute(services, caller, kind, given(body), None, None))
+        return await respond(request, services, caller, kind, given(body), None, None)
 
     for endpoint in (named, owned, inline):
         # FastAPI reads the body's model from the annotation: make it this operation's.

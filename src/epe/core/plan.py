@@ -87,15 +87,18 @@ def _label(value: object) -> str:
     return "NA" if value is None else str(value)
 
 
-def batches(units: Sequence[Unit], degree: int, per_worker: int = 4) -> list[list[Unit]]:
+def batches(units: Sequence[Unit], degree: int, per_worker: int = 4,
+            min_batches: int = 1) -> list[list[Unit]]:
     """Contiguous batches: one when sequential, a few per worker when parallel.
 
     A few per worker rather than one evens out groups of unequal cost; contiguous
-    so that results come back in input order.
+    so that results come back in input order. ``min_batches`` asks for more (an
+    async job reports progress batch by batch).
     """
     if not units:
         return []
-    count = 1 if degree <= 1 else min(len(units), degree * per_worker)
+    count = max(1 if degree <= 1 else degree * per_worker, min_batches)
+    count = min(len(units), count)
     size, extra = divmod(len(units), count)
     out, start = [], 0
     for i in range(count):

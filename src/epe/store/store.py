@@ -18,6 +18,7 @@ from sqlalchemy import Engine, and_, create_engine, delete, event, insert, or_, 
 from sqlalchemy.exc import IntegrityError
 
 from epe.store import schema
+from epe.store.jobs import JobStore
 from epe.store.migrate import upgrade
 
 GLOBAL_OWNER = "PYQSYS"
@@ -67,10 +68,11 @@ def _sqlite_engine(path: Path) -> Engine:
 
 
 class Store:
-    """Users, revoked tokens, scripts and grants (jobs arrive with async runs)."""
+    """Users, revoked tokens, scripts and grants; jobs in ``self.jobs``."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.jobs = JobStore(engine)
 
     @classmethod
     def open_sqlite(cls, path: Path) -> Store:

@@ -1,0 +1,218 @@
+"""Async jobs (CONTRACT A6, B4): admitted, run, kept, and never lost.
+
+Every state is written to the metadata store before it is acted on; a job's
+answer (the exact body and status a sync call would have had) is written to a
+file atomically before the job is marked ended. A job that was waiting or
+running when the server stopped is marked FAILED at the next start, never
+re-run: user code may have had side effects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from epe import execution
+from epe.api.deps import Services
+from epe.core.jobs import Status, status_for
+from epe.errors import EpeError, InternalError, NotFound, ServerBusy
+from epe.store.jobs import JobRecord
+
+log = logging.getLogger("epe.jobs")
+
+STOPPED_MESSAGE = ("the server stopped while this job was waiting or running; it was not "
+                   "re-run, because the function may have had side effects: submit it again")
+PROGRESS_INTERVAL = 0.5  # seconds between progress writes to the store
+PROGRESS_BATCHES = 20  # an async run is cut into at least this many batches, for progress
+SWEEP_INTERVAL = 3600.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A finished job's answer: the HTTP status and body a sync call would have had."""
+
+    status: int
+    body: bytes
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class JobManager:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.store = services.store.jobs
+        self.root = services.settings.data_dir / "jobs"
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._gates = {level: asyncio.Semaphore(services.settings.job_concurrency(level))
+                       for level in ("LOW", "MEDIUM", "HIGH")}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        for job_id in self.store.fail_unfinished(STOPPED_MESSAGE):
+            self._write_answer(job_id, _error_answer(InternalError(STOPPED_MESSAGE), 400))
+            log.warning("job %s was unfinished when the server stopped; marked FAILED", job_id)
+        self._sweeper = asyncio.create_task(self._sweep_forever())
+
+    async def stop(self) -> None:
+        """Fail the jobs still going (cleanly: their answer says why) and stop."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- submitting ----------------------------------------------------------------
+
+    def submit(self, job: execution.Prepared, idempotency_key: str | None) -> JobRecord:
+        if idempotency_key and (same := self.store.by_idempotency_key(job.caller.name,
+                                                                      idempotency_key)):
+            return same
+        if len(self._tasks) >= self.services.settings.job_queue_limit:
+            raise ServerBusy("the server has as many jobs waiting as it can hold; try again "
+                             "later", retry_after=self.services.settings.retry_after)
+        record = self.store.create(id=uuid.uuid4().hex, owner=job.caller.name, kind=job.kind,
+                                   request=job.body.model_dump_json(by_alias=True),
+                                   idempotency_key=idempotency_key)
+        if record is None:  # the same key raced in from a concurrent retry
+            assert idempotency_key is not None
+            same = self.store.by_idempotency_key(job.caller.name, idempotency_key)
+            assert same is not None
+            return same
+        (self.root / record.id).mkdir(parents=True, exist_ok=True)
+        self._tasks[record.id] = asyncio.create_task(self._run(record.id, job))
+        return record
+
+    # -- running -------------------------------------------------------------------
+
+    async def _run(self, job_id: str, job: execution.Prepared) -> None:
+        output = execution.Output()
+        try:
+            async with self._gates[job.controls.service or job.body.service]:
+                if not self.store.move(job_id, Status.RUNNING):
+                    return
+                body = await execution.run(self.services, job, self._progress(job_id), output,
+                                           min_batches=PROGRESS_BATCHES)
+            self._finish(job_id, Status.FINISH, Answer(200, b'{"result":' + body + b"}"), output)
+        except EpeError as e:
+            self._finish(job_id, status_for(e), _error_answer(e, e.status), output)
+        except asyncio.CancelledError:
+            # Deleted by its owner (the record is going), or the server is stopping.
+            self._finish(job_id, Status.FAILED, _error_answer(InternalError(STOPPED_MESSAGE),
+                                                              400), output)
+            raise
+        except Exception as e:
+            log.exception("job %s failed with an internal error", job_id)
+            self._finish(job_id, Status.FAILED, _error_answer(InternalError(
+                f"internal error while running the job: {type(e).__name__}"), 500), output)
+        finally:
+            self._tasks.pop(job_id, None)
+
+    def _progress(self, job_id: str) -> execution.Progress:
+        last = 0.0
+
+        def report(done: int, total: int) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if done == total or now - last >= PROGRESS_INTERVAL:
+                last = now
+                self.store.progress(job_id, done, total)
+
+        return report
+
+    def _finish(self, job_id: str, status: Status, answer: Answer,
+                output: execution.Output) -> None:
+        folder = self.root / job_id
+        if not folder.is_dir():
+            return  # deleted while it ran
+        with contextlib.suppress(FileNotFoundError):
+            write_atomically(folder / "log.txt", output.text().encode())
+            self._write_answer(job_id, answer)
+            self.store.move(job_id, status, http_status=answer.status,
+                            result_path=str(folder / "answer.json"))
+
+    def _write_answer(self, job_id: str, answer: Answer) -> None:
+        folder = self.root / job_id
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomically(folder / "answer.json", answer.body)
+        write_atomically(folder / "status", str(answer.status).encode())
+
+    # -- reading -------------------------------------------------------------------
+
+    def get(self, job_id: str, owner: str) -> JobRecord:
+        job = self.store.get(job_id, owner)
+        if job is None:
+            raise NotFound(f"no job {job_id}")
+        return job
+
+    def answer(self, job: JobRecord) -> Answer | None:
+        """The finished job's answer; ``None`` while it has not ended."""
+        if not job.status.ended:
+            return None
+        folder = self.root / job.id
+        try:
+            status = int((folder / "status").read_bytes())
+            return Answer(status, (folder / "answer.json").read_bytes())
+        except FileNotFoundError:
+            raise NotFound(f"the result of job {job.id} is no longer kept") from None
+
+    def log_text(self, job: JobRecord) -> str:
+        try:
+            return (self.root / job.id / "log.txt").read_text()
+        except FileNotFoundError:
+            return ""
+
+    def jobs_of(self, owner: str) -> list[JobRecord]:
+        return self.store.of_owner(owner)
+
+    # -- deleting ------------------------------------------------------------------
+
+    async def delete(self, job_id: str, owner: str) -> None:
+        """Stop the job if it runs (its workers are killed and replaced) and delete it."""
+        self.get(job_id, owner)
+        shutil.rmtree(self.root / job_id, ignore_errors=True)
+        task = self._tasks.get(job_id)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self.store.delete(job_id)
+
+    async def _sweep_forever(self) -> None:
+        # Often enough that a short retention (in tests, say) is honoured promptly.
+        interval = min(SWEEP_INTERVAL, max(1.0, self.services.settings.job_retention / 4))
+        while True:
+            self.sweep()
+            await asyncio.sleep(interval)
+
+    def sweep(self) -> int:
+        """Delete jobs that ended longer ago than the retention setting."""
+        expired = self.store.ended_before(time.time() - self.services.settings.job_retention)
+        for job in expired:
+            shutil.rmtree(self.root / job.id, ignore_errors=True)
+            self.store.delete(job.id)
+        if expired:
+            log.info("deleted %d jobs past their retention", len(expired))
+        return len(expired)
+
+
+def _error_answer(error: EpeError, status: int) -> Answer:
+    return Answer(status, orjson.dumps(error.body()))
