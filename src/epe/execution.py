@@ -181,7 +181,8 @@ async def run(services: Services, job: Prepared, progress: Progress | None = Non
         output.parts += [o.stdout + o.stderr for o in outcomes if isinstance(o, TaskResult)]
     results = settle(outcomes, work, batches)
     fragments = [f for r in results for f in r.fragments]
-    return assemble.check_size(shape(job.kind, fragments, work), services.settings.output_limit)
+    payload = shape(job.kind, fragments, work, graphics)
+    return assemble.check_size(payload, services.settings.output_limit)
 
 
 async def run_batches(services: Services, tasks: Sequence[Task], dop: int, timeout: float,
@@ -238,9 +239,12 @@ def locate(failure: TaskFailed, work: Work, position: int) -> Exception:
     return error
 
 
-def shape(kind: Kind, fragments: list[assemble.Fragment], work: Work) -> bytes:
+def shape(kind: Kind, fragments: list[assemble.Fragment], work: Work, graphics: bool) -> bytes:
     if kind in ("do_eval", "table_apply"):
         return fragments[0].json
+    if graphics:  # keyed by group, or by chunk or invocation number from "0"
+        labels = work.labels or [str(i) for i in range(len(fragments))]
+        return assemble.keyed(labels, fragments)
     if kind == "row_apply":
         return assemble.row_apply(fragments)
     if kind == "group_apply":

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
         300.0, gt=0, description="Seconds an input query may run before it is interrupted."
     )
 
+    # Graphics (CONTRACT A5): the size and resolution of captured figures.
+    graphics_dpi: int = Field(100, ge=10, le=600, description="Resolution of images, in DPI.")
+    graphics_width: float = Field(6.4, gt=0, le=100, description="Default figure width, inches.")
+    graphics_height: float = Field(4.8, gt=0, le=100, description="Default figure height, inches.")
+
     # Async jobs (CONTRACT A6).
     job_queue_limit: int = Field(
         200, ge=1, description="Jobs waiting or running at once; more are refused with 503."

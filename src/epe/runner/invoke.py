@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,10 @@ import pyarrow as pa
 
 from epe.core.results import dataframe_columns, to_json
 from epe.errors import OutputTooLarge
+from epe.runner.graphics import FigureCapture, entry
+
+# Kinds whose result with graphics is a list of images, not an object keyed by unit.
+WHOLE_INPUT = ("do_eval", "table_apply")
 
 
 @dataclass
@@ -71,8 +76,11 @@ def encode(value: Any, columns: bool, limit: int) -> tuple[bytes, bool]:
 class Batch:
     """One task: the function, its arguments, and where it is in the batch."""
 
-    def __init__(self, func: Callable[..., Any], header: dict[str, Any], limit: int) -> None:
+    def __init__(self, func: Callable[..., Any], header: dict[str, Any], limit: int,
+                 capture: FigureCapture) -> None:
         self.func = func
+        self.capture = capture
+        self.graphics = bool(header.get("graphics"))
         self.kind: str = header["kind"]
         self.kwargs: dict[str, Any] = header.get("kwargs") or {}
         self.units: list[list[int]] = header.get("units") or []
@@ -83,8 +91,13 @@ class Batch:
 
     def run(self) -> BatchOutput:
         out = BatchOutput()
-        for value in self._values():
+        for time, call in self._calls():
+            self.capture.begin(self.graphics)
+            value = call()
             fragment, is_frame = encode(value, self.kind == "group_apply", self.limit)
+            images = self.capture.end()
+            if self.graphics:
+                fragment = entry(images, fragment, time, self.kind in WHOLE_INPUT)
             out.size += len(fragment)
             if out.size > self.limit:
                 raise OutputTooLarge(f"Output exceeds maximum length {self.limit} bytes")
@@ -93,18 +106,20 @@ class Batch:
             self.position += 1
         return out
 
-    def _values(self) -> Iterator[Any]:
+    def _calls(self) -> Iterator[tuple[int | None, Callable[[], Any]]]:
+        """Each invocation as (its index-apply ``TIME`` or None, the call to make)."""
         if self.kind == "do_eval":
-            yield self.func(**self.kwargs)
+            yield None, partial(self.func, **self.kwargs)
         elif self.kind == "index_apply":
             for index, _ in self.units:
-                yield self.func(index, **self.kwargs)
+                yield index, partial(self.func, index, **self.kwargs)
         else:
-            yield from self._data_values()
+            yield from self._data_calls()
 
-    def _data_values(self) -> Iterator[Any]:
+    def _data_calls(self) -> Iterator[tuple[int | None, Callable[[], Any]]]:
         assert self.input_path is not None
         table = read_input(self.input_path)
         numeric = is_numeric(table.schema)
         for df in frames(table, self.units):
-            yield self.func(as_input_type(df, self.input_type, numeric), **self.kwargs)
+            yield None, partial(self.func, as_input_type(df, self.input_type, numeric),
+                                **self.kwargs)

@@ -112,9 +112,13 @@ def user_traceback(exc: BaseException) -> str:
 
 
 class Worker:
-    def __init__(self, output_limit: int) -> None:
-        self.output_limit = output_limit
+    def __init__(self, limits: dict[str, Any]) -> None:
+        from epe.runner.graphics import FigureCapture
+
+        self.output_limit: int = limits["output_limit"]
         self.scripts = ScriptCache()
+        self.capture = FigureCapture(limits["graphics_dpi"], tuple(limits["graphics_size"]),
+                                     self.output_limit)
 
     def handle(self, header: protocol.Header) -> tuple[protocol.Header, bytes]:
         from epe.runner.invoke import Batch
@@ -124,7 +128,7 @@ class Worker:
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 func = self.scripts.get(header["script_key"], header["source"])
-                batch = Batch(func, header, self.output_limit)
+                batch = Batch(func, header, self.output_limit, self.capture)
                 result = batch.run()
         except BaseException as e:  # SystemExit too: user code must not end the worker
             unit = batch.position if batch is not None else None
@@ -173,7 +177,7 @@ def main() -> None:
     set_limits(limits)
     reader, writer = take_protocol_streams()
     _preload()
-    worker = Worker(limits["output_limit"])
+    worker = Worker(limits)
     writer.write(protocol.encode({"ready": True, "pid": os.getpid()}))
     while (frame := protocol.read_sync(reader)) is not None:
         header, _payload = frame

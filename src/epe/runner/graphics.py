@@ -1,0 +1,102 @@
+"""Capturing the figures a function draws as PNG images (CONTRACT A5; in the worker).
+
+``plt.show()`` is replaced: it captures every open figure, in number order, and
+closes it, so each call makes its images (Oracle's ``RandomRedDots`` shows twice
+and gets two). Figures still open when the function returns are captured too.
+Between invocations every figure is closed and matplotlib's settings restored,
+flag or no flag, so nothing leaks from one call into the next.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import warnings
+from typing import Any
+
+import orjson
+
+from epe.errors import OutputTooLarge
+
+
+class FigureCapture:
+    def __init__(self, dpi: int, size: tuple[float, float], limit: int) -> None:
+        import matplotlib
+        import matplotlib.pyplot as plt
+
+        self._mpl, self._plt = matplotlib, plt
+        self.dpi = dpi
+        self.size = size
+        self.limit = limit
+        self.enabled = False
+        self.images: list[dict[str, Any]] = []
+        self.used = 0  # bytes of images so far in this task
+        self._settings: Any = self._baseline()
+        plt.show = self._show  # type: ignore[assignment]
+
+    def _baseline(self) -> dict[str, Any]:
+        self._mpl.rcParams.update({"figure.figsize": self.size, "figure.dpi": self.dpi,
+                                   "savefig.dpi": self.dpi})
+        return dict(self._mpl.rcParams)
+
+    def begin(self, enabled: bool) -> None:
+        """Before an invocation: no figure open, default settings, no images."""
+        self._plt.close("all")
+        if self._mpl.rcParams != self._settings:
+            with warnings.catch_warnings():  # restoring deprecated keys warns; not news
+                warnings.simplefilter("ignore")
+                self._mpl.rcParams.update(self._settings)
+        self.enabled = enabled
+        self.images = []
+
+    def end(self) -> list[dict[str, Any]]:
+        """After an invocation: capture what is still open, then close everything."""
+        self._capture_open()
+        images, self.images = self.images, []
+        self._plt.close("all")
+        return images
+
+    def _show(self, *args: Any, **kwargs: Any) -> None:
+        self._capture_open()
+
+    def _capture_open(self) -> None:
+        for number in self._plt.get_fignums():
+            figure = self._plt.figure(number)
+            if self.enabled:
+                self.images.append(self._image(figure))
+            self._plt.close(figure)
+
+    def _image(self, figure: Any) -> dict[str, Any]:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=self.dpi)
+        png = base64.b64encode(buffer.getvalue()).decode("ascii")
+        self.used += len(png)
+        if self.used > self.limit:
+            raise OutputTooLarge(f"Output exceeds maximum length {self.limit} bytes (the "
+                                 "function's images alone are over it)")
+        return {"IMAGE": png, "TITLE": title(figure), "ID": len(self.images) + 1}
+
+
+def title(figure: Any) -> str | None:
+    """The figure's suptitle, else its single axes' title, else ``None``."""
+    suptitle = figure.get_suptitle()
+    if suptitle:
+        return str(suptitle)
+    if len(figure.axes) == 1 and figure.axes[0].get_title():
+        return str(figure.axes[0].get_title())
+    return None
+
+
+def entry(images: list[dict[str, Any]], data: bytes, time: int | None,
+          as_list: bool) -> bytes:
+    """The images of one invocation with its value (``DATA``, a JSON string).
+
+    ``as_list``: do-eval and table-apply always give a list; the others give one
+    image object, or a list where the invocation drew several.
+    """
+    if not images:
+        images = [{"IMAGE": None, "TITLE": None, "ID": 1}]
+    text = data.decode()
+    shaped = [{"IMAGE": i["IMAGE"], "DATA": text, "TITLE": i["TITLE"], "ID": i["ID"],
+               **({"TIME": time} if time is not None else {})} for i in images]
+    return orjson.dumps(shaped if as_list or len(shaped) > 1 else shaped[0])
