@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
 import math
 from typing import Any
 
@@ -17,7 +18,8 @@ import pandas as pd
 
 from epe.errors import OutputTooLarge, ResultNotSerializable
 
-_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+_OPTIONS = orjson.OPT_NON_STR_KEYS
+_NUMERIC_KINDS = "biuf"  # bool, int, unsigned, float: arrays orjson writes natively
 
 
 def dataframe_records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -30,15 +32,29 @@ def dataframe_columns(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return {str(c): {str(i): v for i, v in s.items()} for c, s in df.items()}
 
 
+def _array(value: np.ndarray) -> Any:
+    if value.dtype.kind in _NUMERIC_KINDS:
+        try:  # orjson's native writer; NaN and infinities come out as null
+            return orjson.Fragment(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY))
+        except orjson.JSONEncodeError:
+            pass  # not C-contiguous, or an unusual width: the general path below
+    if value.dtype.kind == "M":  # datetime64: as datetimes (so ISO), NaT as None
+        return value.astype("datetime64[us]").tolist()
+    return value.tolist()
+
+
 def _default(value: Any) -> Any:
+    """What orjson does not write itself, as something it does."""
+    if isinstance(value, np.ndarray):
+        return _array(value)
     if isinstance(value, pd.DataFrame):
         return dataframe_records(value)
     if isinstance(value, pd.Series):
         return {str(k): v for k, v in value.items()}
     if isinstance(value, pd.Timestamp | pd.Timedelta):
         return None if pd.isna(value) else value.isoformat()
-    if isinstance(value, np.ndarray):
-        return value.tolist()  # arrays orjson does not take natively (objects, strings)
+    if isinstance(value, np.datetime64):
+        return value.astype("datetime64[us]").item()
     if isinstance(value, np.generic):
         return value.item()
     if value is pd.NA or value is pd.NaT:
@@ -54,23 +70,51 @@ def _default(value: Any) -> Any:
     raise TypeError(type(value).__qualname__)
 
 
+def _plain(value: Any) -> Any:
+    """``value`` as plain Python the standard json module writes exactly.
+
+    The slow path, taken only where orjson refuses: integers beyond 64 bits,
+    numpy scalars as dict keys. Names the type of anything that cannot be JSON.
+    """
+    if value is None or isinstance(value, bool | str | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {_key(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, orjson.Fragment):
+        return json.loads(value.contents)
+    try:
+        return _plain(_default(value))
+    except TypeError:
+        raise _not_serializable(type(value)) from None
+
+
+def _key(key: Any) -> str:
+    plain = _plain(key.item() if isinstance(key, np.generic) else key)
+    if isinstance(plain, dict | list):
+        raise _not_serializable(type(key))
+    return "null" if plain is None else str(plain).lower() if isinstance(plain, bool) \
+        else str(plain)
+
+
+def _not_serializable(kind: type) -> ResultNotSerializable:
+    return ResultNotSerializable(
+        f"the function returned a value of type {kind.__qualname__}, which cannot be "
+        "converted to JSON; return a DataFrame, dict, list, str or number")
+
+
 def to_json(value: Any, limit: int) -> bytes:
     """``value`` as JSON bytes; NaN and infinities become ``null``, dates ISO-8601."""
     try:
         data = orjson.dumps(value, default=_default, option=_OPTIONS)
-    except TypeError as e:
-        kind = _type_name(e)
-        raise ResultNotSerializable(
-            f"the function returned a value of type {kind}, which cannot be converted to "
-            "JSON; return a DataFrame, dict, list, str or number") from None
+    except TypeError:
+        data = json.dumps(_plain(value), ensure_ascii=False, separators=(",", ":")).encode()
     if len(data) > limit:
         raise OutputTooLarge(f"Output exceeds maximum length {limit} bytes "
                              f"(the result is {len(data)} bytes)")
     return data
-
-
-def _type_name(e: TypeError) -> str:
-    # orjson's message is "Type is not JSON serializable: <name>" for its own
-    # refusals; our hook raises with the bare type name.
-    text = str(e)
-    return text.rsplit(": ", 1)[-1] if ": " in text else text

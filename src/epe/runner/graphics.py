@@ -24,7 +24,8 @@ class FigureCapture:
         import matplotlib
         import matplotlib.pyplot as plt
 
-        self._mpl, self._plt = matplotlib, plt
+        self._mpl: Any = matplotlib  # rcParams is typed per key; we copy it whole
+        self._plt: Any = plt
         self.dpi = dpi
         self.size = size
         self.limit = limit
@@ -32,7 +33,7 @@ class FigureCapture:
         self.images: list[dict[str, Any]] = []
         self.used = 0  # bytes of images so far in this task
         self._settings: Any = self._baseline()
-        plt.show = self._show  # type: ignore[assignment]
+        plt.show = self._show
 
     def _baseline(self) -> dict[str, Any]:
         self._mpl.rcParams.update({"figure.figsize": self.size, "figure.dpi": self.dpi,

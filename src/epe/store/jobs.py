@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from epe.core.jobs import Status, can_move
 from epe.store import schema
+from epe.store.engine import writing
 
 _T = schema.jobs
 
@@ -54,7 +55,7 @@ class JobStore:
                   "request": request, "created": time.time(), "progress_done": 0,
                   "progress_total": 0, "idempotency_key": idempotency_key}
         try:
-            with self.engine.begin() as conn:
+            with writing(self.engine) as conn:
                 conn.execute(insert(_T).values(**values))
         except IntegrityError:
             return None
@@ -91,20 +92,20 @@ class JobStore:
             values.setdefault("finished", time.time())
         if new is Status.RUNNING:
             values.setdefault("started", time.time())
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             done = conn.execute(update(_T).where(and_(_T.c.id == id, _T.c.status.in_(allowed)))
                                 .values(status=new.value, **values))
         return bool(done.rowcount)
 
     def progress(self, id: str, done: int, total: int) -> None:
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             conn.execute(update(_T).where(_T.c.id == id)
                          .values(progress_done=done, progress_total=total))
 
     def fail_unfinished(self, message: str) -> list[str]:
         """End every waiting or running job FAILED (after a restart); their ids."""
         unfinished = [Status.PENDING.value, Status.RUNNING.value]
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             ids = [r.id for r in conn.execute(select(_T.c.id)
                                               .where(_T.c.status.in_(unfinished)))]
             conn.execute(update(_T).where(_T.c.id.in_(ids)).values(
@@ -119,5 +120,5 @@ class JobStore:
             return [JobRecord.from_row(r) for r in rows]
 
     def delete(self, id: str) -> bool:
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             return bool(conn.execute(delete(_T).where(_T.c.id == id)).rowcount)

@@ -11,8 +11,10 @@ from sqlalchemy import (
     Boolean,
     Column,
     Float,
+    ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -85,4 +87,34 @@ jobs = Table(
     Column("idempotency_key", String(256), nullable=True),
     Index("ix_jobs_owner_created", "owner", "created"),
     Index("ix_jobs_owner_idempotency", "owner", "idempotency_key", unique=True),
+)
+
+datastores = Table(
+    "datastores",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("owner", String(128), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("grantable", Boolean, nullable=False, default=False),
+    Column("created", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+    UniqueConstraint("owner", "name", name="uq_datastores_owner_name"),
+)
+
+# One row per object: its description, and the pickle the worker made of it. The
+# server stores the bytes and never unpickles them.
+datastore_objects = Table(
+    "datastore_objects",
+    metadata,
+    Column("datastore_id", Integer, ForeignKey("datastores.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("class_name", String(256), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("length", Integer, nullable=True),
+    Column("row_count", Integer, nullable=True),
+    Column("col_count", Integer, nullable=True),
+    Column("versions", Text, nullable=False),  # JSON: Python and library versions
+    Column("data", LargeBinary, nullable=False),
 )

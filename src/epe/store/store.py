@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, delete, event, insert, or_, select, update
+from sqlalchemy import Engine, and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from epe.store import schema
+from epe.store.engine import sqlite_engine, writing
 from epe.store.jobs import JobStore
 from epe.store.migrate import upgrade
 
@@ -50,23 +51,6 @@ class ScriptRecord:
     updated: float
 
 
-def _sqlite_engine(path: Path) -> Engine:
-    engine = create_engine(f"sqlite:///{path}", future=True)
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        # NORMAL is durable across process crashes in WAL mode, which is what
-        # "survive kill -9" needs; only a power cut may lose the last commit.
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=10000")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-
-    return engine
-
-
 class Store:
     """Users, revoked tokens, scripts and grants; jobs in ``self.jobs``."""
 
@@ -78,7 +62,7 @@ class Store:
     def open_sqlite(cls, path: Path) -> Store:
         """Open (creating and migrating if needed) the SQLite store at ``path``."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        engine = _sqlite_engine(path)
+        engine = sqlite_engine(path)
         upgrade(engine)
         return cls(engine)
 
@@ -91,7 +75,7 @@ class Store:
         """Insert a user; ``name`` must already be normalised. ``None`` if it exists."""
         user = UserRecord(name, password_hash, is_admin, time.time())
         try:
-            with self.engine.begin() as conn:
+            with writing(self.engine) as conn:
                 conn.execute(insert(schema.users).values(**vars(user)))
         except IntegrityError:
             return None
@@ -103,13 +87,13 @@ class Store:
         return UserRecord(**row._mapping) if row else None
 
     def set_password(self, name: str, password_hash: str) -> None:
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             conn.execute(update(schema.users).where(schema.users.c.name == name)
                          .values(password_hash=password_hash))
 
     def delete_user(self, name: str) -> bool:
         """Delete a user with their private scripts and grants."""
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             gone = conn.execute(delete(schema.users).where(schema.users.c.name == name)).rowcount
             conn.execute(delete(schema.scripts).where(schema.scripts.c.owner == name))
             conn.execute(delete(schema.grants).where(
@@ -119,7 +103,7 @@ class Store:
     # -- revoked tokens ----------------------------------------------------------
 
     def revoke_token(self, jti: str, expires: float) -> None:
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             conn.execute(delete(schema.revoked_tokens)
                          .where(schema.revoked_tokens.c.expires < time.time()))
             exists = conn.execute(select(schema.revoked_tokens.c.jti)
@@ -141,7 +125,7 @@ class Store:
         values = {"source": source, "description": description, "is_global": is_global,
                   "created_by": created_by, "updated": now}
         t = schema.scripts
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             where = and_(t.c.owner == owner, t.c.name == name)
             if conn.execute(select(t.c.id).where(where)).first():
                 if not overwrite:
@@ -163,7 +147,7 @@ class Store:
 
     def delete_script(self, owner: str, name: str) -> bool:
         t = schema.scripts
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             gone = conn.execute(delete(t).where(and_(t.c.owner == owner, t.c.name == name)))
             self._drop_grants(conn, "pyqscript", owner, name)
         return bool(gone.rowcount)
@@ -197,14 +181,14 @@ class Store:
     def grant(self, object_type: str, owner: str, name: str, grantee: Grantee) -> None:
         who = grantee or PUBLIC
         g = schema.grants
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             if not conn.execute(select(g.c.id).where(self._grant_match(object_type, owner, name,
                                                                        who))).first():
                 conn.execute(insert(g).values(object_type=object_type, owner=owner, name=name,
                                               grantee=who))
 
     def revoke(self, object_type: str, owner: str, name: str, grantee: Grantee) -> bool:
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             gone = conn.execute(delete(schema.grants).where(
                 self._grant_match(object_type, owner, name, grantee or PUBLIC)))
         return bool(gone.rowcount)
