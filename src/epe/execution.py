@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from epe import calls
 from epe.api.deps import Caller, Services
 from epe.api.scripts import find
 from epe.core import assemble, plan
@@ -175,7 +176,8 @@ async def run(services: Services, job: Prepared, progress: Progress | None = Non
         graphics = bool(job.body.graphics_flag or job.controls.graphics)
         tasks = [Task(kind=job.kind, source=job.source, script_key=script_key(job.source),
                       kwargs=job.kwargs, graphics=graphics, units=tuple(b), input_ref=ref,
-                      input_type=job.controls.input_type) for b in batches]
+                      input_type=job.controls.input_type,
+                      calls=calls.handler(services, job.caller)) for b in batches]
         outcomes = await run_batches(services, tasks, dop, job.timeout, progress)
     if output is not None:
         output.parts += [o.stdout + o.stderr for o in outcomes if isinstance(o, TaskResult)]

@@ -9,6 +9,7 @@ an object-store reference in a cluster.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -21,6 +22,11 @@ from epe.errors import EpeError
 
 Kind = Literal["do_eval", "table_apply", "row_apply", "group_apply", "index_apply"]
 
+# Answers a call user code makes back to the server mid-task (``import oml`` inside
+# a function: datastores, grants, sync), acting as the task's caller. It gets the
+# call's JSON header and payload and returns the reply's; it raises EpeErrors.
+CallHandler = Callable[[dict[str, Any], bytes], Awaitable[tuple[dict[str, Any], bytes]]]
+
 
 @dataclass(frozen=True)
 class Task:
@@ -32,6 +38,7 @@ class Task:
     units: tuple[Unit, ...] = ()
     input_ref: str | None = None  # what ``share`` handed out
     input_type: str = "default"
+    calls: CallHandler | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from epe import errors
 from epe.core.assemble import Fragment
 from epe.runner import protocol
 from epe.runner.exchange import Exchange
-from epe.runner.executor import Task, TaskFailed, TaskResult
+from epe.runner.executor import CallHandler, Task, TaskFailed, TaskResult
 from epe.settings import Settings
 
 log = logging.getLogger("epe.runner")
@@ -61,11 +61,22 @@ class _Worker:
     def __post_init__(self) -> None:
         self.pid = self.proc.pid
 
-    async def request(self, header: protocol.Header) -> tuple[protocol.Header, bytes]:
+    async def request(self, header: protocol.Header,
+                      calls: CallHandler | None) -> tuple[protocol.Header, bytes]:
+        """Send a task and read frames until its reply, answering calls on the way."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(protocol.encode(header))
+        await self._send(protocol.encode(header))
+        while True:
+            reply, payload = await protocol.read_async(self.proc.stdout)
+            if "call" not in reply:
+                return reply, payload
+            answer, data = await _answer(calls, reply, payload)
+            await self._send(protocol.encode(answer, data))
+
+    async def _send(self, frame: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(frame)
         await self.proc.stdin.drain()
-        return await protocol.read_async(self.proc.stdout)
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -76,6 +87,22 @@ class _Worker:
             await self.proc.wait()
         shutil.rmtree(self.workdir, ignore_errors=True)
         return self.proc.returncode
+
+
+async def _answer(calls: CallHandler | None, call: protocol.Header,
+                  payload: bytes) -> tuple[protocol.Header, bytes]:
+    """A worker's call answered, or its refusal as an error reply (never a crash)."""
+    try:
+        if calls is None:
+            raise errors.InvalidRequest("this task cannot call back to the server")
+        answer, data = await calls(call, payload)
+        return {"ok": True, **answer}, data
+    except errors.EpeError as e:
+        return {"ok": False, "error": type(e).__name__, "message": e.message}, b""
+    except Exception:
+        log.exception("answering a worker's %r call failed", call.get("call"))
+        return {"ok": False, "error": "InternalError",
+                "message": "the server failed to answer this call; this is a bug in epe"}, b""
 
 
 def _world_reachable(path: str) -> bool:
@@ -147,7 +174,8 @@ class LocalPool:
         worker = await self._idle.get()
         self._busy.add(worker)
         try:
-            reply, payload = await asyncio.wait_for(worker.request(self._header(task)), timeout)
+            reply, payload = await asyncio.wait_for(
+                worker.request(self._header(task), task.calls), timeout)
         except TimeoutError:
             self._discard(worker)
             raise errors.TimeLimitExceeded(

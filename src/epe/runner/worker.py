@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from epe.runner import protocol
+from epe.runner import channel, protocol
 
 CAPTURE_LIMIT = 1024 * 1024  # characters of stdout/stderr kept per task
 SCRIPT_CACHE_SIZE = 256
@@ -160,7 +160,11 @@ def _close_figures() -> None:
         plt.close("all")
 
 
+USERLIB = os.path.join(os.path.dirname(__file__), "userlib")
+
+
 def _preload() -> None:
+    sys.path.insert(0, USERLIB)  # ``import oml`` for user code, here only
     import matplotlib
 
     matplotlib.use("Agg")
@@ -176,6 +180,7 @@ def main() -> None:
     limits = orjson.loads(sys.argv[1])
     set_limits(limits)
     reader, writer = take_protocol_streams()
+    channel.connect(reader, writer)
     _preload()
     worker = Worker(limits)
     writer.write(protocol.encode({"ready": True, "pid": os.getpid()}))

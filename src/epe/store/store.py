@@ -57,6 +57,9 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.jobs = JobStore(engine)
+        from epe.store.datastores import DatastoreStore  # it imports this module
+
+        self.datastores = DatastoreStore(engine)
 
     @classmethod
     def open_sqlite(cls, path: Path) -> Store:

@@ -1,0 +1,112 @@
+"""Answering the calls user code makes through ``import oml`` (CONTRACT B3).
+
+Each task gets a handler bound to its caller: a function can do to datastores,
+grants and tables exactly what its caller could over HTTP, no more. Object
+pickles pass through as bytes; the server never unpickles them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+
+from epe.api.deps import Caller, Services
+from epe.data.names import check_table_name, quote
+from epe.datastores import Datastores
+from epe.errors import InvalidRequest
+from epe.runner.executor import CallHandler
+from epe.store.datastores import StoredObject
+
+Reply = tuple[dict[str, Any], bytes]
+Op = Callable[[Services, str, dict[str, Any], bytes], Reply]
+
+_META = ("name", "class_name", "size", "length", "row_count", "col_count", "versions")
+
+
+def handler(services: Services, caller: Caller) -> CallHandler:
+    async def handle(call: dict[str, Any], payload: bytes) -> Reply:
+        op = _OPS.get(str(call.get("call")))
+        if op is None:
+            raise InvalidRequest(f"unknown call {call.get('call')!r}")
+        return await asyncio.to_thread(op, services, caller.name, call, payload)
+
+    return handle
+
+
+def _objects(call: dict[str, Any], payload: bytes) -> list[StoredObject]:
+    objects, offset = [], 0
+    for meta in call.get("objects") or []:
+        size = int(meta["size"])
+        objects.append(StoredObject(**{k: meta.get(k) for k in _META},
+                                    data=payload[offset:offset + size]))
+        offset += size
+    if offset != len(payload):
+        raise InvalidRequest("the objects' sizes do not match the data sent")
+    return objects
+
+
+def ds_save(services: Services, user: str, call: dict[str, Any], payload: bytes) -> Reply:
+    Datastores(services.store).save(
+        user, call["name"], _objects(call, payload), str(call.get("description", " ")),
+        bool(call.get("grantable")), bool(call.get("overwrite")), bool(call.get("append")))
+    return {}, b""
+
+
+def ds_load(services: Services, user: str, call: dict[str, Any], _payload: bytes) -> Reply:
+    found = Datastores(services.store).load(user, call["name"], call.get("objs"),
+                                            call.get("owner"))
+    meta = [{k: getattr(o, k) for k in _META} for o in found]
+    return {"objects": meta}, b"".join(o.data for o in found)
+
+
+def ds_dir(services: Services, user: str, call: dict[str, Any], _payload: bytes) -> Reply:
+    rows = Datastores(services.store).dir(user, call.get("name"), bool(call.get("regex_match")),
+                                          str(call.get("dstype", "user")))
+    return {"rows": rows}, b""
+
+
+def ds_describe(services: Services, user: str, call: dict[str, Any], _payload: bytes) -> Reply:
+    rows = Datastores(services.store).describe(user, call["name"], call.get("owner"))
+    return {"rows": rows}, b""
+
+
+def ds_delete(services: Services, user: str, call: dict[str, Any], _payload: bytes) -> Reply:
+    names = Datastores(services.store).delete(user, call["name"], call.get("objs"),
+                                              bool(call.get("regex_match")))
+    return {"deleted": names}, b""
+
+
+def grant(services: Services, user: str, call: dict[str, Any], _payload: bytes) -> Reply:
+    Datastores(services.store).grant(user, call["name"], call.get("typ", "datastore"),
+                                     call.get("user"))
+    return {}, b""
+
+
+def revoke(services: Services, user: str, call: dict[str, Any], _payload: bytes) -> Reply:
+    Datastores(services.store).revoke(user, call["name"], call.get("typ", "datastore"),
+                                      call.get("user"))
+    return {}, b""
+
+
+def sync(services: Services, user: str, call: dict[str, Any], _payload: bytes) -> Reply:
+    """A table or query's rows, as an Arrow IPC stream the worker turns into pandas."""
+    if call.get("table") is not None:
+        sql = f"SELECT * FROM {quote(check_table_name(str(call['table'])))}"
+    elif call.get("query") is not None:
+        sql = str(call["query"])
+    else:
+        raise InvalidRequest("oml.sync needs table= or query=")
+    table = services.catalog.query(user, sql)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return {"rows": table.num_rows}, sink.getvalue().to_pybytes()
+
+
+_OPS: dict[str, Op] = {
+    "ds.save": ds_save, "ds.load": ds_load, "ds.dir": ds_dir, "ds.describe": ds_describe,
+    "ds.delete": ds_delete, "grant": grant, "revoke": revoke, "sync": sync,
+}

@@ -1,0 +1,5 @@
+"""Modules that user functions import inside workers.
+
+The worker puts this folder on ``sys.path``, so ``import oml`` works in a
+function run by epe and nowhere else.
+"""

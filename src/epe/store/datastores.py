@@ -1,0 +1,180 @@
+"""Datastores: named sets of pickled objects, one transaction per change.
+
+A save writes the datastore's row and all its objects in one IMMEDIATE
+transaction: an overwrite is seen whole or not at all, and parallel appends
+queue on the write lock instead of losing each other's objects. The pickles
+are opaque bytes here; only workers unpickle them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, and_, delete, func, insert, select, update
+
+from epe.errors import Conflict, InvalidRequest, NotFound
+from epe.store import schema
+from epe.store.engine import writing
+from epe.store.store import PUBLIC
+
+_DS, _OBJ, _G = schema.datastores, schema.datastore_objects, schema.grants
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    name: str
+    class_name: str
+    size: int
+    length: int | None
+    row_count: int | None
+    col_count: int | None
+    versions: str
+    data: bytes = b""
+
+
+@dataclass(frozen=True)
+class DatastoreInfo:
+    id: int
+    owner: str
+    name: str
+    description: str
+    grantable: bool
+    created: float
+    updated: float
+    object_count: int
+    size: int
+
+
+def _matches(name: str, pattern: str | None, regex: bool) -> bool:
+    if pattern is None:
+        return True
+    return re.search(pattern, name) is not None if regex else name == pattern
+
+
+class DatastoreStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def save(self, owner: str, name: str, objects: list[StoredObject], description: str,
+             grantable: bool, overwrite: bool, append: bool) -> None:
+        if overwrite and append:
+            raise InvalidRequest("overwrite and append cannot both be true")
+        now = time.time()
+        with writing(self.engine) as conn:
+            row = conn.execute(select(_DS.c.id).where(
+                and_(_DS.c.owner == owner, _DS.c.name == name))).first()
+            if row is not None and not (overwrite or append):
+                raise Conflict(f"datastore {name} already exists; use overwrite=True or "
+                               "append=True")
+            if row is None:
+                ds_id = conn.execute(insert(_DS).values(
+                    owner=owner, name=name, description=description, grantable=grantable,
+                    created=now, updated=now)).inserted_primary_key[0]  # type: ignore[index]
+            else:
+                ds_id = row.id
+                changes: dict[str, Any] = {"updated": now}
+                if overwrite:
+                    changes |= {"description": description, "grantable": grantable}
+                    conn.execute(delete(_OBJ).where(_OBJ.c.datastore_id == ds_id))
+                conn.execute(update(_DS).where(_DS.c.id == ds_id).values(**changes))
+            if append and row is not None:
+                self._refuse_duplicates(conn, ds_id, name, objects)
+            conn.execute(insert(_OBJ), [{"datastore_id": ds_id, **vars(o)} for o in objects])
+
+    @staticmethod
+    def _refuse_duplicates(conn: Any, ds_id: int, name: str,
+                           objects: list[StoredObject]) -> None:
+        names = [o.name for o in objects]
+        clash = conn.execute(select(_OBJ.c.name).where(and_(
+            _OBJ.c.datastore_id == ds_id, _OBJ.c.name.in_(names)))).scalars().all()
+        if clash:
+            raise Conflict(f"datastore {name} already holds {', '.join(sorted(clash))}; "
+                           "append adds new objects only")
+
+    def find(self, owner: str, name: str) -> DatastoreInfo | None:
+        found = self.matching(owner=owner, pattern=name)
+        return found[0] if found else None
+
+    def readable(self, caller: str, name: str, owner: str | None) -> DatastoreInfo:
+        """The datastore ``caller`` may read, or NotFound (a forbidden one looks missing)."""
+        info = self.find(owner or caller, name)
+        if info is None or (info.owner != caller and not self.granted(info, caller)):
+            whose = f" of {owner}" if owner and owner != caller else ""
+            raise NotFound(f"no datastore named {name}{whose} that you may read")
+        return info
+
+    def granted(self, info: DatastoreInfo, user: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(_G.c.id).where(and_(
+                _G.c.object_type == "datastore", _G.c.owner == info.owner,
+                _G.c.name == info.name, _G.c.grantee.in_([user, PUBLIC])))).first() is not None
+
+    def matching(self, owner: str | None = None, pattern: str | None = None, regex: bool = False,
+             ids: list[int] | None = None) -> list[DatastoreInfo]:
+        query = select(_DS)
+        if owner is not None:
+            query = query.where(_DS.c.owner == owner)
+        if ids is not None:
+            query = query.where(_DS.c.id.in_(ids))
+        with self.engine.connect() as conn:
+            rows = [r for r in conn.execute(query.order_by(_DS.c.owner, _DS.c.name))
+                    if _matches(r.name, pattern, regex)]
+            return [self._info(conn, r) for r in rows]
+
+    def granted_to(self, user: str) -> list[DatastoreInfo]:
+        """Other users' datastores that ``user`` may read."""
+        with self.engine.connect() as conn:
+            ids = conn.execute(select(_DS.c.id).join(_G, and_(
+                _G.c.object_type == "datastore", _G.c.owner == _DS.c.owner,
+                _G.c.name == _DS.c.name)).where(and_(
+                    _G.c.grantee.in_([user, PUBLIC]), _DS.c.owner != user))).scalars().all()
+        return self.matching(ids=list(set(ids)))
+
+    def grantees(self, owner: str, name: str) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(_G.c.grantee).where(and_(
+                _G.c.object_type == "datastore", _G.c.owner == owner,
+                _G.c.name == name))).scalars())
+
+    @staticmethod
+    def _info(conn: Any, row: Any) -> DatastoreInfo:
+        count, size = conn.execute(select(
+            func.count(), func.sum(_OBJ.c.size)).where(
+                _OBJ.c.datastore_id == row.id)).one()
+        return DatastoreInfo(row.id, row.owner, row.name, row.description, row.grantable,
+                             row.created, row.updated, int(count or 0), int(size or 0))
+
+    def objects(self, info: DatastoreInfo, names: list[str] | None = None,
+                with_data: bool = False) -> list[StoredObject]:
+        columns = [c for c in _OBJ.c if c.name != "datastore_id" and
+                   (with_data or c.name != "data")]
+        query = select(*columns).where(_OBJ.c.datastore_id == info.id)
+        if names is not None:
+            query = query.where(_OBJ.c.name.in_(names))
+        with self.engine.connect() as conn:
+            return [StoredObject(**r._mapping) for r in conn.execute(query.order_by(_OBJ.c.name))]
+
+    def delete(self, owner: str, name: str, objects: list[str] | None = None) -> int:
+        """Delete the datastore (``objects`` None) or some of its objects; how many went."""
+        with writing(self.engine) as conn:
+            row = conn.execute(select(_DS.c.id).where(
+                and_(_DS.c.owner == owner, _DS.c.name == name))).first()
+            if row is None:
+                raise NotFound(f"no datastore named {name}")
+            if objects is None:
+                conn.execute(delete(_OBJ).where(_OBJ.c.datastore_id == row.id))
+                conn.execute(delete(_DS).where(_DS.c.id == row.id))
+                conn.execute(delete(_G).where(and_(_G.c.object_type == "datastore",
+                                                   _G.c.owner == owner, _G.c.name == name)))
+                return 1
+            gone = conn.execute(delete(_OBJ).where(and_(
+                _OBJ.c.datastore_id == row.id, _OBJ.c.name.in_(objects)))).rowcount
+            conn.execute(update(_DS).where(_DS.c.id == row.id).values(updated=time.time()))
+            return int(gone)
+
+    def names_matching(self, owner: str, pattern: str, regex: bool) -> list[str]:
+        return [d.name for d in self.matching(owner=owner, pattern=pattern, regex=regex)]
+
