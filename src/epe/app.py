@@ -9,10 +9,11 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from epe import __version__
-from epe.api import auth, errors, jobs, meta, run, scripts, users
+from epe.api import auth, datastores, errors, jobs, meta, run, scripts, tables, users
 from epe.api.deps import Services
 from epe.api.middleware import BodyLimit, DeprecateV1, FormBodyAsJson
 from epe.auth.tokens import TokenService, load_or_create_key
+from epe.data import Catalog
 from epe.jobs import JobManager
 from epe.runner.executor import Executor
 from epe.runner.pool import LocalPool
@@ -33,7 +34,12 @@ def open_services(settings: Settings, executor: Executor | None = None) -> Servi
     store = Store.open_sqlite(settings.metadata_path)
     tokens = TokenService(load_or_create_key(settings.key_path), settings.token_lifetime,
                           settings.token_chain_lifetime)
-    return Services(settings, store, tokens, executor or LocalPool(settings))
+    return Services(settings, store, tokens, executor or LocalPool(settings),
+                    open_catalog(settings))
+
+
+def open_catalog(settings: Settings) -> Catalog:
+    return Catalog(settings.data_dir / "tables", settings.query_timeout)
 
 
 def versioned_router() -> APIRouter:
@@ -42,6 +48,8 @@ def versioned_router() -> APIRouter:
     router.include_router(scripts.router)
     router.include_router(run.router)
     router.include_router(jobs.router)
+    router.include_router(tables.router)
+    router.include_router(datastores.router)
     return router
 
 
@@ -58,6 +66,7 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
         finally:
             await manager.stop()
             await services.executor.stop()
+            services.catalog.close()
             services.store.close()
 
     app = FastAPI(title="epe", version=__version__, lifespan=lifespan,

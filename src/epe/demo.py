@@ -1,10 +1,12 @@
-"""``epe demo``: user OMLUSER and example scripts from Oracle's documentation."""
+"""``epe demo``: user OMLUSER, the IRIS table and example scripts from Oracle's documentation."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from epe.app import prepare_data_dir
+import pyarrow as pa
+
+from epe.app import open_catalog, prepare_data_dir
 from epe.auth.passwords import hash_password
 from epe.core.scripts import parse_script
 from epe.settings import Settings
@@ -12,6 +14,8 @@ from epe.store import Store
 from epe.users import create_user
 
 DEMO_USER = "OMLUSER"
+# OML's IRIS columns, in the order of scikit-learn's feature matrix.
+IRIS_COLUMNS = ["SEPAL_LENGTH", "SEPAL_WIDTH", "PETAL_LENGTH", "PETAL_WIDTH"]
 
 # name -> (description, source). The functions are the ones Oracle's pages use.
 SCRIPTS: dict[str, tuple[str, str]] = {
@@ -71,3 +75,25 @@ def load_demo(settings: Settings, password: str) -> Iterator[str]:
         yield f"scripts loaded: {', '.join(SCRIPTS)}"
     finally:
         store.close()
+    yield load_iris(settings)
+
+
+def load_iris(settings: Settings) -> str:
+    """IRIS for OMLUSER, replacing any earlier copy so the demo can be loaded again."""
+    catalog = open_catalog(settings)
+    try:
+        info = catalog.put_arrow(DEMO_USER, "IRIS", iris_table(), overwrite=True)
+    finally:
+        catalog.close()
+    return f"table IRIS loaded: {info.rows} rows"
+
+
+def iris_table() -> pa.Table:
+    """Fisher's iris data in OML's shape, from scikit-learn's bundled copy (no network)."""
+    from sklearn.datasets import load_iris  # slow to import; only the demo needs it
+
+    iris = load_iris()
+    columns = {name: iris.data[:, i] for i, name in enumerate(IRIS_COLUMNS)}
+    columns["SPECIES"] = iris.target_names[iris.target].astype(str)
+    return pa.table(columns)
+

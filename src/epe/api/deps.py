@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from epe.auth.tokens import TokenClaims, TokenService
+from epe.data import Catalog
 from epe.errors import Forbidden, Unauthorized
 from epe.runner.executor import Executor
 from epe.settings import Settings
@@ -20,6 +21,7 @@ class Services:
     store: Store
     tokens: TokenService
     executor: Executor
+    catalog: Catalog
 
 
 def get_services(request: Request) -> Services:

@@ -1,0 +1,131 @@
+"""The catalog of user tables: upload, list, describe, drop, and query them.
+
+Every method names the owner; each owner's tables live in a DuckDB file of
+their own (``databases.py``). Table names are checked and always quoted, and
+looked up ignoring case, as SQL matches them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from epe.data.databases import UserDatabases
+from epe.data.ingest import read_upload, storable
+from epe.data.names import check_table_name, quote
+from epe.data.query import SERVER_SIDE, check_read_only, rollback, run_query
+from epe.errors import Conflict, InvalidRequest, NotFound
+
+_TABLES = """
+    SELECT table_name FROM duckdb_tables()
+    WHERE database_name = current_database() AND schema_name = 'main'
+"""
+_COLUMNS = """
+    SELECT column_name, data_type FROM duckdb_columns()
+    WHERE database_name = current_database() AND schema_name = 'main' AND table_name = ?
+    ORDER BY column_index
+"""
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    rows: int
+    columns: list[ColumnInfo]
+
+
+class Catalog:
+    def __init__(self, root: Path, query_timeout: float, idle_close: float = 5.0) -> None:
+        self.query_timeout = query_timeout
+        self._dbs = UserDatabases(root, idle_close)
+
+    def put_table(self, owner: str, name: str, body: bytes, content_type: str,
+                  overwrite: bool) -> TableInfo:
+        """Create (or with ``overwrite`` replace) a table from an uploaded file."""
+        check_table_name(name)
+        return self.put_arrow(owner, name, read_upload(body, content_type), overwrite)
+
+    def put_arrow(self, owner: str, name: str, table: pa.Table, overwrite: bool) -> TableInfo:
+        check_table_name(name)
+        table = storable(table)
+        with self._dbs.cursor(owner, write=True) as cur:
+            if find_table(cur, name) is not None and not overwrite:
+                raise Conflict(f"table {name} already exists; add ?overwrite=true to replace it")
+            create_table(cur, name, table)
+            return table_info(cur, name)
+
+    def tables(self, owner: str) -> list[TableInfo]:
+        with self._dbs.cursor(owner) as cur:
+            cur.execute("BEGIN TRANSACTION READ ONLY")  # one snapshot for the whole list
+            try:
+                names = [row[0] for row in cur.execute(_TABLES + " ORDER BY 1").fetchall()]
+                return [table_info(cur, n) for n in names]
+            finally:
+                rollback(cur)
+
+    def describe(self, owner: str, name: str) -> TableInfo:
+        check_table_name(name)
+        with self._dbs.cursor(owner) as cur:
+            cur.execute("BEGIN TRANSACTION READ ONLY")
+            try:
+                return table_info(cur, existing_table(cur, name))
+            finally:
+                rollback(cur)
+
+    def drop(self, owner: str, name: str) -> None:
+        check_table_name(name)
+        with self._dbs.cursor(owner, write=True) as cur:
+            cur.execute(f"DROP TABLE {quote(existing_table(cur, name))}")
+
+    def query(self, owner: str, sql: str) -> pa.Table:
+        """The result of a read-only query over ``owner``'s tables (blocking)."""
+        check_read_only(sql)
+        with self._dbs.cursor(owner) as cur:
+            return run_query(cur, sql, self.query_timeout)
+
+    def close(self) -> None:
+        self._dbs.close()
+
+
+def find_table(cur: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    """The stored spelling of table ``name``, matched ignoring case, or None."""
+    # fetchall, not fetchone: DuckDB refuses more work on a cursor with unread rows.
+    found = cur.execute(_TABLES + " AND lower(table_name) = lower(?)", [name]).fetchall()
+    return str(found[0][0]) if found else None
+
+
+def existing_table(cur: duckdb.DuckDBPyConnection, name: str) -> str:
+    found = find_table(cur, name)
+    if found is None:
+        raise NotFound(f"no such table {name}")
+    return found
+
+
+def create_table(cur: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
+    """Create or replace ``name`` from ``table`` in one statement: readers see old or new."""
+    view = f"epe_upload_{uuid.uuid4().hex}"
+    cur.register(view, table)
+    try:
+        cur.execute(f"CREATE OR REPLACE TABLE {quote(name)} AS SELECT * FROM {quote(view)}")
+    except SERVER_SIDE:
+        raise
+    except duckdb.Error as e:
+        raise InvalidRequest(f"could not store table {name}: {e}") from None
+    finally:
+        cur.unregister(view)
+
+
+def table_info(cur: duckdb.DuckDBPyConnection, name: str) -> TableInfo:
+    columns = [ColumnInfo(c, t) for c, t in cur.execute(_COLUMNS, [name]).fetchall()]
+    [(count,)] = cur.execute(f"SELECT count(*) FROM {quote(name)}").fetchall()
+    return TableInfo(name, int(count), columns)
