@@ -1,0 +1,70 @@
+"""Datastores over REST (CONTRACT B3): list, describe, delete, grants."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from epe.api.deps import CallerDep, ServicesDep
+from epe.api.responses import json_response
+from epe.api.scripts import iso
+from epe.core.requests import GrantRequest
+from epe.datastores import Datastores
+from epe.store.datastores import DatastoreInfo
+
+router = APIRouter(prefix="/datastores", tags=["datastores"])
+
+
+def summary(info: DatastoreInfo) -> dict[str, object]:
+    return {"name": info.name, "owner": info.owner, "objectCount": info.object_count,
+            "size": info.size, "date": iso(info.updated), "description": info.description,
+            "grantable": info.grantable}
+
+
+@router.get("")
+def list_datastores(caller: CallerDep, services: ServicesDep) -> Response:
+    """The caller's datastores, and those others granted to them."""
+    ds = services.store.datastores
+    found = ds.matching(owner=caller.name) + ds.granted_to(caller.name)
+    return json_response({"result": [summary(d) for d in found]})
+
+
+def _describe(services: ServicesDep, caller: str, name: str, owner: str | None) -> Response:
+    service = Datastores(services.store)
+    info = service.info(caller, name, owner)
+    objects = [{"name": o["object_name"], "class": o["class"], "size": o["size"],
+                "length": o["length"], "rowCount": o["row_count"], "colCount": o["col_count"]}
+               for o in service.describe(caller, name, owner)]
+    return json_response({"result": {**summary(info), "objects": objects}})
+
+
+@router.get("/{name}")
+def describe_datastore(name: str, caller: CallerDep, services: ServicesDep) -> Response:
+    """A datastore's objects with their class and size."""
+    return _describe(services, caller.name, name, None)
+
+
+@router.get("/{name}/{owner}")
+def describe_owned_datastore(name: str, owner: str, caller: CallerDep,
+                             services: ServicesDep) -> Response:
+    """Another user's datastore, if it was granted to the caller."""
+    return _describe(services, caller.name, name, owner)
+
+
+@router.delete("/{name}")
+def delete_datastore(name: str, caller: CallerDep, services: ServicesDep) -> Response:
+    Datastores(services.store).delete(caller.name, name, None, False)
+    return json_response({"result": f"datastore {name} deleted"})
+
+
+@router.post("/{name}/grants")
+def grant(name: str, body: GrantRequest, caller: CallerDep, services: ServicesDep) -> Response:
+    """Let a user (``null``: everyone) read one of the caller's grantable datastores."""
+    Datastores(services.store).grant(caller.name, name, "datastore", body.user)
+    return json_response({"result": {"name": name, "user": body.user or "PUBLIC"}})
+
+
+@router.delete("/{name}/grants/{user}")
+def revoke(name: str, user: str, caller: CallerDep, services: ServicesDep) -> Response:
+    Datastores(services.store).revoke(caller.name, name, "datastore", user)
+    return json_response({"result": {"name": name, "user": user.upper(), "revoked": True}})

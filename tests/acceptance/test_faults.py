@@ -1,0 +1,205 @@
+"""Faults in user code (CONTRACT A7, and the worker pool's promises): time limits,
+crashing workers, memory, recycling, and what a worker can see."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.serverproc import API, EpeServer
+
+
+@pytest.fixture(scope="module")
+def c(server: EpeServer) -> Iterator[httpx.Client]:
+    _user, client = server.new_client()
+    with client:
+        yield client
+
+
+def assert_error(r: httpx.Response, status: int) -> dict[str, Any]:
+    """``r`` is an A7 error body with ``status``."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert isinstance(body.get("errorCode"), int) and not isinstance(body["errorCode"], bool)
+    assert isinstance(body.get("errorMessage"), str) and body["errorMessage"]
+    return body
+
+
+def inline(c: httpx.Client, source: str, **body: Any) -> httpx.Response:
+    return c.post(f"{API}/do-eval", json={"script": source, **body})
+
+
+PID = "import os\ndef f():\n    return os.getpid()\n"
+
+
+def assert_server_still_serves(c: httpx.Client, calls: int = 4) -> None:
+    """Several calls succeed (more than there are workers, so a replacement serves too)."""
+    for i in range(calls):
+        r = inline(c, "def f(i):\n    return i * 2\n", parameters=f'{{"i": {i}}}')
+        assert r.status_code == 200, r.text
+        assert r.json() == {"result": i * 2}
+
+
+def test_time_limit(c: httpx.Client) -> None:
+    source = "import time\ndef f():\n    print('going to sleep')\n    time.sleep(60)\n"
+    body = assert_error(inline(c, source, timeout=2), 400)
+    assert "time limit" in body["errorMessage"]
+    assert_server_still_serves(c)
+
+
+def test_a_timed_out_call_does_not_disturb_another(c: httpx.Client) -> None:
+    slow = "import time\ndef f():\n    time.sleep(60)\n"
+    quick = "def f(i):\n    return i\n"
+    with ThreadPoolExecutor(2) as pool:
+        stuck = pool.submit(inline, c, slow, timeout=3)
+        answers = [inline(c, quick, parameters=f'{{"i": {i}}}') for i in range(5)]
+        assert_error(stuck.result(), 400)
+    assert [a.json() for a in answers] == [{"result": i} for i in range(5)]
+    assert_server_still_serves(c)
+
+
+def test_time_limit_in_a_busy_loop(c: httpx.Client) -> None:
+    source = "def f():\n    while True:\n        pass\n"
+    body = assert_error(inline(c, source, timeout=1), 400)
+    assert "time limit" in body["errorMessage"]
+    assert_server_still_serves(c)
+
+
+def test_os_exit_says_the_worker_died(c: httpx.Client) -> None:
+    body = assert_error(inline(c, "import os\ndef f():\n    os._exit(3)\n"), 400)
+    assert "died" in body["errorMessage"]
+    assert_server_still_serves(c)
+
+
+def test_segfault_says_the_worker_died(c: httpx.Client) -> None:
+    body = assert_error(inline(c, "import ctypes\ndef f():\n    return ctypes.string_at(0)\n"),
+                        400)
+    assert "died" in body["errorMessage"]
+    assert_server_still_serves(c)
+
+
+def test_crash_while_loading_the_script(c: httpx.Client) -> None:
+    source = "import os\nos._exit(4)\n\ndef f():\n    return 1\n"
+    assert_error(inline(c, source), 400)
+    assert_server_still_serves(c)
+
+
+def test_kill_of_own_process_group(c: httpx.Client) -> None:
+    source = "import os, signal\ndef f():\n    os.killpg(0, signal.SIGKILL)\n"
+    assert_error(inline(c, source), 400)
+    assert_server_still_serves(c)
+
+
+@pytest.mark.parametrize("source", [
+    "def f():\n    raise SystemExit(3)\n",
+    "import sys\ndef f():\n    sys.exit('bye')\n",
+    "def f():\n    raise KeyboardInterrupt\n",
+])
+def test_exit_exceptions_are_a_400_not_a_dead_server(c: httpx.Client, source: str) -> None:
+    assert_error(inline(c, source), 400)
+    assert_server_still_serves(c)
+
+
+def test_allocating_10_gb_is_400(c: httpx.Client) -> None:
+    source = "import numpy\ndef f():\n    return float(numpy.ones(10 * 1024**3 // 8).sum())\n"
+    assert_error(inline(c, source), 400)
+    assert_server_still_serves(c)
+
+
+def test_the_output_of_a_crash_is_not_the_next_calls(c: httpx.Client) -> None:
+    source = "import os\ndef f():\n    print('dying words')\n    os._exit(1)\n"
+    assert_error(inline(c, source), 400)
+    r = inline(c, "def f():\n    return 'fresh'\n")
+    assert r.json() == {"result": "fresh"}
+
+
+def test_workers_are_recycled_after_max_tasks(make_server: Callable[..., EpeServer]) -> None:
+    srv = make_server(EPE_WORKERS="1", EPE_WORKER_MAX_TASKS="3")
+    _user, c = srv.new_client()
+    with c:
+        pids = []
+        for _ in range(7):
+            r = inline(c, PID)
+            assert r.status_code == 200, r.text
+            pids.append(r.json()["result"])
+    # One worker: the same one for three tasks, then a new one.
+    assert pids[0] == pids[1] == pids[2]
+    assert pids[3] == pids[4] == pids[5]
+    assert pids[3] != pids[0]
+    assert pids[6] not in (pids[0], pids[3])
+
+
+ENVIRON = "import os\ndef f():\n    return dict(os.environ)\n"
+
+
+def test_worker_environment_holds_no_epe_settings(make_server: Callable[..., EpeServer]) -> None:
+    srv = make_server(EPE_TOKEN_LIFETIME="1234", EPE_WORKERS="1",
+                      EPE_MAX_BODY_SIZE="9999999")
+    _user, c = srv.new_client()
+    with c:
+        r = inline(c, ENVIRON)
+    assert r.status_code == 200, r.text
+    environ = r.json()["result"]
+    assert isinstance(environ, dict) and environ
+    assert not [k for k in environ if k.upper().startswith("EPE")]
+    assert not [k for k, v in environ.items() if str(srv.data_dir) in v]
+    # Sanity check that the server did get the settings the worker must not see.
+    assert "EPE_TOKEN_LIFETIME" in srv.env
+    with srv.http() as h:
+        user, password = srv.add_user()
+        r = h.post("/omlusers/api/oauth2/v1/token", json={"grant_type": "password",
+                                                          "username": user,
+                                                          "password": password})
+        assert r.json()["expiresIn"] == 1234
+
+
+def test_session_server_worker_environment_has_no_epe_variables(c: httpx.Client) -> None:
+    r = inline(c, ENVIRON)
+    assert r.status_code == 200, r.text
+    assert not [k for k in r.json()["result"] if k.upper().startswith("EPE")]
+
+
+PROBE_FILES = """
+import json
+import os
+
+def f(paths):
+    out = {"uid": os.getuid(), "euid": os.geteuid()}
+    for p in paths:
+        try:
+            with open(p, "rb") as fh:
+                fh.read(1)
+            out[p] = "read"
+        except OSError as e:
+            out[p] = type(e).__name__
+    try:
+        os.listdir(paths[0].rsplit("/", 1)[0])
+        out["listdir"] = "listed"
+    except OSError as e:
+        out["listdir"] = type(e).__name__
+    return out
+"""
+
+
+def test_worker_cannot_read_the_data_folder(server: EpeServer, c: httpx.Client) -> None:
+    paths = [str(server.data_dir / "metadata.sqlite"), str(server.data_dir / "token-signing.key")]
+    assert all(os.path.exists(p) for p in paths)
+    r = inline(c, PROBE_FILES, parameters=json.dumps({"paths": paths}))
+    assert r.status_code == 200, r.text
+    seen = r.json()["result"]
+    if os.geteuid() == 0:
+        # The server runs as root: workers run as an unprivileged user.
+        assert seen["uid"] != 0 and seen["euid"] != 0, seen
+        for p in paths:
+            assert seen[p] == "PermissionError", seen
+        assert seen["listdir"] == "PermissionError", seen
+    else:
+        # Not root: workers cannot change user, and run as the server's user.
+        assert seen["uid"] == os.geteuid(), seen

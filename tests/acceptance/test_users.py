@@ -1,0 +1,158 @@
+"""Users (CONTRACT B6, C): the admin API and ``epe user add``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.serverproc import API, TOKEN_URL, EpeServer, run_cli, unique_name
+
+USERS = "/omlusers/api/v1/users"
+
+
+@pytest.fixture(scope="module")
+def admin(server: EpeServer) -> Iterator[httpx.Client]:
+    _name, client = server.new_client(admin=True)
+    with client:
+        yield client
+
+
+def assert_error(r: httpx.Response, status: int) -> dict[str, Any]:
+    """``r`` is an A7 error body with ``status``."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert isinstance(body.get("errorCode"), int) and not isinstance(body["errorCode"], bool)
+    assert isinstance(body.get("errorMessage"), str) and body["errorMessage"]
+    return body
+
+
+def login(srv: EpeServer, user: str, password: str) -> httpx.Response:
+    with srv.http() as c:
+        return c.post(TOKEN_URL, json={"grant_type": "password", "username": user,
+                                       "password": password})
+
+
+def create(client: httpx.Client, name: str, password: str = "pw-Secret1",
+           **extra: Any) -> httpx.Response:
+    return client.post(USERS, json={"username": name, "password": password, **extra})
+
+
+def test_admin_creates_a_user_who_can_log_in(server: EpeServer, admin: httpx.Client) -> None:
+    name = "new" + unique_name("u")
+    r = create(admin, name, "Secret-pw")
+    assert r.status_code == 201, r.text
+    assert r.json()["result"]["username"] == name.upper()  # shown upper-case (OML)
+    assert r.json()["result"]["admin"] is False
+    token = login(server, name, "Secret-pw")
+    assert token.status_code == 200, token.text
+    with server.http(headers={"Authorization": f"Bearer {token.json()['accessToken']}"}) as c:
+        assert c.get(f"{API}/scripts").status_code == 200
+        # An ordinary user is not an admin.
+        assert_error(c.post(USERS, json={"username": unique_name(), "password": "x"}), 403)
+
+
+def test_admin_can_create_an_admin(server: EpeServer, admin: httpx.Client) -> None:
+    name = unique_name("adm")
+    r = create(admin, name, "Secret-pw", admin=True)
+    assert r.status_code == 201, r.text
+    assert r.json()["result"]["admin"] is True
+    token = login(server, name, "Secret-pw").json()["accessToken"]
+    with server.http(headers={"Authorization": f"Bearer {token}"}) as c:
+        made = unique_name()
+        assert c.post(USERS, json={"username": made, "password": "p"}).status_code == 201
+        assert c.delete(f"{USERS}/{made}").status_code == 200
+
+
+def test_non_admin_gets_403(server: EpeServer, admin: httpx.Client) -> None:
+    victim = unique_name()
+    assert create(admin, victim).status_code == 201
+    _user, c = server.new_client()
+    with c:
+        assert_error(c.post(USERS, json={"username": unique_name(), "password": "x"}), 403)
+        assert_error(c.delete(f"{USERS}/{victim}"), 403)
+    assert login(server, victim, "pw-Secret1").status_code == 200
+
+
+def test_user_admin_needs_a_token(server: EpeServer) -> None:
+    with server.http() as c:
+        assert_error(c.post(USERS, json={"username": unique_name(), "password": "x"}), 401)
+        assert_error(c.delete(f"{USERS}/OMLUSER"), 401)
+
+
+def test_duplicate_user_is_409(admin: httpx.Client) -> None:
+    name = unique_name("dup")
+    assert create(admin, name).status_code == 201
+    assert_error(create(admin, name), 409)
+    # Names are case-insensitive: another spelling is the same user.
+    assert_error(create(admin, name.lower()), 409)
+
+
+@pytest.mark.parametrize("name", ["1abc", "a b", "PYQSYS", "pyqsys", "PUBLIC", "public", "",
+                                  "_x", "a-b", "a/b", "x" * 200, "naïve"])
+def test_invalid_user_names_are_400(admin: httpx.Client, name: str) -> None:
+    assert_error(create(admin, name), 400)
+
+
+@pytest.mark.parametrize("body", [
+    {"username": "okname"},
+    {"password": "x"},
+    {"username": "okname", "password": ""},
+    {"username": 5, "password": "x"},
+    {"username": "okname", "password": "x", "admin": "yes"},
+], ids=["no-password", "no-username", "empty-password", "int-name", "string-admin"])
+def test_malformed_user_bodies_are_400(admin: httpx.Client, body: dict[str, Any]) -> None:
+    assert_error(admin.post(USERS, json=body), 400)
+
+
+def test_delete_user(server: EpeServer, admin: httpx.Client) -> None:
+    name = unique_name("del")
+    assert create(admin, name, "Secret-pw").status_code == 201
+    assert login(server, name, "Secret-pw").status_code == 200
+    r = admin.delete(f"{USERS}/{name.lower()}")  # names are case-insensitive
+    assert r.status_code == 200, r.text
+    assert_error(login(server, name, "Secret-pw"), 401)
+    assert_error(admin.delete(f"{USERS}/{name}"), 404)
+    # The name is free again.
+    assert create(admin, name, "Other-pw").status_code == 201
+    assert login(server, name, "Other-pw").status_code == 200
+    assert_error(login(server, name, "Secret-pw"), 401)
+
+
+def test_delete_unknown_user_is_404(admin: httpx.Client) -> None:
+    assert_error(admin.delete(f"{USERS}/{unique_name('ghost')}"), 404)
+
+
+def test_cli_user_add_works_while_the_server_runs(server: EpeServer) -> None:
+    name = unique_name("cli")
+    result = run_cli("user", "add", name.lower(), "--data-dir", str(server.data_dir),
+                     "--password-stdin", stdin="Cli-pw\n", env=server.env)
+    assert result.returncode == 0
+    assert name.upper() in result.stdout
+    assert login(server, name, "Cli-pw").status_code == 200
+
+
+def test_cli_duplicate_user_exits_nonzero_with_a_message(server: EpeServer) -> None:
+    name, _password = server.add_user()
+    result = run_cli("user", "add", name.lower(), "--data-dir", str(server.data_dir),
+                     "--password-stdin", stdin="whatever\n", env=server.env, check=False)
+    assert result.returncode != 0
+    message = result.stderr + result.stdout
+    assert "already exists" in message
+    assert "Traceback" not in message
+    # The existing user keeps their password.
+    assert login(server, name, "pw-Secret1").status_code == 200
+    assert_error(login(server, name, "whatever"), 401)
+
+
+@pytest.mark.parametrize("name", ["1abc", "PYQSYS"])
+def test_cli_invalid_user_name_exits_nonzero_with_a_message(server: EpeServer,
+                                                            name: str) -> None:
+    result = run_cli("user", "add", name, "--data-dir", str(server.data_dir),
+                     "--password-stdin", stdin="whatever\n", env=server.env, check=False)
+    assert result.returncode != 0
+    assert result.stderr.strip()
+    assert "Traceback" not in result.stderr
