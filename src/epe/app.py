@@ -24,9 +24,13 @@ API_ROOT = "/oml/api/py-scripts"
 
 
 def prepare_data_dir(settings: Settings) -> None:
-    """Create the data folder, readable by the server's user alone."""
+    """Create the data folder: others may pass through it (workers run named
+    environments from ``envs/``) but not list it; what is private is 0600/0700."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(settings.data_dir, 0o700)
+    os.chmod(settings.data_dir, 0o711)
+    for private in ("tables", "jobs"):
+        (settings.data_dir / private).mkdir(exist_ok=True)
+        os.chmod(settings.data_dir / private, 0o700)
 
 
 def open_services(settings: Settings, executor: Executor | None = None) -> Services:

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 import uvicorn
+from pydantic import ValidationError
 
 from epe.errors import EpeError
 from epe.settings import Settings
@@ -116,3 +117,7 @@ def main() -> None:
     except EpeError as e:
         click.echo(f"error: {e.message}", err=True)
         sys.exit(1)
+    except ValidationError as e:  # a bad EPE_ variable or option
+        problems = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in e.errors())
+        click.echo(f"error: invalid setting: {problems}", err=True)
+        sys.exit(2)

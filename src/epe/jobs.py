@@ -24,7 +24,7 @@ import orjson
 from epe import execution
 from epe.api.deps import Services
 from epe.core.jobs import Status, status_for
-from epe.errors import EpeError, InternalError, NotFound, ServerBusy
+from epe.errors import EpeError, InternalError, JobInterrupted, NotFound, ServerBusy
 from epe.store.jobs import JobRecord
 
 log = logging.getLogger("epe.jobs")
@@ -68,7 +68,7 @@ class JobManager:
     async def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         for job_id in self.store.fail_unfinished(STOPPED_MESSAGE):
-            self._write_answer(job_id, _error_answer(InternalError(STOPPED_MESSAGE), 400))
+            self._write_answer(job_id, _error_answer(JobInterrupted(STOPPED_MESSAGE), 400))
             log.warning("job %s was unfinished when the server stopped; marked FAILED", job_id)
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
@@ -117,8 +117,8 @@ class JobManager:
             self._finish(job_id, status_for(e), _error_answer(e, e.status), output)
         except asyncio.CancelledError:
             # Deleted by its owner (the record is going), or the server is stopping.
-            self._finish(job_id, Status.FAILED, _error_answer(InternalError(STOPPED_MESSAGE),
-                                                              400), output)
+            self._finish(job_id, Status.FAILED,
+                         _error_answer(JobInterrupted(STOPPED_MESSAGE), 400), output)
             raise
         except Exception as e:
             log.exception("job %s failed with an internal error", job_id)
@@ -195,6 +195,11 @@ class JobManager:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         self.store.delete(job_id)
+
+    async def delete_all(self, owner: str) -> None:
+        """Every job of ``owner`` stopped and deleted (the user is going away)."""
+        for job in self.store.of_owner(owner):
+            await self.delete(job.id, owner)
 
     async def _sweep_forever(self) -> None:
         # Often enough that a short retention (in tests, say) is honoured promptly.

@@ -52,7 +52,8 @@ def test_a_lambda_assignment_is_an_entry_point() -> None:
 
 def test_without_a_def_the_last_name_bound_to_a_callable_wins() -> None:
     source = "import functools\nf = lambda: 1\ng = lambda: 2\nlimit = 10\n"
-    assert parse_script(source).assigned == ("f", "g", "limit")
+    # "limit" is bound to a literal, which can never be the entry point.
+    assert parse_script(source).assigned == ("f", "g")
     assert run_script(source)() == 2
 
 
@@ -80,9 +81,14 @@ def test_a_script_with_no_function_is_invalid(source: str) -> None:
         parse_script(source)
 
 
-def test_names_bound_to_values_only_are_refused_when_picking() -> None:
-    source = "x = 1\ny = 'text'\n"
-    candidates = parse_script(source)  # it parses: the names could have been callables
+def test_names_bound_to_literals_only_are_refused_at_parse_time() -> None:
+    with pytest.raises(ScriptInvalid, match="defines no function"):
+        parse_script("x = 1\ny = 'text'\nz = [1, 2]\n")
+
+
+def test_names_bound_to_non_callables_are_refused_when_picking() -> None:
+    source = "import math\nx = math.pi\n"
+    candidates = parse_script(source)  # it parses: math.pi could have been a callable
     namespace: dict[str, Any] = {}
     exec(source, namespace)
     with pytest.raises(ScriptInvalid, match="no top-level name is bound to a callable"):

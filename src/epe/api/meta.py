@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from epe.api.deps import CallerDep
 from epe.api.responses import json_response
 from epe.errors import NotFound
 
@@ -32,14 +33,14 @@ def version_info(request: Request, version: str, children: bool) -> dict[str, An
 
 
 @router.get(ROOT)
-def versions(request: Request) -> Response:
+def versions(request: Request, _caller: CallerDep) -> Response:
     base = str(request.base_url).rstrip("/") + ROOT
     return json_response({"items": [version_info(request, v, False) for v in VERSIONS],
                           "links": [{"rel": "self", "href": base}]})
 
 
 @router.get(ROOT + "/{version}")
-def version(version: str, request: Request) -> Response:
+def version(version: str, request: Request, _caller: CallerDep) -> Response:
     if version not in VERSIONS:
         raise NotFound(f"no API version {version}")
     return json_response(version_info(request, version, True))

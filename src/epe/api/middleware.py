@@ -35,20 +35,34 @@ class BodyLimit:
             return
         limit = self._limit_for(scope)
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            await error_response(PayloadTooLarge(_too_large(limit)))(scope, receive, send)
+        if length is not None:
+            if length.isdigit() and int(length) > limit:
+                await self._refuse(limit, scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
+        # No length given (chunked): read it all first, so that an oversized body
+        # is refused with 413 here rather than failing inside the framework.
+        messages: list[Message] = []
         seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
+            messages.append(message)
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise PayloadTooLarge(_too_large(limit))
-            return message
+                await self._refuse(limit, scope, receive, send)
+                return
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
 
-        await self.app(scope, counted, send)
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _refuse(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+        await error_response(PayloadTooLarge(_too_large(limit)))(scope, receive, send)
 
 
 def _too_large(limit: int) -> str:

@@ -37,7 +37,7 @@ async def respond(request: Request, services: Services, caller: Caller, kind: Ki
     """Run now and answer 200, or as a job and answer 201 with its ``Location``."""
     prepared = prepare(services, caller, kind, body, name, owner)
     if prepared.asynchronous:
-        job = get_jobs(request).submit(prepared, request.headers.get("idempotency-key"))
+        job = (await get_jobs(request)).submit(prepared, request.headers.get("idempotency-key"))
         return Response(status_code=201, headers={"Location": job_url(request, job.id)})
     return result_response(await run(services, prepared))
 

@@ -51,8 +51,10 @@ def _default(value: Any) -> Any:
         return dataframe_records(value)
     if isinstance(value, pd.Series):
         return {str(k): v for k, v in value.items()}
-    if isinstance(value, pd.Timestamp | pd.Timedelta):
+    if isinstance(value, pd.Timestamp):
         return None if pd.isna(value) else value.isoformat()
+    if isinstance(value, pd.Timedelta):  # seconds, as for datetime.timedelta
+        return None if pd.isna(value) else value.total_seconds()
     if isinstance(value, np.datetime64):
         return value.astype("datetime64[us]").item()
     if isinstance(value, np.generic):
@@ -84,6 +86,8 @@ def _plain(value: Any) -> Any:
         return {_key(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
+    if value is pd.NaT:  # a datetime subclass, but missing
+        return None
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, orjson.Fragment):
@@ -113,7 +117,12 @@ def to_json(value: Any, limit: int) -> bytes:
     try:
         data = orjson.dumps(value, default=_default, option=_OPTIONS)
     except TypeError:
-        data = json.dumps(_plain(value), ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            plain = _plain(value)
+        except RecursionError:
+            raise ResultNotSerializable("the function returned a value that contains itself, "
+                                        "which cannot be converted to JSON") from None
+        data = json.dumps(plain, ensure_ascii=False, separators=(",", ":")).encode()
     if len(data) > limit:
         raise OutputTooLarge(f"Output exceeds maximum length {limit} bytes "
                              f"(the result is {len(data)} bytes)")

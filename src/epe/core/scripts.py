@@ -36,15 +36,21 @@ def parse_script(source: str) -> EntryCandidates:
     return candidates
 
 
+# Values that can never be callable: binding a name to one makes no entry point.
+_NOT_CALLABLE = (ast.Constant, ast.JoinedStr, ast.List, ast.Tuple, ast.Set, ast.Dict,
+                 ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
 def _candidates(tree: ast.Module) -> EntryCandidates:
     last_def: str | None = None
     assigned: list[str] = []
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             last_def = node.name
-        elif isinstance(node, ast.Assign):
+        elif isinstance(node, ast.Assign) and not isinstance(node.value, _NOT_CALLABLE):
             assigned += [t.id for t in node.targets if isinstance(t, ast.Name)]
-        elif isinstance(node, ast.AnnAssign | ast.AugAssign) and isinstance(node.target, ast.Name):
+        elif (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+              and node.value is not None and not isinstance(node.value, _NOT_CALLABLE)):
             assigned.append(node.target.id)
     return EntryCandidates(last_def, tuple(assigned))
 

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import pwd
+import random
 import shutil
 import signal
 import sys
@@ -47,7 +48,8 @@ _WORKER_ERRORS: dict[str, type[errors.EpeError]] = {
 def _failure(reply: protocol.Header) -> TaskFailed:
     kind = _WORKER_ERRORS.get(reply.get("error", ""), errors.InternalError)
     error = kind(reply.get("message", "the function failed"),
-                 traceback=reply.get("traceback"), stdout=reply.get("stdout") or None)
+                 traceback=reply.get("traceback"), stdout=reply.get("stdout") or None,
+                 stderr=reply.get("stderr") or None)
     return TaskFailed(error, reply.get("unit"))
 
 
@@ -55,6 +57,7 @@ def _failure(reply: protocol.Header) -> TaskFailed:
 class _Worker:
     proc: asyncio.subprocess.Process
     workdir: str
+    max_tasks: int
     tasks: int = 0
     pid: int = field(init=False)
 
@@ -106,12 +109,19 @@ async def _answer(calls: CallHandler | None, call: protocol.Header,
 
 
 def _world_reachable(path: str) -> bool:
-    """Whether any user may traverse to ``path`` (resolved) and read or run it."""
-    target = os.path.realpath(path)
-    parents = [target]
-    while (parent := os.path.dirname(parents[-1])) != parents[-1]:
-        parents.append(parent)
-    return all(os.stat(p).st_mode & 0o005 for p in parents)
+    """Whether any user may traverse to ``path`` and read or run it: every folder on
+    the way, both as written (a venv's own) and after symlinks are resolved."""
+    def chain(start: str) -> list[str]:
+        parents = [start]
+        while (parent := os.path.dirname(parents[-1])) != parents[-1]:
+            parents.append(parent)
+        return parents
+
+    on_the_way = set(chain(os.path.abspath(path))) | set(chain(os.path.realpath(path)))
+    try:
+        return all(os.stat(p).st_mode & 0o005 for p in on_the_way)
+    except OSError:
+        return False
 
 
 def _describe_exit(code: int | None) -> str:
@@ -215,7 +225,7 @@ class LocalPool:
     def _release(self, worker: _Worker) -> None:
         self._busy.discard(worker)
         worker.tasks += 1
-        if worker.tasks >= self.settings.worker_max_tasks:
+        if worker.tasks >= worker.max_tasks:
             log.info("recycling worker %d after %d tasks", worker.pid, worker.tasks)
             self._discard(worker)
         else:
@@ -260,7 +270,10 @@ class LocalPool:
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             cwd=workdir, env=self._environment(workdir), start_new_session=True,
             limit=2**20, **self._identity)
-        worker = _Worker(proc, workdir)
+        # Up to 20% fewer tasks at random, so workers started together (the whole
+        # pool, at start) do not all retire, and make callers wait, at once.
+        cap = self.settings.worker_max_tasks
+        worker = _Worker(proc, workdir, max(1, cap - random.randrange(cap // 5 + 1)))
         try:
             assert proc.stdout is not None
             ready, _ = await asyncio.wait_for(protocol.read_async(proc.stdout),
@@ -283,13 +296,18 @@ class LocalPool:
         """Who workers run as: an unprivileged user when we are root."""
         if os.geteuid() != 0 or not self.settings.worker_user:
             return {}
+        try:
+            entry = pwd.getpwnam(self.settings.worker_user)
+        except KeyError:
+            log.warning("workers run as the server's user: EPE_WORKER_USER %r does not exist",
+                        self.settings.worker_user)
+            return {}
         unreachable = [p for p in (self.python, sys.base_prefix) if not _world_reachable(p)]
         if unreachable:
             log.warning("workers run as root: the worker user %r cannot reach %s; build the "
                         "venv on a Python every user can execute (see docs/security.md)",
                         self.settings.worker_user, ", ".join(unreachable))
             return {}
-        entry = pwd.getpwnam(self.settings.worker_user)
         return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
     @staticmethod

@@ -9,6 +9,7 @@ same rule.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +19,13 @@ from sqlalchemy import Engine, and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from epe.store import schema
+from epe.store.cache import TTLCache
 from epe.store.engine import sqlite_engine, writing
 from epe.store.jobs import JobStore
 from epe.store.migrate import upgrade
 
 GLOBAL_OWNER = "PYQSYS"
+CACHE_TTL = 2.0  # seconds a looked-up user, unrevoked token or script is trusted
 PUBLIC = "PUBLIC"
 RESERVED_USERS = frozenset({GLOBAL_OWNER, PUBLIC})
 
@@ -56,6 +59,9 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._users: TTLCache[UserRecord] = TTLCache(CACHE_TTL)
+        self._unrevoked: TTLCache[bool] = TTLCache(CACHE_TTL)
+        self._scripts: TTLCache[ScriptRecord] = TTLCache(CACHE_TTL)
         self.jobs = JobStore(engine)
         from epe.store.datastores import DatastoreStore  # it imports this module
 
@@ -67,6 +73,10 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         engine = sqlite_engine(path)
         upgrade(engine)
+        # Users, tokens and datastores are in here: the server's user alone reads it.
+        for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if part.exists():
+                os.chmod(part, 0o600)
         return cls(engine)
 
     def close(self) -> None:
@@ -82,25 +92,40 @@ class Store:
                 conn.execute(insert(schema.users).values(**vars(user)))
         except IntegrityError:
             return None
+        self._users.drop(name)
         return user
 
     def get_user(self, name: str) -> UserRecord | None:
+        if (cached := self._users.get(name)) is not None:
+            return cached
         with self.engine.connect() as conn:
             row = conn.execute(select(schema.users).where(schema.users.c.name == name)).first()
-        return UserRecord(**row._mapping) if row else None
+        if row is None:
+            return None
+        user = UserRecord(**row._mapping)
+        self._users.put(name, user)
+        return user
 
     def set_password(self, name: str, password_hash: str) -> None:
         with writing(self.engine) as conn:
             conn.execute(update(schema.users).where(schema.users.c.name == name)
                          .values(password_hash=password_hash))
+        self._users.drop(name)
 
     def delete_user(self, name: str) -> bool:
-        """Delete a user with their private scripts and grants."""
+        """Delete a user with everything they own here: scripts, grants, jobs, datastores.
+
+        A new user given the same name later must inherit none of it.
+        """
         with writing(self.engine) as conn:
             gone = conn.execute(delete(schema.users).where(schema.users.c.name == name)).rowcount
             conn.execute(delete(schema.scripts).where(schema.scripts.c.owner == name))
+            conn.execute(delete(schema.jobs).where(schema.jobs.c.owner == name))
+            conn.execute(delete(schema.datastores).where(schema.datastores.c.owner == name))
             conn.execute(delete(schema.grants).where(
                 or_(schema.grants.c.owner == name, schema.grants.c.grantee == name)))
+        self._users.drop(name)
+        self._scripts.clear()
         return bool(gone)
 
     # -- revoked tokens ----------------------------------------------------------
@@ -113,11 +138,17 @@ class Store:
                                   .where(schema.revoked_tokens.c.jti == jti)).first()
             if not exists:
                 conn.execute(insert(schema.revoked_tokens).values(jti=jti, expires=expires))
+        self._unrevoked.drop(jti)
 
     def is_revoked(self, jti: str) -> bool:
+        if self._unrevoked.get(jti):
+            return False
         with self.engine.connect() as conn:
-            return conn.execute(select(schema.revoked_tokens.c.jti)
-                                .where(schema.revoked_tokens.c.jti == jti)).first() is not None
+            revoked = conn.execute(select(schema.revoked_tokens.c.jti)
+                                   .where(schema.revoked_tokens.c.jti == jti)).first() is not None
+        if not revoked:
+            self._unrevoked.put(jti, True)
+        return revoked
 
     # -- scripts -----------------------------------------------------------------
 
@@ -140,6 +171,7 @@ class Store:
                 except IntegrityError:  # a concurrent create won the race
                     return None
             row = conn.execute(select(t).where(where)).one()
+        self._scripts.clear()
         return ScriptRecord(**row._mapping)
 
     def get_script(self, owner: str, name: str) -> ScriptRecord | None:
@@ -153,6 +185,7 @@ class Store:
         with writing(self.engine) as conn:
             gone = conn.execute(delete(t).where(and_(t.c.owner == owner, t.c.name == name)))
             self._drop_grants(conn, "pyqscript", owner, name)
+        self._scripts.clear()
         return bool(gone.rowcount)
 
     def find_script(self, caller: str, name: str, owner: str | None) -> ScriptRecord | None:
@@ -161,6 +194,15 @@ class Store:
         Without an owner: the caller's own script first, then the global one (OML).
         With an owner: that user's script if it is the caller's, global, or granted.
         """
+        key = (caller, name, owner)
+        if (cached := self._scripts.get(key)) is not None:
+            return cached
+        found = self._find_script(caller, name, owner)
+        if found is not None:
+            self._scripts.put(key, found)
+        return found
+
+    def _find_script(self, caller: str, name: str, owner: str | None) -> ScriptRecord | None:
         if owner is None:
             return self.get_script(caller, name) or self.get_script(GLOBAL_OWNER, name)
         script = self.get_script(owner, name)
@@ -189,11 +231,13 @@ class Store:
                                                                        who))).first():
                 conn.execute(insert(g).values(object_type=object_type, owner=owner, name=name,
                                               grantee=who))
+        self._scripts.clear()
 
     def revoke(self, object_type: str, owner: str, name: str, grantee: Grantee) -> bool:
         with writing(self.engine) as conn:
             gone = conn.execute(delete(schema.grants).where(
                 self._grant_match(object_type, owner, name, grantee or PUBLIC)))
+        self._scripts.clear()
         return bool(gone.rowcount)
 
     def is_granted(self, object_type: str, owner: str, name: str, user: str) -> bool:
