@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from epe import __version__
-from epe.api import auth, datastores, errors, jobs, meta, run, scripts, tables, users
+from epe.api import auth, datastores, errors, jobs, meta, query, run, scripts, tables, users
 from epe.api.deps import Services
 from epe.api.middleware import BodyLimit, DeprecateV1, FormBodyAsJson
 from epe.auth.tokens import TokenService, load_or_create_key
@@ -54,6 +54,7 @@ def versioned_router() -> APIRouter:
     router.include_router(jobs.router)
     router.include_router(tables.router)
     router.include_router(datastores.router)
+    router.include_router(query.router)
     return router
 
 

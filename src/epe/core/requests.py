@@ -60,6 +60,10 @@ class IndexApplyRequest(ParallelRequest):
     times: StrictInt = Field(gt=0)
 
 
+class QueryRequest(_Body):
+    input: StrictStr = Field(min_length=1)
+
+
 class ScriptCreate(_Body):
     name: StrictStr = Field(min_length=1, max_length=128)
     script: StrictStr = Field(min_length=1)
