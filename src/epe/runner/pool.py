@@ -59,6 +59,8 @@ class _Worker:
     workdir: str
     max_tasks: int
     tasks: int = 0
+    retiring: bool = False  # a successor is starting; keep serving until it is ready
+    retired: bool = False  # the successor is ready: never hand this one out again
     pid: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -181,7 +183,7 @@ class LocalPool:
     # -- running -----------------------------------------------------------------
 
     async def run(self, task: Task, timeout: float) -> TaskResult:
-        worker = await self._idle.get()
+        worker = await self._acquire()
         self._busy.add(worker)
         try:
             reply, payload = await asyncio.wait_for(
@@ -222,14 +224,38 @@ class LocalPool:
 
     # -- worker bookkeeping ------------------------------------------------------
 
+    async def _acquire(self) -> _Worker:
+        while True:
+            worker = await self._idle.get()
+            if not worker.retired:
+                return worker
+
     def _release(self, worker: _Worker) -> None:
         self._busy.discard(worker)
         worker.tasks += 1
-        if worker.tasks >= worker.max_tasks:
-            log.info("recycling worker %d after %d tasks", worker.pid, worker.tasks)
-            self._discard(worker)
-        else:
-            self._idle.put_nowait(worker)
+        if worker.retired:
+            self._retire(worker)
+            return
+        if worker.tasks >= worker.max_tasks and not worker.retiring:
+            # Recycle without a gap: the old worker serves until its successor has
+            # imported its libraries, so no caller waits for a cold start.
+            worker.retiring = True
+            self._in_background(self._succeed(worker))
+        self._idle.put_nowait(worker)
+
+    async def _succeed(self, worker: _Worker) -> None:
+        successor = await self._spawn_retrying()
+        if successor is None:
+            return
+        worker.retired = True
+        self._idle.put_nowait(successor)
+        log.info("recycled worker %d after %d tasks", worker.pid, worker.tasks)
+        if worker not in self._busy:
+            self._retire(worker)  # idle: it will be skipped when dequeued
+
+    def _retire(self, worker: _Worker) -> None:
+        worker.kill()
+        self._in_background(worker.reap())
 
     def _discard(self, worker: _Worker, wait: bool = False) -> Any:
         """Kill ``worker`` and start its replacement; awaitable for the exit code."""
@@ -247,15 +273,21 @@ class LocalPool:
         task.add_done_callback(self._background.discard)
 
     async def _replace(self) -> None:
+        successor = await self._spawn_retrying()
+        if successor is not None:
+            self._idle.put_nowait(successor)
+
+    async def _spawn_retrying(self) -> _Worker | None:
+        """A new worker, retrying with back-off; ``None`` if the pool is stopping."""
         delay = 0.5
         while not self._stopping:
             try:
-                self._idle.put_nowait(await self._spawn())
-                return
+                return await self._spawn()
             except Exception:
                 log.exception("could not start a worker; retrying in %.1f s", delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30)
+        return None
 
     async def _spawn(self) -> _Worker:
         workdir = self._make_workdir()
