@@ -32,7 +32,7 @@ from epe.core.requests import (
 )
 from epe.core.scripts import parse_script
 from epe.errors import InvalidRequest, TimeLimitExceeded
-from epe.runner.executor import Kind, Task, TaskFailed, TaskResult
+from epe.runner.executor import Executor, Kind, Task, TaskFailed, TaskResult
 
 log = logging.getLogger("epe.run")
 
@@ -72,13 +72,10 @@ def run_timeout(services: Services, body: RunRequest) -> int:
     return body.timeout or services.settings.default_timeout
 
 
-def check_supported(body: RunRequest, controls: Controls) -> None:
-    """Refuse, clearly, what this server cannot do yet rather than ignore it."""
+def check_environment(services: Services, body: RunRequest) -> None:
+    """A named environment must exist (400 otherwise, A7); the run holds it while it runs."""
     if body.env_name is not None:
-        raise InvalidRequest(f"unknown environment {body.env_name!r}")
-    if body.pickled_parameters is not None or body.result_format != "json":
-        raise InvalidRequest("pickledParameters and resultFormat=pickle are not available on "
-                             "this server yet")
+        services.environments.check(body.env_name)
 
 
 async def query_input(services: Services, caller: Caller, sql: str,
@@ -106,14 +103,14 @@ async def plan_work(services: Services, caller: Caller, kind: Kind, body: RunReq
     return Work([(0, table.num_rows)], table)
 
 
-def degree(services: Services, body: RunRequest, controls: Controls) -> int:
+def degree(services: Services, body: RunRequest, controls: Controls, capacity: int) -> int:
     if not isinstance(body, ParallelRequest):
         return 1
     level = controls.service or body.service
     flag = body.parallel_flag or bool(controls.parallel)
     return plan.degree_of_parallelism(flag, body.parallel,
                                       services.settings.parallel_cap(level),  # type: ignore[arg-type]
-                                      services.executor.capacity)
+                                      capacity)
 
 
 @dataclass(frozen=True)
@@ -151,7 +148,7 @@ def prepare(services: Services, caller: Caller, kind: Kind, body: RunRequest,
     """Everything that can be refused before running: script, parameters, limits."""
     source = resolve_source(services, caller, body, name, owner)
     kwargs, controls = parse_parameters(body.parameters)
-    check_supported(body, controls)
+    check_environment(services, body)
     return Prepared(caller, kind, body, source, kwargs, controls, run_timeout(services, body))
 
 
@@ -163,31 +160,41 @@ async def execute(services: Services, caller: Caller, kind: Kind, body: RunReque
 
 async def run(services: Services, job: Prepared, progress: Progress | None = None,
               output: Output | None = None, min_batches: int = 1) -> bytes:
+    """Run a prepared request in the workers of its environment (``envName``, A8)."""
+    async with services.environments.executor(job.body.env_name) as executor:
+        return await run_on(executor, services, job, progress, output, min_batches)
+
+
+async def run_on(executor: Executor, services: Services, job: Prepared,
+                 progress: Progress | None = None, output: Output | None = None,
+                 min_batches: int = 1) -> bytes:
     """Run a prepared request: plan, share the input, run the batches, shape the result."""
     work = await plan_work(services, job.caller, job.kind, job.body, job.controls)
-    dop = degree(services, job.body, job.controls)
+    dop = degree(services, job.body, job.controls, executor.capacity)
     batches = plan.batches(work.units, dop, min_batches=min_batches)
     log.info("%s by %s: %d invocations in %d batches, degree of parallelism %d",
              job.kind, job.caller.name, len(work.units), len(batches), dop)
     share: AbstractAsyncContextManager[str | None] = nullcontext() if work.table is None \
-        else services.executor.share(work.table)
+        else executor.share(work.table)
     async with share as ref:
         work.table = None  # the shared copy is what workers read; drop ours
         graphics = bool(job.body.graphics_flag or job.controls.graphics)
         tasks = [Task(kind=job.kind, source=job.source, script_key=script_key(job.source),
                       kwargs=job.kwargs, graphics=graphics, units=tuple(b), input_ref=ref,
                       input_type=job.controls.input_type,
+                      pickled_kwargs=job.body.pickled_parameters,
+                      result_format=job.body.result_format,
                       calls=calls.handler(services, job.caller)) for b in batches]
-        outcomes = await run_batches(services, tasks, dop, job.timeout, progress)
+        outcomes = await run_batches(executor, tasks, dop, job.timeout, progress)
     if output is not None:
         output.parts += [o.stdout + o.stderr for o in outcomes if isinstance(o, TaskResult)]
     results = settle(outcomes, work, batches)
     fragments = [f for r in results for f in r.fragments]
-    payload = shape(job.kind, fragments, work, graphics)
+    payload = shape(job.kind, fragments, work, graphics and job.body.result_format == "json")
     return assemble.check_size(payload, services.settings.output_limit)
 
 
-async def run_batches(services: Services, tasks: Sequence[Task], dop: int, timeout: float,
+async def run_batches(executor: Executor, tasks: Sequence[Task], dop: int, timeout: float,
                       progress: Progress | None = None) -> list[TaskResult | BaseException]:
     """Run every batch, at most ``dop`` at once, each to its end (success or failure)."""
     gate = asyncio.Semaphore(dop)
@@ -198,7 +205,7 @@ async def run_batches(services: Services, tasks: Sequence[Task], dop: int, timeo
     async def one(task: Task) -> TaskResult:
         nonlocal done
         async with gate:
-            result = await services.executor.run(task, timeout)
+            result = await executor.run(task, timeout)
         done += len(task.units)
         if progress is not None:
             progress(done, total)
@@ -242,6 +249,8 @@ def locate(failure: TaskFailed, work: Work, position: int) -> Exception:
 
 
 def shape(kind: Kind, fragments: list[assemble.Fragment], work: Work, graphics: bool) -> bytes:
+    """OML's shape of the result (A4, A5). Pickled results (B9) are opaque strings:
+    one per chunk for row-apply, which the client concatenates."""
     if kind in ("do_eval", "table_apply"):
         return fragments[0].json
     if graphics:  # keyed by group, or by chunk or invocation number from "0"

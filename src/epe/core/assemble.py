@@ -23,7 +23,7 @@ class Fragment:
 
 def row_apply(parts: Sequence[Fragment]) -> bytes:
     """DataFrames concatenated into one list of records; otherwise one entry per chunk."""
-    if parts and all(p.is_frame for p in parts):
+    if parts and all(p.is_frame and p.json.startswith(b"[") for p in parts):
         inner = [p.json[1:-1] for p in parts if len(p.json) > 2]
         return b"[" + b",".join(inner) + b"]"
     return as_list(parts)

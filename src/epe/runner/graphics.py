@@ -33,7 +33,14 @@ class FigureCapture:
         self.images: list[dict[str, Any]] = []
         self.used = 0  # bytes of images so far in this task
         self._settings: Any = self._baseline()
-        plt.show = self._show
+        # Resolve the backend now: pyplot does it lazily at the first figure and
+        # then sets ``show.__signature__``, which a replaced ``show`` must allow.
+        plt.close(plt.figure())
+
+        def show(*args: Any, **kwargs: Any) -> None:
+            self._capture_open()
+
+        plt.show = show
 
     def _baseline(self) -> dict[str, Any]:
         self._mpl.rcParams.update({"figure.figsize": self.size, "figure.dpi": self.dpi,
@@ -56,9 +63,6 @@ class FigureCapture:
         images, self.images = self.images, []
         self._plt.close("all")
         return images
-
-    def _show(self, *args: Any, **kwargs: Any) -> None:
-        self._capture_open()
 
     def _capture_open(self) -> None:
         for number in self._plt.get_fignums():

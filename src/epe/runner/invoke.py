@@ -7,17 +7,20 @@ once, so a batch never holds more than one user value at a time.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import cloudpickle
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 
 from epe.core.results import dataframe_columns, to_json
-from epe.errors import OutputTooLarge
+from epe.errors import InvalidRequest, OutputTooLarge
 from epe.runner.graphics import FigureCapture, entry
 
 # Kinds whose result with graphics is a list of images, not an object keyed by unit.
@@ -73,6 +76,28 @@ def encode(value: Any, columns: bool, limit: int) -> tuple[bytes, bool]:
     return to_json(value, limit), is_frame
 
 
+def unpickle_kwargs(data: str | None) -> dict[str, Any]:
+    """``pickledParameters`` (B9): a base64 cloudpickle of a dict of keyword arguments."""
+    if not data:
+        return {}
+    try:
+        value = cloudpickle.loads(base64.b64decode(data, validate=True))
+    except Exception as e:
+        raise InvalidRequest(f"pickledParameters could not be read: {type(e).__name__}: {e}"
+                             ) from None
+    if not isinstance(value, dict):
+        raise InvalidRequest("pickledParameters must hold a dict of keyword arguments")
+    return value
+
+
+def pickled(value: Any, images: list[dict[str, Any]] | None) -> tuple[bytes, bool]:
+    """The value (with graphics: the value and the PNGs' bytes) as a JSON string of
+    base64 cloudpickle, for the Python client (B9)."""
+    obj = value if images is None else (value, [base64.b64decode(i["IMAGE"]) for i in images])
+    text = base64.b64encode(cloudpickle.dumps(obj)).decode("ascii")
+    return orjson.dumps(text), isinstance(value, pd.DataFrame)
+
+
 class Batch:
     """One task: the function, its arguments, and where it is in the batch."""
 
@@ -82,7 +107,9 @@ class Batch:
         self.capture = capture
         self.graphics = bool(header.get("graphics"))
         self.kind: str = header["kind"]
-        self.kwargs: dict[str, Any] = header.get("kwargs") or {}
+        self.kwargs: dict[str, Any] = {**(header.get("kwargs") or {}),
+                                       **unpickle_kwargs(header.get("pickled_kwargs"))}
+        self.pickle = header.get("result_format") == "pickle"
         self.units: list[list[int]] = header.get("units") or []
         self.input_path: str | None = header.get("input")
         self.input_type: str = header.get("input_type", "default")
@@ -94,10 +121,13 @@ class Batch:
         for time, call in self._calls():
             self.capture.begin(self.graphics)
             value = call()
-            fragment, is_frame = encode(value, self.kind == "group_apply", self.limit)
             images = self.capture.end()
-            if self.graphics:
-                fragment = entry(images, fragment, time, self.kind in WHOLE_INPUT)
+            if self.pickle:
+                fragment, is_frame = pickled(value, images if self.graphics else None)
+            else:
+                fragment, is_frame = encode(value, self.kind == "group_apply", self.limit)
+                if self.graphics:
+                    fragment = entry(images, fragment, time, self.kind in WHOLE_INPUT)
             out.size += len(fragment)
             if out.size > self.limit:
                 raise OutputTooLarge(f"Output exceeds maximum length {self.limit} bytes")

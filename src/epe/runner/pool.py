@@ -209,7 +209,8 @@ class LocalPool:
     def _header(task: Task) -> protocol.Header:
         return {"kind": task.kind, "source": task.source, "script_key": task.script_key,
                 "kwargs": task.kwargs, "graphics": task.graphics, "units": task.units,
-                "input": task.input_ref, "input_type": task.input_type}
+                "input": task.input_ref, "input_type": task.input_type,
+                "pickled_kwargs": task.pickled_kwargs, "result_format": task.result_format}
 
     @staticmethod
     def _result(reply: protocol.Header, payload: bytes) -> TaskResult:
