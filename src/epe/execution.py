@@ -187,7 +187,7 @@ async def run_on(executor: Executor, services: Services, job: Prepared,
                       calls=calls.handler(services, job.caller)) for b in batches]
         outcomes = await run_batches(executor, tasks, dop, job.timeout, progress)
     if output is not None:
-        output.parts += [o.stdout + o.stderr for o in outcomes if isinstance(o, TaskResult)]
+        output.parts += [printed(o) for o in outcomes]
     results = settle(outcomes, work, batches)
     fragments = [f for r in results for f in r.fragments]
     payload = shape(job.kind, fragments, work, graphics and job.body.result_format == "json")
@@ -218,6 +218,16 @@ async def run_batches(executor: Executor, tasks: Sequence[Task], dop: int, timeo
         raise TimeLimitExceeded(f"the run went past its time limit of {timeout:g} s and was "
                                 "stopped") from None
     return list(outcomes)
+
+
+def printed(outcome: TaskResult | BaseException) -> str:
+    """What a batch printed, whether it succeeded or failed (B4: kept with the job)."""
+    if isinstance(outcome, TaskResult):
+        return outcome.stdout + outcome.stderr
+    if isinstance(outcome, TaskFailed):
+        extra = outcome.error.extra
+        return str(extra.get("stdout", "")) + str(extra.get("stderr", ""))
+    return ""
 
 
 def settle(outcomes: Sequence[TaskResult | BaseException], work: Work,

@@ -31,7 +31,7 @@ class FigureCapture:
         self.limit = limit
         self.enabled = False
         self.images: list[dict[str, Any]] = []
-        self.used = 0  # bytes of images so far in this task
+        self.used = 0  # bytes of images so far in this invocation
         self._settings: Any = self._baseline()
         # Resolve the backend now: pyplot does it lazily at the first figure and
         # then sets ``show.__signature__``, which a replaced ``show`` must allow.
@@ -56,6 +56,7 @@ class FigureCapture:
                 self._mpl.rcParams.update(self._settings)
         self.enabled = enabled
         self.images = []
+        self.used = 0  # the limit is per call; the batch checks the total
 
     def end(self) -> list[dict[str, Any]]:
         """After an invocation: capture what is still open, then close everything."""
