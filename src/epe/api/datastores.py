@@ -30,11 +30,10 @@ def list_datastores(caller: CallerDep, services: ServicesDep) -> Response:
 
 
 def _describe(services: ServicesDep, caller: str, name: str, owner: str | None) -> Response:
-    service = Datastores(services.store)
-    info = service.info(caller, name, owner)
-    objects = [{"name": o["object_name"], "class": o["class"], "size": o["size"],
-                "length": o["length"], "rowCount": o["row_count"], "colCount": o["col_count"]}
-               for o in service.describe(caller, name, owner)]
+    info, stored = services.store.datastores.whole(
+        Datastores(services.store).info(caller, name, owner))
+    objects = [{"name": o.name, "class": o.class_name, "size": o.size, "length": o.length,
+                "rowCount": o.row_count, "colCount": o.col_count} for o in stored]
     return json_response({"result": {**summary(info), "objects": objects}})
 
 

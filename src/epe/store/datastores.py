@@ -147,6 +147,19 @@ class DatastoreStore:
         return DatastoreInfo(row.id, row.owner, row.name, row.description, row.grantable,
                              row.created, row.updated, int(count or 0), int(size or 0))
 
+    def whole(self, info: DatastoreInfo) -> tuple[DatastoreInfo, list[StoredObject]]:
+        """The datastore and its objects (without data) from one snapshot: never the
+        summary of one version with the objects of another."""
+        columns = [c for c in _OBJ.c if c.name not in ("datastore_id", "data")]
+        with self.engine.connect() as conn:
+            row = conn.execute(select(_DS).where(_DS.c.id == info.id)).first()
+            if row is None:
+                raise NotFound(f"no datastore named {info.name}")
+            found = conn.execute(select(*columns).where(_OBJ.c.datastore_id == info.id)
+                                 .order_by(_OBJ.c.name))
+            objects = [StoredObject(**r._mapping) for r in found]
+            return self._info(conn, row), objects
+
     def objects(self, info: DatastoreInfo, names: list[str] | None = None,
                 with_data: bool = False) -> list[StoredObject]:
         columns = [c for c in _OBJ.c if c.name != "datastore_id" and
