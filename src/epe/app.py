@@ -9,12 +9,25 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from epe import __version__
-from epe.api import auth, datastores, errors, jobs, meta, query, run, scripts, tables, users
+from epe.api import (
+    auth,
+    datastores,
+    envs,
+    errors,
+    jobs,
+    meta,
+    query,
+    run,
+    scripts,
+    tables,
+    users,
+)
 from epe.api.deps import Services
 from epe.api.middleware import BodyLimit, DeprecateV1, FormBodyAsJson
 from epe.auth.tokens import TokenService, load_or_create_key
 from epe.data import Catalog
 from epe.jobs import JobManager
+from epe.runner.environments import EnvironmentPools
 from epe.runner.executor import Executor
 from epe.runner.pool import LocalPool
 from epe.settings import Settings
@@ -38,8 +51,9 @@ def open_services(settings: Settings, executor: Executor | None = None) -> Servi
     store = Store.open_sqlite(settings.metadata_path)
     tokens = TokenService(load_or_create_key(settings.key_path), settings.token_lifetime,
                           settings.token_chain_lifetime)
-    return Services(settings, store, tokens, executor or LocalPool(settings),
-                    open_catalog(settings))
+    executor = executor or LocalPool(settings)
+    return Services(settings, store, tokens, executor, open_catalog(settings),
+                    EnvironmentPools(settings, executor))
 
 
 def open_catalog(settings: Settings) -> Catalog:
@@ -55,6 +69,7 @@ def versioned_router() -> APIRouter:
     router.include_router(tables.router)
     router.include_router(datastores.router)
     router.include_router(query.router)
+    router.include_router(envs.router)
     return router
 
 
@@ -63,6 +78,7 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = open_services(settings, executor)
         await services.executor.start()
+        await services.environments.start()
         manager = JobManager(services)
         await manager.start()
         app.state.services, app.state.jobs = services, manager
@@ -70,6 +86,7 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
             yield
         finally:
             await manager.stop()
+            await services.environments.stop()
             await services.executor.stop()
             services.catalog.close()
             services.store.close()

@@ -105,6 +105,85 @@ def demo(data_dir: Path | None) -> None:
         click.echo(f"OMLUSER's password: {password}")
 
 
+@cli.group()
+def env() -> None:
+    """Manage named environments (works while the server runs)."""
+
+
+def _local(entry: str) -> str:
+    """A package given as a path of this machine, made absolute; a requirement unchanged."""
+    return str(Path(entry).absolute()) if Path(entry).is_file() else entry
+
+
+@env.command("create")
+@click.argument("name")
+@click.argument("more", nargs=-1, metavar="[PACKAGE]...")
+@click.option("--packages", "-p", multiple=True, metavar="P",
+              help="A package: a requirement ('name>=1.0') or a wheel's path. Repeat it, or "
+                   "list more packages after it.")
+@click.option("--requirements", "-r", type=click.Path(exists=True, dir_okay=False,
+                                                      path_type=Path),
+              help="A requirements file for pip.")
+@click.option("--description", default="", help="What the environment is for.")
+@click.option("--find-links", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A folder of wheels; packages come from it alone unless --index is given.")
+@click.option("--no-index/--index", default=None,
+              help="Whether to leave out the package index (default: only with --find-links).")
+@DATA_DIR
+def env_create(name: str, more: tuple[str, ...], packages: tuple[str, ...],
+               requirements: Path | None, description: str, find_links: Path | None,
+               no_index: bool | None, data_dir: Path | None) -> None:
+    """Create environment NAME: a venv on the server's, with PACKAGEs installed by pip."""
+    import asyncio
+
+    from epe.app import prepare_data_dir
+    from epe.envs import Base, Spec, build, prepare_root, sweep
+    from epe.envs.build import worker_user
+
+    settings = build_settings(data_dir=data_dir)
+    prepare_data_dir(settings)
+    root = prepare_root(settings.data_dir)
+    sweep(root)
+    spec = Spec(name, tuple(_local(p) for p in (*packages, *more)),
+                requirements.read_text() if requirements else None, description,
+                str(find_links.absolute()) if find_links else None, no_index)
+    created = asyncio.run(build(spec, root, Base.current(), worker_user=worker_user(settings),
+                                timeout=settings.env_build_timeout,
+                                log=lambda text: click.echo(text, nl=False, err=True)))
+    click.echo(f"environment {created.name} created")
+
+
+@env.command("list")
+@DATA_DIR
+@click.option("--json", "as_json", is_flag=True, help="Print GET /envs's answer instead.")
+def env_list(data_dir: Path | None, as_json: bool) -> None:
+    """List the named environments."""
+    import orjson
+
+    from epe.envs import Base, describe, envs_root, listing
+
+    settings = build_settings(data_dir=data_dir)
+    sites = list(Base.current().sites)
+    envs = [describe(e, sites) for e in listing(envs_root(settings.data_dir))]
+    if as_json:
+        click.echo(orjson.dumps({"result": {"envs": envs}}, option=orjson.OPT_INDENT_2))
+        return
+    for e in envs:
+        click.echo(f"{e['name']}\tpython {e['tags']['python']}\t{e['size']}\t"
+                   f"{e['number_of_installed_packages']} packages\t{e['description']}")
+
+
+@env.command("delete")
+@click.argument("name")
+@DATA_DIR
+def env_delete(name: str, data_dir: Path | None) -> None:
+    """Delete environment NAME (refused while runs or jobs of the server use it)."""
+    from epe.envs import envs_root, remove
+
+    remove(envs_root(build_settings(data_dir=data_dir).data_dir), name)
+    click.echo(f"environment {name} deleted")
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

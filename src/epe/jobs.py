@@ -16,6 +16,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,9 @@ STOPPED_MESSAGE = ("the server stopped while this job was waiting or running; it
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes to the store
 PROGRESS_BATCHES = 20  # an async run is cut into at least this many batches, for progress
 SWEEP_INTERVAL = 3600.0
+
+# Work a job does that is not a run: given the job's output, it returns its result's JSON.
+Work = Callable[[execution.Output], Awaitable[bytes]]
 
 
 @dataclass(frozen=True)
@@ -87,9 +91,7 @@ class JobManager:
         if idempotency_key and (same := self.store.by_idempotency_key(job.caller.name,
                                                                       idempotency_key)):
             return same
-        if len(self._tasks) >= self.services.settings.job_queue_limit:
-            raise ServerBusy("the server has as many jobs waiting as it can hold; try again "
-                             "later", retry_after=self.services.settings.retry_after)
+        self._admit()
         record = self.store.create(id=uuid.uuid4().hex, owner=job.caller.name, kind=job.kind,
                                    request=job.body.model_dump_json(by_alias=True),
                                    idempotency_key=idempotency_key)
@@ -99,19 +101,61 @@ class JobManager:
             assert same is not None
             return same
         (self.root / record.id).mkdir(parents=True, exist_ok=True)
-        self._tasks[record.id] = asyncio.create_task(self._run(record.id, job))
+        task = self._tasks[record.id] = asyncio.create_task(self._run(record.id, job))
+        if job.body.env_name is not None:  # the environment stays while the job waits
+            lease = self.services.environments.hold(job.body.env_name)
+            task.add_done_callback(lambda _task: lease.release())
         return record
+
+    def submit_work(self, owner: str, kind: str, request: str, work: Work) -> JobRecord:
+        """Run ``work`` as a job of ``owner``: one that is not a run (building an environment).
+
+        Its answer is ``{"result": R}``, R the JSON ``work`` returns, or the error body of
+        the ``EpeError`` it raises; what it adds to its ``Output`` is the job's log.
+        """
+        self._admit()
+        record = self.store.create(id=uuid.uuid4().hex, owner=owner, kind=kind, request=request,
+                                   idempotency_key=None)
+        assert record is not None  # no idempotency key, so no clash
+        (self.root / record.id).mkdir(parents=True, exist_ok=True)
+        self._tasks[record.id] = asyncio.create_task(self._run_work(record.id, work))
+        return record
+
+    def _admit(self) -> None:
+        if len(self._tasks) >= self.services.settings.job_queue_limit:
+            raise ServerBusy("the server has as many jobs waiting as it can hold; try again "
+                             "later", retry_after=self.services.settings.retry_after)
 
     # -- running -------------------------------------------------------------------
 
     async def _run(self, job_id: str, job: execution.Prepared) -> None:
         output = execution.Output()
-        try:
+
+        async def running() -> bytes | None:
             async with self._gates[job.controls.service or job.body.service]:
                 if not self.store.move(job_id, Status.RUNNING):
-                    return
-                body = await execution.run(self.services, job, self._progress(job_id), output,
+                    return None
+                return await execution.run(self.services, job, self._progress(job_id), output,
                                            min_batches=PROGRESS_BATCHES)
+
+        await self._settle(job_id, running(), output)
+
+    async def _run_work(self, job_id: str, work: Work) -> None:
+        output = execution.Output()
+
+        async def running() -> bytes | None:
+            if not self.store.move(job_id, Status.RUNNING):
+                return None
+            return await work(output)
+
+        await self._settle(job_id, running(), output)
+
+    async def _settle(self, job_id: str, running: Awaitable[bytes | None],
+                      output: execution.Output) -> None:
+        """Wait for the job's work and write its answer, however it ends."""
+        try:
+            if (body := await running) is None:
+                return
             self._finish(job_id, Status.FINISH, Answer(200, b'{"result":' + body + b"}"), output)
         except EpeError as e:
             self._finish(job_id, status_for(e), _error_answer(e, e.status), output)

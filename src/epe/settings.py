@@ -89,6 +89,15 @@ class Settings(BaseSettings):
     service_medium_parallel: int = Field(4, ge=1, description="Parallelism cap of service MEDIUM.")
     service_high_parallel: int = Field(8, ge=1, description="Parallelism cap of service HIGH.")
 
+    # Named environments (CONTRACT A8, B5; docs/environments.md).
+    env_workers: int = Field(2, ge=1, description="Worker processes in each environment's pool.")
+    env_idle_timeout: float = Field(
+        600.0, gt=0, description="Seconds an environment's pool may stay unused before it stops."
+    )
+    env_build_timeout: float = Field(
+        1800.0, gt=0, description="Seconds building an environment (pip included) may take."
+    )
+
     def job_concurrency(self, level: ServiceLevel) -> int:
         return {
             "LOW": self.job_concurrency_low,

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from epe.auth.tokens import TokenClaims, TokenService
 from epe.data import Catalog
 from epe.errors import Forbidden, Unauthorized
+from epe.runner.environments import EnvironmentPools
 from epe.runner.executor import Executor
 from epe.settings import Settings
 from epe.store import Store, UserRecord
@@ -22,6 +23,7 @@ class Services:
     tokens: TokenService
     executor: Executor
     catalog: Catalog
+    environments: EnvironmentPools  # named environments; ``executor`` runs the default one
 
 
 async def get_services(request: Request) -> Services:
