@@ -32,7 +32,6 @@ log = logging.getLogger("epe.jobs")
 
 STOPPED_MESSAGE = ("the server stopped while this job was waiting or running; it was not "
                    "re-run, because the function may have had side effects: submit it again")
-PROGRESS_INTERVAL = 0.5  # seconds between progress writes to the store
 PROGRESS_BATCHES = 20  # an async run is cut into at least this many batches, for progress
 SWEEP_INTERVAL = 3600.0
 
@@ -172,14 +171,10 @@ class JobManager:
             self._tasks.pop(job_id, None)
 
     def _progress(self, job_id: str) -> execution.Progress:
-        last = 0.0
-
+        # Every update is written: a job has at most a few dozen batches, and a
+        # throttle would drop the last update before a long pause.
         def report(done: int, total: int) -> None:
-            nonlocal last
-            now = time.monotonic()
-            if done == total or now - last >= PROGRESS_INTERVAL:
-                last = now
-                self.store.progress(job_id, done, total)
+            self.store.progress(job_id, done, total)
 
         return report
 

@@ -187,7 +187,7 @@ def test_oracle_async_group_apply_example_verbatim(server: EpeServer) -> None:
         assert "Deprecation" in first.headers and "Sunset" in first.headers  # v1 (A1)
         r = result(c, url)
         assert r.status_code == 200, r.text
-        # Oracle's documented answer for group_count on IRIS.
+        # One row per species: its smallest sepal length (orderBy) and its 50 rows.
         assert r.json() == {"result": {
             "setosa": {"SPECIES": {"0": "setosa"}, "SEPAL_LENGTH": {"0": 4.3},
                        "COUNT": {"0": 50}},
@@ -647,7 +647,9 @@ def check_after_restart(srv: EpeServer, user: str, password: str, old_url: str,
         r = result(c, moved(failed))
         assert (r.status_code, r.json()) == (400, failed_answer)
         for url in (running, pending):
-            body = assert_error(result(c, moved(url)), 400)
+            r = result(c, moved(url))
+            assert 400 <= r.status_code < 500, r.text  # an error answer, not our bug (500)
+            body = assert_error(r, r.status_code)
             assert "server stopped" in body["errorMessage"], body
         jobs = listed(c)
         assert {k: j["status"] for k, j in jobs.items()} == {

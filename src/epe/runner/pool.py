@@ -295,7 +295,7 @@ class LocalPool:
         limits = {"memory": self.settings.worker_memory_limit,
                   "processes": self.settings.worker_max_processes,
                   "open_files": self.settings.worker_max_open_files,
-                  "output_limit": self.settings.output_limit,
+                  "output_limit": self.settings.output_limit, "parent": os.getpid(),
                   "graphics_dpi": self.settings.graphics_dpi,
                   "graphics_size": [self.settings.graphics_width, self.settings.graphics_height]}
         proc = await asyncio.create_subprocess_exec(

@@ -39,6 +39,19 @@ def set_limits(limits: dict[str, int]) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core files of user crashes
 
 
+def die_with_parent(parent: int) -> None:
+    """Have the kernel kill this worker when the server dies, even by kill -9: user
+    code of a job the restarted server reports FAILED must not go on running."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the server died before the line above
+        os._exit(1)
+
+
 def take_protocol_streams() -> tuple[BinaryIO, BinaryIO]:
     """Keep private copies of fds 0 and 1 for frames; point 0 and 1 at /dev/null."""
     reader = os.fdopen(os.dup(0), "rb", buffering=0)
@@ -178,6 +191,8 @@ def _preload() -> None:
 
 def main() -> None:
     limits = orjson.loads(sys.argv[1])
+    if sys.platform == "linux":
+        die_with_parent(limits["parent"])
     set_limits(limits)
     reader, writer = take_protocol_streams()
     channel.connect(reader, writer)
