@@ -73,8 +73,11 @@ def test_only_complete_environments_are_read_and_listed(tmp_path: Path) -> None:
     env = make_env(tmp_path, "e")
     (tmp_path / ".building-f-123").mkdir()
     (tmp_path / "g").mkdir()  # no env.json: not complete
+    (tmp_path / "h").mkdir()
+    (tmp_path / "h" / registry.META).write_text("{not json")  # damaged: ignored
     assert read(tmp_path, "e") == env
     assert read(tmp_path, "g") is None and read(tmp_path, "../e") is None
+    assert read(tmp_path, "h") is None
     assert [e.name for e in listing(tmp_path)] == ["e"]
     assert listing(tmp_path / "missing") == []
 

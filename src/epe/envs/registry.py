@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import re
 import shutil
@@ -30,6 +31,8 @@ from typing import Any
 import orjson
 
 from epe.errors import Conflict, InvalidRequest, NotFound
+
+log = logging.getLogger("epe.envs")
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 META = "env.json"
@@ -110,6 +113,9 @@ def read(root: Path, name: str) -> Environment | None:
     try:
         return Environment.from_json(folder, orjson.loads((folder / META).read_bytes()))
     except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (ValueError, KeyError, TypeError):  # not ours, or damaged: not an environment
+        log.warning("ignoring %s: its %s cannot be read", folder, META)
         return None
 
 

@@ -131,7 +131,9 @@ class EnvironmentPools:
         return Lease(self, name, hold.env)
 
     def _release(self, name: str) -> None:
-        hold = self._holds[name]
+        hold = self._holds.get(name)
+        if hold is None:  # released by ``stop`` already
+            return
         hold.count -= 1
         if name in self._pools:
             self._pools[name].last_used = time.monotonic()
