@@ -17,6 +17,7 @@ import click
 import uvicorn
 from pydantic import ValidationError
 
+from epe.cli_client import COMMANDS as CLIENT_COMMANDS
 from epe.errors import EpeError
 from epe.settings import Settings
 
@@ -182,6 +183,10 @@ def env_delete(name: str, data_dir: Path | None) -> None:
 
     remove(envs_root(build_settings(data_dir=data_dir).data_dir), name)
     click.echo(f"environment {name} deleted")
+
+
+for _command in CLIENT_COMMANDS:  # script, run, job, table: the client's (issue 8)
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -1,0 +1,373 @@
+"""The client commands of ``epe`` (issue 8): ``script``, ``run``, ``job``, ``table``.
+
+They talk to a running server over its REST API through the Python client
+(``epe.client``), logged in from ``EPE_URL``, ``EPE_USER`` and ``EPE_PASSWORD``.
+Results print as JSON; a server error prints its message (and the function's
+traceback) and exits 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import click
+import orjson
+
+from epe.errors import EpeError
+
+if TYPE_CHECKING:
+    from epe.client._connection import Connection
+    from epe.client._functions import Shipped
+
+# The client modules (httpx, pandas, pyarrow, rich) are imported by the commands that
+# use them, so that ``epe serve`` and ``epe user add`` start as fast as before.
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+CONTENT_TYPES = {".csv": "text/csv", ".parquet": "application/vnd.apache.parquet",
+                 ".pq": "application/vnd.apache.parquet", ".json": "application/json"}
+
+
+def _connect() -> Connection:
+    from epe.client._connection import connect_from
+
+    try:
+        return connect_from(None, None, None)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+
+
+def _reported(fn: Callable[P, R]) -> Callable[P, R]:
+    """Server errors and unreachable servers as one message and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except EpeError as e:
+            lines = [f"{e.message} (errorCode {e.code})"]
+            lines += getattr(e, "__notes__", [])
+            raise click.ClickException("\n".join(lines)) from None
+        except ConnectionError as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapper
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    """Rows as aligned columns under a header."""
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=False)]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=False)).rstrip())
+
+
+# -- epe script ----------------------------------------------------------------------------
+
+
+@click.group("script")
+def script_group() -> None:
+    """Stored scripts on the server (connects with EPE_URL, EPE_USER, EPE_PASSWORD)."""
+
+
+@script_group.command("push")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="The script's name.")
+@click.option("--global", "is_global", is_flag=True, help="Store it as a global script.")
+@click.option("--description", default="", help="What the script does.")
+@click.option("--overwrite/--no-overwrite", default=True, show_default=True,
+              help="Replace a script of that name.")
+@_reported
+def script_push(file: Path, name: str, is_global: bool, description: str,
+                overwrite: bool) -> None:
+    """Store the Python source in FILE as script NAME."""
+    from epe.client._scripts import post_script
+
+    info = post_script(_connect(), name, file.read_text(), is_global, overwrite, description)
+    click.echo(f"script {info['name']} stored (owner {info['owner']})")
+
+
+@script_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print GET /scripts's answer.")
+@_reported
+def script_list(as_json: bool) -> None:
+    """List the scripts you may run: yours, global ones, and those granted to you."""
+    from epe.client._scripts import listing
+
+    scripts = listing(_connect())
+    if as_json:
+        _echo_json(scripts)
+        return
+    _table([[s["name"], s["owner"], "yes" if s.get("isGlobal") else "no", s.get("date", ""),
+             s.get("description", "")] for s in scripts],
+           ["NAME", "OWNER", "GLOBAL", "DATE", "DESCRIPTION"])
+
+
+@script_group.command("show")
+@click.argument("name")
+@click.option("--owner", default=None, help="The script's owner (PYQSYS: a global one).")
+@_reported
+def script_show(name: str, owner: str | None) -> None:
+    """Print the source of script NAME."""
+    from epe.client._scripts import fetch
+
+    click.echo(fetch(_connect(), name, owner)["script"], nl=False)
+
+
+@script_group.command("drop")
+@click.argument("name")
+@click.option("--global", "is_global", is_flag=True, help="Drop the global script NAME.")
+@_reported
+def script_drop(name: str, is_global: bool) -> None:
+    """Delete script NAME."""
+    from epe.client._connection import segment
+
+    _connect().delete(f"/scripts/{segment(name)}",
+                      params={"isGlobal": "true"} if is_global else None)
+    click.echo(f"script {name} dropped")
+
+
+# -- epe run -------------------------------------------------------------------------------
+
+
+@click.group("run")
+def run_group() -> None:
+    """Run a stored script (or a local .py file) on the server and print its result."""
+
+
+def _param(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"{text!r} is not KEY=VALUE", param_hint="--param")
+    try:
+        return key, orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return key, raw  # a plain string
+
+
+def _input_sql(text: str) -> str:
+    """A query, or a bare table name meaning all its rows."""
+    from epe.client._proxy import TABLE_NAME, quote
+
+    return f"SELECT * FROM {quote(text)}" if TABLE_NAME.fullmatch(text) else text
+
+
+def _shipped(name: str) -> Shipped:
+    from epe.client._functions import SCRIPT_NAME, Shipped
+
+    path = Path(name)
+    if name.endswith(".py") and path.is_file():
+        return Shipped(source=path.read_text())
+    if not SCRIPT_NAME.fullmatch(name):
+        raise click.BadParameter(f"{name!r} is neither a script name nor a .py file",
+                                 param_hint="NAME")
+    return Shipped(name=name)
+
+
+def _run_command(kind: str, needs: tuple[str, ...]) -> click.Command:
+    op = kind.replace("_", "-")
+
+    @_reported
+    def command(name: str, owner: str | None, input_: str | None, params: tuple[str, ...],
+                async_: bool, rows: int | None, group_by: str | None, order_by: str | None,
+                times: int | None, parallel: int | None, service: str | None,
+                env: str | None, timeout: int | None) -> None:
+        from epe.client._embed import parallel_fields, run_path
+        from epe.client._functions import Shipped
+
+        given = {"input": input_, "rows": rows, "group-by": group_by, "times": times}
+        missing = [f"--{n}" for n in needs if given[n] is None]
+        if missing:
+            raise click.UsageError(f"{op} needs {' and '.join(missing)}")
+        shipped = _shipped(name)
+        if owner is not None:
+            shipped = Shipped(name=shipped.name, owner=owner)
+        body: dict[str, Any] = {"input": _input_sql(input_) if input_ else None,
+                                "rows": rows, "groupBy": group_by, "orderBy": order_by,
+                                "times": times, "service": service, "envName": env,
+                                "timeout": timeout, "script": shipped.source}
+        if params:
+            body["parameters"] = orjson.dumps(dict(map(_param, params))).decode()
+        if async_:
+            body["asyncFlag"] = True
+        if kind not in ("do_eval", "table_apply"):
+            body.update(parallel_fields(parallel))
+        body = {k: v for k, v in body.items() if v is not None}
+        connection = _connect()
+        r = connection.request("POST", run_path(kind, shipped), json=body)
+        if r.status_code == 201:
+            click.echo(r.headers["location"].rstrip("/").rsplit("/", 1)[-1])
+            return
+        _echo_json(r.json()["result"])
+
+    options = [
+        click.argument("name"),
+        click.option("--owner", default=None, help="The owner of the stored script."),
+        click.option("--input", "input_", metavar="Q",
+                     help="The input: a SQL query, or a table name."),
+        click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+                     help="A keyword argument; VALUE is JSON if it parses, else a string."),
+        click.option("--async", "async_", is_flag=True, help="Run as a job; print its id."),
+        click.option("--rows", type=int, help="Rows per chunk (row-apply)."),
+        click.option("--group-by", help="Grouping column(s), comma-separated (group-apply)."),
+        click.option("--order-by", help="Ordering column(s) in a group (group-apply)."),
+        click.option("--times", type=int, help="Number of invocations (index-apply)."),
+        click.option("--parallel", type=int, help="Degree of parallelism."),
+        click.option("--service", type=click.Choice(["LOW", "MEDIUM", "HIGH"]),
+                     help="Service level."),
+        click.option("--env", help="Run in this named environment."),
+        click.option("--timeout", type=int, help="Time limit, seconds."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    what = {"do_eval": "with no input", "table_apply": "once on all the rows of --input",
+            "row_apply": "on each chunk of --rows rows of --input",
+            "group_apply": "once per group of --group-by of --input",
+            "index_apply": "--times times"}[kind]
+    command.__doc__ = (f"Run NAME (a stored script, or a local .py file) {what}, and print "
+                       "its result as JSON.")
+    return click.command(op)(command)
+
+
+for _kind, _needs in [("do_eval", ()), ("table_apply", ("input",)),
+                      ("row_apply", ("input", "rows")), ("group_apply", ("input", "group-by")),
+                      ("index_apply", ("times",))]:
+    run_group.add_command(_run_command(_kind, _needs))
+
+
+# -- epe job -------------------------------------------------------------------------------
+
+
+@click.group("job")
+def job_group() -> None:
+    """Async jobs: list, watch, result, log, cancel."""
+
+
+@job_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print GET /jobs's answer.")
+@_reported
+def job_list(as_json: bool) -> None:
+    """List your jobs, newest first."""
+    from epe.client._jobs import list_jobs
+
+    jobs = list_jobs(_connect())
+    if as_json:
+        _echo_json(jobs)
+        return
+
+    def progress(job: dict[str, Any]) -> str:
+        p = job.get("progress") or {}
+        return f"{p.get('done', 0)}/{p.get('total', 0)}" if p.get("total") else ""
+
+    _table([[j["job_id"], j["status"], j.get("operation", ""), j["createdDate"],
+             j["elapsedTime"], progress(j)] for j in jobs],
+           ["JOB_ID", "STATUS", "OPERATION", "CREATED", "ELAPSED", "PROGRESS"])
+
+
+@job_group.command("watch")
+@click.argument("job_id")
+@click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
+@_reported
+def job_watch(job_id: str, timeout: float | None) -> None:
+    """Show JOB_ID's progress until it ends; exit 1 unless it finished."""
+    from epe.client._jobs import Job
+
+    status = Job(job_id, _connect()).wait(progress=True, timeout=timeout)
+    click.echo(f"job {job_id} {status}")
+    if status != "FINISH":
+        sys.exit(1)
+
+
+@job_group.command("result")
+@click.argument("job_id")
+@_reported
+def job_result(job_id: str) -> None:
+    """Print JOB_ID's result as JSON (waiting for it to end); its error if it failed."""
+    from epe.client._jobs import Job
+
+    _echo_json(Job(job_id, _connect()).raw_result())
+
+
+@job_group.command("log")
+@click.argument("job_id")
+@_reported
+def job_log(job_id: str) -> None:
+    """Print what JOB_ID's function printed."""
+    from epe.client._jobs import Job
+
+    click.echo(Job(job_id, _connect()).log(), nl=False)
+
+
+@job_group.command("cancel")
+@click.argument("job_id")
+@_reported
+def job_cancel(job_id: str) -> None:
+    """Stop JOB_ID if it is running, and delete it."""
+    from epe.client._jobs import Job
+
+    Job(job_id, _connect()).cancel()
+    click.echo(f"job {job_id} cancelled and deleted")
+
+
+# -- epe table -----------------------------------------------------------------------------
+
+
+@click.group("table")
+def table_group() -> None:
+    """Your tables on the server: load, list, drop."""
+
+
+@table_group.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="The table's name.")
+@click.option("--overwrite", is_flag=True, help="Replace a table of that name.")
+@_reported
+def table_load(file: Path, name: str, overwrite: bool) -> None:
+    """Upload FILE (.csv, .parquet or .json records) as table NAME."""
+    from epe.client._proxy import upload
+
+    content_type = CONTENT_TYPES.get(file.suffix.lower())
+    if content_type is None:
+        raise click.BadParameter(f"{file.name}: use a .csv, .parquet or .json file",
+                                 param_hint="FILE")
+    info = upload(_connect(), name, file.read_bytes(), content_type, overwrite)
+    click.echo(f"table {info['name']} loaded: {info['rows']} rows, "
+               f"{len(info['columns'])} columns")
+
+
+@table_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print GET /tables's answer.")
+@_reported
+def table_list(as_json: bool) -> None:
+    """List your tables with their row counts and columns."""
+    from epe.client._proxy import list_tables
+
+    tables = list_tables(_connect())
+    if as_json:
+        _echo_json(tables)
+        return
+    _table([[t["name"], str(t["rows"]), ", ".join(f"{c['name']} {c['type']}"
+                                                  for c in t["columns"])] for t in tables],
+           ["NAME", "ROWS", "COLUMNS"])
+
+
+@table_group.command("drop")
+@click.argument("name")
+@_reported
+def table_drop(name: str) -> None:
+    """Delete table NAME."""
+    from epe.client._connection import segment
+
+    _connect().delete(f"/tables/{segment(name)}")
+    click.echo(f"table {name} dropped")
+
+
+COMMANDS = [script_group, run_group, job_group, table_group]

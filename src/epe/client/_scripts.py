@@ -1,0 +1,141 @@
+"""``oml.script``: the script repository (CONTRACT B1) with OML4Py's signatures."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pandas as pd
+
+from epe.client._connection import Connection, current, segment
+from epe.client._functions import stored_source
+from epe.errors import NotFound
+
+__all__ = ["Script", "create", "dir", "drop", "load"]
+
+GLOBAL_OWNER = "PYQSYS"
+SCTYPES = ("user", "global", "granted", "all")
+
+
+class Script:
+    """A stored script, as ``oml.script.load`` returns it.
+
+    Pass it as ``func`` to run it by name on the server; call it to run its source
+    here, in this process.
+    """
+
+    def __init__(self, name: str, owner: str, source: str, description: str = "",
+                 date: str | None = None, is_global: bool = False) -> None:
+        self.name = name
+        self.owner = owner
+        self.source = source
+        self.description = description
+        self.date = date
+        self.is_global = is_global
+        self.__epe_script__ = (name, owner)
+
+    def __repr__(self) -> str:
+        return f"<oml script {self.name} of {self.owner}>"
+
+    def __str__(self) -> str:
+        return self.source
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the script's entry point locally."""
+        from epe.core.scripts import parse_script, pick_entry
+
+        namespace: dict[str, Any] = {"__name__": f"oml_script_{self.name}"}
+        candidates = parse_script(self.source)
+        exec(compile(self.source, f"<script {self.name}>", "exec"), namespace)
+        return pick_entry(candidates, namespace)(*args, **kwargs)
+
+
+def post_script(connection: Connection, name: str, source: str, is_global: bool = False,
+                overwrite: bool = False, description: str = "") -> dict[str, Any]:
+    """``POST /scripts`` (B1); the script as stored."""
+    result: dict[str, Any] = connection.post_json(
+        "/scripts", {"name": name, "script": source, "isGlobal": bool(is_global),
+                     "overwrite": bool(overwrite), "description": description})
+    return result
+
+
+def create(name: str, func: Any, is_global: bool = False, overwrite: bool = False,
+           description: str = "") -> None:
+    """Store ``func`` (a function, or a string holding a function definition) as script
+    ``name``: private unless ``is_global``; an existing one is replaced only with
+    ``overwrite=True``.
+
+    A function whose source cannot be stored on its own (a lambda, a closure, one
+    using names of its session) is stored as a cloudpickle that the worker opens.
+    """
+    post_script(current(), name, stored_source(func), is_global, overwrite, description)
+
+
+def listing(connection: Connection) -> list[dict[str, Any]]:
+    """Every script the caller may run (``GET /scripts``)."""
+    scripts: list[dict[str, Any]] = connection.get_json("/scripts")
+    return scripts
+
+
+def fetch(connection: Connection, name: str, owner: str | None = None) -> dict[str, Any]:
+    """``GET /scripts/{name}[/{owner}]``: the script with its source."""
+    path = f"/scripts/{segment(name)}" + (f"/{segment(owner)}" if owner else "")
+    script: dict[str, Any] = connection.get_json(path)
+    return script
+
+
+def _of_type(script: dict[str, Any], sctype: str, user: str) -> bool:
+    if sctype == "user":
+        return bool(script["owner"] == user)
+    if sctype == "global":
+        return bool(script.get("isGlobal"))
+    if sctype == "granted":
+        return script["owner"] not in (user, GLOBAL_OWNER)
+    return True
+
+
+def dir(name: str | None = None, regex_match: bool = False, sctype: str = "user") -> pd.DataFrame:
+    """Scripts as a DataFrame: NAME, SCRIPT, DESCRIPTION, DATE (and OWNER unless
+    ``sctype='user'``).
+
+    ``sctype``: ``user`` (your private scripts), ``global`` (global scripts),
+    ``granted`` (others' scripts granted to you), ``all`` (every script you may
+    run). ``name`` filters by name, or by regular expression with ``regex_match``.
+    """
+    if sctype not in SCTYPES:
+        hint = " (listing the grants you gave is not supported)" if sctype == "grant" else ""
+        raise ValueError(f"sctype must be one of {', '.join(SCTYPES)}{hint}")
+    connection = current()
+    chosen = []
+    for s in listing(connection):
+        if not _of_type(s, sctype, connection.user):
+            continue
+        if name is not None and not (re.search(name, s["name"]) if regex_match
+                                     else s["name"] == name):
+            continue
+        chosen.append(s)
+    rows = [{"OWNER": s["owner"], "NAME": s["name"],
+             "SCRIPT": fetch(connection, s["name"], s["owner"])["script"],
+             "DESCRIPTION": s.get("description", ""), "DATE": s.get("date")} for s in chosen]
+    columns = ["NAME", "SCRIPT", "DESCRIPTION", "DATE"]
+    if sctype != "user":
+        columns.insert(0, "OWNER")
+    return pd.DataFrame(rows, columns=["OWNER", *columns[-4:]])[columns]
+
+
+def load(name: str, owner: str | None = None) -> Script:
+    """The script ``name`` (yours first, then a global one, unless ``owner`` is given)."""
+    info = fetch(current(), name, owner)
+    return Script(info["name"], info["owner"], info["script"], info.get("description", ""),
+                  info.get("date"), bool(info.get("isGlobal")))
+
+
+def drop(name: str, is_global: bool = False, silent: bool = False) -> None:
+    """Delete script ``name`` (the global one with ``is_global=True``); a missing
+    script is an error unless ``silent``."""
+    try:
+        current().delete(f"/scripts/{segment(name)}",
+                         params={"isGlobal": "true"} if is_global else None)
+    except NotFound:
+        if not silent:
+            raise
