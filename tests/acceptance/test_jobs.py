@@ -266,7 +266,8 @@ def test_running_job_status_progress_result_and_delete(c: httpx.Client) -> None:
             return body if body["progress"] == {"done": 1, "total": 3} else None
 
         body = wait_for(one_done, 10)
-        assert set(body) == {"createdDate", "status", "elapsedTime", "progress"}, body
+        assert set(body) == {"createdDate", "status", "elapsedTime", "progress", "jobStatus"}, body
+        assert body["jobStatus"] in ("PENDING", "RUNNING")
         assert body["status"] == "job is still running"
         assert isinstance(body["createdDate"], str) and body["createdDate"]
         assert ELAPSED.match(body["elapsedTime"]), body

@@ -57,6 +57,7 @@ def job_status(jobId: str, request: Request, caller: CallerDep,
                         headers={"Content-Location": job_url(request, job.id) + "/result"})
     body: dict[str, Any] = {"createdDate": created_date(job.created),
                             "status": "job is still running", "elapsedTime": _elapsed(job),
+                            "jobStatus": job.status.value,  # ours: PENDING or RUNNING
                             "progress": {"done": job.progress_done, "total": job.progress_total}}
     return json_response(body, 202)
 
