@@ -227,23 +227,23 @@ def test_expired_token_is_refused_for_use_and_refresh(
 
 def test_refresh_chain_ends_after_the_chain_lifetime(
         make_server: Callable[..., EpeServer]) -> None:
-    srv = make_server(EPE_TOKEN_LIFETIME="1", EPE_TOKEN_CHAIN_LIFETIME="3")
+    # Lifetimes long enough that a loaded machine still refreshes before a token
+    # runs out: only the chain's cap may end the loop below.
+    srv = make_server(EPE_TOKEN_LIFETIME="3", EPE_TOKEN_CHAIN_LIFETIME="6")
     user, password = srv.add_user()
     grant = password_grant(srv, user, password).json()
-    assert grant["expiresIn"] == 1
+    assert grant["expiresIn"] == 3
     current = {"token": grant["accessToken"], "refreshes": 0}
     refused: list[httpx.Response] = []
 
     def keep_refreshing() -> bool:
-        # Each token is refreshed long before its own second runs out: only the
-        # chain's cap can end this.
         r = refresh(srv, current["token"])
         if r.status_code != 200:
             refused.append(r)
             return True
         body = r.json()
         assert_token_shape(body)
-        assert body["expiresIn"] == 1
+        assert 1 <= body["expiresIn"] <= 3  # never beyond the chain's end
         current["token"] = body["accessToken"]
         current["refreshes"] += 1
         return False
