@@ -43,7 +43,11 @@ class Exchange:
 
     @asynccontextmanager
     async def share(self, table: pa.Table) -> AsyncIterator[str]:
-        path = await asyncio.to_thread(self.write, table)
+        # Hand the table over and forget it: this generator's frame lives until the
+        # run ends, and must not keep the server's copy alive once it is written.
+        pending = [table]
+        del table
+        path = await asyncio.to_thread(self.write, pending.pop())
         try:
             yield path
         finally:
