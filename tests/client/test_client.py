@@ -499,6 +499,9 @@ def test_scripts_and_grants_between_users(server: EpeServer,
     assert loaded(4) == -4  # runs here
     assert oml.do_eval(loaded, x=5) == -5  # runs there, by name
     oml.grant(name, typ="pyqscript", user=bob_name)
+    given = oml.script.dir(sctype="grant")
+    assert list(given.columns) == ["NAME", "GRANTEE", "SCRIPT", "DESCRIPTION", "DATE"]
+    assert given[["NAME", "GRANTEE"]].values.tolist() == [[name, bob_name]]
 
     login(server, users["bob"])
     assert oml.do_eval(name, func_owner=alice_name, x=1) == -1
@@ -522,7 +525,7 @@ def test_scripts_and_grants_between_users(server: EpeServer,
     with pytest.raises(errors.NotFound):
         oml.do_eval(name, func_owner=alice_name, x=1)
     with pytest.raises(ValueError, match="sctype"):
-        oml.script.dir(sctype="grant")
+        oml.script.dir(sctype="granted-to-whom")
     oml.disconnect()
 
 

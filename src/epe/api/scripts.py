@@ -46,9 +46,16 @@ def describe(script: ScriptRecord, with_source: bool = False) -> dict[str, Any]:
 
 @router.get("")
 def list_scripts(caller: CallerDep, services: ServicesDep) -> Response:
-    """Scripts the caller may run: their own, global ones, and those granted to them."""
-    return json_response({"result": [describe(s) for s in
-                                     services.store.visible_scripts(caller.name)]})
+    """Scripts the caller may run: their own, global ones, and those granted to them.
+    The caller's own private scripts also say whom they are granted to."""
+    granted = services.store.grantees("pyqscript", caller.name)
+    listed = []
+    for script in services.store.visible_scripts(caller.name):
+        info = describe(script)
+        if script.owner == caller.name:
+            info["grantees"] = granted.get(script.name, [])
+        listed.append(info)
+    return json_response({"result": listed})
 
 
 @router.post("", status_code=201)

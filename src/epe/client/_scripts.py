@@ -14,7 +14,7 @@ from epe.errors import NotFound
 __all__ = ["Script", "create", "dir", "drop", "load"]
 
 GLOBAL_OWNER = "PYQSYS"
-SCTYPES = ("user", "global", "granted", "all")
+SCTYPES = ("user", "global", "granted", "grant", "all")
 
 
 class Script:
@@ -91,6 +91,8 @@ def _of_type(script: dict[str, Any], sctype: str, user: str) -> bool:
         return bool(script.get("isGlobal"))
     if sctype == "granted":
         return script["owner"] not in (user, GLOBAL_OWNER)
+    if sctype == "grant":
+        return bool(script.get("grantees"))
     return True
 
 
@@ -99,12 +101,12 @@ def dir(name: str | None = None, regex_match: bool = False, sctype: str = "user"
     ``sctype='user'``).
 
     ``sctype``: ``user`` (your private scripts), ``global`` (global scripts),
-    ``granted`` (others' scripts granted to you), ``all`` (every script you may
-    run). ``name`` filters by name, or by regular expression with ``regex_match``.
+    ``granted`` (others' scripts granted to you), ``grant`` (your scripts you granted,
+    one row per GRANTEE), ``all`` (every script you may run). ``name`` filters by
+    name, or by regular expression with ``regex_match``.
     """
     if sctype not in SCTYPES:
-        hint = " (listing the grants you gave is not supported)" if sctype == "grant" else ""
-        raise ValueError(f"sctype must be one of {', '.join(SCTYPES)}{hint}")
+        raise ValueError(f"sctype must be one of {', '.join(SCTYPES)}")
     connection = current()
     chosen = []
     for s in listing(connection):
@@ -118,6 +120,10 @@ def dir(name: str | None = None, regex_match: bool = False, sctype: str = "user"
              "SCRIPT": fetch(connection, s["name"], s["owner"])["script"],
              "DESCRIPTION": s.get("description", ""), "DATE": s.get("date")} for s in chosen]
     columns = ["NAME", "SCRIPT", "DESCRIPTION", "DATE"]
+    if sctype == "grant":
+        rows = [{**row, "GRANTEE": grantee} for row, s in zip(rows, chosen, strict=True)
+                for grantee in s["grantees"]]
+        return pd.DataFrame(rows, columns=["NAME", "GRANTEE", *columns[1:]])
     if sctype != "user":
         columns.insert(0, "OWNER")
     return pd.DataFrame(rows, columns=["OWNER", *columns[-4:]])[columns]

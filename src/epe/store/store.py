@@ -248,6 +248,17 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(query).first() is not None
 
+    def grantees(self, object_type: str, owner: str) -> dict[str, list[str]]:
+        """Whom each of ``owner``'s objects of this type is granted to (PUBLIC: everyone)."""
+        g = schema.grants
+        query = select(g.c.name, g.c.grantee).where(and_(
+            g.c.object_type == object_type, g.c.owner == owner)).order_by(g.c.name, g.c.grantee)
+        found: dict[str, list[str]] = {}
+        with self.engine.connect() as conn:
+            for name, grantee in conn.execute(query):
+                found.setdefault(name, []).append(grantee)
+        return found
+
     @staticmethod
     def _grant_match(object_type: str, owner: str, name: str, grantee: str) -> Any:
         g = schema.grants
