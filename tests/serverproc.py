@@ -105,6 +105,18 @@ class EpeServer:
         return user, self.client(user, password)
 
 
+def assert_error(r: httpx.Response, status: int = 400, code: int | None = None) -> dict[str, Any]:
+    """``r`` is an A7 error body (CONTRACT A7) with ``status`` (and ``code``)."""
+    assert r.status_code == status, r.text[:2000]
+    assert r.headers["content-type"].startswith("application/json"), r.headers
+    body: dict[str, Any] = r.json()
+    assert isinstance(body.get("errorCode"), int) and not isinstance(body["errorCode"], bool)
+    assert isinstance(body.get("errorMessage"), str) and body["errorMessage"], body
+    if code is not None:
+        assert body["errorCode"] == code, body
+    return body
+
+
 def wait_for(predicate: Any, timeout: float = 30, interval: float = 0.05) -> Any:
     """Poll ``predicate`` until it returns something truthy (for state, never timing)."""
     deadline = time.monotonic() + timeout

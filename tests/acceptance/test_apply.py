@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serverproc import API, EpeServer, run_cli, unique_name, wait_for
+from tests.serverproc import API, EpeServer, assert_error, run_cli, unique_name, wait_for
 
 API1 = "/oml/api/py-scripts/v1"
 DEMO_PASSWORD = "demo-Secret1"
@@ -155,14 +155,6 @@ def params(**kw: Any) -> str:
     return json.dumps(kw)
 
 
-def assert_error(r: httpx.Response, status: int = 400, code: int | None = None) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert isinstance(body.get("errorCode"), int), body
-    assert isinstance(body.get("errorMessage"), str) and body["errorMessage"], body
-    if code is not None:
-        assert body["errorCode"] == code, body
-    return dict(body)
 
 
 def store(c: httpx.Client, source: str, name: str | None = None,

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serverproc import API, EpeServer, unique_name
+from tests.serverproc import API, EpeServer, assert_error, unique_name
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +24,6 @@ def client(server: EpeServer) -> Iterator[tuple[str, httpx.Client]]:
 @pytest.fixture
 def c(client: tuple[str, httpx.Client]) -> httpx.Client:
     return client[1]
-
-
-def assert_error(r: httpx.Response, status: int) -> dict[str, Any]:
-    """``r`` is an A7 error body with ``status``."""
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/json")
-    body = r.json()
-    assert isinstance(body.get("errorCode"), int) and not isinstance(body["errorCode"], bool)
-    assert isinstance(body.get("errorMessage"), str) and body["errorMessage"]
-    return body
 
 
 def inline(c: httpx.Client, source: str, **body: Any) -> httpx.Response:

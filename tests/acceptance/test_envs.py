@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serverproc import API, EpeServer, run_cli, unique_name, wait_for
+from tests.serverproc import API, EpeServer, assert_error, run_cli, unique_name, wait_for
 
 V1 = API.replace("/v2", "/v1")
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -116,13 +116,6 @@ def built(admin: httpx.Client, wheels: Path) -> str:
 # -- helpers ---------------------------------------------------------------------------
 
 
-def assert_error(r: httpx.Response, status: int, code: int | None = None) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert isinstance(body.get("errorCode"), int) and isinstance(body.get("errorMessage"), str)
-    if code is not None:
-        assert body["errorCode"] == code, body
-    return body
 
 
 def submit(c: httpx.Client, name: str, root: str = API, **body: Any) -> str:

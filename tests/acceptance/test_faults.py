@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serverproc import API, EpeServer
+from tests.serverproc import API, EpeServer, assert_error
 
 
 @pytest.fixture(scope="module")
@@ -21,16 +21,6 @@ def c(server: EpeServer) -> Iterator[httpx.Client]:
     _user, client = server.new_client()
     with client:
         yield client
-
-
-def assert_error(r: httpx.Response, status: int) -> dict[str, Any]:
-    """``r`` is an A7 error body with ``status``."""
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/json")
-    body = r.json()
-    assert isinstance(body.get("errorCode"), int) and not isinstance(body["errorCode"], bool)
-    assert isinstance(body.get("errorMessage"), str) and body["errorMessage"]
-    return body
 
 
 def inline(c: httpx.Client, source: str, **body: Any) -> httpx.Response:

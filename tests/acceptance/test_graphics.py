@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image  # matplotlib's own dependency: it writes PNGs through Pillow's reader
 
-from tests.serverproc import API, EpeServer, wait_for
+from tests.serverproc import API, EpeServer, assert_error, wait_for
 
 V1 = API.replace("/v2", "/v1")
 CSV = {"Content-Type": "text/csv"}
@@ -89,16 +89,6 @@ def iris_csv() -> str:
     return out.getvalue()
 
 
-def assert_error(r: httpx.Response, status: int, code: int | None = None) -> dict[str, Any]:
-    """``r`` is an A7 error body with ``status`` (and ``code``)."""
-    assert r.status_code == status, r.text[:2000]
-    assert r.headers["content-type"].startswith("application/json"), r.headers
-    body = r.json()
-    assert isinstance(body.get("errorCode"), int) and not isinstance(body["errorCode"], bool)
-    assert isinstance(body.get("errorMessage"), str) and body["errorMessage"], body
-    if code is not None:
-        assert body["errorCode"] == code, body
-    return body
 
 
 def ok(r: httpx.Response) -> Any:

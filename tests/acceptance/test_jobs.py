@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serverproc import API, EpeServer, unique_name, wait_for
+from tests.serverproc import API, EpeServer, assert_error, unique_name, wait_for
 
 V1 = API.replace("/v2", "/v1")
 CSV = {"Content-Type": "text/csv"}
@@ -53,16 +53,6 @@ def c(server: EpeServer) -> Iterator[httpx.Client]:
         yield client
 
 
-def assert_error(r: httpx.Response, status: int, code: int | None = None) -> dict[str, Any]:
-    """``r`` is an A7 error body with ``status`` (and ``code``)."""
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/json"), r.headers
-    body = r.json()
-    assert isinstance(body.get("errorCode"), int) and not isinstance(body["errorCode"], bool)
-    assert isinstance(body.get("errorMessage"), str) and body["errorMessage"], body
-    if code is not None:
-        assert body["errorCode"] == code, body
-    return body
 
 
 def submit(c: httpx.Client, path: str, body: dict[str, Any] | None = None,

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serverproc import EpeServer, unique_name
+from tests.serverproc import EpeServer, assert_error, unique_name
 
 ROOT = "/oml/api/py-scripts"
 VERSIONS = ["v1", "v2"]
@@ -45,16 +45,6 @@ def new_client(server: EpeServer, admin: httpx.Client) -> Iterator[NewClient]:
 @pytest.fixture(params=VERSIONS)
 def api(request: pytest.FixtureRequest) -> str:
     return f"{ROOT}/{request.param}"
-
-
-def assert_error(r: httpx.Response, status: int) -> dict[str, Any]:
-    """``r`` is an A7 error body with ``status``."""
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/json")
-    body = r.json()
-    assert isinstance(body.get("errorCode"), int) and not isinstance(body["errorCode"], bool)
-    assert isinstance(body.get("errorMessage"), str) and body["errorMessage"]
-    return body
 
 
 def returning(value: str) -> str:

@@ -10,7 +10,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.serverproc import API, TOKEN_URL, EpeServer, unique_name, wait_for
+from tests.serverproc import API, TOKEN_URL, EpeServer, assert_error, unique_name, wait_for
 
 REVOKE_URL = TOKEN_URL + "/revoke"
 PROBE = f"{API}/scripts"  # any endpoint that needs a token
@@ -36,16 +36,6 @@ def new_user(admin: httpx.Client) -> NewUser:
         return name.upper(), password
 
     return make
-
-
-def assert_error(r: httpx.Response, status: int) -> dict[str, Any]:
-    """``r`` is an A7 error body with ``status``."""
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/json")
-    body = r.json()
-    assert isinstance(body.get("errorCode"), int) and not isinstance(body["errorCode"], bool)
-    assert isinstance(body.get("errorMessage"), str) and body["errorMessage"]
-    return body
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serverproc import API, TOKEN_URL, EpeServer, run_cli, unique_name
+from tests.serverproc import API, TOKEN_URL, EpeServer, assert_error, run_cli, unique_name
 
 USERS = "/omlusers/api/v1/users"
 
@@ -18,16 +18,6 @@ def admin(server: EpeServer) -> Iterator[httpx.Client]:
     _name, client = server.new_client(admin=True)
     with client:
         yield client
-
-
-def assert_error(r: httpx.Response, status: int) -> dict[str, Any]:
-    """``r`` is an A7 error body with ``status``."""
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/json")
-    body = r.json()
-    assert isinstance(body.get("errorCode"), int) and not isinstance(body["errorCode"], bool)
-    assert isinstance(body.get("errorMessage"), str) and body["errorMessage"]
-    return body
 
 
 def login(srv: EpeServer, user: str, password: str) -> httpx.Response:
