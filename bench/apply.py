@@ -32,7 +32,6 @@ import platform
 import re
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -48,6 +47,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from benchserver import BenchServer, commit
+
 API = "/oml/api/py-scripts/v2"
 TOKEN_URL = "/omlusers/api/oauth2/v1/token"
 USER, PASSWORD = "BENCH", "bench-Secret1"
@@ -55,7 +56,6 @@ TABLE = "BENCH"
 QUERY = f"select * from {TABLE}"
 WORKERS = 2
 AS_FRAME = json.dumps({"oml_input_type": "pandas.DataFrame"})
-_READY = re.compile(r"epe serving on (http://\S+)")
 _DEGREE = re.compile(r"(\w+_apply) by \w+: (\d+) invocations in (\d+) batches, "
                      r"degree of parallelism (\d+)")
 
@@ -108,65 +108,24 @@ def make_table(rows: int, groups: int) -> pa.Table:
 # -- the server ----------------------------------------------------------------------
 
 
-class Server:
-    """``epe serve`` in a subprocess on a free port of 127.0.0.1; its output to a file."""
+class Server(BenchServer):
+    """The shared bench server, also knowing its exchange folder and logged degrees."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.log_path = data_dir.parent / "server.log"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("EPE_")}
-        self.env["EPE_WORKERS"] = str(WORKERS)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = ""
+        super().__init__(data_dir, {"EPE_WORKERS": str(WORKERS)})
         self.exchange: list[Path] = []
-
-    def add_user(self) -> None:
-        done = subprocess.run([sys.executable, "-m", "epe", "user", "add", USER, "--data-dir",
-                               str(self.data_dir), "--password-stdin"], input=PASSWORD + "\n",
-                              text=True, capture_output=True, env=self.env, timeout=120)
-        if done.returncode != 0:
-            raise RuntimeError(f"epe user add failed:\n{done.stdout}{done.stderr}")
 
     def start(self, timeout: float = 120) -> None:
         before = set(exchange_dirs())
-        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "epe", "serve", "--data-dir", str(self.data_dir),
-                 "--host", "127.0.0.1", "--port", "0"],
-                stdout=log, stderr=subprocess.STDOUT, env=self.env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            if m := _READY.search(self.log_path.read_bytes()[offset:].decode(errors="replace")):
-                self.url = m.group(1)
-                # Ours is the one that appeared meanwhile (all of them, should another
-                # server have started at the same moment).
-                self.exchange = sorted(set(exchange_dirs()) - before)
-                return
-            time.sleep(0.05)
-        raise RuntimeError("the bench server did not start:\n" + self.output())
-
-    def output(self, tail: int = 100) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines(keepends=True)
-        except FileNotFoundError:
-            return ""
-        return "".join(lines[-tail:])
+        super().start(timeout)
+        # Ours is the one that appeared meanwhile (all of them, should another server
+        # have started at the same moment).
+        self.exchange = sorted(set(exchange_dirs()) - before)
 
     def degrees(self) -> list[tuple[str, int, int, int]]:
         """(kind, invocations, batches, degree) of every apply run logged so far."""
         return [(m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4)))
                 for m in _DEGREE.finditer(self.output(tail=1_000_000))]
-
-    def stop(self, timeout: float = 30) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def exchange_dirs() -> list[Path]:
@@ -612,21 +571,6 @@ def measure_memory(server: Server, arrow_bytes: int, rows: int, label: str,
                   hwm_increase_bytes=hwm, samples=len(busy.samples))
 
 
-def commit() -> str | None:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
-                              capture_output=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=root,
-                               text=True, capture_output=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return head + ("+dirty" if dirty else "")
-
-
-# -- report ------------------------------------------------------------------------
-
-
 def mb(n: int | None) -> str:
     return "n/a" if n is None else f"{n / 2**20:.1f} MB"
 
@@ -708,7 +652,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="epe-bench-") as tmp:
         server = Server(Path(tmp) / "data")
         try:
-            server.add_user()
+            server.add_user(USER, PASSWORD)
             log("starting the server, uploading the table ...")
             server.start()
             parquet_bytes, upload_s = setup(server.url, table, scripts)

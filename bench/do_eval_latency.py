@@ -18,12 +18,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import platform
-import re
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,6 +31,8 @@ from pathlib import Path
 
 import httpx
 
+from benchserver import BenchServer, commit, percentile
+
 API = "/oml/api/py-scripts/v2"
 TOKEN_URL = "/omlusers/api/oauth2/v1/token"
 BARE = "/bench/bare"
@@ -43,7 +42,6 @@ BODY = {"parameters": "{}", "service": "LOW"}
 USER, PASSWORD = "BENCH", "bench-Secret1"
 CLIENTS = 8
 TARGET_RATIO = 2.0
-_READY = re.compile(r"epe serving on (http://\S+)")
 
 
 # -- the server side ---------------------------------------------------------------
@@ -72,58 +70,6 @@ def serve(data_dir: Path) -> None:
     config = uvicorn.Config(app, host=settings.host, port=settings.port,
                             log_level="warning", access_log=False, lifespan="on")
     _Server(config).run()
-
-
-class Server:
-    """This file run with ``--serve`` in a subprocess, on a free port of 127.0.0.1.
-
-    Its output goes to a file, not a pipe: a thread here reading the log line each
-    do-eval writes would compete with the measuring thread for the GIL.
-    """
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.log_path = data_dir.parent / "server.log"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("EPE_")}
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = ""
-
-    def add_user(self) -> None:
-        done = subprocess.run([sys.executable, "-m", "epe", "user", "add", USER, "--data-dir",
-                               str(self.data_dir), "--password-stdin"], input=PASSWORD + "\n",
-                              text=True, capture_output=True, env=self.env, timeout=120)
-        if done.returncode != 0:
-            raise RuntimeError(f"epe user add failed:\n{done.stdout}{done.stderr}")
-
-    def start(self, timeout: float = 120) -> None:
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen([sys.executable, __file__, "--serve",
-                                          str(self.data_dir)],
-                                         stdout=log, stderr=subprocess.STDOUT, env=self.env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            if m := _READY.search(self.output()):
-                self.url = m.group(1)
-                return
-            time.sleep(0.05)
-        raise RuntimeError("the bench server did not start:\n" + self.output())
-
-    def output(self, tail: int = 100) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines(keepends=True)
-        except FileNotFoundError:
-            return ""
-        return "".join(lines[-tail:])
-
-    def stop(self, timeout: float = 30) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 # -- the client side ---------------------------------------------------------------
@@ -155,12 +101,6 @@ class Figures:
     cpus: int | None
     python: str
     commit: str | None
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """The nearest-rank percentile ``q`` (0-100) of already sorted values."""
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 def summarize(samples_ns: list[int]) -> Latency:
@@ -283,19 +223,6 @@ def measure(url: str, quick: bool, log: Callable[[str], None]) -> Figures:
                    python=platform.python_version(), commit=commit())
 
 
-def commit() -> str | None:
-    """The checked-out commit of epe's repository, ``+dirty`` if ``src`` has changes."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
-                              capture_output=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=root,
-                               text=True, capture_output=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return head + ("+dirty" if dirty else "")
-
-
 def report(f: Figures) -> str:
     rows = [("", "bare", "do-eval", "do-eval/bare"),
             ("median (ms)", f"{f.bare.median_ms:.3f}", f"{f.do_eval.median_ms:.3f}",
@@ -339,9 +266,10 @@ def main() -> None:
         print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
 
     with tempfile.TemporaryDirectory(prefix="epe-bench-") as tmp:
-        server = Server(Path(tmp) / "data")
+        data = Path(tmp) / "data"
+        server = BenchServer(data, command=[sys.executable, __file__, "--serve", str(data)])
         try:
-            server.add_user()
+            server.add_user(USER, PASSWORD)
             log("starting the server...")
             server.start()
             figures = measure(server.url, args.quick, log)

@@ -26,13 +26,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import platform
-import re
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,6 +39,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
+
+from benchserver import BenchServer, commit, percentile
 
 API = "/oml/api/py-scripts/v2"
 TOKEN_URL = "/omlusers/api/oauth2/v1/token"
@@ -53,56 +52,6 @@ USER, PASSWORD = "BENCH", "bench-Secret1"
 CLIENTS = 8
 POLL_PAUSE = 0.01  # between polls of a still-running job, in the throughput run
 JOB_DEADLINE = 120.0  # seconds any one job may take before the bench gives up
-_READY = re.compile(r"epe serving on (http://\S+)")
-
-
-class Server:
-    """``epe serve`` in a subprocess on a free port of 127.0.0.1, output to a file."""
-
-    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
-        self.data_dir = data_dir
-        self.log_path = data_dir.parent / "server.log"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("EPE_")} | env
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = ""
-
-    def add_user(self) -> None:
-        done = subprocess.run([sys.executable, "-m", "epe", "user", "add", USER, "--data-dir",
-                               str(self.data_dir), "--password-stdin"], input=PASSWORD + "\n",
-                              text=True, capture_output=True, env=self.env, timeout=120)
-        if done.returncode != 0:
-            raise RuntimeError(f"epe user add failed:\n{done.stdout}{done.stderr}")
-
-    def start(self, timeout: float = 120) -> None:
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "epe", "serve", "--data-dir", str(self.data_dir),
-                 "--host", "127.0.0.1", "--port", "0"],
-                stdout=log, stderr=subprocess.STDOUT, env=self.env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            if m := _READY.search(self.output()):
-                self.url = m.group(1)
-                return
-            time.sleep(0.05)
-        raise RuntimeError("the bench server did not start:\n" + self.output())
-
-    def output(self, tail: int = 100) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines(keepends=True)
-        except FileNotFoundError:
-            return ""
-        return "".join(lines[-tail:])
-
-    def stop(self, timeout: float = 30) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 # -- measuring ---------------------------------------------------------------------
@@ -138,12 +87,6 @@ class Figures:
     cpus: int | None
     python: str
     commit: str | None
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """The nearest-rank percentile ``q`` (0-100) of already sorted values."""
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 def summarize(samples_ns: list[int]) -> Latency:
@@ -342,19 +285,6 @@ def measure(url: str, metadata: Path, quick: bool, log: Callable[[str], None]) -
                    commit=commit())
 
 
-def commit() -> str | None:
-    """The checked-out commit of epe's repository, ``+dirty`` if ``src`` has changes."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
-                              capture_output=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=root,
-                               text=True, capture_output=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return head + ("+dirty" if dirty else "")
-
-
 def report(f: Figures) -> str:
     rows = [("", "sync do-eval", "job: submit", "job: to 302", "to 302 / sync"),
             ("median (ms)", f"{f.sync.median_ms:.2f}", f"{f.submit.median_ms:.2f}",
@@ -395,9 +325,9 @@ def main() -> None:
         print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
 
     with tempfile.TemporaryDirectory(prefix="epe-bench-jobs-") as tmp:
-        server = Server(Path(tmp) / "data", {"EPE_JOB_QUEUE_LIMIT": "100000"})
+        server = BenchServer(Path(tmp) / "data", {"EPE_JOB_QUEUE_LIMIT": "100000"})
         try:
-            server.add_user()
+            server.add_user(USER, PASSWORD)
             log("starting the server...")
             server.start()
             figures = measure(server.url, server.data_dir / "metadata.sqlite", args.quick, log)
