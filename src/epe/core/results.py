@@ -6,6 +6,7 @@ never has to hold or inspect the user's Python objects.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
 import json
@@ -34,10 +35,10 @@ def dataframe_columns(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
 
 def _array(value: np.ndarray) -> Any:
     if value.dtype.kind in _NUMERIC_KINDS:
-        try:  # orjson's native writer; NaN and infinities come out as null
+        # orjson's native writer (NaN and infinities come out as null); it refuses
+        # arrays that are not C-contiguous or of an unusual width: the general path below.
+        with contextlib.suppress(orjson.JSONEncodeError):
             return orjson.Fragment(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY))
-        except orjson.JSONEncodeError:
-            pass  # not C-contiguous, or an unusual width: the general path below
     if value.dtype.kind == "M":  # datetime64: as datetimes (so ISO), NaT as None
         return value.astype("datetime64[us]").tolist()
     return value.tolist()
