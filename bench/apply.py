@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import re
-import signal
 import statistics
 import sys
 import tempfile
@@ -637,10 +636,6 @@ def main() -> None:
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
 
-    def terminate(signum: int, _frame: object) -> None:
-        sys.exit(128 + signum)  # unwinds, so the server is stopped on the way out
-
-    signal.signal(signal.SIGTERM, terminate)
 
     def log(line: str) -> None:
         print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
@@ -651,7 +646,7 @@ def main() -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="epe-bench-") as tmp:
         server = Server(Path(tmp) / "data")
-        try:
+        with server.guarded():
             server.add_user(USER, PASSWORD)
             log("starting the server, uploading the table ...")
             server.start()
@@ -663,12 +658,6 @@ def main() -> None:
                       for label in ("cold: the first query since start", "warm: run again")]
             log("timing (epe and baseline alternate) ...")
             cases, per_call, per_call_parallel = measure(server, sizes, table, log)
-        except BaseException:
-            server.stop()
-            print("the server's output:\n" + server.output(), file=sys.stderr)
-            raise
-        finally:
-            server.stop()
     all_met = all(m.met for m in memory) and all(c.met for c in cases)
     figures = Figures(
         sizes={"rows": sizes.rows, "groups": sizes.groups, "chunk": sizes.chunk,

@@ -14,6 +14,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 READY = re.compile(r"epe serving on (http://\S+)")
@@ -58,6 +60,19 @@ class BenchServer:
         except FileNotFoundError:
             return ""
         return "".join(lines[-tail:])
+
+    @contextmanager
+    def guarded(self) -> Iterator[BenchServer]:
+        """Stop the server however the block ends (SIGTERM included); on a failure,
+        show what it printed."""
+        signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+        try:
+            yield self
+        except BaseException:
+            print("the server's output:\n" + self.output(), file=sys.stderr)
+            raise
+        finally:
+            self.stop()
 
     def stop(self, timeout: float = 30) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import platform
-import signal
 import sys
 import tempfile
 import threading
@@ -257,10 +256,6 @@ def main() -> None:
         serve(args.serve)
         return
 
-    def terminate(signum: int, _frame: object) -> None:
-        sys.exit(128 + signum)  # unwinds, so the server is stopped on the way out
-
-    signal.signal(signal.SIGTERM, terminate)
 
     def log(line: str) -> None:
         print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
@@ -268,17 +263,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="epe-bench-") as tmp:
         data = Path(tmp) / "data"
         server = BenchServer(data, command=[sys.executable, __file__, "--serve", str(data)])
-        try:
+        with server.guarded():
             server.add_user(USER, PASSWORD)
             log("starting the server...")
             server.start()
             figures = measure(server.url, args.quick, log)
-        except Exception:
-            server.stop()
-            print("the server's output:\n" + server.output(), file=sys.stderr)
-            raise
-        finally:
-            server.stop()
     if args.json:
         print(json.dumps(asdict(figures), indent=2))
     else:

@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import platform
-import signal
 import sqlite3
 import sys
 import tempfile
@@ -316,27 +315,17 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
 
-    def terminate(signum: int, _frame: object) -> None:
-        sys.exit(128 + signum)  # unwinds, so the server is stopped on the way out
-
-    signal.signal(signal.SIGTERM, terminate)
 
     def log(line: str) -> None:
         print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
 
     with tempfile.TemporaryDirectory(prefix="epe-bench-jobs-") as tmp:
         server = BenchServer(Path(tmp) / "data", {"EPE_JOB_QUEUE_LIMIT": "100000"})
-        try:
+        with server.guarded():
             server.add_user(USER, PASSWORD)
             log("starting the server...")
             server.start()
             figures = measure(server.url, server.data_dir / "metadata.sqlite", args.quick, log)
-        except Exception:
-            server.stop()
-            print("the server's output:\n" + server.output(), file=sys.stderr)
-            raise
-        finally:
-            server.stop()
     if args.json:
         print(json.dumps(asdict(figures), indent=2))
     else:

@@ -6,6 +6,7 @@ httpx, as a user would.
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import re
@@ -115,6 +116,25 @@ def assert_error(r: httpx.Response, status: int = 400, code: int | None = None) 
     if code is not None:
         assert body["errorCode"] == code, body
     return body
+
+
+def put_table(c: httpx.Client, name: str, csv: str) -> None:
+    """Upload ``csv`` as the caller's table ``name`` (CONTRACT B2)."""
+    r = c.put(f"{API}/tables/{name}", content=csv.encode(),
+              headers={"Content-Type": "text/csv"})
+    assert r.status_code == 201, r.text
+
+
+def iris_csv() -> str:
+    """Fisher's iris data in OML's shape (scikit-learn's bundled copy, no network)."""
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    out = io.StringIO()
+    out.write("SEPAL_LENGTH,SEPAL_WIDTH,PETAL_LENGTH,PETAL_WIDTH,SPECIES\n")
+    for row, target in zip(iris.data, iris.target, strict=True):
+        out.write(",".join(f"{v:g}" for v in row) + f",{iris.target_names[target]}\n")
+    return out.getvalue()
 
 
 def wait_for(predicate: Any, timeout: float = 30, interval: float = 0.05) -> Any:

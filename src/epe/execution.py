@@ -154,12 +154,6 @@ def prepare(services: Services, caller: Caller, kind: Kind, body: RunRequest,
     return Prepared(caller, kind, body, source, kwargs, controls, run_timeout(services, body))
 
 
-async def execute(services: Services, caller: Caller, kind: Kind, body: RunRequest,
-                  name: str | None, owner: str | None) -> bytes:
-    """Run the request now and return the JSON of its ``result``."""
-    return await run(services, prepare(services, caller, kind, body, name, owner))
-
-
 async def run(services: Services, job: Prepared, progress: Progress | None = None,
               output: Output | None = None, min_batches: int = 1) -> bytes:
     """Run a prepared request in the workers of its environment (``envName``, A8)."""

@@ -11,7 +11,6 @@ Every call goes through a real ``epe serve``; nothing asserts on elapsed time.""
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from collections.abc import Iterator
@@ -21,10 +20,9 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.serverproc import API, EpeServer, unique_name, wait_for
+from tests.serverproc import API, EpeServer, iris_csv, put_table, unique_name, wait_for
 
 V1 = API.replace("/v2", "/v1")
-CSV = {"Content-Type": "text/csv"}
 DS = f"{API}/datastores"
 DS_COLUMNS = ["datastore_name", "object_count", "size", "date", "description"]
 DESCRIBE_COLUMNS = ["object_name", "class", "size", "length", "row_count", "col_count"]
@@ -86,8 +84,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EpeServer]:
 def users(srv: EpeServer) -> Iterator[dict[str, tuple[str, httpx.Client]]]:
     """Three users: ALICE (with IRIS), BOB and CAROL."""
     found = {k: srv.new_client() for k in ("alice", "bob", "carol")}
-    r = found["alice"][1].put(f"{API}/tables/IRIS", content=iris_csv().encode(), headers=CSV)
-    assert r.status_code == 201, r.text
+    put_table(found["alice"][1], "IRIS", iris_csv())
     yield found
     for _name, client in found.values():
         client.close()
@@ -112,18 +109,6 @@ def carol(users: dict[str, tuple[str, httpx.Client]]) -> httpx.Client:
 def names(users: dict[str, tuple[str, httpx.Client]]) -> dict[str, str]:
     return {k: v[0] for k, v in users.items()}
 
-
-def iris_csv() -> str:
-    """Fisher's iris in OML's shape, from scikit-learn's bundled copy (no network)."""
-    from sklearn.datasets import load_iris
-
-    frame = load_iris(as_frame=True).frame
-    species = load_iris().target_names
-    out = io.StringIO()
-    frame.assign(SPECIES=[species[t] for t in frame["target"]]).drop(columns="target").rename(
-        columns=lambda c: c.replace(" (cm)", "").replace(" ", "_").upper()).to_csv(
-        out, index=False)
-    return out.getvalue()
 
 
 def iris_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

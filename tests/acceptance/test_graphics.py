@@ -23,10 +23,9 @@ import numpy as np
 import pytest
 from PIL import Image  # matplotlib's own dependency: it writes PNGs through Pillow's reader
 
-from tests.serverproc import API, EpeServer, assert_error, wait_for
+from tests.serverproc import API, EpeServer, assert_error, iris_csv, put_table, wait_for
 
 V1 = API.replace("/v2", "/v1")
-CSV = {"Content-Type": "text/csv"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMAGE_KEYS = {"IMAGE", "DATA", "TITLE", "ID"}
 DEFAULT_DPI, DEFAULT_SIZE = 100, (640, 480)  # the settings' defaults: 6.4 x 4.8 in at 100 DPI
@@ -72,21 +71,6 @@ def c(server: EpeServer) -> Iterator[httpx.Client]:
         yield client
 
 
-def put_table(c: httpx.Client, name: str, csv: str) -> None:
-    r = c.put(f"{API}/tables/{name}", content=csv.encode(), headers=CSV)
-    assert r.status_code == 201, r.text
-
-
-def iris_csv() -> str:
-    """Fisher's iris data in OML's shape (scikit-learn's bundled copy, no network)."""
-    from sklearn.datasets import load_iris
-
-    iris = load_iris()
-    out = io.StringIO()
-    out.write("SEPAL_LENGTH,SEPAL_WIDTH,PETAL_LENGTH,PETAL_WIDTH,SPECIES\n")
-    for row, target in zip(iris.data, iris.target, strict=True):
-        out.write(",".join(f"{v:g}" for v in row) + f",{iris.target_names[target]}\n")
-    return out.getvalue()
 
 
 

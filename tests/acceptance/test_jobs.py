@@ -7,7 +7,6 @@ Nothing here asserts on elapsed time: ``wait_for`` polls for a state."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -20,10 +19,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serverproc import API, EpeServer, assert_error, unique_name, wait_for
+from tests.serverproc import (
+    API,
+    EpeServer,
+    assert_error,
+    iris_csv,
+    put_table,
+    unique_name,
+    wait_for,
+)
 
 V1 = API.replace("/v2", "/v1")
-CSV = {"Content-Type": "text/csv"}
 DELETED = {"result": "job deleted successfully"}
 STATUSES = {"PENDING", "RUNNING", "FINISH", "FAILED", "CANCELLED", "TIMEOUT"}
 ELAPSED = re.compile(r"^\d{2,}:[0-5]\d:[0-5]\d$")
@@ -140,21 +146,6 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def put_table(c: httpx.Client, name: str, csv: str) -> None:
-    r = c.put(f"{API}/tables/{name}", content=csv.encode(), headers=CSV)
-    assert r.status_code == 201, r.text
-
-
-def iris_csv() -> str:
-    """Fisher's iris data in OML's shape (scikit-learn's bundled copy, no network)."""
-    from sklearn.datasets import load_iris
-
-    iris = load_iris()
-    out = io.StringIO()
-    out.write("SEPAL_LENGTH,SEPAL_WIDTH,PETAL_LENGTH,PETAL_WIDTH,SPECIES\n")
-    for row, target in zip(iris.data, iris.target, strict=True):
-        out.write(",".join(f"{v:g}" for v in row) + f",{iris.target_names[target]}\n")
-    return out.getvalue()
 
 
 # -- 1. submission on every run endpoint ----------------------------------------------

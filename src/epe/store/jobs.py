@@ -79,12 +79,6 @@ class JobStore:
                                 .order_by(_T.c.created.desc()))
             return [JobRecord.from_row(r) for r in rows]
 
-    def count_unfinished(self) -> int:
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(_T.c.id).where(
-                _T.c.status.in_([Status.PENDING.value, Status.RUNNING.value])))
-            return len(rows.all())
-
     def move(self, id: str, new: Status, **values: Any) -> bool:
         """Change a job's status if the state machine allows it from where it is now."""
         allowed = [s.value for s in Status if can_move(s, new)]
