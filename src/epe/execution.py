@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 import pyarrow as pa
 
@@ -32,17 +33,23 @@ from epe.core.requests import (
 )
 from epe.core.scripts import parse_script
 from epe.errors import InvalidRequest, TimeLimitExceeded
-from epe.runner.executor import Executor, Kind, Task, TaskFailed, TaskResult
+from epe.runner.executor import Executor, Kind, Rows, Task, TaskFailed, TaskResult
 
 log = logging.getLogger("epe.run")
 
 
 @dataclass
 class Work:
-    """What a request resolved to: the units to run and how to label them."""
+    """What a request resolved to: its input and how to cut it into units.
 
-    units: list[plan.Unit]
-    table: pa.Table | None = None
+    ``units`` are known up front for do-eval, index-apply and group-apply (whose
+    input is sorted in hand); table- and row-apply stream their input to the
+    workers and ``cut`` it once its rows are counted.
+    """
+
+    units: list[plan.Unit] = field(default_factory=list)
+    rows: Rows | None = None
+    cut: Callable[[int], list[plan.Unit]] | None = None
     labels: list[str] = field(default_factory=list)  # group keys, for group-apply
     unit_name: str | None = None  # how an error names the failing unit
 
@@ -78,9 +85,20 @@ def check_environment(services: Services, body: RunRequest) -> None:
         services.environments.check(body.env_name)
 
 
-async def query_input(services: Services, caller: Caller, sql: str,
-                      controls: Controls) -> pa.Table:
-    table = await asyncio.to_thread(services.catalog.query, caller.name, sql)
+@contextmanager
+def streamed_input(services: Services, caller: Caller, sql: str,
+                   controls: Controls) -> Iterator[pa.RecordBatchReader]:
+    """The input query's rows as they come (blocking; read within the block)."""
+    with services.catalog.stream(caller.name, sql) as rows:
+        if not controls.na_omit:
+            yield rows
+        else:
+            yield pa.RecordBatchReader.from_batches(rows.schema,
+                                                    (b.drop_null() for b in rows))
+
+
+def whole_input(services: Services, caller: Caller, sql: str, controls: Controls) -> pa.Table:
+    table = services.catalog.query(caller.name, sql)
     return table.drop_null() if controls.na_omit else table
 
 
@@ -91,18 +109,26 @@ async def plan_work(services: Services, caller: Caller, kind: Kind, body: RunReq
     if isinstance(body, IndexApplyRequest):
         return Work(plan.index_units(body.times), unit_name="index")
     assert isinstance(body, TableApplyRequest | RowApplyRequest | GroupApplyRequest)
-    table = await query_input(services, caller, body.input, controls)
-    if isinstance(body, RowApplyRequest):
-        return Work(plan.chunk_units(table.num_rows, body.rows), table, unit_name="chunk")
     if isinstance(body, GroupApplyRequest):
-        group_by = plan.resolve_columns(table.schema, body.group_by, "groupBy")
-        order_by = plan.resolve_columns(table.schema, body.order_by, "orderBy") \
-            if body.order_by else []
         # Sorting a large input takes a while: off the event loop, so other
         # requests are not held up meanwhile.
-        grouping = await asyncio.to_thread(plan.group_units, table, group_by, order_by)
-        return Work(grouping.units, grouping.table, grouping.keys, unit_name="group")
-    return Work([(0, table.num_rows)], table)
+        grouping = await asyncio.to_thread(group_input, services, caller, body, controls)
+        return Work(grouping.units, grouping.table, labels=grouping.keys, unit_name="group")
+    stream = partial(streamed_input, services, caller, body.input, controls)
+    if isinstance(body, RowApplyRequest):
+        return Work(rows=stream, cut=partial(plan.chunk_units, rows=body.rows),
+                    unit_name="chunk")
+    return Work(rows=stream, cut=lambda n: [(0, n)])
+
+
+def group_input(services: Services, caller: Caller, body: GroupApplyRequest,
+                controls: Controls) -> plan.Grouping:
+    """The input, sorted into its groups (blocking)."""
+    table = whole_input(services, caller, body.input, controls)
+    group_by = plan.resolve_columns(table.schema, body.group_by, "groupBy")
+    order_by = plan.resolve_columns(table.schema, body.order_by, "orderBy") \
+        if body.order_by else []
+    return plan.group_units(table, group_by, order_by)
 
 
 def degree(services: Services, body: RunRequest, controls: Controls, capacity: int) -> int:
@@ -166,14 +192,11 @@ async def run_on(executor: Executor, services: Services, job: Prepared,
                  min_batches: int = 1) -> bytes:
     """Run a prepared request: plan, share the input, run the batches, shape the result."""
     work = await plan_work(services, job.caller, job.kind, job.body, job.controls)
-    dop = degree(services, job.body, job.controls, executor.capacity)
-    batches = plan.batches(work.units, dop, min_batches=min_batches)
-    log.info("%s by %s: %d invocations in %d batches, degree of parallelism %d",
-             job.kind, job.caller.name, len(work.units), len(batches), dop)
-    share: AbstractAsyncContextManager[str | None] = nullcontext() if work.table is None \
-        else executor.share(work.table)
-    async with share as ref:
-        work.table = None  # the shared copy is what workers read; drop ours
+    async with share(executor, work) as ref:
+        dop = degree(services, job.body, job.controls, executor.capacity)
+        batches = plan.batches(work.units, dop, min_batches=min_batches)
+        log.info("%s by %s: %d invocations in %d batches, degree of parallelism %d",
+                 job.kind, job.caller.name, len(work.units), len(batches), dop)
         graphics = bool(job.body.graphics_flag or job.controls.graphics)
         tasks = [Task(kind=job.kind, source=job.source, script_key=script_key(job.source),
                       kwargs=job.kwargs, graphics=graphics, units=tuple(b), input_ref=ref,
@@ -188,6 +211,20 @@ async def run_on(executor: Executor, services: Services, job: Prepared,
     fragments = [f for r in results for f in r.fragments]
     payload = shape(job.kind, fragments, work, graphics and job.body.result_format == "json")
     return assemble.check_size(payload, services.settings.output_limit)
+
+
+@asynccontextmanager
+async def share(executor: Executor, work: Work) -> AsyncIterator[str | None]:
+    """The work's input made readable by the workers, its units cut once it is counted."""
+    if work.rows is None:
+        yield None
+        return
+    rows, work.rows = work.rows, None  # the shared copy is what workers read; drop ours
+    async with executor.share(rows) as shared:
+        del rows
+        if work.cut is not None:
+            work.units = work.cut(shared.rows)
+        yield shared.ref
 
 
 async def run_batches(executor: Executor, tasks: Sequence[Task], dop: int, timeout: float,

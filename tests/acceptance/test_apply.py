@@ -497,6 +497,70 @@ def test_table_apply_sees_the_query_columns_as_returned(a: httpx.Client) -> None
     assert got == ["lower_x", "Mixed Id"]
 
 
+# -- inputs of more rows than one batch of the query's stream (122,880) -------------------
+
+BIG_ROWS = 300_000
+BIG = f"select range as X from range({BIG_ROWS})"
+HOLEY = f"select case when range % 7 = 0 then null else range end as X from range({BIG_ROWS})"
+
+
+def test_table_apply_over_an_input_of_several_batches(a: httpx.Client) -> None:
+    source = "def f(d):\n    return [len(d), int(d['X'].sum()), int(d.index[-1])]\n"
+    df = params(oml_input_type="pandas.DataFrame")
+    assert inline(a, "table-apply", source, input=BIG, parameters=df) == \
+        [BIG_ROWS, BIG_ROWS * (BIG_ROWS - 1) // 2, BIG_ROWS - 1]
+
+
+@pytest.mark.parametrize("extra", [{}, {"parallelFlag": True}], ids=["seq", "parallel"])
+def test_row_apply_chunks_across_batch_boundaries(a: httpx.Client, extra: dict[str, Any]) -> None:
+    source = ("def f(d):\n"
+              "    return [len(d), int(d['X'].iloc[0]), int(d['X'].iloc[-1]), "
+              "int(d.index[0]), int(d.index[-1])]\n")
+    got = inline(a, "row-apply", source, input=BIG, rows=100_001,
+                 parameters=params(oml_input_type="pandas.DataFrame"), **extra)
+    starts = range(0, BIG_ROWS, 100_001)
+    assert got == [[min(100_001, BIG_ROWS - s), s, min(s + 100_001, BIG_ROWS) - 1, 0,
+                    min(100_001, BIG_ROWS - s) - 1] for s in starts]
+
+
+def test_na_omit_over_an_input_of_several_batches(a: httpx.Client) -> None:
+    source = "def f(d):\n    return [len(d), int(d['X'].min()), int(d.index[-1])]\n"
+    kept = BIG_ROWS - len(range(0, BIG_ROWS, 7))
+    got = inline(a, "table-apply", source, input=HOLEY,
+                 parameters=params(oml_input_type="pandas.DataFrame", oml_na_omit=True))
+    assert got == [kept, 1, kept - 1]
+    chunks = inline(a, "row-apply", source, input=HOLEY, rows=200_000,
+                    parameters=params(oml_input_type="pandas.DataFrame", oml_na_omit=True))
+    assert [c[0] for c in chunks] == [200_000, kept - 200_000]
+
+
+def test_an_input_query_failing_midway_is_400(a: httpx.Client) -> None:
+    late = ("select case when range < 250000 then range else error('no row ' || range) end "
+            f"as X from range({BIG_ROWS})")
+    for op, extra in (("table-apply", {}), ("row-apply", {"rows": 1000}),
+                      ("group-apply", {"groupBy": "X"})):
+        err = assert_error(call(a, op, {"script": "def f(d):\n    return 1\n",
+                                        "input": late, **extra}), 400, 1001)
+        assert "the input query failed" in err["errorMessage"]
+        assert "no row 25" in err["errorMessage"]
+    # The run left nothing behind: the same user's next run works.
+    assert inline(a, "table-apply", "def f(d):\n    return len(d)\n", input=BIG) == BIG_ROWS
+
+
+def test_the_input_dataframe_can_be_changed_in_place(a: httpx.Client) -> None:
+    source = ("def f(d):\n"
+              "    d.loc[d['X'] < 2, 'X'] = -1\n"
+              "    d.iloc[2, 0] = 99\n"
+              "    d.fillna(0, inplace=True)\n"
+              "    d['Y'] = d['X'] * 2\n"
+              "    return d.head(4)\n")
+    df = params(oml_input_type="pandas.DataFrame")
+    expected = [{"X": -1, "Y": -2}, {"X": -1, "Y": -2}, {"X": 99, "Y": 198}, {"X": 3, "Y": 6}]
+    assert inline(a, "table-apply", source, input=BIG, parameters=df) == expected
+    chunks = inline(a, "row-apply", source, input=BIG, rows=150_000, parameters=df)
+    assert chunks[:4] == expected and chunks[4] == {"X": 150_000, "Y": 300_000}
+
+
 # -- index-apply ----------------------------------------------------------------------
 
 

@@ -385,6 +385,54 @@ def test_query_time_limit_stops_a_slow_query(tmp_path: Path) -> None:
         catalog.close()
 
 
+# A result of more rows than one batch (122,880), so that it streams in several.
+MANY = "SELECT range AS X FROM range(300000)"
+# Fails only when the scan reaches rows of a later batch, after the first has been read.
+LATE_FAILURE = ("SELECT CASE WHEN range < 250000 THEN range ELSE error('row ' || range) END AS X "
+                "FROM range(300000)")
+# Rows at once, and endlessly: the time limit stops it in the middle of its stream.
+ENDLESS = "SELECT a.range + b.range AS X FROM range(1000000000) a, range(1000) b"
+
+
+def test_a_stream_comes_in_batches_with_the_rows_of_the_query(catalog: Catalog) -> None:
+    with catalog.stream("ANN", MANY) as stream:
+        batches = list(stream)
+    assert len(batches) > 1
+    assert pa.Table.from_batches(batches).equals(catalog.query("ANN", MANY))
+
+
+def test_a_query_failing_midway_through_its_stream_is_a_bad_request(catalog: Catalog) -> None:
+    read: list[int] = []
+    with pytest.raises(InvalidRequest, match=r"the input query failed: .*row 25\d{4}"), \
+            catalog.stream("ANN", LATE_FAILURE) as stream:
+        for batch in stream:
+            read.append(batch.num_rows)
+    assert read, "the first batch came before the failure"
+    assert rows(catalog, "ANN", "SELECT 1 AS A") == [{"A": 1}]  # the cursor is usable
+
+
+def test_the_time_limit_stops_a_query_midway_through_its_stream(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "tables", query_timeout=0.5)
+    try:
+        read = 0
+        with pytest.raises(TimeLimitExceeded, match="query_timeout"), \
+                catalog.stream("ANN", ENDLESS) as stream:
+            for batch in stream:
+                read += batch.num_rows
+        assert read > 0
+        assert rows(catalog, "ANN", "SELECT 2 AS A") == [{"A": 2}]
+    finally:
+        catalog.close()
+
+
+def test_a_stream_is_checked_read_only_before_it_runs(catalog: Catalog) -> None:
+    catalog.put_table("ANN", "T", b"X\n1\n", CSV, False)
+    for sql in ("DROP TABLE T", "SELECT 1; SELECT 2", "SELECT * FROM read_text('/etc/passwd')"):
+        with pytest.raises(InvalidRequest), catalog.stream("ANN", sql) as stream:
+            stream.read_all()
+    assert rows(catalog, "ANN", "SELECT * FROM T") == [{"X": 1}]
+
+
 def test_quick_queries_are_not_stopped(tmp_path: Path) -> None:
     catalog = Catalog(tmp_path / "tables", query_timeout=30)
     try:

@@ -8,6 +8,8 @@ looked up ignoring case, as SQL matches them.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pyarrow as pa
 from epe.data.databases import UserDatabases
 from epe.data.ingest import read_upload, storable
 from epe.data.names import check_table_name, quote
-from epe.data.query import SERVER_SIDE, check_read_only, rollback, run_query
+from epe.data.query import SERVER_SIDE, check_read_only, rollback, run_query, stream_query
 from epe.errors import Conflict, InvalidRequest, NotFound
 
 _TABLES = """
@@ -92,6 +94,14 @@ class Catalog:
         check_read_only(sql)
         with self._dbs.cursor(owner) as cur:
             return run_query(cur, sql, self.query_timeout)
+
+    @contextmanager
+    def stream(self, owner: str, sql: str) -> Iterator[pa.RecordBatchReader]:
+        """The same result as a stream of record batches, read within the block (blocking):
+        no copy of the whole result is ever held here."""
+        check_read_only(sql)
+        with self._dbs.cursor(owner) as cur, stream_query(cur, sql, self.query_timeout) as rows:
+            yield rows
 
     def close(self) -> None:
         self._dbs.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterator
 from types import TracebackType
 
 import duckdb
@@ -67,19 +68,48 @@ class TimeLimit:
         self._timer.cancel()
 
 
-def run_query(cursor: duckdb.DuckDBPyConnection, sql: str, seconds: float) -> pa.Table:
-    """The result of ``sql`` (already checked read-only) on ``cursor``, as one Arrow table."""
+# Rows per record batch of a streamed result: DuckDB's own vector-aligned default,
+# small enough that a stream holds a few MB at a time.
+BATCH_ROWS = 122_880
+
+
+@contextlib.contextmanager
+def stream_query(cursor: duckdb.DuckDBPyConnection, sql: str, seconds: float,
+                 batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatchReader]:
+    """The result of ``sql`` (already checked read-only) on ``cursor`` as a stream of
+    record batches, to be read before the block ends: the transaction and the time
+    limit last as long as the block."""
     limit = TimeLimit(cursor, seconds)
     try:
         with limit:
             cursor.execute("BEGIN TRANSACTION READ ONLY")
-            return cursor.sql(sql).to_arrow_table()
+            reader = cursor.sql(sql).to_arrow_reader(batch_rows)
+            yield pa.RecordBatchReader.from_batches(reader.schema, _batches(reader, limit))
     except SERVER_SIDE:
         raise
     except duckdb.Error as e:
         raise query_error(e, limit) from None
     finally:
         rollback(cursor)
+
+
+def _batches(reader: pa.RecordBatchReader, limit: TimeLimit) -> Iterator[pa.RecordBatch]:
+    # A failure after the first batch (the time limit, a bad cast in a later row)
+    # reaches us through Arrow's C stream as an OSError carrying DuckDB's message.
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except OSError as e:
+            raise stream_error(e, limit) from None
+        yield batch
+
+
+def run_query(cursor: duckdb.DuckDBPyConnection, sql: str, seconds: float) -> pa.Table:
+    """The result of ``sql`` (already checked read-only) on ``cursor``, as one Arrow table."""
+    with stream_query(cursor, sql, seconds) as reader:
+        return reader.read_all()
 
 
 def rollback(cursor: duckdb.DuckDBPyConnection) -> None:
@@ -96,3 +126,16 @@ def query_error(error: duckdb.Error, limit: TimeLimit) -> Exception:
     if isinstance(error, duckdb.PermissionException):
         return InvalidRequest(f"input may read your tables only, not files or URLs: {error}")
     return InvalidRequest(f"the input query failed: {error}")
+
+
+# DuckDB's messages for failures of the database or the disk, as opposed to the query.
+_SERVER_SIDE_MESSAGES = ("IO Error", "INTERNAL Error", "FATAL Error")
+
+
+def stream_error(error: OSError, limit: TimeLimit) -> Exception:
+    message = str(error)
+    if message.startswith(_SERVER_SIDE_MESSAGES):
+        return error
+    if limit.fired:
+        return query_error(duckdb.InterruptException(message), limit)
+    return InvalidRequest(f"the input query failed: {message}")

@@ -2,7 +2,8 @@
 
 Files live in a private folder in shared memory (``/dev/shm`` where there is
 one), readable by the server and the workers' group only. A worker maps the
-file and reads it without a copy; pandas makes the only copy.
+file and reads it without a copy; pandas makes the only copy. A streamed input
+is written batch by batch as it arrives, so the server never holds all of it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 import pyarrow as pa
+
+from epe.runner.executor import Rows, Shared
 
 
 def _base_dir() -> str | None:
@@ -34,25 +37,43 @@ class Exchange:
         if self.gid is not None:
             os.chown(path, -1, self.gid)
 
-    def write(self, table: pa.Table) -> str:
+    def write(self, rows: Rows) -> Shared:
         path = os.path.join(self.dir, f"{uuid.uuid4().hex}.arrow")
-        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
-        self._restrict(path, 0o640)
-        return path
+        try:
+            count = self._write(path, rows)
+            self._restrict(path, 0o640)
+        except BaseException:
+            with suppress(FileNotFoundError):  # a query that failed midway
+                os.unlink(path)
+            raise
+        return Shared(path, count)
+
+    @staticmethod
+    def _write(path: str, rows: Rows) -> int:
+        if isinstance(rows, pa.Table):
+            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
+                writer.write_table(rows)
+            return rows.num_rows
+        count = 0
+        with rows() as stream, pa.OSFile(path, "wb") as sink, \
+                pa.ipc.new_file(sink, stream.schema) as writer:
+            for batch in stream:
+                writer.write_batch(batch)
+                count += batch.num_rows
+        return count
 
     @asynccontextmanager
-    async def share(self, table: pa.Table) -> AsyncIterator[str]:
-        # Hand the table over and forget it: this generator's frame lives until the
+    async def share(self, rows: Rows) -> AsyncIterator[Shared]:
+        # Hand the rows over and forget them: this generator's frame lives until the
         # run ends, and must not keep the server's copy alive once it is written.
-        pending = [table]
-        del table
-        path = await asyncio.to_thread(self.write, pending.pop())
+        pending = [rows]
+        del rows
+        shared = await asyncio.to_thread(self.write, pending.pop())
         try:
-            yield path
+            yield shared
         finally:
             with suppress(FileNotFoundError):
-                os.unlink(path)
+                os.unlink(shared.ref)
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

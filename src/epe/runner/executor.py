@@ -10,9 +10,9 @@ an object-store reference in a cluster.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeAlias
 
 import pyarrow as pa
 
@@ -26,6 +26,18 @@ Kind = Literal["do_eval", "table_apply", "row_apply", "group_apply", "index_appl
 # a function: datastores, grants, sync), acting as the task's caller. It gets the
 # call's JSON header and payload and returns the reply's; it raises EpeErrors.
 CallHandler = Callable[[dict[str, Any], bytes], Awaitable[tuple[dict[str, Any], bytes]]]
+
+
+# What a run hands its workers: rows in hand, or a stream of them to read (in a
+# thread; blocking) while its context is open, such as a query on an open cursor.
+# A stream is copied batch by batch, so the server never holds the whole input.
+Rows: TypeAlias = pa.Table | Callable[[], AbstractContextManager[pa.RecordBatchReader]]
+
+
+@dataclass(frozen=True)
+class Shared:
+    ref: str  # what tasks name as their ``input_ref``
+    rows: int
 
 
 @dataclass(frozen=True)
@@ -67,8 +79,8 @@ class Executor(Protocol):
 
     async def start(self) -> None: ...
 
-    def share(self, table: pa.Table) -> AbstractAsyncContextManager[str]:
-        """Make ``table`` readable by workers for the duration of the block."""
+    def share(self, rows: Rows) -> AbstractAsyncContextManager[Shared]:
+        """Make ``rows`` readable by workers for the duration of the block."""
         ...
 
     async def run(self, task: Task, timeout: float) -> TaskResult: ...

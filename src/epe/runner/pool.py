@@ -26,13 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import pyarrow as pa
 
 from epe import errors
 from epe.core.assemble import Fragment
 from epe.runner import protocol
 from epe.runner.exchange import Exchange
-from epe.runner.executor import CallHandler, Task, TaskFailed, TaskResult
+from epe.runner.executor import CallHandler, Rows, Shared, Task, TaskFailed, TaskResult
 from epe.settings import Settings
 
 log = logging.getLogger("epe.runner")
@@ -154,9 +153,9 @@ class LocalPool:
     def capacity(self) -> int:
         return self.size
 
-    def share(self, table: pa.Table) -> AbstractAsyncContextManager[str]:
+    def share(self, rows: Rows) -> AbstractAsyncContextManager[Shared]:
         assert self._exchange is not None, "the pool is not started"
-        return self._exchange.share(table)
+        return self._exchange.share(rows)
 
     # -- lifecycle ---------------------------------------------------------------
 
