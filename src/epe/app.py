@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -77,7 +78,8 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = open_services(settings, executor)
-        await services.executor.start()
+        await asyncio.gather(services.executor.start(),
+                             asyncio.to_thread(services.catalog.warm_up))
         await services.environments.start()
         manager = JobManager(services)
         await manager.start()

@@ -15,6 +15,7 @@ Oracle's scripts for ``OMLUSER``.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -502,6 +503,13 @@ def test_table_apply_sees_the_query_columns_as_returned(a: httpx.Client) -> None
 BIG_ROWS = 300_000
 BIG = f"select range as X from range({BIG_ROWS})"
 HOLEY = f"select case when range % 7 = 0 then null else range end as X from range({BIG_ROWS})"
+
+
+def test_workers_convert_inputs_on_every_core(a: httpx.Client) -> None:
+    # The workers' OMP_NUM_THREADS=1 must not leave Arrow's conversions on one thread.
+    source = "def f(d):\n    import pyarrow\n    return pyarrow.cpu_count()\n"
+    got = inline(a, "table-apply", source, input="select 1 as X")
+    assert got == len(os.sched_getaffinity(0))
 
 
 def test_table_apply_over_an_input_of_several_batches(a: httpx.Client) -> None:

@@ -433,6 +433,16 @@ def test_a_stream_is_checked_read_only_before_it_runs(catalog: Catalog) -> None:
     assert rows(catalog, "ANN", "SELECT * FROM T") == [{"X": 1}]
 
 
+def test_warming_up_touches_no_users_database(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "tables", query_timeout=30)
+    try:
+        catalog.warm_up()
+        assert list((tmp_path / "tables").iterdir()) == []
+        assert rows(catalog, "ANN", "SELECT 3 AS A") == [{"A": 3}]
+    finally:
+        catalog.close()
+
+
 def test_quick_queries_are_not_stopped(tmp_path: Path) -> None:
     catalog = Catalog(tmp_path / "tables", query_timeout=30)
     try:

@@ -72,8 +72,14 @@ class Exchange:
         try:
             yield shared
         finally:
-            with suppress(FileNotFoundError):
-                os.unlink(shared.ref)
+            # Freeing a large file's pages takes milliseconds: not on the event loop,
+            # and not before the answer goes out.
+            asyncio.get_running_loop().run_in_executor(None, _remove, shared.ref)
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _remove(path: str) -> None:
+    with suppress(FileNotFoundError):
+        os.unlink(path)

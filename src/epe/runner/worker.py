@@ -184,6 +184,12 @@ def _preload() -> None:
     import matplotlib.pyplot
     import numpy  # noqa: F401
     import pandas  # noqa: F401
+    import pyarrow
+
+    # OMP_NUM_THREADS=1 keeps BLAS from fighting the other workers for cores, but
+    # Arrow reads it too; turning the input into pandas is the one step worth
+    # spreading over the cores (a table-apply has one worker, and it halves that).
+    pyarrow.set_cpu_count(len(os.sched_getaffinity(0)))
 
     import epe.core.results
     import epe.core.scripts  # noqa: F401
