@@ -512,6 +512,28 @@ def test_workers_convert_inputs_on_every_core(a: httpx.Client) -> None:
     assert got == len(os.sched_getaffinity(0))
 
 
+RESIDENT = ("def f(d=None):\n"
+            "    import os\n"
+            "    with open('/proc/self/status') as s:\n"
+            "        kb = next(int(l.split()[1]) for l in s if l.startswith('RssAnon'))\n"
+            "    return [os.getpid(), kb * 1024]\n")
+
+
+def test_a_worker_gives_back_the_memory_of_a_large_input(a: httpx.Client) -> None:
+    rows = 2_000_000
+    wide = f"select range::DOUBLE as A, range::DOUBLE as B, range::DOUBLE as C from range({rows})"
+    pid, during = inline(a, "table-apply", RESIDENT, input=wide,
+                         parameters=params(oml_input_type="pandas.DataFrame"))
+    for _ in range(20):  # idle workers take turns: the same one comes round again
+        other, after = inline(a, "do-eval", RESIDENT)
+        if other == pid:
+            break
+    else:
+        pytest.fail(f"worker {pid} never ran another call")
+    frame = rows * 3 * 8
+    assert during - after > frame * 0.75, (during, after)
+
+
 def test_table_apply_over_an_input_of_several_batches(a: httpx.Client) -> None:
     source = "def f(d):\n    return [len(d), int(d['X'].sum()), int(d.index[-1])]\n"
     df = params(oml_input_type="pandas.DataFrame")

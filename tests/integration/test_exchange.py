@@ -76,3 +76,8 @@ def test_a_failing_writer_releases_the_stream(exchange: Exchange) -> None:
     with pytest.raises(OSError):
         exchange.write(stream)
     assert closed == [True]
+
+
+def test_warming_up_leaves_no_file_behind(exchange: Exchange) -> None:
+    exchange.warm_up()
+    assert os.listdir(exchange.dir) == []

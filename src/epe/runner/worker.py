@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from epe.runner import channel, protocol
+from epe.runner import channel, heap, protocol
 
 CAPTURE_LIMIT = 1024 * 1024  # characters of stdout/stderr kept per task
 SCRIPT_CACHE_SIZE = 256
@@ -190,9 +190,23 @@ def _preload() -> None:
     # Arrow reads it too; turning the input into pandas is the one step worth
     # spreading over the cores (a table-apply has one worker, and it halves that).
     pyarrow.set_cpu_count(len(os.sched_getaffinity(0)))
+    _warm_up_conversion()
 
     import epe.core.results
     import epe.core.scripts  # noqa: F401
+
+
+def _warm_up_conversion() -> None:
+    # The first Arrow-to-pandas conversion starts Arrow's threads and loads the code
+    # and caches every later one uses: paid here, not by the first request.
+    import numpy as np
+    import pyarrow as pa
+
+    batch = pa.record_batch({"i": np.arange(4096), "f": np.linspace(0.0, 1.0, 4096),
+                             "s": pa.array(["x"] * 4096)})
+    frame = pa.Table.from_batches([batch, batch]).to_pandas()
+    frame.iloc[10:20]
+    heap.give_back()
 
 
 def main() -> None:
@@ -209,6 +223,10 @@ def main() -> None:
         header, _payload = frame
         reply, payload = worker.handle(header)
         writer.write(protocol.encode(reply, payload))
+        # What the task freed (its input's frame, the user's objects) goes back to the
+        # system, or each worker would keep the memory of the largest task it ever ran.
+        # After the answer, so nobody waits for it.
+        heap.give_back()
 
 
 if __name__ == "__main__":
