@@ -28,7 +28,6 @@ from epe.api.middleware import BodyLimit, DeprecateV1, FormBodyAsJson
 from epe.auth.tokens import TokenService, load_or_create_key
 from epe.data import Catalog
 from epe.jobs import JobManager
-from epe.runner import heap
 from epe.runner.environments import EnvironmentPools
 from epe.runner.executor import Executor
 from epe.runner.pool import LocalPool
@@ -82,7 +81,6 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
         await asyncio.gather(services.executor.start(),
                              asyncio.to_thread(services.catalog.warm_up))
         await services.environments.start()
-        heap.give_back()  # what starting up freed, so that idle memory is what we keep
         manager = JobManager(services)
         await manager.start()
         app.state.services, app.state.jobs = services, manager

@@ -219,11 +219,9 @@ async def share(executor: Executor, work: Work) -> AsyncIterator[str | None]:
     if work.rows is None:
         yield None
         return
-    # The shared copy is what workers read: no reference to ours may outlive the
-    # writing (the context manager lets go of its arguments on entering).
-    sharing = executor.share(work.rows)
-    work.rows = None
-    async with sharing as shared:
+    rows, work.rows = work.rows, None  # the shared copy is what workers read; drop ours
+    async with executor.share(rows) as shared:
+        del rows
         if work.cut is not None:
             work.units = work.cut(shared.rows)
         yield shared.ref

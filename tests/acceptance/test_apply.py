@@ -17,12 +17,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from epe.runner.worker import IDLE_BEFORE_GIVING_BACK
 from tests.serverproc import API, EpeServer, assert_error, run_cli, unique_name, wait_for
 
 API1 = "/oml/api/py-scripts/v1"
@@ -524,6 +526,7 @@ def test_a_worker_gives_back_the_memory_of_a_large_input(a: httpx.Client) -> Non
     wide = f"select range::DOUBLE as A, range::DOUBLE as B, range::DOUBLE as C from range({rows})"
     pid, during = inline(a, "table-apply", RESIDENT, input=wide,
                          parameters=params(oml_input_type="pandas.DataFrame"))
+    time.sleep(3 * IDLE_BEFORE_GIVING_BACK)  # long enough idle: the worker gives it back
     for _ in range(20):  # idle workers take turns: the same one comes round again
         other, after = inline(a, "do-eval", RESIDENT)
         if other == pid:

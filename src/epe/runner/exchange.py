@@ -18,7 +18,6 @@ from contextlib import asynccontextmanager, suppress
 
 import pyarrow as pa
 
-from epe.runner import heap
 from epe.runner.executor import Rows, Shared
 
 
@@ -64,16 +63,9 @@ class Exchange:
         return count
 
     def warm_up(self) -> None:
-        """Share a small table once: the first request would otherwise pay for starting
-        Arrow's file writing (its I/O threads and their memory, ~4 MB, and its code)."""
+        """Share a small table once: the first request would otherwise pay for what Arrow
+        sets up the first time it writes a file (about 4 MB, and its code's page faults)."""
         _remove(self.write(pa.table({"x": pa.array(range(4096), pa.int64())})).ref)
-
-    def _take(self, pending: list[Rows]) -> Shared:
-        shared = self.write(pending.pop())
-        # Nothing holds the rows now: what the query and its batches used is free, and
-        # would stay in the server's heap while the workers make their own copies.
-        heap.give_back()
-        return shared
 
     @asynccontextmanager
     async def share(self, rows: Rows) -> AsyncIterator[Shared]:
@@ -81,7 +73,7 @@ class Exchange:
         # run ends, and must not keep the server's copy alive once it is written.
         pending = [rows]
         del rows
-        shared = await asyncio.to_thread(self._take, pending)
+        shared = await asyncio.to_thread(self.write, pending.pop())
         try:
             yield shared
         finally:

@@ -14,6 +14,7 @@ import io
 import linecache
 import os
 import resource
+import select
 import sys
 import traceback
 from collections import OrderedDict
@@ -22,7 +23,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from epe.runner import channel, heap, protocol
+from epe import heap
+from epe.runner import channel, protocol
 
 CAPTURE_LIMIT = 1024 * 1024  # characters of stdout/stderr kept per task
 SCRIPT_CACHE_SIZE = 256
@@ -209,6 +211,18 @@ def _warm_up_conversion() -> None:
     heap.give_back()
 
 
+# What tasks freed (an input's frame, the user's objects) stays in the worker's heap,
+# ready for the next task: handing it back and faulting it in again costs a few ms per
+# 40 MB. Once the worker has been idle this long it goes back to the system, or each
+# worker would keep the memory of the largest task it ever ran.
+IDLE_BEFORE_GIVING_BACK = 0.5
+
+
+def readable(stream: BinaryIO, seconds: float) -> bool:
+    """Whether a frame starts arriving within ``seconds`` (the stream is unbuffered)."""
+    return bool(select.select([stream], [], [], seconds)[0])
+
+
 def main() -> None:
     limits = orjson.loads(sys.argv[1])
     if sys.platform == "linux":
@@ -219,14 +233,14 @@ def main() -> None:
     _preload()
     worker = Worker(limits)
     writer.write(protocol.encode({"ready": True, "pid": os.getpid()}))
-    while (frame := protocol.read_sync(reader)) is not None:
+    while True:
+        if not readable(reader, IDLE_BEFORE_GIVING_BACK):
+            heap.give_back()
+        if (frame := protocol.read_sync(reader)) is None:
+            break
         header, _payload = frame
         reply, payload = worker.handle(header)
         writer.write(protocol.encode(reply, payload))
-        # What the task freed (its input's frame, the user's objects) goes back to the
-        # system, or each worker would keep the memory of the largest task it ever ran.
-        # After the answer, so nobody waits for it.
-        heap.give_back()
 
 
 if __name__ == "__main__":
