@@ -100,21 +100,23 @@ def _ranks(column: pa.ChunkedArray, name: str) -> tuple[np.ndarray, int]:
         encoded = pc.dictionary_encode(values)
     except pa.ArrowNotImplementedError:
         raise InvalidRequest(f"cannot group by column {name} of type {values.type}") from None
-    distinct = len(encoded.dictionary)
-    rank_of = np.empty(distinct + 1, dtype=np.int64)
-    rank_of[pc.sort_indices(encoded.dictionary).to_numpy()] = np.arange(distinct)
-    rank_of[distinct] = distinct  # null
-    indices = pc.fill_null(encoded.indices, distinct).to_numpy()
-    return rank_of[indices], distinct + 1
+    ranks, distinct = _ranked(encoded)
+    return ranks, distinct + 1
 
 
 def _dense(keys: np.ndarray) -> tuple[np.ndarray, int]:
     """``keys`` renumbered 0..n-1 keeping their order, and n."""
-    encoded = pc.dictionary_encode(pa.array(keys))
-    distinct = encoded.dictionary.to_numpy()
-    rank_of = np.empty(len(distinct), dtype=np.int64)
-    rank_of[np.argsort(distinct)] = np.arange(len(distinct))
-    return rank_of[encoded.indices.to_numpy()], len(distinct)
+    return _ranked(pc.dictionary_encode(pa.array(keys)))
+
+
+def _ranked(encoded: pa.DictionaryArray) -> tuple[np.ndarray, int]:
+    """Each entry's rank among the dictionary's values (a null ranks after them all),
+    and how many values the dictionary holds."""
+    distinct = len(encoded.dictionary)
+    rank_of = np.empty(distinct + 1, dtype=np.int64)
+    rank_of[pc.sort_indices(encoded.dictionary).to_numpy()] = np.arange(distinct)
+    rank_of[distinct] = distinct  # null
+    return rank_of[pc.fill_null(encoded.indices, distinct).to_numpy()], distinct
 
 
 def _stable_argsort(keys: np.ndarray, count: int) -> np.ndarray:

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager, nullcontext, suppress
 
 import pyarrow as pa
 
@@ -50,12 +50,9 @@ class Exchange:
 
     @staticmethod
     def _write(path: str, rows: Rows) -> int:
-        if isinstance(rows, pa.Table):
-            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
-                writer.write_table(rows)
-            return rows.num_rows
         count = 0
-        with rows() as stream, pa.OSFile(path, "wb") as sink, \
+        opened = nullcontext(rows.to_reader()) if isinstance(rows, pa.Table) else rows()
+        with opened as stream, pa.OSFile(path, "wb") as sink, \
                 pa.ipc.new_file(sink, stream.schema) as writer:
             for batch in stream:
                 writer.write_batch(batch)

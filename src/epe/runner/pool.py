@@ -161,9 +161,8 @@ class LocalPool:
 
     async def start(self) -> None:
         self._exchange = Exchange(self._identity.get("group"))
-        warming = asyncio.create_task(asyncio.to_thread(self._exchange.warm_up))
-        workers = await asyncio.gather(*(self._spawn() for _ in range(self.size)))
-        await warming
+        spawning = asyncio.gather(*(self._spawn() for _ in range(self.size)))
+        _, workers = await asyncio.gather(asyncio.to_thread(self._exchange.warm_up), spawning)
         for w in workers:
             self._idle.put_nowait(w)
         log.info("started %d workers", self.size)
