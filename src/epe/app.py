@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,42 +22,12 @@ from epe.api import (
     tables,
     users,
 )
-from epe.api.deps import Services
 from epe.api.middleware import BodyLimit, DeprecateV1, FormBodyAsJson
-from epe.auth.tokens import TokenService, load_or_create_key
-from epe.data import Catalog
-from epe.jobs import JobManager
-from epe.runner.environments import EnvironmentPools
+from epe.core.operations import API_ROOT, API_VERSIONS
 from epe.runner.executor import Executor
-from epe.runner.pool import LocalPool
+from epe.service.jobs import JobManager
+from epe.service.services import open_services
 from epe.settings import Settings
-from epe.store import Store
-
-API_ROOT = "/oml/api/py-scripts"
-
-
-def prepare_data_dir(settings: Settings) -> None:
-    """Create the data folder: others may pass through it (workers run named
-    environments from ``envs/``) but not list it; what is private is 0600/0700."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(settings.data_dir, 0o711)
-    for private in ("tables", "jobs"):
-        (settings.data_dir / private).mkdir(exist_ok=True)
-        os.chmod(settings.data_dir / private, 0o700)
-
-
-def open_services(settings: Settings, executor: Executor | None = None) -> Services:
-    prepare_data_dir(settings)
-    store = Store.open_sqlite(settings.metadata_path)
-    tokens = TokenService(load_or_create_key(settings.key_path), settings.token_lifetime,
-                          settings.token_chain_lifetime)
-    executor = executor or LocalPool(settings)
-    return Services(settings, store, tokens, executor, open_catalog(settings),
-                    EnvironmentPools(settings, executor))
-
-
-def open_catalog(settings: Settings) -> Catalog:
-    return Catalog(settings.data_dir / "tables", settings.query_timeout)
 
 
 def versioned_router() -> APIRouter:
@@ -90,8 +59,7 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
             await manager.stop()
             await services.environments.stop()
             await services.executor.stop()
-            services.catalog.close()
-            services.store.close()
+            services.close()
 
     app = FastAPI(title="epe", version=__version__, lifespan=lifespan,
                   description="Embedded Python Execution, OML4Py-compatible.")
@@ -103,6 +71,6 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
     app.include_router(meta.router)
     app.include_router(auth.router)
     app.include_router(users.router)
-    for version in ("v1", "v2"):
+    for version in API_VERSIONS:
         app.include_router(versioned_router(), prefix=f"{API_ROOT}/{version}")
     return app

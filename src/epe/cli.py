@@ -1,7 +1,9 @@
-"""The ``epe`` command (CONTRACT C): serve, user add, demo.
+"""The ``epe`` command: serve, user add, demo, env, and the client's commands.
 
-Errors are ``EpeError``s or click's own; ``main`` turns an ``EpeError`` into a
-one-line message and exit code 1, in one place.
+Errors are ``EpeError``s or click's own. ``EpeGroup`` turns an ``EpeError`` (and
+an unreachable server) into click's own error, a one-line message and exit code
+1, in one place for every command; ``main`` adds what click alone does not know
+(a bad setting).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import click
 import uvicorn
 from pydantic import ValidationError
 
-from epe.cli_client import COMMANDS as CLIENT_COMMANDS
+from epe.client._cli import COMMANDS as CLIENT_COMMANDS
 from epe.errors import EpeError
 from epe.settings import Settings
 
@@ -30,7 +32,28 @@ def build_settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-@click.group()
+class Failed(click.ClickException):
+    """An epe error as the command's one message on stderr, exit code 1."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class EpeGroup(click.Group):
+    """Maps epe's errors to click's, once for every subcommand (``CliRunner`` too)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EpeError as e:
+            # Its code, and the function's traceback the client noted on it.
+            lines = [f"{e.message} (errorCode {e.code})", *getattr(e, "__notes__", [])]
+            raise Failed("\n".join(lines)) from None
+        except ConnectionError as e:  # the client could not reach the server
+            raise Failed(str(e)) from None
+
+
+@click.group(cls=EpeGroup)
 @click.version_option(package_name="epe")
 def cli() -> None:
     """epe: Embedded Python Execution, an OML4Py-compatible server."""
@@ -77,14 +100,12 @@ def user() -> None:
 @click.option("--admin", is_flag=True, help="Give the user the admin role.")
 def user_add(name: str, data_dir: Path | None, password_stdin: bool, admin: bool) -> None:
     """Create user NAME."""
-    from epe.app import prepare_data_dir
-    from epe.store import Store
-    from epe.users import create_user
+    from epe.service.services import open_store_of
+    from epe.service.users import create_user
 
     settings = build_settings(data_dir=data_dir)
     password = sys.stdin.readline().rstrip("\r\n")
-    prepare_data_dir(settings)
-    store = Store.open_sqlite(settings.metadata_path)
+    store = open_store_of(settings)
     try:
         created = create_user(store, name, password, admin)
     finally:
@@ -137,9 +158,9 @@ def env_create(name: str, more: tuple[str, ...], packages: tuple[str, ...],
     """Create environment NAME: a venv on the server's, with PACKAGEs installed by pip."""
     import asyncio
 
-    from epe.app import prepare_data_dir
     from epe.envs import Base, Spec, build, prepare_root, sweep
-    from epe.envs.build import worker_user
+    from epe.runner.environments import run_as
+    from epe.service.services import prepare_data_dir
 
     settings = build_settings(data_dir=data_dir)
     prepare_data_dir(settings)
@@ -148,7 +169,7 @@ def env_create(name: str, more: tuple[str, ...], packages: tuple[str, ...],
     spec = Spec(name, tuple(_local(p) for p in (*packages, *more)),
                 requirements.read_text() if requirements else None, description,
                 str(find_links.absolute()) if find_links else None, no_index)
-    created = asyncio.run(build(spec, root, Base.current(), worker_user=worker_user(settings),
+    created = asyncio.run(build(spec, root, Base.current(), run_as=run_as(settings),
                                 timeout=settings.env_build_timeout,
                                 log=lambda text: click.echo(text, nl=False, err=True)))
     click.echo(f"environment {created.name} created")
@@ -185,7 +206,7 @@ def env_delete(name: str, data_dir: Path | None) -> None:
     click.echo(f"environment {name} deleted")
 
 
-for _command in CLIENT_COMMANDS:  # script, run, job, table: the client's (issue 8)
+for _command in CLIENT_COMMANDS:  # script, run, job, table: the client's (docs/client.md)
     cli.add_command(_command)
 
 
@@ -198,9 +219,6 @@ def main() -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except EpeError as e:
-        click.echo(f"error: {e.message}", err=True)
-        sys.exit(1)
     except ValidationError as e:  # a bad EPE_ variable or option
         problems = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in e.errors())
         click.echo(f"error: invalid setting: {problems}", err=True)

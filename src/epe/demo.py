@@ -6,12 +6,11 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 
-from epe.app import open_catalog, prepare_data_dir
 from epe.auth.passwords import hash_password
 from epe.core.scripts import parse_script
+from epe.service.services import open_catalog_of, open_store_of
+from epe.service.users import create_user
 from epe.settings import Settings
-from epe.store import Store
-from epe.users import create_user
 
 DEMO_USER = "OMLUSER"
 # OML's IRIS columns, in the order of scikit-learn's feature matrix.
@@ -58,8 +57,7 @@ SCRIPTS: dict[str, tuple[str, str]] = {
 
 
 def load_demo(settings: Settings, password: str) -> Iterator[str]:
-    prepare_data_dir(settings)
-    store = Store.open_sqlite(settings.metadata_path)
+    store = open_store_of(settings)
     try:
         if store.get_user(DEMO_USER) is None:
             create_user(store, DEMO_USER, password)
@@ -80,9 +78,9 @@ def load_demo(settings: Settings, password: str) -> Iterator[str]:
 
 def load_iris(settings: Settings) -> str:
     """IRIS for OMLUSER, replacing any earlier copy so the demo can be loaded again."""
-    catalog = open_catalog(settings)
+    catalog = open_catalog_of(settings)
     try:
-        info = catalog.put_arrow(DEMO_USER, "IRIS", iris_table(), overwrite=True)
+        info = catalog.put(DEMO_USER, "IRIS", iris_table(), overwrite=True)
     finally:
         catalog.close()
     return f"table IRIS loaded: {info.rows} rows"

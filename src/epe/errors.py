@@ -21,7 +21,8 @@ the Python client maps the body back to the same class by ``errorCode``.
     ├── Conflict                   409 / 4009  the object already exists
     ├── PayloadTooLarge            413 / 4013
     ├── ServerBusy                 503 / 5003  not accepted; retry later
-    └── InternalError              500 / 5000  our bug
+    ├── InternalError              500 / 5000  our bug
+    └── InvalidSetting             500 / 5001  the server's settings are wrong (at start)
 
 ``docs/errors.md`` is the table of these codes; a test keeps the two equal.
 """
@@ -119,6 +120,14 @@ class ServerBusy(EpeError):
 class InternalError(EpeError):
     status = 500
     code = 5000
+
+
+class InvalidSetting(EpeError):
+    """A setting the server cannot start with (a URL it cannot open): said by the
+    command that starts it, never sent to a client."""
+
+    status = 500
+    code = 5001
 
 
 def all_errors() -> list[type[EpeError]]:

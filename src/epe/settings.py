@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8080, ge=0, le=65535, description="TCP port to listen on.")
 
+    # Where metadata and users' tables are kept (empty: embedded, in the data folder).
+    metadata_url: str = Field("", description="Database URL of the metadata store.")
+    data_url: str = Field("", description="Where users' tables are kept.")
+
     # Tokens (CONTRACT A2).
     token_lifetime: int = Field(3600, gt=0, description="Seconds an access token is valid.")
     token_chain_lifetime: int = Field(
@@ -115,6 +119,16 @@ class Settings(BaseSettings):
     @property
     def metadata_path(self) -> Path:
         return self.data_dir / "metadata.sqlite"
+
+    @property
+    def metadata_store_url(self) -> str:
+        """``metadata_url``, or the embedded SQLite file in the data folder."""
+        return self.metadata_url or f"sqlite:///{self.metadata_path}"
+
+    @property
+    def tables_url(self) -> str:
+        """``data_url``, or one embedded DuckDB file per user in the data folder."""
+        return self.data_url or f"duckdb:///{self.data_dir / 'tables'}"
 
     @property
     def key_path(self) -> Path:

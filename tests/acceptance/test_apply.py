@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from epe.runner.worker import IDLE_BEFORE_GIVING_BACK
+from epe.runner.worker.main import IDLE_BEFORE_GIVING_BACK
 from tests.serverproc import API, EpeServer, assert_error, run_cli, unique_name, wait_for
 
 API1 = "/oml/api/py-scripts/v1"

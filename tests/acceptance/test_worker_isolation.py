@@ -108,7 +108,7 @@ def test_worker_cannot_reach_the_data_folder(server: EpeServer, two: Any) -> Non
 
 # User code talking to the channel directly, with every argument it likes.
 RAW_CALL = '''def f(op, args):
-    from epe.runner.channel import CallRefused, call
+    from epe.runner.worker.channel import CallRefused, call
     try:
         header, data = call(op, args)
     except CallRefused as e:

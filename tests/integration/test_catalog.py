@@ -16,10 +16,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from epe.data import Catalog, TableInfo
-from epe.data.databases import UserDatabases
-from epe.data.query import run_query
+from epe.data import TableInfo
+from epe.data.duckdb.catalog import DuckDBCatalog as Catalog
+from epe.data.duckdb.databases import UserDatabases
+from epe.data.duckdb.query import run_query
 from epe.errors import Conflict, InvalidRequest, NotFound, TimeLimitExceeded
+from epe.service.tables import upload
 from tests.serverproc import wait_for
 
 CSV = "text/csv"
@@ -55,7 +57,7 @@ def test_csv_types_are_inferred(catalog: Catalog) -> None:
     body = (b"ID,PRICE,NAME,DAY,OK,EMPTY\n"
             b"1,2.5,apple,2024-01-02,true,\n"
             b"2,3,pear,2024-02-03,false,\n")
-    info = catalog.put_table("ANN", "FRUIT", body, "text/csv; charset=utf-8", False)
+    info = upload(catalog, "ANN", "FRUIT", body, "text/csv; charset=utf-8", False)
     assert info.name == "FRUIT" and info.rows == 2
     assert types(info) == {"ID": "BIGINT", "PRICE": "DOUBLE", "NAME": "VARCHAR",
                            "DAY": "DATE", "OK": "BOOLEAN", "EMPTY": "VARCHAR"}
@@ -67,7 +69,7 @@ def test_parquet_keeps_its_types(catalog: Catalog) -> None:
     table = pa.table({"I": pa.array([1, 2, 3], pa.int32()),
                       "F": pa.array([0.5, 1.5, None], pa.float32()),
                       "S": ["a", "b", None]})
-    info = catalog.put_table("ANN", "P", parquet_bytes(table), PARQUET, False)
+    info = upload(catalog, "ANN", "P", parquet_bytes(table), PARQUET, False)
     assert info.rows == 3
     assert types(info) == {"I": "INTEGER", "F": "FLOAT", "S": "VARCHAR"}
     assert catalog.query("ANN", "SELECT * FROM P ORDER BY I").equals(table)
@@ -76,12 +78,12 @@ def test_parquet_keeps_its_types(catalog: Catalog) -> None:
 @pytest.mark.parametrize("content_type", ["application/x-parquet", "application/octet-stream"])
 def test_parquet_under_other_content_types(catalog: Catalog, content_type: str) -> None:
     body = parquet_bytes(pa.table({"X": [1, 2]}))
-    assert catalog.put_table("ANN", "P", body, content_type, False).rows == 2
+    assert upload(catalog, "ANN", "P", body, content_type, False).rows == 2
 
 
 def test_json_records_unify_keys_and_types(catalog: Catalog) -> None:
     records = [{"A": 1, "B": "x"}, {"A": 2.5, "C": {"D": True}}, {"B": None}]
-    info = catalog.put_table("ANN", "J", orjson.dumps(records), JSON, False)
+    info = upload(catalog, "ANN", "J", orjson.dumps(records), JSON, False)
     assert info.rows == 3
     assert types(info) == {"A": "DOUBLE", "B": "VARCHAR", "C": "STRUCT(D BOOLEAN)"}
     assert rows(catalog, "ANN", "SELECT A, B FROM J") == [
@@ -89,7 +91,7 @@ def test_json_records_unify_keys_and_types(catalog: Catalog) -> None:
 
 
 def test_query_result_is_an_arrow_table(catalog: Catalog) -> None:
-    catalog.put_table("ANN", "T", b"X\n1\n2\n3\n", CSV, False)
+    upload(catalog, "ANN", "T", b"X\n1\n2\n3\n", CSV, False)
     result = catalog.query("ANN", "SELECT X * 2 AS Y FROM T ORDER BY X")
     assert isinstance(result, pa.Table)
     assert result.column("Y").to_pylist() == [2, 4, 6]
@@ -97,8 +99,8 @@ def test_query_result_is_an_arrow_table(catalog: Catalog) -> None:
 
 def test_list_describe_and_drop(catalog: Catalog) -> None:
     assert catalog.tables("ANN") == []
-    catalog.put_table("ANN", "B_T", b"X\n1\n", CSV, False)
-    catalog.put_table("ANN", "A_T", b"Y,Z\n1,2\n3,4\n", CSV, False)
+    upload(catalog, "ANN", "B_T", b"X\n1\n", CSV, False)
+    upload(catalog, "ANN", "A_T", b"Y,Z\n1,2\n3,4\n", CSV, False)
     assert [(t.name, t.rows) for t in catalog.tables("ANN")] == [("A_T", 2), ("B_T", 1)]
     assert catalog.describe("ANN", "a_t") == catalog.tables("ANN")[0]
     catalog.drop("ANN", "a_t")
@@ -112,37 +114,37 @@ def test_list_describe_and_drop(catalog: Catalog) -> None:
 # --- overwrite --------------------------------------------------------------------------
 
 def test_existing_table_is_kept_without_overwrite(catalog: Catalog) -> None:
-    catalog.put_table("ANN", "T", b"X\n1\n", CSV, False)
+    upload(catalog, "ANN", "T", b"X\n1\n", CSV, False)
     for name in ("T", "t"):  # SQL names ignore case, so t is the same table
         with pytest.raises(Conflict, match="overwrite"):
-            catalog.put_table("ANN", name, b"X\n7\n8\n", CSV, False)
+            upload(catalog, "ANN", name, b"X\n7\n8\n", CSV, False)
     assert rows(catalog, "ANN", "SELECT * FROM T") == [{"X": 1}]
 
 
 def test_overwrite_replaces(catalog: Catalog) -> None:
-    catalog.put_table("ANN", "T", b"X\n1\n", CSV, False)
-    info = catalog.put_table("ANN", "T", b"Y,Z\na,b\nc,d\n", CSV, True)
+    upload(catalog, "ANN", "T", b"X\n1\n", CSV, False)
+    info = upload(catalog, "ANN", "T", b"Y,Z\na,b\nc,d\n", CSV, True)
     assert (info.rows, types(info)) == (2, {"Y": "VARCHAR", "Z": "VARCHAR"})
     assert [t.name for t in catalog.tables("ANN")] == ["T"]
 
 
 def test_failed_overwrite_leaves_the_old_table(catalog: Catalog) -> None:
-    catalog.put_table("ANN", "T", b"X\n1\n", CSV, False)
+    upload(catalog, "ANN", "T", b"X\n1\n", CSV, False)
     with pytest.raises(InvalidRequest):
-        catalog.put_table("ANN", "T", b"not parquet", PARQUET, True)
+        upload(catalog, "ANN", "T", b"not parquet", PARQUET, True)
     with pytest.raises(InvalidRequest):
-        catalog.put_table("ANN", "T", b"A,a\n1,2\n", CSV, True)
+        upload(catalog, "ANN", "T", b"A,a\n1,2\n", CSV, True)
     assert rows(catalog, "ANN", "SELECT * FROM T") == [{"X": 1}]
 
 
 def test_readers_see_the_old_or_the_new_table_never_half(catalog: Catalog) -> None:
     small, big = b"X\n" + b"1\n" * 10, b"X\n" + b"2\n" * 5000
-    catalog.put_table("ANN", "T", small, CSV, False)
+    upload(catalog, "ANN", "T", small, CSV, False)
     stop, seen = threading.Event(), set()
 
     def overwrite() -> None:
         for i in range(40):
-            catalog.put_table("ANN", "T", big if i % 2 == 0 else small, CSV, True)
+            upload(catalog, "ANN", "T", big if i % 2 == 0 else small, CSV, True)
         stop.set()
 
     writer = threading.Thread(target=overwrite)
@@ -177,13 +179,13 @@ BAD_FILES = [
 def test_bad_files_are_refused_and_create_nothing(catalog: Catalog, body: bytes,
                                                   content_type: str) -> None:
     with pytest.raises(InvalidRequest):
-        catalog.put_table("ANN", "T", body, content_type, False)
+        upload(catalog, "ANN", "T", body, content_type, False)
     assert catalog.tables("ANN") == []
 
 
 def test_unknown_content_type_names_the_accepted_ones(catalog: Catalog) -> None:
     with pytest.raises(InvalidRequest, match=r"text/csv.*parquet.*json"):
-        catalog.put_table("ANN", "T", b"A\n1\n", "application/xml", False)
+        upload(catalog, "ANN", "T", b"A\n1\n", "application/xml", False)
 
 
 BAD_NAMES = ["", "1ABC", "A-B", "A B", 'A"B', "A;DROP", "../X", "x" * 129, "ÉTÉ"]
@@ -192,7 +194,7 @@ BAD_NAMES = ["", "1ABC", "A-B", "A B", 'A"B', "A;DROP", "../X", "x" * 129, "ÉT�
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_bad_table_names_are_refused(catalog: Catalog, name: str) -> None:
     with pytest.raises(InvalidRequest, match="invalid table name"):
-        catalog.put_table("ANN", name, b"A\n1\n", CSV, False)
+        upload(catalog, "ANN", name, b"A\n1\n", CSV, False)
     with pytest.raises(InvalidRequest):
         catalog.describe("ANN", name)
     with pytest.raises(InvalidRequest):
@@ -202,7 +204,7 @@ def test_bad_table_names_are_refused(catalog: Catalog, name: str) -> None:
 
 @pytest.mark.parametrize("name", ["_", "_X1", "t", "A" * 128, "select"])
 def test_good_table_names_work(catalog: Catalog, name: str) -> None:
-    assert catalog.put_table("ANN", name, b"A\n1\n", CSV, False).name == name
+    assert upload(catalog, "ANN", name, b"A\n1\n", CSV, False).name == name
     assert catalog.describe("ANN", name).rows == 1
 
 
@@ -251,7 +253,7 @@ REFUSED = [
 @pytest.mark.parametrize("sql", REFUSED)
 def test_input_must_be_one_read_only_query(catalog: Catalog, tmp_path: Path,
                                            sql: str) -> None:
-    catalog.put_table("ANN", "T", b"X\n1\n2\n", CSV, False)
+    upload(catalog, "ANN", "T", b"X\n1\n2\n", CSV, False)
     before = catalog.tables("ANN")
     with pytest.raises(InvalidRequest):
         catalog.query("ANN", sql.format(tmp=tmp_path))
@@ -265,7 +267,7 @@ def test_input_must_be_one_read_only_query(catalog: Catalog, tmp_path: Path,
     "DESCRIBE T", "SHOW TABLES", "SUMMARIZE T", "SELECT 1;", "(SELECT 1) UNION ALL (SELECT 2)",
 ])
 def test_read_only_query_forms_are_allowed(catalog: Catalog, sql: str) -> None:
-    catalog.put_table("ANN", "T", b"X\n1\n", CSV, False)
+    upload(catalog, "ANN", "T", b"X\n1\n", CSV, False)
     assert catalog.query("ANN", sql).num_rows >= 1
 
 
@@ -317,9 +319,9 @@ def test_duckdb_itself_refuses_even_past_the_parser_check(tmp_path: Path, sql: s
 
 @pytest.fixture
 def two_users(catalog: Catalog) -> Catalog:
-    catalog.put_table("ANN", "T", b"WHO\nann\n", CSV, False)
-    catalog.put_table("ANN", "SECRET", b"S\nann's secret\n", CSV, False)
-    catalog.put_table("BOB", "T", b"WHO\nbob\n", CSV, False)
+    upload(catalog, "ANN", "T", b"WHO\nann\n", CSV, False)
+    upload(catalog, "ANN", "SECRET", b"S\nann's secret\n", CSV, False)
+    upload(catalog, "BOB", "T", b"WHO\nbob\n", CSV, False)
     return catalog
 
 
@@ -377,7 +379,7 @@ def test_a_user_cannot_drop_or_describe_anothers_table(two_users: Catalog) -> No
 def test_query_time_limit_stops_a_slow_query(tmp_path: Path) -> None:
     catalog = Catalog(tmp_path / "tables", query_timeout=0.5)
     try:
-        catalog.put_table("ANN", "T", b"X\n1\n", CSV, False)
+        upload(catalog, "ANN", "T", b"X\n1\n", CSV, False)
         with pytest.raises(TimeLimitExceeded, match="query_timeout"):
             catalog.query("ANN", SLOW)
         assert rows(catalog, "ANN", "SELECT * FROM T") == [{"X": 1}]
@@ -426,7 +428,7 @@ def test_the_time_limit_stops_a_query_midway_through_its_stream(tmp_path: Path) 
 
 
 def test_a_stream_is_checked_read_only_before_it_runs(catalog: Catalog) -> None:
-    catalog.put_table("ANN", "T", b"X\n1\n", CSV, False)
+    upload(catalog, "ANN", "T", b"X\n1\n", CSV, False)
     for sql in ("DROP TABLE T", "SELECT 1; SELECT 2", "SELECT * FROM read_text('/etc/passwd')"):
         with pytest.raises(InvalidRequest), catalog.stream("ANN", sql) as stream:
             stream.read_all()
@@ -462,7 +464,7 @@ def can_open_elsewhere(path: Path) -> bool:
 def test_idle_databases_are_released_for_other_processes(tmp_path: Path) -> None:
     catalog = Catalog(tmp_path / "tables", query_timeout=30, idle_close=0.2)
     try:
-        catalog.put_table("ANN", "T", b"X\n1\n", CSV, False)
+        upload(catalog, "ANN", "T", b"X\n1\n", CSV, False)
         wait_for(lambda: can_open_elsewhere(tmp_path / "tables" / "ANN.duckdb"))
         assert rows(catalog, "ANN", "SELECT * FROM T") == [{"X": 1}]
     finally:
@@ -471,7 +473,7 @@ def test_idle_databases_are_released_for_other_processes(tmp_path: Path) -> None
 
 def test_tables_persist_across_catalogs(tmp_path: Path) -> None:
     first = Catalog(tmp_path / "tables", query_timeout=30)
-    first.put_table("ANN", "T", b"X\n1\n", CSV, False)
+    upload(first, "ANN", "T", b"X\n1\n", CSV, False)
     first.close()
     second = Catalog(tmp_path / "tables", query_timeout=30)
     try:

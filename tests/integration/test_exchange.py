@@ -12,9 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from epe.data import Catalog
+from epe.data import Catalog, open_catalog
 from epe.errors import InvalidRequest
-from epe.runner.exchange import Exchange
+from epe.runner.local.exchange import Exchange
 
 MANY = "SELECT range AS X, range * 2 AS Y FROM range(300000)"
 LATE_FAILURE = ("SELECT CASE WHEN range < 250000 THEN range ELSE error('late') END AS X "
@@ -30,7 +30,7 @@ def exchange() -> Iterator[Exchange]:
 
 @pytest.fixture
 def catalog(tmp_path: Path) -> Iterator[Catalog]:
-    cat = Catalog(tmp_path / "tables", query_timeout=60)
+    cat = open_catalog(f"duckdb:///{tmp_path / 'tables'}", query_timeout=60)
     yield cat
     cat.close()
 
@@ -43,13 +43,13 @@ def read(path: str) -> pa.Table:
 def test_a_table_is_written_whole(exchange: Exchange) -> None:
     table = pa.table({"A": [1, 2, 3], "B": ["x", None, "z"]})
     shared = exchange.write(table)
-    assert shared.rows == 3 and read(shared.ref).equals(table)
-    assert oct(os.stat(shared.ref).st_mode & 0o777) == "0o640"
+    assert shared.rows == 3 and read(shared.ref.location).equals(table)
+    assert oct(os.stat(shared.ref.location).st_mode & 0o777) == "0o640"
 
 
 def test_a_stream_is_written_batch_by_batch(exchange: Exchange, catalog: Catalog) -> None:
     shared = exchange.write(lambda: catalog.stream("ANN", MANY))
-    written = read(shared.ref)
+    written = read(shared.ref.location)
     assert shared.rows == 300000
     assert written.equals(catalog.query("ANN", MANY))
     assert written.column("X").num_chunks > 1  # it came, and went, in several batches

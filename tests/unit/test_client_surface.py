@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from epe import oml
-from epe.runner.userlib.oml import ds as worker_ds
+from epe.runner.worker.userlib.oml import ds as worker_ds
 
 PUBLIC = [
     "DataFrame", "DataImage", "Job", "connect", "create", "dir", "disconnect", "do_eval",
@@ -53,7 +53,7 @@ def test_ds_has_the_signatures_functions_see(name: str) -> None:
 
 
 def test_grant_and_revoke_have_the_signatures_functions_see() -> None:
-    from epe.runner.userlib import oml as worker_oml
+    from epe.runner.worker.userlib import oml as worker_oml
 
     assert params(oml.grant) == params(worker_oml.grant)
     assert params(oml.revoke) == params(worker_oml.revoke)

@@ -12,7 +12,7 @@ import pytest
 PROBE = """
 import ctypes, sys
 import pyarrow as pa
-from epe import heap
+from epe.runner.worker import heap
 
 def resident():
     with open("/proc/self/status") as f:

@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
-from epe.store import Store
+from epe.store import Store, open_store
 from epe.store.migrate import alembic_config
 from epe.store.schema import metadata
 
@@ -31,7 +31,7 @@ def head_revision(store: Store) -> str | None:
 
 
 def test_migrations_build_exactly_the_declared_schema(tmp_path: Path) -> None:
-    store = Store.open_sqlite(tmp_path / "metadata.sqlite")
+    store = open_store(f"sqlite:///{tmp_path / 'metadata.sqlite'}")
     try:
         assert schema_diff(store) == []
         tables = set(inspect(store.engine).get_table_names())
@@ -43,7 +43,7 @@ def test_migrations_build_exactly_the_declared_schema(tmp_path: Path) -> None:
 
 def test_the_comparison_does_see_a_schema_that_drifted(tmp_path: Path) -> None:
     # Guards the test above: an empty diff must mean "equal", not "not compared".
-    store = Store.open_sqlite(tmp_path / "metadata.sqlite")
+    store = open_store(f"sqlite:///{tmp_path / 'metadata.sqlite'}")
     try:
         with store.engine.begin() as conn:
             conn.execute(text("DROP INDEX ix_jobs_owner_created"))
@@ -56,10 +56,10 @@ def test_the_comparison_does_see_a_schema_that_drifted(tmp_path: Path) -> None:
 
 def test_opening_twice_is_idempotent_and_keeps_the_data(tmp_path: Path) -> None:
     path = tmp_path / "metadata.sqlite"
-    first = Store.open_sqlite(path)
+    first = open_store(f"sqlite:///{path}")
     first.add_user("ALICE", "hash", False)
     first.close()
-    second = Store.open_sqlite(path)
+    second = open_store(f"sqlite:///{path}")
     try:
         assert schema_diff(second) == []
         assert current_revision(second) == head_revision(second)
@@ -72,7 +72,7 @@ def test_opening_twice_is_idempotent_and_keeps_the_data(tmp_path: Path) -> None:
 
 
 def test_the_store_runs_sqlite_in_wal_mode(tmp_path: Path) -> None:
-    store = Store.open_sqlite(tmp_path / "sub" / "metadata.sqlite")  # parents are created
+    store = open_store(f"sqlite:///{tmp_path / 'sub' / 'metadata.sqlite'}")  # parents are created
     try:
         with store.engine.connect() as conn:
             assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"

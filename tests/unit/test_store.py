@@ -8,19 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from epe.store import ScriptRecord, Store
-from epe.store.store import GLOBAL_OWNER
+from epe.core.names import GLOBAL_OWNER
+from epe.errors import Conflict
+from epe.store import ScriptRecord, Store, open_store
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open_sqlite(tmp_path / "metadata.sqlite")
+    s = open_store(f"sqlite:///{tmp_path / 'metadata.sqlite'}")
     yield s
     s.close()
 
 
 def put(store: Store, owner: str, name: str, source: str = "def f():\n    return 1\n",
-        overwrite: bool = False) -> ScriptRecord | None:
+        overwrite: bool = False) -> ScriptRecord:
     return store.put_script(owner=owner, name=name, source=source, description=f"{owner}'s",
                             is_global=owner == GLOBAL_OWNER, created_by=owner,
                             overwrite=overwrite)
@@ -42,15 +43,16 @@ def test_add_and_get_a_user(store: Store) -> None:
     assert before <= got.created <= time.time()
 
 
-def test_adding_an_existing_user_returns_none_and_keeps_the_first(store: Store) -> None:
+def test_adding_an_existing_user_is_a_conflict_and_keeps_the_first(store: Store) -> None:
     store.add_user("ALICE", "first", False)
-    assert store.add_user("ALICE", "second", True) is None
+    with pytest.raises(Conflict):
+        store.add_user("ALICE", "second", True)
     user = store.get_user("ALICE")
     assert user is not None and (user.password_hash, user.is_admin) == ("first", False)
 
 
 def test_user_names_are_stored_as_given(store: Store) -> None:
-    # Normalising to upper case is the caller's job (epe.users); the store is exact.
+    # Normalising to upper case is the caller's job (epe.core.names); the store is exact.
     store.add_user("ALICE", "h", False)
     assert store.get_user("alice") is None
 
@@ -67,11 +69,11 @@ def test_delete_user_takes_their_scripts_and_grants(store: Store) -> None:
     store.add_user("BOB", "h", False)
     put(store, "ALICE", "mine")
     put(store, "BOB", "bobs")
-    store.grant("pyqscript", "BOB", "bobs", "ALICE")
+    store.grants.grant("pyqscript", "BOB", "bobs", "ALICE")
     assert store.delete_user("ALICE") is True
     assert store.get_user("ALICE") is None
     assert store.get_script("ALICE", "mine") is None
-    assert not store.is_granted("pyqscript", "BOB", "bobs", "ALICE")
+    assert not store.grants.is_granted("pyqscript", "BOB", "bobs", "ALICE")
     assert store.get_script("BOB", "bobs") is not None
     assert store.delete_user("ALICE") is False
 
@@ -82,7 +84,7 @@ def test_a_new_user_with_a_deleted_users_name_inherits_nothing(store: Store) -> 
     store.add_user("ALICE", "h", False)
     put(store, "ALICE", "mine")
     put(store, "BOB", "bobs")
-    store.grant("pyqscript", "BOB", "bobs", "ALICE")
+    store.grants.grant("pyqscript", "BOB", "bobs", "ALICE")
     store.jobs.create(id="job1", owner="ALICE", kind="do_eval", request="{}",
                       idempotency_key=None)
     store.delete_user("ALICE")
@@ -123,7 +125,8 @@ def test_put_and_get_a_script(store: Store) -> None:
 
 def test_put_without_overwrite_refuses_an_existing_script(store: Store) -> None:
     put(store, "ALICE", "s", "def f():\n    return 'v1'\n")
-    assert put(store, "ALICE", "s", "def f():\n    return 'v2'\n") is None
+    with pytest.raises(Conflict):
+        put(store, "ALICE", "s", "def f():\n    return 'v2'\n")
     script = store.get_script("ALICE", "s")
     assert script is not None and "v1" in script.source
 
@@ -155,7 +158,7 @@ def test_lookup_without_owner_is_own_script_then_global(store: Store) -> None:
 
 def test_lookup_without_owner_never_finds_another_users_script(store: Store) -> None:
     put(store, "ALICE", "private")
-    store.grant("pyqscript", "ALICE", "private", "BOB")
+    store.grants.grant("pyqscript", "ALICE", "private", "BOB")
     # Granted scripts are reached by naming their owner, as in OML.
     assert store.find_script("BOB", "private", None) is None
     assert store.find_script("BOB", "private", "ALICE") is not None
@@ -172,30 +175,30 @@ def test_lookup_with_owner(store: Store) -> None:
 
 def test_grant_to_a_user_and_revoke(store: Store) -> None:
     put(store, "ALICE", "s")
-    store.grant("pyqscript", "ALICE", "s", "BOB")
-    store.grant("pyqscript", "ALICE", "s", "BOB")  # twice is one grant
-    assert store.is_granted("pyqscript", "ALICE", "s", "BOB")
-    assert not store.is_granted("pyqscript", "ALICE", "s", "CAROL")
+    store.grants.grant("pyqscript", "ALICE", "s", "BOB")
+    store.grants.grant("pyqscript", "ALICE", "s", "BOB")  # twice is one grant
+    assert store.grants.is_granted("pyqscript", "ALICE", "s", "BOB")
+    assert not store.grants.is_granted("pyqscript", "ALICE", "s", "CAROL")
     assert store.find_script("BOB", "s", "ALICE") is not None
-    assert store.revoke("pyqscript", "ALICE", "s", "BOB") is True
-    assert store.revoke("pyqscript", "ALICE", "s", "BOB") is False
+    assert store.grants.revoke("pyqscript", "ALICE", "s", "BOB") is True
+    assert store.grants.revoke("pyqscript", "ALICE", "s", "BOB") is False
     assert store.find_script("BOB", "s", "ALICE") is None
 
 
 def test_grant_to_public_lets_everyone_run_it(store: Store) -> None:
     put(store, "ALICE", "s")
-    store.grant("pyqscript", "ALICE", "s", None)
+    store.grants.grant("pyqscript", "ALICE", "s", None)
     for user in ("BOB", "CAROL"):
-        assert store.is_granted("pyqscript", "ALICE", "s", user)
+        assert store.grants.is_granted("pyqscript", "ALICE", "s", user)
         assert store.find_script(user, "s", "ALICE") is not None
-    assert store.revoke("pyqscript", "ALICE", "s", None) is True
+    assert store.grants.revoke("pyqscript", "ALICE", "s", None) is True
     assert store.find_script("BOB", "s", "ALICE") is None
 
 
 def test_grants_are_per_object_type(store: Store) -> None:
     put(store, "ALICE", "s")
-    store.grant("datastore", "ALICE", "s", "BOB")
-    assert not store.is_granted("pyqscript", "ALICE", "s", "BOB")
+    store.grants.grant("datastore", "ALICE", "s", "BOB")
+    assert not store.grants.is_granted("pyqscript", "ALICE", "s", "BOB")
     assert store.find_script("BOB", "s", "ALICE") is None
 
 
@@ -206,8 +209,8 @@ def test_visible_scripts_are_own_global_and_granted(store: Store) -> None:
     put(store, "BOB", "b_private")
     put(store, "CAROL", "c_public")
     put(store, GLOBAL_OWNER, "g")
-    store.grant("pyqscript", "BOB", "b_granted", "ALICE")
-    store.grant("pyqscript", "CAROL", "c_public", None)
+    store.grants.grant("pyqscript", "BOB", "b_granted", "ALICE")
+    store.grants.grant("pyqscript", "CAROL", "c_public", None)
     assert names(store.visible_scripts("ALICE")) == [
         ("ALICE", "a1"), ("ALICE", "a2"), ("BOB", "b_granted"), ("CAROL", "c_public"),
         (GLOBAL_OWNER, "g")]
@@ -216,13 +219,13 @@ def test_visible_scripts_are_own_global_and_granted(store: Store) -> None:
 
 def test_deleting_a_script_deletes_its_grants(store: Store) -> None:
     put(store, "ALICE", "s")
-    store.grant("pyqscript", "ALICE", "s", "BOB")
-    store.grant("pyqscript", "ALICE", "s", None)
+    store.grants.grant("pyqscript", "ALICE", "s", "BOB")
+    store.grants.grant("pyqscript", "ALICE", "s", None)
     assert store.delete_script("ALICE", "s") is True
     assert store.get_script("ALICE", "s") is None
     # A new script under the old name must not inherit the old grants.
     put(store, "ALICE", "s")
-    assert not store.is_granted("pyqscript", "ALICE", "s", "BOB")
+    assert not store.grants.is_granted("pyqscript", "ALICE", "s", "BOB")
     assert store.find_script("BOB", "s", "ALICE") is None
     assert names(store.visible_scripts("BOB")) == []
 
@@ -233,15 +236,15 @@ def test_deleting_a_missing_script_says_so(store: Store) -> None:
 
 def test_overwriting_keeps_grants(store: Store) -> None:
     put(store, "ALICE", "s")
-    store.grant("pyqscript", "ALICE", "s", "BOB")
+    store.grants.grant("pyqscript", "ALICE", "s", "BOB")
     put(store, "ALICE", "s", "def g():\n    return 2\n", overwrite=True)
-    assert store.is_granted("pyqscript", "ALICE", "s", "BOB")
+    assert store.grants.is_granted("pyqscript", "ALICE", "s", "BOB")
 
 
 def test_a_second_store_on_the_same_file_sees_the_writes(tmp_path: Path) -> None:
     # `epe user add` writes while the server holds the database open (WAL).
     path = tmp_path / "metadata.sqlite"
-    server, cli = Store.open_sqlite(path), Store.open_sqlite(path)
+    server, cli = open_store(f"sqlite:///{path}"), open_store(f"sqlite:///{path}")
     try:
         cli.add_user("NEWUSER", "h", False)
         assert server.get_user("NEWUSER") is not None

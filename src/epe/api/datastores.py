@@ -1,4 +1,4 @@
-"""Datastores over REST (CONTRACT B3): list, describe, delete, grants."""
+"""Datastores over REST: list, describe, delete, grants (docs/api.md)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from fastapi.responses import Response
 
 from epe.api.deps import CallerDep, ServicesDep
 from epe.api.responses import json_response
-from epe.api.scripts import iso
+from epe.core.names import iso_date
 from epe.core.requests import GrantRequest
-from epe.datastores import Datastores
 from epe.store.datastores import DatastoreInfo
 
 router = APIRouter(prefix="/datastores", tags=["datastores"])
@@ -17,21 +16,19 @@ router = APIRouter(prefix="/datastores", tags=["datastores"])
 
 def summary(info: DatastoreInfo) -> dict[str, object]:
     return {"name": info.name, "owner": info.owner, "objectCount": info.object_count,
-            "size": info.size, "date": iso(info.updated), "description": info.description,
+            "size": info.size, "date": iso_date(info.updated), "description": info.description,
             "grantable": info.grantable}
 
 
 @router.get("")
 def list_datastores(caller: CallerDep, services: ServicesDep) -> Response:
     """The caller's datastores, and those others granted to them."""
-    ds = services.store.datastores
-    found = ds.matching(owner=caller.name) + ds.granted_to(caller.name)
-    return json_response({"result": [summary(d) for d in found]})
+    return json_response({"result": [summary(d)
+                                     for d in services.datastores.visible(caller.name)]})
 
 
 def _describe(services: ServicesDep, caller: str, name: str, owner: str | None) -> Response:
-    info, stored = services.store.datastores.whole(
-        Datastores(services.store).info(caller, name, owner))
+    info, stored = services.datastores.whole(caller, name, owner)
     objects = [{"name": o.name, "class": o.class_name, "size": o.size, "length": o.length,
                 "rowCount": o.row_count, "colCount": o.col_count} for o in stored]
     return json_response({"result": {**summary(info), "objects": objects}})
@@ -52,18 +49,18 @@ def describe_owned_datastore(name: str, owner: str, caller: CallerDep,
 
 @router.delete("/{name}")
 def delete_datastore(name: str, caller: CallerDep, services: ServicesDep) -> Response:
-    Datastores(services.store).delete(caller.name, name, None, False)
+    services.datastores.delete(caller.name, name, None, False)
     return json_response({"result": f"datastore {name} deleted"})
 
 
 @router.post("/{name}/grants")
 def grant(name: str, body: GrantRequest, caller: CallerDep, services: ServicesDep) -> Response:
     """Let a user (``null``: everyone) read one of the caller's grantable datastores."""
-    Datastores(services.store).grant(caller.name, name, "datastore", body.user)
-    return json_response({"result": {"name": name, "user": body.user or "PUBLIC"}})
+    grantee = services.grants.grant(caller.name, "datastore", name, body.user)
+    return json_response({"result": {"name": name, "user": grantee}})
 
 
 @router.delete("/{name}/grants/{user}")
 def revoke(name: str, user: str, caller: CallerDep, services: ServicesDep) -> Response:
-    Datastores(services.store).revoke(caller.name, name, "datastore", user)
-    return json_response({"result": {"name": name, "user": user.upper(), "revoked": True}})
+    grantee = services.grants.revoke(caller.name, "datastore", name, user)
+    return json_response({"result": {"name": name, "user": grantee, "revoked": True}})

@@ -1,4 +1,4 @@
-"""Named environments (CONTRACT A8, B5): list (anyone), create and delete (admins).
+"""Named environments: list (anyone), create and delete (admins) (docs/environments.md).
 
 Creating one is a job: ``POST`` answers 201 with the job's ``Location``, polled like a
 run's; its result is the new environment, or pip's error with pip's output.
@@ -13,12 +13,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
-from epe.api.deps import AdminDep, CallerDep, ServicesDep
-from epe.api.jobs import JobsDep, job_url
+from epe.api.deps import AdminDep, CallerDep, JobsDep, ServicesDep
+from epe.api.jobs import job_url
 from epe.api.responses import json_response
 from epe.envs import Spec
 from epe.errors import NotFound
-from epe.execution import Output
+from epe.service.runs import Output
 
 router = APIRouter(prefix="/envs", tags=["envs"])
 

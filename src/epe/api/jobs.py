@@ -1,35 +1,27 @@
-"""Async jobs (CONTRACT A6, B4): status, result, log, delete, list."""
+"""Async jobs: status, result, log, delete, list (docs/api.md, async jobs)."""
 
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from epe.api.deps import CallerDep
+from epe.api.deps import CallerDep, JobsDep
 from epe.api.responses import json_response
 from epe.core.jobs import created_date, elapsed
+from epe.core.operations import API_ROOT
 from epe.errors import NotFound
-from epe.jobs import JobManager
 from epe.store.jobs import JobRecord
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
-API_ROOT = "/oml/api/py-scripts/"
-
-
-async def get_jobs(request: Request) -> JobManager:
-    return request.app.state.jobs
-
-
-JobsDep = Annotated[JobManager, Depends(get_jobs)]
 
 
 def job_url(request: Request, job_id: str) -> str:
     """The job's absolute URL in the API version the request used, ending in its id."""
-    version = request.url.path[len(API_ROOT):].split("/", 1)[0]
-    return f"{str(request.base_url).rstrip('/')}{API_ROOT}{version}/jobs/{job_id}"
+    version = request.url.path[len(API_ROOT) + 1:].split("/", 1)[0]
+    return f"{str(request.base_url).rstrip('/')}{API_ROOT}/{version}/jobs/{job_id}"
 
 
 def _elapsed(job: JobRecord) -> str:

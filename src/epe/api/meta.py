@@ -1,4 +1,4 @@
-"""API version metadata (CONTRACT A1) and health (B7)."""
+"""API version metadata and health (docs/api.md)."""
 
 from __future__ import annotations
 
@@ -9,37 +9,36 @@ from fastapi.responses import Response
 
 from epe.api.deps import CallerDep
 from epe.api.responses import json_response
+from epe.core.operations import API_ROOT, OPERATIONS
 from epe.errors import NotFound
 
 router = APIRouter(tags=["meta"])
 
-ROOT = "/oml/api/py-scripts"
 VERSIONS = {
     "v1": {"isLatest": False, "lifecycle": "DEPRECATED@2026-03-31"},
     "v2": {"isLatest": True, "lifecycle": "ACTIVE"},
 }
 CHILDREN = ("scripts", "envs", "jobs/{jobId}", "jobs/{jobId}/result",
-            *(f"{op}/{{scriptName}}{owner}" for op in
-              ("do-eval", "table-apply", "row-apply", "group-apply", "index-apply")
+            *(f"{op.path}/{{scriptName}}{owner}" for op in OPERATIONS.values()
               for owner in ("", "/{ownerName}")))
 
 
 def version_info(request: Request, version: str, children: bool) -> dict[str, Any]:
-    base = str(request.base_url).rstrip("/") + f"{ROOT}/{version}"
+    base = str(request.base_url).rstrip("/") + f"{API_ROOT}/{version}"
     links = [{"rel": "self", "href": base}]
     if children:
         links += [{"rel": "child", "href": f"{base}/{c}"} for c in CHILDREN]
     return {"version": version, **VERSIONS[version], "links": links}
 
 
-@router.get(ROOT)
+@router.get(API_ROOT)
 def versions(request: Request, _caller: CallerDep) -> Response:
-    base = str(request.base_url).rstrip("/") + ROOT
+    base = str(request.base_url).rstrip("/") + API_ROOT
     return json_response({"items": [version_info(request, v, False) for v in VERSIONS],
                           "links": [{"rel": "self", "href": base}]})
 
 
-@router.get(ROOT + "/{version}")
+@router.get(API_ROOT + "/{version}")
 def version(version: str, request: Request, _caller: CallerDep) -> Response:
     if version not in VERSIONS:
         raise NotFound(f"no API version {version}")

@@ -6,9 +6,10 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from epe.api.errors import error_response
+from epe.core.operations import API_ROOT
 from epe.errors import PayloadTooLarge
 
-V1_PREFIX = "/oml/api/py-scripts/v1"
+V1_PREFIX = f"{API_ROOT}/v1"
 # RFC 9745 (Deprecation: @epoch) and RFC 8594 (Sunset): OML retired v1 on 2026-03-31.
 DEPRECATION = (b"deprecation", b"@1743465600")
 SUNSET = (b"sunset", b"Tue, 31 Mar 2026 23:59:59 GMT")

@@ -1,10 +1,9 @@
-"""Read-only queries (CONTRACT B2b): the rows of ``input`` as the caller sees them."""
+"""Read-only queries: the rows of ``input`` as the caller sees them (docs/tables.md)."""
 
 from __future__ import annotations
 
 import asyncio
 
-import pyarrow as pa
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -12,18 +11,11 @@ from epe.api.deps import CallerDep, ServicesDep
 from epe.api.responses import result_response
 from epe.core.assemble import check_size
 from epe.core.requests import QueryRequest
-from epe.core.results import to_json
+from epe.core.results import arrow_stream, to_json
 
 router = APIRouter(tags=["tables"])
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
-
-
-def arrow_stream(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return bytes(sink.getvalue().to_pybytes())
 
 
 @router.post("/query")

@@ -7,6 +7,8 @@ from typing import Any
 import orjson
 from fastapi.responses import Response
 
+from epe.core.results import wrap_result
+
 
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(value), status_code=status, headers=headers,
@@ -15,5 +17,4 @@ def json_response(value: Any, status: int = 200, headers: dict[str, str] | None 
 
 def result_response(payload: bytes, status: int = 200) -> Response:
     """``{"result": R}`` around JSON the worker already encoded, without re-parsing it."""
-    return Response(b'{"result":' + payload + b"}", status_code=status,
-                    media_type="application/json")
+    return Response(wrap_result(payload), status_code=status, media_type="application/json")

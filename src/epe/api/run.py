@@ -1,7 +1,8 @@
-"""The run endpoints (CONTRACT A1, A3, B8): thin routes over ``epe.execution``.
+"""The run endpoints: thin routes over ``epe.service.runs``, one set per operation.
 
-Each operation answers at ``/{op}/{scriptName}``, ``/{op}/{scriptName}/{ownerName}``
-and, for inline functions (B8), ``/{op}`` with ``"script"`` in the body.
+Each operation of ``core.operations`` answers at ``/{op}/{scriptName}``,
+``/{op}/{scriptName}/{ownerName}`` and, for inline functions, ``/{op}`` with
+``"script"`` in the body (docs/api.md).
 """
 
 from __future__ import annotations
@@ -12,41 +13,37 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from epe.api.deps import Caller, CallerDep, Services, ServicesDep
-from epe.api.jobs import get_jobs, job_url
+from epe.api.deps import CallerDep, ServicesDep, get_jobs
+from epe.api.jobs import job_url
 from epe.api.responses import result_response
-from epe.core.requests import (
-    DoEvalRequest,
-    GroupApplyRequest,
-    IndexApplyRequest,
-    RowApplyRequest,
-    RunRequest,
-    TableApplyRequest,
-)
+from epe.core.operations import OPERATIONS, Operation
+from epe.core.requests import RunRequest
 from epe.errors import InvalidRequest
-from epe.execution import prepare, run
-from epe.runner.executor import Kind
+from epe.service.runs import prepare, run
+from epe.service.services import Services
+from epe.service.sessions import Caller
 
 router = APIRouter(tags=["run"])
 
 Endpoint = Callable[..., Awaitable[Response]]
 
 
-async def respond(request: Request, services: Services, caller: Caller, kind: Kind,
+async def respond(request: Request, services: Services, caller: Caller, op: Operation,
                   body: RunRequest, name: str | None, owner: str | None) -> Response:
     """Run now and answer 200, or as a job and answer 201 with its ``Location``."""
-    prepared = prepare(services, caller, kind, body, name, owner)
+    prepared = prepare(services, caller, op, body, name, owner)
     if prepared.asynchronous:
         job = (await get_jobs(request)).submit(prepared, request.headers.get("idempotency-key"))
         return Response(status_code=201, headers={"Location": job_url(request, job.id)})
     return result_response(await run(services, prepared))
 
 
-def _endpoints(kind: Kind, model: type[RunRequest], doc: str) -> list[tuple[str, Endpoint]]:
-    """The three routes of one operation, with ``model`` as their typed body.
+def _endpoints(op: Operation) -> list[tuple[str, Endpoint]]:
+    """The three routes of one operation, with its request model as their typed body.
 
     The body may be left out where every field has a default (do-eval).
     """
+    model, doc = op.request, op.summary
 
     def given(body: RunRequest | None) -> RunRequest:
         if body is not None:
@@ -59,38 +56,30 @@ def _endpoints(kind: Kind, model: type[RunRequest], doc: str) -> list[tuple[str,
 
     async def named(scriptName: str, request: Request, caller: CallerDep,
                     services: ServicesDep, body: RunRequest | None = None) -> Response:
-        return await respond(request, services, caller, kind, given(body), scriptName, None)
+        return await respond(request, services, caller, op, given(body), scriptName, None)
 
     async def owned(scriptName: str, ownerName: str, request: Request,
                     caller: CallerDep, services: ServicesDep,
                     body: RunRequest | None = None) -> Response:
-        return await respond(request, services, caller, kind, given(body), scriptName,
+        return await respond(request, services, caller, op, given(body), scriptName,
                              ownerName)
 
     async def inline(request: Request, caller: CallerDep, services: ServicesDep,
                      body: RunRequest | None = None) -> Response:
-        return await respond(request, services, caller, kind, given(body), None, None)
+        return await respond(request, services, caller, op, given(body), None, None)
 
     for endpoint in (named, owned, inline):
         # FastAPI reads the body's model from the annotation: make it this operation's.
         endpoint.__annotations__["body"] = model | None
     named.__doc__ = doc
     owned.__doc__ = doc + " The script is the named owner's (granted, or global: PYQSYS)."
-    inline.__doc__ = doc + " The function's source is the body's \"script\" (B8)."
-    path = "/" + kind.replace("_", "-")
+    inline.__doc__ = doc + " The function's source is the body's \"script\"."
+    path = "/" + op.path
     return [(path + "/{scriptName}", named), (path + "/{scriptName}/{ownerName}", owned),
             (path, inline)]
 
 
-OPERATIONS: list[tuple[Kind, type[RunRequest], str]] = [
-    ("do_eval", DoEvalRequest, "Run a function with no input: f(**parameters)."),
-    ("table_apply", TableApplyRequest, "Run a function once on the whole input query result."),
-    ("row_apply", RowApplyRequest, "Run a function on chunks of `rows` rows of the input."),
-    ("group_apply", GroupApplyRequest, "Run a function once per group of `groupBy`."),
-    ("index_apply", IndexApplyRequest, "Run a function `times` times: f(i) for i = 1..times."),
-]
-
-for _kind, _model, _doc in OPERATIONS:
-    for _path, _endpoint in _endpoints(_kind, _model, _doc):
+for _op in OPERATIONS.values():
+    for _path, _endpoint in _endpoints(_op):
         router.add_api_route(_path, _endpoint, methods=["POST"],
-                             name=f"{_kind}:{_path.count('/')}")
+                             name=f"{_op.kind}:{_path.count('/')}")

@@ -1,7 +1,7 @@
-"""User tables (CONTRACT B2): upload, list, describe, drop.
+"""User tables: upload, list, describe, drop (docs/tables.md).
 
 The body of ``PUT`` is the file itself; its ``Content-Type`` says how to read
-it. DuckDB work blocks, so it runs in the threadpool, never on the event loop.
+it. Catalog work blocks, so it runs in the threadpool, never on the event loop.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from epe.api.deps import CallerDep, ServicesDep
 from epe.api.responses import json_response
 from epe.data import TableInfo
+from epe.service import tables
 
 router = APIRouter(prefix="/tables", tags=["tables"])
 
@@ -30,7 +31,7 @@ async def put_table(name: str, request: Request, caller: CallerDep, services: Se
     """Create table ``name`` from the body; 201 whether it was new or replaced."""
     body = await request.body()
     content_type = request.headers.get("content-type", "")
-    info = await run_in_threadpool(services.catalog.put_table, caller.name, name, body,
+    info = await run_in_threadpool(tables.upload, services.catalog, caller.name, name, body,
                                    content_type, overwrite)
     return json_response({"result": table_json(info)}, 201)
 

@@ -22,9 +22,10 @@ import httpx
 import orjson
 
 from epe.client._errors import error_from_response
+from epe.core.operations import API_ROOT
 from epe.errors import Unauthorized
 
-API = "/oml/api/py-scripts/v2"
+API = f"{API_ROOT}/v2"
 TOKEN_PATH = "/omlusers/api/oauth2/v1/token"
 REVOKE_PATH = TOKEN_PATH + "/revoke"
 # Runs may take as long as their server-side time limit: no read timeout here.

@@ -1,4 +1,4 @@
-"""The five embedded-execution functions (CONTRACT D over A3, B8, B9).
+"""The five embedded-execution functions, and the run request body (docs/client.md).
 
 Keyword arguments go pickled (``pickledParameters``), so any Python value can be
 passed; the ``oml_*`` control arguments go where the REST API reads them. Results
@@ -16,7 +16,8 @@ from epe.client._connection import Connection, current, segment
 from epe.client._functions import Shipped, pickled_parameters, ship
 from epe.client._jobs import Job
 from epe.client._proxy import DataFrame, columns_of
-from epe.client._results import Kind, decode
+from epe.client._results import decode
+from epe.core.operations import Kind, operation
 
 # Control arguments that become fields of the request body; the others (oml_input_type,
 # oml_na_omit, ...) travel inside "parameters", where the server reads them.
@@ -26,8 +27,8 @@ _BODY_CONTROLS = {"oml_async_flag": "asyncFlag", "oml_graphics_flag": "graphicsF
 
 
 def run_path(kind: str, shipped: Shipped) -> str:
-    """``/{op}``, ``/{op}/{name}`` or ``/{op}/{name}/{owner}`` (A1, B8)."""
-    path = "/" + kind.replace("_", "-")
+    """``/{op}``, ``/{op}/{name}`` or ``/{op}/{name}/{owner}`` (docs/api.md)."""
+    path = "/" + operation(kind).path
     if shipped.name is not None:
         path += "/" + segment(shipped.name)
         if shipped.owner is not None:
@@ -47,28 +48,36 @@ def parallel_fields(parallel: Any) -> dict[str, Any]:
     raise ValueError(f"parallel must be a positive int, True, False or None; got {parallel!r}")
 
 
+def run_body(shipped: Shipped, fields: dict[str, Any], parameters: dict[str, Any] | None = None,
+             pickled: str | None = None, result_format: str = "json") -> dict[str, Any]:
+    """A run request's body, for the client and the CLI alike: the operation's and the
+    control fields (``None`` left out), ``parameters`` as the JSON string OML wants, the
+    inline source and the pickled keyword arguments."""
+    body: dict[str, Any] = {**fields, "resultFormat": result_format}
+    if parameters:
+        body["parameters"] = orjson.dumps(parameters).decode()
+    if shipped.script is not None:
+        body["script"] = shipped.script
+    if pickled is not None:
+        body["pickledParameters"] = pickled
+    return {k: v for k, v in body.items() if v is not None}
+
+
 def request_body(shipped: Shipped, kwargs: dict[str, Any], graphics: bool,
                  result_format: str = "pickle") -> dict[str, Any]:
     """The body fields every operation shares, from ``func`` and the keyword arguments."""
     controls = {k: v for k, v in kwargs.items() if k.startswith("oml_")}
     user_kwargs = {k: v for k, v in kwargs.items() if not k.startswith("oml_")}
-    body: dict[str, Any] = {"resultFormat": result_format}
+    fields: dict[str, Any] = {}
     for key, field in _BODY_CONTROLS.items():
-        if key in controls and controls[key] is not None:
-            value = controls.pop(key)
-            body[field] = value.upper() if field == "service" and isinstance(value, str) \
+        value = controls.pop(key, None)
+        if value is not None:
+            fields[field] = value.upper() if field == "service" and isinstance(value, str) \
                 else value
-        controls.pop(key, None)
     if graphics:
-        body["graphicsFlag"] = True
-    if controls:
-        body["parameters"] = orjson.dumps(controls).decode()
-    if shipped.script is not None:
-        body["script"] = shipped.script
-    pickled = pickled_parameters(user_kwargs, shipped)
-    if pickled is not None:
-        body["pickledParameters"] = pickled
-    return body
+        fields["graphicsFlag"] = True
+    return run_body(shipped, fields, controls, pickled_parameters(user_kwargs, shipped),
+                    result_format)
 
 
 def submit(connection: Connection, kind: Kind, func: Any, func_owner: str | None,

@@ -22,7 +22,6 @@ import ast
 import base64
 import dis
 import inspect
-import re
 import site
 import sys
 import sysconfig
@@ -37,7 +36,9 @@ from typing import Any
 
 import cloudpickle
 
-SCRIPT_NAME = re.compile(r"[A-Za-z0-9_.$#-]{1,128}")
+from epe.core.names import OBJECT_NAME
+
+SCRIPT_NAME = OBJECT_NAME  # a stored script's name, as the server checks it
 PICKLED_KEY = "_epe_function"
 WRAPPER = (
     f"def _epe_pickled_function(*args, {PICKLED_KEY}, **kwargs):\n"

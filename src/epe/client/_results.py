@@ -1,4 +1,4 @@
-"""Results as OML4Py returns them (CONTRACT D), from ``resultFormat: pickle`` (B9).
+"""Results as OML4Py returns them, from ``resultFormat: pickle`` (docs/client.md).
 
 The server sends each invocation's value as base64 cloudpickle (with graphics,
 a ``(value, [png bytes, ...])`` pair): one for do-eval and table-apply, one per
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import base64
 import html
-from typing import Any, Literal
+from typing import Any
 
 import cloudpickle
 import pandas as pd
 
-Kind = Literal["do_eval", "table_apply", "row_apply", "group_apply", "index_apply"]
+from epe.core.operations import operation
 
 
 class DataImage:
@@ -71,12 +71,13 @@ def _one(text: str, graphics: bool) -> Any:
 
 def decode(kind: str, result: Any, graphics: bool) -> Any:
     """The Python value of a pickled result, shaped as OML4Py shapes it."""
-    if kind in ("do_eval", "table_apply"):
+    shape = operation(kind).shape
+    if shape == "single":
         return _one(result, graphics)
-    if kind == "group_apply":
+    if shape == "keyed":
         return {key: _one(text, graphics) for key, text in result.items()}
     values = [_one(text, graphics) for text in result]
-    if kind == "row_apply" and not graphics and values \
+    if shape == "rows" and not graphics and values \
             and all(isinstance(v, pd.DataFrame) for v in values):
         return pd.concat(values, ignore_index=True)
     return values

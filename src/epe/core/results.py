@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 
 from epe.errors import OutputTooLarge, ResultNotSerializable
 
@@ -128,3 +129,16 @@ def to_json(value: Any, limit: int) -> bytes:
         raise OutputTooLarge(f"Output exceeds maximum length {limit} bytes "
                              f"(the result is {len(data)} bytes)")
     return data
+
+
+def wrap_result(payload: bytes) -> bytes:
+    """``{"result": R}`` around JSON already encoded, without parsing it again."""
+    return b'{"result":' + payload + b"}"
+
+
+def arrow_stream(table: pa.Table) -> bytes:
+    """A table as an Arrow IPC stream (``POST /query``'s Arrow answer, ``oml.sync``)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())

@@ -1,50 +1,29 @@
-"""The catalog of user tables: upload, list, describe, drop, and query them.
+"""The table catalog: what the server needs of wherever users' tables live.
 
-Every method names the owner; each owner's tables live in a DuckDB file of
-their own (``databases.py``). Table names are checked and always quoted, and
-looked up ignoring case, as SQL matches them.
+Every method names the owner and sees only that owner's tables; rows go in and
+out as Arrow, never row by row. ``epe.data.duckdb`` implements it over one
+embedded DuckDB file per user; a second backend is one more implementation that
+passes ``tests/integration/test_catalog_conformance.py``, picked from
+``EPE_DATA_URL`` by ``epe.data.open_catalog``.
+
+Errors follow ``epe.errors``: a missing table is ``NotFound``, an existing one
+without ``overwrite`` is ``Conflict``, bad SQL or a bad name ``InvalidRequest``,
+a query past its time limit ``TimeLimitExceeded``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Protocol
 
-import duckdb
 import pyarrow as pa
-
-from epe.data.databases import CONFIG, UserDatabases
-from epe.data.ingest import read_upload, storable
-from epe.data.names import check_table_name, quote
-from epe.data.query import (
-    BATCH_ROWS,
-    SERVER_SIDE,
-    check_read_only,
-    rollback,
-    run_query,
-    stream_query,
-)
-from epe.errors import Conflict, InvalidRequest, NotFound
-
-_TABLES = """
-    SELECT table_name FROM duckdb_tables()
-    WHERE database_name = current_database() AND schema_name = 'main'
-"""
-_COLUMNS = """
-    SELECT column_name, data_type FROM duckdb_columns()
-    WHERE database_name = current_database() AND schema_name = 'main' AND table_name = ?
-    ORDER BY column_index
-"""
 
 
 @dataclass(frozen=True)
 class ColumnInfo:
     name: str
-    type: str
+    type: str  # the backend's own type name (DuckDB's: BIGINT, DOUBLE, VARCHAR...)
 
 
 @dataclass(frozen=True)
@@ -54,103 +33,35 @@ class TableInfo:
     columns: list[ColumnInfo]
 
 
-class Catalog:
-    def __init__(self, root: Path, query_timeout: float, idle_close: float = 5.0) -> None:
-        self.query_timeout = query_timeout
-        self._dbs = UserDatabases(root, idle_close)
-
-    def put_table(self, owner: str, name: str, body: bytes, content_type: str,
-                  overwrite: bool) -> TableInfo:
-        """Create (or with ``overwrite`` replace) a table from an uploaded file."""
-        check_table_name(name)
-        return self.put_arrow(owner, name, read_upload(body, content_type), overwrite)
-
-    def put_arrow(self, owner: str, name: str, table: pa.Table, overwrite: bool) -> TableInfo:
-        check_table_name(name)
-        table = storable(table)
-        with self._dbs.cursor(owner, write=True) as cur:
-            if find_table(cur, name) is not None and not overwrite:
-                raise Conflict(f"table {name} already exists; add ?overwrite=true to replace it")
-            create_table(cur, name, table)
-            return table_info(cur, name)
-
+class Catalog(Protocol):
     def tables(self, owner: str) -> list[TableInfo]:
-        with self._dbs.cursor(owner) as cur:
-            cur.execute("BEGIN TRANSACTION READ ONLY")  # one snapshot for the whole list
-            try:
-                names = [row[0] for row in cur.execute(_TABLES + " ORDER BY 1").fetchall()]
-                return [table_info(cur, n) for n in names]
-            finally:
-                rollback(cur)
+        """The owner's tables, by name, seen in one snapshot."""
+        ...
 
     def describe(self, owner: str, name: str) -> TableInfo:
-        check_table_name(name)
-        with self._dbs.cursor(owner) as cur:
-            cur.execute("BEGIN TRANSACTION READ ONLY")
-            try:
-                return table_info(cur, existing_table(cur, name))
-            finally:
-                rollback(cur)
+        """One table, its name matched ignoring case as SQL matches it."""
+        ...
 
-    def drop(self, owner: str, name: str) -> None:
-        check_table_name(name)
-        with self._dbs.cursor(owner, write=True) as cur:
-            cur.execute(f"DROP TABLE {quote(existing_table(cur, name))}")
+    def put(self, owner: str, name: str, table: pa.Table, overwrite: bool) -> TableInfo:
+        """Create (or with ``overwrite`` replace, atomically) a table from Arrow."""
+        ...
+
+    def drop(self, owner: str, name: str) -> None: ...
+
+    def drop_owner(self, owner: str) -> None:
+        """Everything of ``owner``'s, gone (the user is being deleted)."""
+        ...
 
     def query(self, owner: str, sql: str) -> pa.Table:
-        """The result of a read-only query over ``owner``'s tables (blocking)."""
-        check_read_only(sql)
-        with self._dbs.cursor(owner) as cur:
-            return run_query(cur, sql, self.query_timeout)
+        """The result of one read-only query over the owner's tables (blocking)."""
+        ...
 
-    @contextmanager
-    def stream(self, owner: str, sql: str) -> Iterator[pa.RecordBatchReader]:
-        """The same result as a stream of record batches, read within the block (blocking):
-        no copy of the whole result is ever held here."""
-        check_read_only(sql)
-        with self._dbs.cursor(owner) as cur, stream_query(cur, sql, self.query_timeout) as rows:
-            yield rows
+    def stream(self, owner: str, sql: str) -> AbstractContextManager[pa.RecordBatchReader]:
+        """The same result as record batches, read within the block (blocking)."""
+        ...
 
     def warm_up(self) -> None:
-        """Run DuckDB once, in memory, so that the first user's query does not pay for
-        loading the engine (about 50 MB of code and buffers, and their page faults)."""
-        with contextlib.closing(duckdb.connect(":memory:", config=CONFIG)) as con:
-            con.sql("SELECT range % 7 AS G, range::DOUBLE AS X FROM range(200000)"
-                    ).to_arrow_reader(BATCH_ROWS).read_all()
+        """Load the engine once, so that the first user's query does not pay for it."""
+        ...
 
-    def close(self) -> None:
-        self._dbs.close()
-
-
-def find_table(cur: duckdb.DuckDBPyConnection, name: str) -> str | None:
-    """The stored spelling of table ``name``, matched ignoring case, or None."""
-    # fetchall, not fetchone: DuckDB refuses more work on a cursor with unread rows.
-    found = cur.execute(_TABLES + " AND lower(table_name) = lower(?)", [name]).fetchall()
-    return str(found[0][0]) if found else None
-
-
-def existing_table(cur: duckdb.DuckDBPyConnection, name: str) -> str:
-    found = find_table(cur, name)
-    if found is None:
-        raise NotFound(f"no such table {name}")
-    return found
-
-
-def create_table(cur: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
-    """Create or replace ``name`` from ``table`` in one statement: readers see old or new."""
-    view = f"epe_upload_{uuid.uuid4().hex}"
-    cur.register(view, table)
-    try:
-        cur.execute(f"CREATE OR REPLACE TABLE {quote(name)} AS SELECT * FROM {quote(view)}")
-    except SERVER_SIDE:
-        raise
-    except duckdb.Error as e:
-        raise InvalidRequest(f"could not store table {name}: {e}") from None
-    finally:
-        cur.unregister(view)
-
-
-def table_info(cur: duckdb.DuckDBPyConnection, name: str) -> TableInfo:
-    columns = [ColumnInfo(c, t) for c, t in cur.execute(_COLUMNS, [name]).fetchall()]
-    [(count,)] = cur.execute(f"SELECT count(*) FROM {quote(name)}").fetchall()
-    return TableInfo(name, int(count), columns)
+    def close(self) -> None: ...

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
+from epe.core.names import TABLE_NAME
 from epe.errors import InvalidRequest
 
-TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-# Owners are normalized user names (epe.users); this narrower check guards the file
+# Owners are normalized user names (epe.core.names); this narrower check guards the file
 # name built from them, whoever calls.
 _OWNER = re.compile(r"[A-Za-z0-9_$#]{1,128}")
 

@@ -5,7 +5,7 @@ makes one. The server and ``epe env`` share both; the server's pools of workers 
 environment are ``epe.runner.environments``.
 """
 
-from epe.envs.build import Base, Spec, build, check_spec
+from epe.envs.build import Base, RunAs, Spec, build, check_spec
 from epe.envs.registry import (
     Environment,
     describe,
@@ -17,5 +17,5 @@ from epe.envs.registry import (
     sweep,
 )
 
-__all__ = ["Base", "Environment", "Spec", "build", "check_spec", "describe", "envs_root",
+__all__ = ["Base", "Environment", "RunAs", "Spec", "build", "check_spec", "describe", "envs_root",
            "listing", "prepare_root", "read", "remove", "sweep"]

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import errno
 import os
-import pwd
 import shutil
 import signal
 import site
@@ -28,7 +27,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,6 @@ from epe.envs.registry import (
     site_packages,
 )
 from epe.errors import Conflict, InternalError, InvalidRequest
-from epe.settings import Settings
 
 MAX_PACKAGES = 500
 MAX_DESCRIPTION = 4000
@@ -49,9 +47,18 @@ KEPT_OUTPUT = 64 * 1024  # characters of pip's output an error body carries
 LAYER_FILE = "_epe_layer.pth"
 # What a worker imports before it says it is ready (epe.runner.worker), checked as the
 # worker user: a package that breaks numpy or pandas fails the build, not every run.
-WORKER_IMPORTS = "import epe.runner.worker, numpy, pandas"
+WORKER_IMPORTS = "import epe.runner.worker.main, numpy, pandas"
 
 Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """Who a build checks the new environment's Python as: the user workers run as
+    (``epe.runner.identity`` decides; ``name`` None: the server's own user)."""
+
+    name: str | None = None
+    subprocess_args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -123,26 +130,7 @@ def _check_entry(entry: str, what: str) -> None:
         raise InvalidRequest(f"invalid package {entry!r}: paths must be absolute")
 
 
-def worker_user(settings: Settings) -> str | None:
-    """Who workers run as, as ``LocalPool`` decides: the worker user when we are root."""
-    if os.geteuid() != 0 or not settings.worker_user:
-        return None
-    try:
-        pwd.getpwnam(settings.worker_user)
-    except KeyError:  # the pool then runs workers as the server's user, and warns
-        return None
-    return settings.worker_user
-
-
-def worker_identity(worker_user: str | None) -> dict[str, Any]:
-    """``subprocess`` arguments that run a child as ``worker_user`` (as the pool does)."""
-    if not worker_user:
-        return {}
-    entry = pwd.getpwnam(worker_user)
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-
-
-async def build(spec: Spec, root: Path, base: Base, *, worker_user: str | None,
+async def build(spec: Spec, root: Path, base: Base, *, run_as: RunAs,
                 timeout: float, log: Log = lambda _text: None) -> Environment:
     """Build environment ``spec.name`` under ``root``; raise an ``EpeError`` if it fails."""
     check_spec(spec, root)
@@ -156,7 +144,7 @@ async def build(spec: Spec, root: Path, base: Base, *, worker_user: str | None,
                 await _make_venv(folder, base, log)
                 _layer(folder, base)
                 await _pip_install(folder, spec, log)
-                await _check_imports(folder, worker_user, log)
+                await _check_imports(folder, run_as, log)
         except TimeoutError:
             raise InvalidRequest(f"building environment {spec.name!r} took longer than "
                                  f"{timeout:g} s and was stopped") from None
@@ -205,15 +193,15 @@ def _pip_errors(output: str) -> str:
     return " ".join(lines)[:2000] or "no output"
 
 
-async def _check_imports(folder: Path, worker_user: str | None, log: Log) -> None:
+async def _check_imports(folder: Path, run_as: RunAs, log: Log) -> None:
     """The worker user can start this Python and import what a worker imports."""
-    who = worker_user or "the server's user"
+    who = run_as.name or "the server's user"
     log(f"checking that {who} can run the environment's Python\n")
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/",
            "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1"}
     code, output = await run_logged([str(folder / "bin" / "python"), "-c", WORKER_IMPORTS],
                                     log, cwd=Path("/"), env=env,
-                                    **worker_identity(worker_user))
+                                    **run_as.subprocess_args)
     if code != 0:
         raise InvalidRequest(
             f"{who} cannot run the new environment's Python and import what workers need "

@@ -1,13 +1,14 @@
-"""Warm pools per named environment (CONTRACT A8): started when first needed, stopped idle.
+"""Warm pools per named environment: started when first needed, stopped idle.
 
-A run naming an environment gets a ``LocalPool`` whose workers start from that
-environment's Python. The pool starts on the first run there and stops after
-``env_idle_timeout`` seconds without one. While a run or a job uses an environment it
-holds a *lease*: a shared lock on the environment's ``env.lock`` (see
-``epe.envs.registry``), so neither ``DELETE /envs/{name}`` nor ``epe env delete`` can
-take it away underneath (they answer 409 instead). Environments are read from disk on
-every lookup, so one ``epe env create`` made while the server runs is found at once, and
-one deleted and made again under the same name gets a fresh pool.
+A run naming an environment gets an executor (made by the factory it was given:
+a ``LocalPool`` today) whose workers start from that environment's Python. The pool
+starts on the first run there and stops after ``env_idle_timeout`` seconds without one.
+While a run or a job uses an environment it holds a *lease*: a shared lock on the
+environment's ``env.lock`` (see ``epe.envs.registry``), so neither
+``DELETE /envs/{name}`` nor ``epe env delete`` can take it away underneath (they
+answer 409 instead). Environments are read from disk on every lookup, so one
+``epe env create`` made while the server runs is found at once, and one deleted and
+made again under the same name gets a fresh pool.
 """
 
 from __future__ import annotations
@@ -17,17 +18,29 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from epe.envs import Base, Environment, Spec, build, check_spec, describe, listing, registry
-from epe.envs.build import worker_user
+from epe.envs import (
+    Base,
+    Environment,
+    RunAs,
+    Spec,
+    build,
+    check_spec,
+    describe,
+    listing,
+    registry,
+)
 from epe.errors import Conflict, InternalError, NotFound
 from epe.runner.executor import Executor
-from epe.runner.pool import LocalPool
+from epe.runner.identity import worker_identity
 from epe.settings import Settings
+
+# Makes the executor of one environment: given its Python and how many workers to run.
+ExecutorFactory = Callable[[str, int], Executor]
 
 log = logging.getLogger("epe.envs")
 
@@ -42,7 +55,7 @@ class _Hold:
 @dataclass
 class _Pool:
     env_id: str
-    pool: LocalPool
+    pool: Executor
     ready: asyncio.Future[None]
     last_used: float = field(default_factory=time.monotonic)
 
@@ -61,9 +74,11 @@ class Lease:
 
 
 class EnvironmentPools:
-    def __init__(self, settings: Settings, default: Executor, base: Base | None = None) -> None:
+    def __init__(self, settings: Settings, default: Executor, factory: ExecutorFactory,
+                 base: Base | None = None) -> None:
         self.settings = settings
         self.default = default
+        self.factory = factory
         self.base = base or Base.current()
         self.root = registry.envs_root(settings.data_dir)
         self._holds: dict[str, _Hold] = {}
@@ -97,7 +112,7 @@ class EnvironmentPools:
         return registry.read(self.root, name)
 
     def check(self, name: str) -> Environment:
-        """The environment a run names; 400 if there is none (CONTRACT A7)."""
+        """The environment a run names; 400 if there is none."""
         env = self.find(name)
         if env is None:
             raise registry.unknown(name)
@@ -153,7 +168,7 @@ class EnvironmentPools:
         finally:
             lease.release()
 
-    async def _pool(self, env: Environment) -> LocalPool:
+    async def _pool(self, env: Environment) -> Executor:
         entry = self._pools.get(env.name)
         if entry is not None and entry.env_id != env.id:  # deleted and made again
             del self._pools[env.name]
@@ -176,15 +191,15 @@ class EnvironmentPools:
         task.add_done_callback(self._background.discard)
 
     def _start_pool(self, env: Environment) -> _Pool:
-        pool = LocalPool(self.settings, size=self.settings.env_workers, python=str(env.python))
+        pool = self.factory(str(env.python), self.settings.env_workers)
         return _Pool(env.id, pool, asyncio.ensure_future(self._start(env, pool)))
 
-    async def _start(self, env: Environment, pool: LocalPool) -> None:
+    async def _start(self, env: Environment, pool: Executor) -> None:
         # Where the pool would fall back to running workers as root, refuse instead.
-        user = worker_user(self.settings)
-        if user and (unreachable := _unreachable(env.python)):
+        identity = worker_identity(self.settings)
+        if identity and (unreachable := _unreachable(env.python)):
             raise InternalError(
-                f"the worker user {user!r} cannot reach environment "
+                f"the worker user {identity.name!r} cannot reach environment "
                 f"{env.name!r}: {unreachable} is not traversable by other users; the data "
                 "folder must be mode 0711 (see docs/environments.md)")
         try:
@@ -227,8 +242,7 @@ class EnvironmentPools:
         self._building.add(spec.name)
         try:
             async with self._build_gate:
-                return await build(spec, self.root, self.base,
-                                   worker_user=worker_user(self.settings),
+                return await build(spec, self.root, self.base, run_as=run_as(self.settings),
                                    timeout=self.settings.env_build_timeout, log=output.append)
         finally:
             self._building.discard(spec.name)
@@ -244,6 +258,12 @@ class EnvironmentPools:
         entry = self._pools.pop(name, None)
         if entry is not None:
             await self._stop_pool(entry)
+
+
+def run_as(settings: Settings) -> RunAs:
+    """Who an environment's build checks its Python as: who its workers will run as."""
+    identity = worker_identity(settings)
+    return RunAs() if identity is None else RunAs(identity.name, identity.subprocess_args())
 
 
 def _unreachable(python: Path) -> str | None:

@@ -1,10 +1,14 @@
-"""The executor interface: the one thing the API knows about running code.
+"""The executor interface: the one thing the services know about running code.
 
 A ``Task`` says what to run over which units of which shared input; an
-``Executor`` runs it somewhere (the local warm pool today, a Ray cluster later)
-and returns one JSON fragment per unit, or raises one of ``epe.errors``.
-Input tables reach workers through ``share``: a memory-mapped Arrow file here,
-an object-store reference in a cluster.
+``Executor`` runs it somewhere (``runner.local``: a warm pool of processes on
+this machine) and returns one JSON fragment per unit, or raises one of
+``epe.errors``. Input tables reach workers through ``share``, which hands back
+an opaque ``InputRef`` that the worker resolves (``runner.worker.inputs``): a
+memory-mapped Arrow file on this machine, an object-store reference on a
+cluster. What crosses to a worker and back is ``runner.protocol``, shared by
+every backend; ``tests/integration/test_executor_conformance.py`` is what a
+backend must pass.
 """
 
 from __future__ import annotations
@@ -12,15 +16,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import pyarrow as pa
 
 from epe.core.assemble import Fragment
+from epe.core.operations import Kind
 from epe.core.plan import Unit
 from epe.errors import EpeError
-
-Kind = Literal["do_eval", "table_apply", "row_apply", "group_apply", "index_apply"]
 
 # Answers a call user code makes back to the server mid-task (``import oml`` inside
 # a function: datastores, grants, sync), acting as the task's caller. It gets the
@@ -35,8 +38,17 @@ Rows: TypeAlias = pa.Table | Callable[[], AbstractContextManager[pa.RecordBatchR
 
 
 @dataclass(frozen=True)
+class InputRef:
+    """Where a worker finds a task's input: ``scheme`` says how to resolve ``location``
+    (``mmap``: an Arrow IPC file's path on this machine). Opaque to the services."""
+
+    scheme: str
+    location: str
+
+
+@dataclass(frozen=True)
 class Shared:
-    ref: str  # what tasks name as their ``input_ref``
+    ref: InputRef  # what tasks name as their ``input_ref``
     rows: int
 
 
@@ -48,7 +60,7 @@ class Task:
     kwargs: dict[str, Any] = field(default_factory=dict)
     graphics: bool = False
     units: tuple[Unit, ...] = ()
-    input_ref: str | None = None  # what ``share`` handed out
+    input_ref: InputRef | None = None  # what ``share`` handed out
     input_type: str = "default"
     pickled_kwargs: str | None = None  # B9: base64 cloudpickle, opened in the worker only
     result_format: str = "json"  # or "pickle" (B9)

@@ -15,10 +15,10 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, delete, func, insert, select, update
 
-from epe.errors import Conflict, InvalidRequest, NotFound
+from epe.errors import Conflict
 from epe.store import schema
 from epe.store.engine import writing
-from epe.store.store import PUBLIC
+from epe.store.grants import GrantStore, drop_object_grants, matching
 
 _DS, _OBJ, _G = schema.datastores, schema.datastore_objects, schema.grants
 
@@ -57,11 +57,12 @@ def _matches(name: str, pattern: str | None, regex: bool) -> bool:
 class DatastoreStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._grants = GrantStore(engine)
 
     def save(self, owner: str, name: str, objects: list[StoredObject], description: str,
              grantable: bool, overwrite: bool, append: bool) -> None:
-        if overwrite and append:
-            raise InvalidRequest("overwrite and append cannot both be true")
+        """Create, overwrite or append to a datastore; Conflict where it exists and
+        neither is asked, or an appended object's name is taken."""
         now = time.time()
         with writing(self.engine) as conn:
             row = conn.execute(select(_DS.c.id).where(
@@ -98,19 +99,14 @@ class DatastoreStore:
         found = self.matching(owner=owner, pattern=name)
         return found[0] if found else None
 
-    def readable(self, caller: str, name: str, owner: str | None) -> DatastoreInfo:
-        """The datastore ``caller`` may read, or NotFound (a forbidden one looks missing)."""
+    def readable(self, caller: str, name: str, owner: str | None) -> DatastoreInfo | None:
+        """The datastore ``caller`` may read: their own, or one granted to them."""
         info = self.find(owner or caller, name)
-        if info is None or (info.owner != caller and not self.granted(info, caller)):
-            whose = f" of {owner}" if owner and owner != caller else ""
-            raise NotFound(f"no datastore named {name}{whose} that you may read")
+        if info is None or (info.owner != caller and
+                            not self._grants.is_granted("datastore", info.owner, info.name,
+                                                        caller)):
+            return None
         return info
-
-    def granted(self, info: DatastoreInfo, user: str) -> bool:
-        with self.engine.connect() as conn:
-            return conn.execute(select(_G.c.id).where(and_(
-                _G.c.object_type == "datastore", _G.c.owner == info.owner,
-                _G.c.name == info.name, _G.c.grantee.in_([user, PUBLIC])))).first() is not None
 
     def matching(self, owner: str | None = None, pattern: str | None = None, regex: bool = False,
              ids: list[int] | None = None) -> list[DatastoreInfo]:
@@ -127,17 +123,13 @@ class DatastoreStore:
     def granted_to(self, user: str) -> list[DatastoreInfo]:
         """Other users' datastores that ``user`` may read."""
         with self.engine.connect() as conn:
-            ids = conn.execute(select(_DS.c.id).join(_G, and_(
-                _G.c.object_type == "datastore", _G.c.owner == _DS.c.owner,
-                _G.c.name == _DS.c.name)).where(and_(
-                    _G.c.grantee.in_([user, PUBLIC]), _DS.c.owner != user))).scalars().all()
+            ids = conn.execute(select(_DS.c.id).join(
+                _G, matching("datastore", _DS.c.owner, _DS.c.name, user)).where(
+                    _DS.c.owner != user)).scalars().all()
         return self.matching(ids=list(set(ids)))
 
     def grantees(self, owner: str, name: str) -> list[str]:
-        with self.engine.connect() as conn:
-            return list(conn.execute(select(_G.c.grantee).where(and_(
-                _G.c.object_type == "datastore", _G.c.owner == owner,
-                _G.c.name == name))).scalars())
+        return self._grants.grantees("datastore", owner).get(name, [])
 
     @staticmethod
     def _info(conn: Any, row: Any) -> DatastoreInfo:
@@ -147,14 +139,14 @@ class DatastoreStore:
         return DatastoreInfo(row.id, row.owner, row.name, row.description, row.grantable,
                              row.created, row.updated, int(count or 0), int(size or 0))
 
-    def whole(self, info: DatastoreInfo) -> tuple[DatastoreInfo, list[StoredObject]]:
+    def whole(self, info: DatastoreInfo) -> tuple[DatastoreInfo, list[StoredObject]] | None:
         """The datastore and its objects (without data) from one snapshot: never the
-        summary of one version with the objects of another."""
+        summary of one version with the objects of another. None if it is gone."""
         columns = [c for c in _OBJ.c if c.name not in ("datastore_id", "data")]
         with self.engine.connect() as conn:
             row = conn.execute(select(_DS).where(_DS.c.id == info.id)).first()
             if row is None:
-                raise NotFound(f"no datastore named {info.name}")
+                return None
             found = conn.execute(select(*columns).where(_OBJ.c.datastore_id == info.id)
                                  .order_by(_OBJ.c.name))
             objects = [StoredObject(**r._mapping) for r in found]
@@ -170,18 +162,18 @@ class DatastoreStore:
         with self.engine.connect() as conn:
             return [StoredObject(**r._mapping) for r in conn.execute(query.order_by(_OBJ.c.name))]
 
-    def delete(self, owner: str, name: str, objects: list[str] | None = None) -> int:
-        """Delete the datastore (``objects`` None) or some of its objects; how many went."""
+    def delete(self, owner: str, name: str, objects: list[str] | None = None) -> int | None:
+        """Delete the datastore (``objects`` None) or some of its objects: how many went,
+        or None if there is no such datastore."""
         with writing(self.engine) as conn:
             row = conn.execute(select(_DS.c.id).where(
                 and_(_DS.c.owner == owner, _DS.c.name == name))).first()
             if row is None:
-                raise NotFound(f"no datastore named {name}")
+                return None
             if objects is None:
                 conn.execute(delete(_OBJ).where(_OBJ.c.datastore_id == row.id))
                 conn.execute(delete(_DS).where(_DS.c.id == row.id))
-                conn.execute(delete(_G).where(and_(_G.c.object_type == "datastore",
-                                                   _G.c.owner == owner, _G.c.name == name)))
+                drop_object_grants(conn, "datastore", owner, name)
                 return 1
             gone = conn.execute(delete(_OBJ).where(and_(
                 _OBJ.c.datastore_id == row.id, _OBJ.c.name.in_(objects)))).rowcount

@@ -1,36 +1,38 @@
-"""The metadata store behind a narrow interface.
+"""The metadata store: users, revoked tokens and scripts; grants, jobs and
+datastores in the parts it holds (``grants``, ``jobs``, ``datastores``).
 
 SQLAlchemy Core with visible SQL; SQLite in WAL mode by default so that
-``epe user add`` can write while the server runs. Only this module knows the
+``epe user add`` can write while the server runs. Only this package knows the
 tables; callers get plain records. Owner checks that depend on more than one
 row (lookup order, grants) live here too, so that every caller applies the
-same rule.
+same rule. The error convention of every part is in ``epe.store``'s docstring.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Engine, and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from epe.core.names import GLOBAL_OWNER
+from epe.errors import Conflict
 from epe.store import schema
 from epe.store.cache import TTLCache
-from epe.store.engine import sqlite_engine, writing
+from epe.store.datastores import DatastoreStore
+from epe.store.engine import writing
+from epe.store.grants import (
+    Grantee,
+    GrantStore,
+    ObjectType,
+    drop_object_grants,
+    drop_user_grants,
+    matching,
+)
 from epe.store.jobs import JobStore
-from epe.store.migrate import upgrade
 
-GLOBAL_OWNER = "PYQSYS"
 CACHE_TTL = 2.0  # seconds a looked-up user, unrevoked token or script is trusted
-PUBLIC = "PUBLIC"
-RESERVED_USERS = frozenset({GLOBAL_OWNER, PUBLIC})
-
-# A grant's grantee: a user name, or None for everyone (OML's PUBLIC).
-Grantee = str | None
 
 
 @dataclass(frozen=True)
@@ -55,43 +57,33 @@ class ScriptRecord:
 
 
 class Store:
-    """Users, revoked tokens, scripts and grants; jobs in ``self.jobs``."""
+    """Users, revoked tokens and scripts; ``grants``, ``jobs`` and ``datastores``.
+
+    Made by ``epe.store.open_store`` from a URL, on an engine already migrated.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._users: TTLCache[UserRecord] = TTLCache(CACHE_TTL)
         self._unrevoked: TTLCache[bool] = TTLCache(CACHE_TTL)
         self._scripts: TTLCache[ScriptRecord] = TTLCache(CACHE_TTL)
+        self.grants = _ScriptGrantsDropCache(engine, self._scripts)
         self.jobs = JobStore(engine)
-        from epe.store.datastores import DatastoreStore  # it imports this module
-
         self.datastores = DatastoreStore(engine)
-
-    @classmethod
-    def open_sqlite(cls, path: Path) -> Store:
-        """Open (creating and migrating if needed) the SQLite store at ``path``."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        engine = sqlite_engine(path)
-        upgrade(engine)
-        # Users, tokens and datastores are in here: the server's user alone reads it.
-        for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-            if part.exists():
-                os.chmod(part, 0o600)
-        return cls(engine)
 
     def close(self) -> None:
         self.engine.dispose()
 
     # -- users -----------------------------------------------------------------
 
-    def add_user(self, name: str, password_hash: str, is_admin: bool) -> UserRecord | None:
-        """Insert a user; ``name`` must already be normalised. ``None`` if it exists."""
+    def add_user(self, name: str, password_hash: str, is_admin: bool) -> UserRecord:
+        """Insert a user; ``name`` must already be normalised. Conflict if it exists."""
         user = UserRecord(name, password_hash, is_admin, time.time())
         try:
             with writing(self.engine) as conn:
                 conn.execute(insert(schema.users).values(**vars(user)))
         except IntegrityError:
-            return None
+            raise Conflict(f"user {name} already exists") from None
         self._users.drop(name)
         return user
 
@@ -122,8 +114,7 @@ class Store:
             conn.execute(delete(schema.scripts).where(schema.scripts.c.owner == name))
             conn.execute(delete(schema.jobs).where(schema.jobs.c.owner == name))
             conn.execute(delete(schema.datastores).where(schema.datastores.c.owner == name))
-            conn.execute(delete(schema.grants).where(
-                or_(schema.grants.c.owner == name, schema.grants.c.grantee == name)))
+            drop_user_grants(conn, name)
         self._users.drop(name)
         self._scripts.clear()
         return bool(gone)
@@ -153,8 +144,8 @@ class Store:
     # -- scripts -----------------------------------------------------------------
 
     def put_script(self, *, owner: str, name: str, source: str, description: str,
-                   is_global: bool, created_by: str, overwrite: bool) -> ScriptRecord | None:
-        """Create or (with ``overwrite``) replace a script; ``None`` if it exists already."""
+                   is_global: bool, created_by: str, overwrite: bool) -> ScriptRecord:
+        """Create or (with ``overwrite``) replace a script; Conflict if it exists already."""
         now = time.time()
         values = {"source": source, "description": description, "is_global": is_global,
                   "created_by": created_by, "updated": now}
@@ -163,13 +154,13 @@ class Store:
             where = and_(t.c.owner == owner, t.c.name == name)
             if conn.execute(select(t.c.id).where(where)).first():
                 if not overwrite:
-                    return None
+                    raise _script_exists(name)
                 conn.execute(update(t).where(where).values(**values))
             else:
                 try:
                     conn.execute(insert(t).values(owner=owner, name=name, created=now, **values))
                 except IntegrityError:  # a concurrent create won the race
-                    return None
+                    raise _script_exists(name) from None
             row = conn.execute(select(t).where(where)).one()
         self._scripts.clear()
         return ScriptRecord(**row._mapping)
@@ -184,7 +175,7 @@ class Store:
         t = schema.scripts
         with writing(self.engine) as conn:
             gone = conn.execute(delete(t).where(and_(t.c.owner == owner, t.c.name == name)))
-            self._drop_grants(conn, "pyqscript", owner, name)
+            drop_object_grants(conn, "pyqscript", owner, name)
         self._scripts.clear()
         return bool(gone.rowcount)
 
@@ -208,65 +199,36 @@ class Store:
         script = self.get_script(owner, name)
         if script is None or owner in (caller, GLOBAL_OWNER):
             return script
-        return script if self.is_granted("pyqscript", owner, name, caller) else None
+        return script if self.grants.is_granted("pyqscript", owner, name, caller) else None
 
     def visible_scripts(self, caller: str) -> list[ScriptRecord]:
         """Scripts the caller may run: their own, global ones, and those granted to them."""
         s, g = schema.scripts, schema.grants
-        granted = select(g.c.id).where(and_(
-            g.c.object_type == "pyqscript", g.c.grantee.in_([caller, PUBLIC]),
-            g.c.owner == s.c.owner, g.c.name == s.c.name)).exists()
+        granted = select(g.c.id).where(matching("pyqscript", s.c.owner, s.c.name,
+                                                caller)).exists()
         query = select(s).where(or_(s.c.owner.in_([caller, GLOBAL_OWNER]), granted)) \
             .order_by(s.c.owner, s.c.name)
         with self.engine.connect() as conn:
             return [ScriptRecord(**r._mapping) for r in conn.execute(query)]
 
-    # -- grants ------------------------------------------------------------------
 
-    def grant(self, object_type: str, owner: str, name: str, grantee: Grantee) -> None:
-        who = grantee or PUBLIC
-        g = schema.grants
-        with writing(self.engine) as conn:
-            if not conn.execute(select(g.c.id).where(self._grant_match(object_type, owner, name,
-                                                                       who))).first():
-                conn.execute(insert(g).values(object_type=object_type, owner=owner, name=name,
-                                              grantee=who))
+
+def _script_exists(name: str) -> Conflict:
+    return Conflict(f"script {name} already exists; send \"overwrite\": true to replace it")
+
+
+class _ScriptGrantsDropCache(GrantStore):
+    """Grants; a change forgets cached script lookups, which depend on grants."""
+
+    def __init__(self, engine: Engine, scripts: TTLCache[ScriptRecord]) -> None:
+        super().__init__(engine)
+        self._scripts = scripts
+
+    def grant(self, object_type: ObjectType, owner: str, name: str, grantee: Grantee) -> None:
+        super().grant(object_type, owner, name, grantee)
         self._scripts.clear()
 
-    def revoke(self, object_type: str, owner: str, name: str, grantee: Grantee) -> bool:
-        with writing(self.engine) as conn:
-            gone = conn.execute(delete(schema.grants).where(
-                self._grant_match(object_type, owner, name, grantee or PUBLIC)))
+    def revoke(self, object_type: ObjectType, owner: str, name: str, grantee: Grantee) -> bool:
+        gone = super().revoke(object_type, owner, name, grantee)
         self._scripts.clear()
-        return bool(gone.rowcount)
-
-    def is_granted(self, object_type: str, owner: str, name: str, user: str) -> bool:
-        g = schema.grants
-        query = select(g.c.id).where(and_(
-            g.c.object_type == object_type, g.c.owner == owner, g.c.name == name,
-            g.c.grantee.in_([user, PUBLIC])))
-        with self.engine.connect() as conn:
-            return conn.execute(query).first() is not None
-
-    def grantees(self, object_type: str, owner: str) -> dict[str, list[str]]:
-        """Whom each of ``owner``'s objects of this type is granted to (PUBLIC: everyone)."""
-        g = schema.grants
-        query = select(g.c.name, g.c.grantee).where(and_(
-            g.c.object_type == object_type, g.c.owner == owner)).order_by(g.c.name, g.c.grantee)
-        found: dict[str, list[str]] = {}
-        with self.engine.connect() as conn:
-            for name, grantee in conn.execute(query):
-                found.setdefault(name, []).append(grantee)
-        return found
-
-    @staticmethod
-    def _grant_match(object_type: str, owner: str, name: str, grantee: str) -> Any:
-        g = schema.grants
-        return and_(g.c.object_type == object_type, g.c.owner == owner, g.c.name == name,
-                    g.c.grantee == grantee)
-
-    @staticmethod
-    def _drop_grants(conn: Any, object_type: str, owner: str, name: str) -> None:
-        g = schema.grants
-        conn.execute(delete(g).where(and_(g.c.object_type == object_type, g.c.owner == owner,
-                                          g.c.name == name)))
+        return gone

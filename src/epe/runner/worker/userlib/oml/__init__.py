@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from epe.runner.channel import CallRefused, call
+from epe.runner.worker.channel import CallRefused, call
 
 from . import ds
 

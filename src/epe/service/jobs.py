@@ -1,4 +1,4 @@
-"""Async jobs (CONTRACT A6, B4): admitted, run, kept, and never lost.
+"""Async jobs: admitted, run, kept, and never lost (docs/api.md, async jobs).
 
 Every state is written to the metadata store before it is acted on; a job's
 answer (the exact body and status a sync call would have had) is written to a
@@ -22,10 +22,11 @@ from pathlib import Path
 
 import orjson
 
-from epe import execution
-from epe.api.deps import Services
 from epe.core.jobs import Status, status_for
+from epe.core.results import wrap_result
 from epe.errors import EpeError, InternalError, JobInterrupted, NotFound, ServerBusy
+from epe.service import runs as execution
+from epe.service.services import Services
 from epe.store.jobs import JobRecord
 
 log = logging.getLogger("epe.jobs")
@@ -91,7 +92,7 @@ class JobManager:
                                                                       idempotency_key)):
             return same
         self._admit()
-        record = self.store.create(id=uuid.uuid4().hex, owner=job.caller.name, kind=job.kind,
+        record = self.store.create(id=uuid.uuid4().hex, owner=job.caller.name, kind=job.op.kind,
                                    request=job.body.model_dump_json(by_alias=True),
                                    idempotency_key=idempotency_key)
         if record is None:  # the same key raced in from a concurrent retry
@@ -155,7 +156,7 @@ class JobManager:
         try:
             if (body := await running) is None:
                 return
-            self._finish(job_id, Status.FINISH, Answer(200, b'{"result":' + body + b"}"), output)
+            self._finish(job_id, Status.FINISH, Answer(200, wrap_result(body)), output)
         except EpeError as e:
             self._finish(job_id, status_for(e), _error_answer(e, e.status), output)
         except asyncio.CancelledError:

@@ -19,12 +19,11 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
+from epe.core.operations import operation
 from epe.core.results import dataframe_columns, to_json
 from epe.errors import InvalidRequest, OutputTooLarge
-from epe.runner.graphics import FigureCapture, entry
-
-# Kinds whose result with graphics is a list of images, not an object keyed by unit.
-WHOLE_INPUT = ("do_eval", "table_apply")
+from epe.runner.worker.graphics import FigureCapture, entry
+from epe.runner.worker.inputs import resolve
 
 
 @dataclass
@@ -32,12 +31,6 @@ class BatchOutput:
     fragments: list[bytes] = field(default_factory=list)
     frames: list[bool] = field(default_factory=list)
     size: int = 0
-
-
-def read_input(path: str) -> pa.Table:
-    """The task's input, memory-mapped: no copy until pandas needs one."""
-    with pa.memory_map(path) as source:
-        return pa.ipc.open_file(source).read_all()
 
 
 def is_numeric(schema: pa.Schema) -> bool:
@@ -106,12 +99,12 @@ class Batch:
         self.func = func
         self.capture = capture
         self.graphics = bool(header.get("graphics"))
-        self.kind: str = header["kind"]
+        self.op = operation(header["kind"])
         self.kwargs: dict[str, Any] = {**(header.get("kwargs") or {}),
                                        **unpickle_kwargs(header.get("pickled_kwargs"))}
         self.pickle = header.get("result_format") == "pickle"
         self.units: list[list[int]] = header.get("units") or []
-        self.input_path: str | None = header.get("input")
+        self.input_ref: dict[str, Any] | None = header.get("input")
         self.input_type: str = header.get("input_type", "default")
         self.limit = limit
         self.position = 0  # the unit being run, reported if it fails
@@ -125,9 +118,9 @@ class Batch:
             if self.pickle:
                 fragment, is_frame = pickled(value, images if self.graphics else None)
             else:
-                fragment, is_frame = encode(value, self.kind == "group_apply", self.limit)
+                fragment, is_frame = encode(value, self.op.frames_as_columns, self.limit)
                 if self.graphics:
-                    fragment = entry(images, fragment, time, self.kind in WHOLE_INPUT)
+                    fragment = entry(images, fragment, time, self.op.images_as_list)
             out.size += len(fragment)
             if out.size > self.limit:
                 raise OutputTooLarge(f"Output exceeds maximum length {self.limit} bytes")
@@ -138,17 +131,17 @@ class Batch:
 
     def _calls(self) -> Iterator[tuple[int | None, Callable[[], Any]]]:
         """Each invocation as (its index-apply ``TIME`` or None, the call to make)."""
-        if self.kind == "do_eval":
+        if self.op.call == "kwargs":
             yield None, partial(self.func, **self.kwargs)
-        elif self.kind == "index_apply":
+        elif self.op.call == "index":
             for index, _ in self.units:
                 yield index, partial(self.func, index, **self.kwargs)
         else:
             yield from self._data_calls()
 
     def _data_calls(self) -> Iterator[tuple[int | None, Callable[[], Any]]]:
-        assert self.input_path is not None
-        table = read_input(self.input_path)
+        assert self.input_ref is not None
+        table = resolve(self.input_ref)
         numeric = is_numeric(table.schema)
         for df in frames(table, self.units):
             yield None, partial(self.func, as_input_type(df, self.input_type, numeric),

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import pwd
 import random
 import shutil
 import signal
@@ -28,29 +27,13 @@ from typing import Any
 import orjson
 
 from epe import errors
-from epe.core.assemble import Fragment
 from epe.runner import protocol
-from epe.runner.exchange import Exchange
-from epe.runner.executor import CallHandler, Rows, Shared, Task, TaskFailed, TaskResult
+from epe.runner.executor import CallHandler, Rows, Shared, Task, TaskResult
+from epe.runner.identity import WorkerIdentity, subprocess_args, unreachable, worker_identity
+from epe.runner.local.exchange import Exchange
 from epe.settings import Settings
 
 log = logging.getLogger("epe.runner")
-
-# The errors a worker may report by name; anything else is our bug.
-_WORKER_ERRORS: dict[str, type[errors.EpeError]] = {
-    cls.__name__: cls for cls in (errors.ScriptFailed, errors.ScriptInvalid,
-                                  errors.ResultNotSerializable, errors.OutputTooLarge,
-                                  errors.InvalidRequest)
-}
-
-
-def _failure(reply: protocol.Header) -> TaskFailed:
-    kind = _WORKER_ERRORS.get(reply.get("error", ""), errors.InternalError)
-    error = kind(reply.get("message", "the function failed"),
-                 traceback=reply.get("traceback"), stdout=reply.get("stdout") or None,
-                 stderr=reply.get("stderr") or None)
-    return TaskFailed(error, reply.get("unit"))
-
 
 @dataclass(eq=False)  # identity, not value: workers live in sets
 class _Worker:
@@ -72,9 +55,9 @@ class _Worker:
         await self._send(protocol.encode(header))
         while True:
             reply, payload = await protocol.read_async(self.proc.stdout)
-            if "call" not in reply:
+            if not protocol.is_call(reply):
                 return reply, payload
-            answer, data = await _answer(calls, reply, payload)
+            answer, data = await protocol.answer_call(calls, reply, payload)
             await self._send(protocol.encode(answer, data))
 
     async def _send(self, frame: bytes) -> None:
@@ -91,38 +74,6 @@ class _Worker:
             await self.proc.wait()
         shutil.rmtree(self.workdir, ignore_errors=True)
         return self.proc.returncode
-
-
-async def _answer(calls: CallHandler | None, call: protocol.Header,
-                  payload: bytes) -> tuple[protocol.Header, bytes]:
-    """A worker's call answered, or its refusal as an error reply (never a crash)."""
-    try:
-        if calls is None:
-            raise errors.InvalidRequest("this task cannot call back to the server")
-        answer, data = await calls(call, payload)
-        return {"ok": True, **answer}, data
-    except errors.EpeError as e:
-        return {"ok": False, "error": type(e).__name__, "message": e.message}, b""
-    except Exception:
-        log.exception("answering a worker's %r call failed", call.get("call"))
-        return {"ok": False, "error": "InternalError",
-                "message": "the server failed to answer this call; this is a bug in epe"}, b""
-
-
-def _world_reachable(path: str) -> bool:
-    """Whether any user may traverse to ``path`` and read or run it: every folder on
-    the way, both as written (a venv's own) and after symlinks are resolved."""
-    def chain(start: str) -> list[str]:
-        parents = [start]
-        while (parent := os.path.dirname(parents[-1])) != parents[-1]:
-            parents.append(parent)
-        return parents
-
-    on_the_way = set(chain(os.path.abspath(path))) | set(chain(os.path.realpath(path)))
-    try:
-        return all(os.stat(p).st_mode & 0o005 for p in on_the_way)
-    except OSError:
-        return False
 
 
 def _describe_exit(code: int | None) -> str:
@@ -146,7 +97,7 @@ class LocalPool:
         self._busy: set[_Worker] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
-        self._identity = self._worker_identity()
+        self._identity = self._worker_identity(settings, python)
         self._exchange: Exchange | None = None
 
     @property
@@ -160,7 +111,7 @@ class LocalPool:
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        self._exchange = Exchange(self._identity.get("group"))
+        self._exchange = Exchange(None if self._identity is None else self._identity.gid)
         spawning = asyncio.gather(*(self._spawn() for _ in range(self.size)))
         _, workers = await asyncio.gather(asyncio.to_thread(self._exchange.warm_up), spawning)
         for w in workers:
@@ -187,7 +138,7 @@ class LocalPool:
         self._busy.add(worker)
         try:
             reply, payload = await asyncio.wait_for(
-                worker.request(self._header(task), task.calls), timeout)
+                worker.request(protocol.task_header(task), task.calls), timeout)
         except TimeoutError:
             self._discard(worker)
             raise errors.TimeLimitExceeded(
@@ -203,25 +154,7 @@ class LocalPool:
             self._discard(worker)
             raise
         self._release(worker)
-        return self._result(reply, payload)
-
-    @staticmethod
-    def _header(task: Task) -> protocol.Header:
-        return {"kind": task.kind, "source": task.source, "script_key": task.script_key,
-                "kwargs": task.kwargs, "graphics": task.graphics, "units": task.units,
-                "input": task.input_ref, "input_type": task.input_type,
-                "pickled_kwargs": task.pickled_kwargs, "result_format": task.result_format}
-
-    @staticmethod
-    def _result(reply: protocol.Header, payload: bytes) -> TaskResult:
-        if not reply.get("ok"):
-            raise _failure(reply)
-        fragments, offset = [], 0
-        for size, is_frame in zip(reply["sizes"], reply["frames"], strict=True):
-            fragments.append(Fragment(payload[offset:offset + size], is_frame))
-            offset += size
-        return TaskResult(fragments, stdout=reply.get("stdout", ""),
-                          stderr=reply.get("stderr", ""))
+        return protocol.task_result(reply, payload)
 
     # -- worker bookkeeping ------------------------------------------------------
 
@@ -302,7 +235,7 @@ class LocalPool:
             self.python, "-m", "epe.runner.worker", orjson.dumps(limits).decode(),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             cwd=workdir, env=self._environment(workdir), start_new_session=True,
-            limit=2**20, **self._identity)
+            limit=2**20, **subprocess_args(self._identity))
         # Up to 20% fewer tasks at random, so workers started together (the whole
         # pool, at start) do not all retire, and make callers wait, at once.
         cap = self.settings.worker_max_tasks
@@ -321,27 +254,22 @@ class LocalPool:
 
     def _make_workdir(self) -> str:
         workdir = tempfile.mkdtemp(prefix="epe-worker-")
-        if self._identity:
-            os.chown(workdir, self._identity["user"], self._identity["group"])
+        if self._identity is not None:
+            os.chown(workdir, self._identity.uid, self._identity.gid)
         return workdir
 
-    def _worker_identity(self) -> dict[str, Any]:
-        """Who workers run as: an unprivileged user when we are root."""
-        if os.geteuid() != 0 or not self.settings.worker_user:
-            return {}
-        try:
-            entry = pwd.getpwnam(self.settings.worker_user)
-        except KeyError:
-            log.warning("workers run as the server's user: EPE_WORKER_USER %r does not exist",
-                        self.settings.worker_user)
-            return {}
-        unreachable = [p for p in (self.python, sys.base_prefix) if not _world_reachable(p)]
-        if unreachable:
+    @staticmethod
+    def _worker_identity(settings: Settings, python: str) -> WorkerIdentity | None:
+        """Who this pool's workers run as: the worker user, if it can run ``python``."""
+        identity = worker_identity(settings)
+        if identity is None:
+            return None
+        if blocked := unreachable([python, sys.base_prefix]):
             log.warning("workers run as root: the worker user %r cannot reach %s; build the "
                         "venv on a Python every user can execute (see docs/security.md)",
-                        self.settings.worker_user, ", ".join(unreachable))
-            return {}
-        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+                        identity.name, ", ".join(blocked))
+            return None
+        return identity
 
     @staticmethod
     def _environment(workdir: str) -> dict[str, str]:

@@ -1,34 +1,25 @@
-"""Datastores and grants as a user sees them (CONTRACT B3; OML4Py's ``oml.ds``).
+"""Datastores as a user sees them (OML4Py's ``oml.ds``; docs/api.md).
 
 Shared by the REST routes and by the calls functions make through ``import
-oml``: the same owner rules either way. Listings carry OML4Py's column names.
+oml``: the same owner rules either way. Listings carry OML4Py's column names;
+grants go through ``epe.service.grants``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-from typing import Any, Literal
+from typing import Any
 
-from epe.errors import Forbidden, InvalidRequest, NotFound
+from epe.core.names import check_object_name, iso_date, normalize_user
+from epe.errors import InvalidRequest, NotFound
 from epe.store import Store
 from epe.store.datastores import DatastoreInfo, StoredObject
-from epe.store.store import PUBLIC
-from epe.users import normalize_name
 
-_NAME = re.compile(r"[A-Za-z0-9_.$#-]{1,128}")
 DS_TYPES = ("user", "private", "grantable", "all", "granted", "grant")
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise InvalidRequest(f"invalid datastore name {name!r}: use letters, digits, _ . $ # - "
-                             "(at most 128)")
-    return name
-
-
-def _date(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
+    return check_object_name(name, "datastore")
 
 
 class Datastores:
@@ -40,12 +31,14 @@ class Datastores:
              grantable: bool, overwrite: bool, append: bool) -> None:
         if not objects:
             raise InvalidRequest("objs must name at least one object to save")
+        if overwrite and append:
+            raise InvalidRequest("overwrite and append cannot both be true")
         self.ds.save(caller, check_name(name), objects, description, grantable, overwrite,
                      append)
 
     def load(self, caller: str, name: str, names: list[str] | None,
              owner: str | None) -> list[StoredObject]:
-        info = self.ds.readable(caller, check_name(name), self._owner(owner))
+        info = self.info(caller, name, owner)
         found = self.ds.objects(info, names, with_data=True)
         missing = sorted(set(names or []) - {o.name for o in found})
         if missing:
@@ -80,7 +73,7 @@ class Datastores:
 
     def _rows(self, caller: str, info: DatastoreInfo, dstype: str) -> list[dict[str, Any]]:
         base = {"datastore_name": info.name, "object_count": info.object_count,
-                "size": info.size, "date": _date(info.updated),
+                "size": info.size, "date": iso_date(info.updated),
                 "description": info.description}
         if dstype in ("all", "granted"):
             return [{**base, "owner": info.owner}]
@@ -89,13 +82,31 @@ class Datastores:
         return [base]
 
     def describe(self, caller: str, name: str, owner: str | None) -> list[dict[str, Any]]:
-        info = self.ds.readable(caller, check_name(name), self._owner(owner))
+        info = self.info(caller, name, owner)
         return [{"object_name": o.name, "class": o.class_name, "size": o.size,
                  "length": o.length, "row_count": o.row_count, "col_count": o.col_count}
                 for o in self.ds.objects(info)]
 
     def info(self, caller: str, name: str, owner: str | None) -> DatastoreInfo:
-        return self.ds.readable(caller, check_name(name), self._owner(owner))
+        """The datastore ``caller`` may read; a forbidden one looks missing."""
+        owner = self._owner(owner)
+        info = self.ds.readable(caller, check_name(name), owner)
+        if info is None:
+            whose = f" of {owner}" if owner and owner != caller else ""
+            raise NotFound(f"no datastore named {name}{whose} that you may read")
+        return info
+
+    def whole(self, caller: str, name: str,
+              owner: str | None) -> tuple[DatastoreInfo, list[StoredObject]]:
+        """The datastore and its objects' descriptions, from one snapshot."""
+        found = self.ds.whole(self.info(caller, name, owner))
+        if found is None:
+            raise NotFound(f"no datastore named {name}")
+        return found
+
+    def visible(self, caller: str) -> list[DatastoreInfo]:
+        """The caller's datastores, then those others granted to them."""
+        return self.ds.matching(owner=caller) + self.ds.granted_to(caller)
 
     def delete(self, caller: str, name: str, objs: list[str] | None,
                regex: bool) -> list[str]:
@@ -103,44 +114,10 @@ class Datastores:
         if not names:
             raise NotFound(f"no datastore matches {name!r}")
         for each in names:
-            self.ds.delete(caller, each, objs)
+            if self.ds.delete(caller, each, objs) is None:
+                raise NotFound(f"no datastore named {each}")
         return names
-
-    def grant(self, caller: str, name: str, typ: str, user: str | None) -> None:
-        self._grant_target(caller, name, typ)
-        self.store.grant(_object_type(typ), caller, name, self._grantee(user))
-
-    def revoke(self, caller: str, name: str, typ: str, user: str | None) -> None:
-        self._grant_target(caller, name, typ)
-        if not self.store.revoke(_object_type(typ), caller, name, self._grantee(user)):
-            raise NotFound(f"{typ} {name} is not granted to {user or PUBLIC}")
-
-    def _grant_target(self, caller: str, name: str, typ: str) -> None:
-        if _object_type(typ) == "pyqscript":
-            if self.store.get_script(caller, name) is None:
-                raise NotFound(f"you have no private script named {name}")
-            return
-        info = self.ds.find(caller, check_name(name))
-        if info is None:
-            raise NotFound(f"you have no datastore named {name}")
-        if not info.grantable:
-            raise Forbidden(f"datastore {name} was saved with grantable=False; save it with "
-                            "grantable=True to share it")
-
-    def _grantee(self, user: str | None) -> str | None:
-        if user is None or user.upper() == PUBLIC:
-            return None
-        name = normalize_name(user, check=False)
-        if self.store.get_user(name) is None:
-            raise NotFound(f"no such user {name}")
-        return name
 
     @staticmethod
     def _owner(owner: str | None) -> str | None:
-        return None if owner is None else normalize_name(owner, check=False)
-
-
-def _object_type(typ: str) -> Literal["datastore", "pyqscript"]:
-    if typ not in ("datastore", "pyqscript"):
-        raise InvalidRequest("typ must be 'datastore' or 'pyqscript'")
-    return "datastore" if typ == "datastore" else "pyqscript"
+        return None if owner is None else normalize_user(owner, check=False)

@@ -1,9 +1,10 @@
 """Running one request: script, input, plan, workers, result shape.
 
-This is the path of DESIGN.md in one module: the request's script is found,
-its input queried as Arrow, split into units (``core.plan``), shared with the
-workers and run in batches through the ``Executor``, and the fragments joined
-into OML's shape (``core.assemble``).
+The path of a run in one module (docs/architecture.md draws it): the request's
+script is found, its input queried as Arrow, split into units (``core.plan``)
+as its operation says (``core.operations``), shared with the workers and run in
+batches through the ``Executor``, and the fragments joined into OML's shape
+(``core.assemble``).
 """
 
 from __future__ import annotations
@@ -18,10 +19,8 @@ from functools import partial
 
 import pyarrow as pa
 
-from epe import calls
-from epe.api.deps import Caller, Services
-from epe.api.scripts import find
 from epe.core import assemble, plan
+from epe.core.operations import Operation
 from epe.core.params import Controls, parse_parameters
 from epe.core.requests import (
     GroupApplyRequest,
@@ -33,7 +32,10 @@ from epe.core.requests import (
 )
 from epe.core.scripts import parse_script
 from epe.errors import InvalidRequest, TimeLimitExceeded
-from epe.runner.executor import Executor, Kind, Rows, Task, TaskFailed, TaskResult
+from epe.runner.executor import Executor, InputRef, Rows, Task, TaskFailed, TaskResult
+from epe.service import calls, scripts
+from epe.service.services import Services
+from epe.service.sessions import Caller
 
 log = logging.getLogger("epe.run")
 
@@ -68,7 +70,7 @@ def resolve_source(services: Services, caller: Caller, body: RunRequest,
                                  "as \"script\" in the body")
         parse_script(body.script)
         return body.script
-    return find(services, caller.name, name, owner).source
+    return scripts.find(services.store, caller.name, name, owner).source
 
 
 def run_timeout(services: Services, body: RunRequest) -> int:
@@ -80,7 +82,7 @@ def run_timeout(services: Services, body: RunRequest) -> int:
 
 
 def check_environment(services: Services, body: RunRequest) -> None:
-    """A named environment must exist (400 otherwise, A7); the run holds it while it runs."""
+    """A named environment must exist (400 otherwise); the run holds it while it runs."""
     if body.env_name is not None:
         services.environments.check(body.env_name)
 
@@ -102,22 +104,26 @@ def whole_input(services: Services, caller: Caller, sql: str, controls: Controls
     return table.drop_null() if controls.na_omit else table
 
 
-async def plan_work(services: Services, caller: Caller, kind: Kind, body: RunRequest,
+async def plan_work(services: Services, caller: Caller, op: Operation, body: RunRequest,
                     controls: Controls) -> Work:
-    if kind == "do_eval":
+    """The units of a run, and its input, as its operation takes them."""
+    if op.input == "none":
         return Work([(0, 0)])
-    if isinstance(body, IndexApplyRequest):
-        return Work(plan.index_units(body.times), unit_name="index")
-    assert isinstance(body, TableApplyRequest | RowApplyRequest | GroupApplyRequest)
-    if isinstance(body, GroupApplyRequest):
+    if op.input == "index":
+        assert isinstance(body, IndexApplyRequest)
+        return Work(plan.index_units(body.times), unit_name=op.unit)
+    if op.input == "groups":
+        assert isinstance(body, GroupApplyRequest)
         # Sorting a large input takes a while: off the event loop, so other
         # requests are not held up meanwhile.
         grouping = await asyncio.to_thread(group_input, services, caller, body, controls)
-        return Work(grouping.units, grouping.table, labels=grouping.keys, unit_name="group")
+        return Work(grouping.units, grouping.table, labels=grouping.keys, unit_name=op.unit)
+    assert isinstance(body, TableApplyRequest | RowApplyRequest)
     stream = partial(streamed_input, services, caller, body.input, controls)
-    if isinstance(body, RowApplyRequest):
+    if op.input == "chunks":
+        assert isinstance(body, RowApplyRequest)
         return Work(rows=stream, cut=partial(plan.chunk_units, rows=body.rows),
-                    unit_name="chunk")
+                    unit_name=op.unit)
     return Work(rows=stream, cut=lambda n: [(0, n)])
 
 
@@ -132,7 +138,7 @@ def group_input(services: Services, caller: Caller, body: GroupApplyRequest,
 
 
 def degree(services: Services, body: RunRequest, controls: Controls, capacity: int) -> int:
-    if not isinstance(body, ParallelRequest):
+    if not isinstance(body, ParallelRequest):  # an operation whose units run one by one
         return 1
     level = controls.service or body.service
     flag = body.parallel_flag or bool(controls.parallel)
@@ -146,7 +152,7 @@ class Prepared:
     """A request checked and resolved, before any work: what a job stores and runs."""
 
     caller: Caller
-    kind: Kind
+    op: Operation
     body: RunRequest
     source: str
     kwargs: dict[str, object]
@@ -171,13 +177,13 @@ class Output:
 Progress = Callable[[int, int], None]
 
 
-def prepare(services: Services, caller: Caller, kind: Kind, body: RunRequest,
+def prepare(services: Services, caller: Caller, op: Operation, body: RunRequest,
             name: str | None, owner: str | None) -> Prepared:
     """Everything that can be refused before running: script, parameters, limits."""
     source = resolve_source(services, caller, body, name, owner)
     kwargs, controls = parse_parameters(body.parameters)
     check_environment(services, body)
-    return Prepared(caller, kind, body, source, kwargs, controls, run_timeout(services, body))
+    return Prepared(caller, op, body, source, kwargs, controls, run_timeout(services, body))
 
 
 async def run(services: Services, job: Prepared, progress: Progress | None = None,
@@ -191,14 +197,14 @@ async def run_on(executor: Executor, services: Services, job: Prepared,
                  progress: Progress | None = None, output: Output | None = None,
                  min_batches: int = 1) -> bytes:
     """Run a prepared request: plan, share the input, run the batches, shape the result."""
-    work = await plan_work(services, job.caller, job.kind, job.body, job.controls)
+    work = await plan_work(services, job.caller, job.op, job.body, job.controls)
     async with share(executor, work) as ref:
         dop = degree(services, job.body, job.controls, executor.capacity)
         batches = plan.batches(work.units, dop, min_batches=min_batches)
         log.info("%s by %s: %d invocations in %d batches, degree of parallelism %d",
-                 job.kind, job.caller.name, len(work.units), len(batches), dop)
+                 job.op.kind, job.caller.name, len(work.units), len(batches), dop)
         graphics = bool(job.body.graphics_flag or job.controls.graphics)
-        tasks = [Task(kind=job.kind, source=job.source, script_key=script_key(job.source),
+        tasks = [Task(kind=job.op.kind, source=job.source, script_key=script_key(job.source),
                       kwargs=job.kwargs, graphics=graphics, units=tuple(b), input_ref=ref,
                       input_type=job.controls.input_type,
                       pickled_kwargs=job.body.pickled_parameters,
@@ -209,12 +215,12 @@ async def run_on(executor: Executor, services: Services, job: Prepared,
         output.parts += [printed(o) for o in outcomes]
     results = settle(outcomes, work, batches)
     fragments = [f for r in results for f in r.fragments]
-    payload = shape(job.kind, fragments, work, graphics and job.body.result_format == "json")
+    payload = shape(job.op, fragments, work, graphics and job.body.result_format == "json")
     return assemble.check_size(payload, services.settings.output_limit)
 
 
 @asynccontextmanager
-async def share(executor: Executor, work: Work) -> AsyncIterator[str | None]:
+async def share(executor: Executor, work: Work) -> AsyncIterator[InputRef | None]:
     """The work's input made readable by the workers, its units cut once it is counted."""
     if work.rows is None:
         yield None
@@ -254,7 +260,7 @@ async def run_batches(executor: Executor, tasks: Sequence[Task], dop: int, timeo
 
 
 def printed(outcome: TaskResult | BaseException) -> str:
-    """What a batch printed, whether it succeeded or failed (B4: kept with the job)."""
+    """What a batch printed, whether it succeeded or failed (kept with the job)."""
     if isinstance(outcome, TaskResult):
         return outcome.stdout + outcome.stderr
     if isinstance(outcome, TaskFailed):
@@ -291,16 +297,17 @@ def locate(failure: TaskFailed, work: Work, position: int) -> Exception:
     return error
 
 
-def shape(kind: Kind, fragments: list[assemble.Fragment], work: Work, graphics: bool) -> bytes:
-    """OML's shape of the result (A4, A5). Pickled results (B9) are opaque strings:
+def shape(op: Operation, fragments: list[assemble.Fragment], work: Work,
+          graphics: bool) -> bytes:
+    """OML's shape of the result (docs/api.md). Pickled results are opaque strings:
     one per chunk for row-apply, which the client concatenates."""
-    if kind in ("do_eval", "table_apply"):
+    if op.shape == "single":
         return fragments[0].json
     if graphics:  # keyed by group, or by chunk or invocation number from "0"
         labels = work.labels or [str(i) for i in range(len(fragments))]
         return assemble.keyed(labels, fragments)
-    if kind == "row_apply":
+    if op.shape == "rows":
         return assemble.row_apply(fragments)
-    if kind == "group_apply":
+    if op.shape == "keyed":
         return assemble.keyed(work.labels, fragments)
     return assemble.as_list(fragments)

@@ -23,8 +23,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from epe import heap
-from epe.runner import channel, protocol
+from epe.runner import protocol
+from epe.runner.worker import channel, heap
 
 CAPTURE_LIMIT = 1024 * 1024  # characters of stdout/stderr kept per task
 SCRIPT_CACHE_SIZE = 256
@@ -128,7 +128,7 @@ def user_traceback(exc: BaseException) -> str:
 
 class Worker:
     def __init__(self, limits: dict[str, Any]) -> None:
-        from epe.runner.graphics import FigureCapture
+        from epe.runner.worker.graphics import FigureCapture
 
         self.output_limit: int = limits["output_limit"]
         self.scripts = ScriptCache()
@@ -136,7 +136,7 @@ class Worker:
                                      self.output_limit)
 
     def handle(self, header: protocol.Header) -> tuple[protocol.Header, bytes]:
-        from epe.runner.invoke import Batch
+        from epe.runner.worker.invoke import Batch
 
         out, err = _Capture(), _Capture()
         batch: Batch | None = None
@@ -228,7 +228,7 @@ def main() -> None:
         die_with_parent(limits["parent"])
     set_limits(limits)
     reader, writer = take_protocol_streams()
-    channel.connect(reader, writer)
+    channel.install(channel.PipeTransport(reader, writer))
     _preload()
     worker = Worker(limits)
     writer.write(protocol.encode({"ready": True, "pid": os.getpid()}))

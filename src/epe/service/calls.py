@@ -1,4 +1,4 @@
-"""Answering the calls user code makes through ``import oml`` (CONTRACT B3).
+"""Answering the calls user code makes through ``import oml`` (docs/api.md, datastores).
 
 Each task gets a handler bound to its caller: a function can do to datastores,
 grants and tables exactly what its caller could over HTTP, no more. Object
@@ -11,13 +11,13 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import pyarrow as pa
-
-from epe.api.deps import Caller, Services
+from epe.core.results import arrow_stream
 from epe.data.names import check_table_name, quote
-from epe.datastores import Datastores
 from epe.errors import InvalidRequest
 from epe.runner.executor import CallHandler
+from epe.service.grants import object_type
+from epe.service.services import Services
+from epe.service.sessions import Caller
 from epe.store.datastores import StoredObject
 
 Reply = tuple[dict[str, Any], bytes]
@@ -49,45 +49,46 @@ def _objects(call: dict[str, Any], payload: bytes) -> list[StoredObject]:
 
 
 def ds_save(services: Services, user: str, call: dict[str, Any], payload: bytes) -> Reply:
-    Datastores(services.store).save(
+    services.datastores.save(
         user, call["name"], _objects(call, payload), str(call.get("description", " ")),
         bool(call.get("grantable")), bool(call.get("overwrite")), bool(call.get("append")))
     return {}, b""
 
 
 def ds_load(services: Services, user: str, call: dict[str, Any], _payload: bytes) -> Reply:
-    found = Datastores(services.store).load(user, call["name"], call.get("objs"),
+    found = services.datastores.load(user, call["name"], call.get("objs"),
                                             call.get("owner"))
     meta = [{k: getattr(o, k) for k in _META} for o in found]
     return {"objects": meta}, b"".join(o.data for o in found)
 
 
 def ds_dir(services: Services, user: str, call: dict[str, Any], _payload: bytes) -> Reply:
-    rows = Datastores(services.store).dir(user, call.get("name"), bool(call.get("regex_match")),
+    rows = services.datastores.dir(user, call.get("name"), bool(call.get("regex_match")),
                                           str(call.get("dstype", "user")))
     return {"rows": rows}, b""
 
 
 def ds_describe(services: Services, user: str, call: dict[str, Any], _payload: bytes) -> Reply:
-    rows = Datastores(services.store).describe(user, call["name"], call.get("owner"))
+    rows = services.datastores.describe(user, call["name"], call.get("owner"))
     return {"rows": rows}, b""
 
 
 def ds_delete(services: Services, user: str, call: dict[str, Any], _payload: bytes) -> Reply:
-    names = Datastores(services.store).delete(user, call["name"], call.get("objs"),
+    names = services.datastores.delete(user, call["name"], call.get("objs"),
                                               bool(call.get("regex_match")))
     return {"deleted": names}, b""
 
 
 def grant(services: Services, user: str, call: dict[str, Any], _payload: bytes) -> Reply:
-    Datastores(services.store).grant(user, call["name"], call.get("typ", "datastore"),
-                                     call.get("user"))
+    """``oml.grant``: the same rules as granting over REST (``epe.service.grants``)."""
+    services.grants.grant(user, object_type(str(call.get("typ", "datastore"))),
+                          str(call["name"]), call.get("user"))
     return {}, b""
 
 
 def revoke(services: Services, user: str, call: dict[str, Any], _payload: bytes) -> Reply:
-    Datastores(services.store).revoke(user, call["name"], call.get("typ", "datastore"),
-                                      call.get("user"))
+    services.grants.revoke(user, object_type(str(call.get("typ", "datastore"))),
+                           str(call["name"]), call.get("user"))
     return {}, b""
 
 
@@ -100,10 +101,7 @@ def sync(services: Services, user: str, call: dict[str, Any], _payload: bytes) -
     else:
         raise InvalidRequest("oml.sync needs table= or query=")
     table = services.catalog.query(user, sql)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return {"rows": table.num_rows}, sink.getvalue().to_pybytes()
+    return {"rows": table.num_rows}, arrow_stream(table)
 
 
 _OPS: dict[str, Op] = {

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager, nullcontext, suppress
 
 import pyarrow as pa
 
-from epe.runner.executor import Rows, Shared
+from epe.runner.executor import InputRef, Rows, Shared
 
 
 def _base_dir() -> str | None:
@@ -46,7 +46,7 @@ class Exchange:
             with suppress(FileNotFoundError):  # a query that failed midway
                 os.unlink(path)
             raise
-        return Shared(path, count)
+        return Shared(InputRef("mmap", path), count)
 
     @staticmethod
     def _write(path: str, rows: Rows) -> int:
@@ -62,7 +62,7 @@ class Exchange:
     def warm_up(self) -> None:
         """Share a small table once: the first request would otherwise pay for what Arrow
         sets up the first time it writes a file (about 4 MB, and its code's page faults)."""
-        _remove(self.write(pa.table({"x": pa.array(range(4096), pa.int64())})).ref)
+        _remove(self.write(pa.table({"x": pa.array(range(4096), pa.int64())})).ref.location)
 
     @asynccontextmanager
     async def share(self, rows: Rows) -> AsyncIterator[Shared]:
@@ -76,7 +76,7 @@ class Exchange:
         finally:
             # Freeing a large file's pages takes milliseconds: not on the event loop,
             # and not before the answer goes out.
-            asyncio.get_running_loop().run_in_executor(None, _remove, shared.ref)
+            asyncio.get_running_loop().run_in_executor(None, _remove, shared.ref.location)
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -17,7 +17,7 @@ import cloudpickle
 import orjson
 import pandas as pd
 
-from epe.runner.channel import CallRefused, call
+from epe.runner.worker.channel import CallRefused, call
 
 _LIBRARIES = ("cloudpickle", "numpy", "pandas", "sklearn", "scipy")
 

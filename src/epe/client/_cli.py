@@ -1,23 +1,21 @@
-"""The client commands of ``epe`` (issue 8): ``script``, ``run``, ``job``, ``table``.
+"""The client commands of ``epe``: ``script``, ``run``, ``job``, ``table`` (docs/client.md).
 
 They talk to a running server over its REST API through the Python client
 (``epe.client``), logged in from ``EPE_URL``, ``EPE_USER`` and ``EPE_PASSWORD``.
-Results print as JSON; a server error prints its message (and the function's
-traceback) and exits 1.
+Results print as JSON; a server error raises, and ``epe``'s command group
+(``epe.cli``) prints its message (and the function's traceback) and exits 1.
 """
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
 
-from epe.errors import EpeError
+from epe.core.operations import OPERATIONS, Operation
 
 if TYPE_CHECKING:
     from epe.client._connection import Connection
@@ -25,9 +23,6 @@ if TYPE_CHECKING:
 
 # The client modules (httpx, pandas, pyarrow, rich) are imported by the commands that
 # use them, so that ``epe serve`` and ``epe user add`` start as fast as before.
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 CONTENT_TYPES = {".csv": "text/csv", ".parquet": "application/vnd.apache.parquet",
                  ".pq": "application/vnd.apache.parquet", ".json": "application/json"}
@@ -40,23 +35,6 @@ def _connect() -> Connection:
         return connect_from(None, None, None)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-
-
-def _reported(fn: Callable[P, R]) -> Callable[P, R]:
-    """Server errors and unreachable servers as one message and exit code 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except EpeError as e:
-            lines = [f"{e.message} (errorCode {e.code})"]
-            lines += getattr(e, "__notes__", [])
-            raise click.ClickException("\n".join(lines)) from None
-        except ConnectionError as e:
-            raise click.ClickException(str(e)) from None
-
-    return wrapper
 
 
 def _echo_json(value: Any) -> None:
@@ -85,7 +63,6 @@ def script_group() -> None:
 @click.option("--description", default="", help="What the script does.")
 @click.option("--overwrite/--no-overwrite", default=True, show_default=True,
               help="Replace a script of that name.")
-@_reported
 def script_push(file: Path, name: str, is_global: bool, description: str,
                 overwrite: bool) -> None:
     """Store the Python source in FILE as script NAME."""
@@ -97,7 +74,6 @@ def script_push(file: Path, name: str, is_global: bool, description: str,
 
 @script_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print GET /scripts's answer.")
-@_reported
 def script_list(as_json: bool) -> None:
     """List the scripts you may run: yours, global ones, and those granted to you."""
     from epe.client._scripts import listing
@@ -114,7 +90,6 @@ def script_list(as_json: bool) -> None:
 @script_group.command("show")
 @click.argument("name")
 @click.option("--owner", default=None, help="The script's owner (PYQSYS: a global one).")
-@_reported
 def script_show(name: str, owner: str | None) -> None:
     """Print the source of script NAME."""
     from epe.client._scripts import fetch
@@ -125,7 +100,6 @@ def script_show(name: str, owner: str | None) -> None:
 @script_group.command("drop")
 @click.argument("name")
 @click.option("--global", "is_global", is_flag=True, help="Drop the global script NAME.")
-@_reported
 def script_drop(name: str, is_global: bool) -> None:
     """Delete script NAME."""
     from epe.client._connection import segment
@@ -172,37 +146,32 @@ def _shipped(name: str) -> Shipped:
     return Shipped(name=name)
 
 
-def _run_command(kind: str, needs: tuple[str, ...]) -> click.Command:
-    op = kind.replace("_", "-")
+# The option of the CLI that carries each required body field.
+_OPTION_OF = {"input": "--input", "rows": "--rows", "groupBy": "--group-by", "times": "--times"}
 
-    @_reported
+
+def _run_command(op: Operation) -> click.Command:
     def command(name: str, owner: str | None, input_: str | None, params: tuple[str, ...],
                 async_: bool, rows: int | None, group_by: str | None, order_by: str | None,
                 times: int | None, parallel: int | None, service: str | None,
                 env: str | None, timeout: int | None) -> None:
-        from epe.client._embed import parallel_fields, run_path
+        from epe.client._embed import parallel_fields, run_body, run_path
         from epe.client._functions import Shipped
 
-        given = {"input": input_, "rows": rows, "group-by": group_by, "times": times}
-        missing = [f"--{n}" for n in needs if given[n] is None]
+        given = {"input": input_, "rows": rows, "groupBy": group_by, "times": times}
+        missing = [_OPTION_OF[n] for n in op.required if given[n] is None]
         if missing:
-            raise click.UsageError(f"{op} needs {' and '.join(missing)}")
+            raise click.UsageError(f"{op.path} needs {' and '.join(missing)}")
         shipped = _shipped(name)
         if owner is not None:
             shipped = Shipped(name=shipped.name, owner=owner)
-        body: dict[str, Any] = {"input": _input_sql(input_) if input_ else None,
-                                "rows": rows, "groupBy": group_by, "orderBy": order_by,
-                                "times": times, "service": service, "envName": env,
-                                "timeout": timeout, "script": shipped.source}
-        if params:
-            body["parameters"] = orjson.dumps(dict(map(_param, params))).decode()
-        if async_:
-            body["asyncFlag"] = True
-        if kind not in ("do_eval", "table_apply"):
-            body.update(parallel_fields(parallel))
-        body = {k: v for k, v in body.items() if v is not None}
-        connection = _connect()
-        r = connection.request("POST", run_path(kind, shipped), json=body)
+        fields: dict[str, Any] = {
+            "input": _input_sql(input_) if input_ else None, "rows": rows, "groupBy": group_by,
+            "orderBy": order_by, "times": times, "service": service, "envName": env,
+            "timeout": timeout, "asyncFlag": True if async_ else None,
+            **(parallel_fields(parallel) if op.parallel else {})}
+        body = run_body(shipped, fields, dict(map(_param, params)))
+        r = _connect().request("POST", run_path(op.kind, shipped), json=body)
         if r.status_code == 201:
             click.echo(r.headers["location"].rstrip("/").rsplit("/", 1)[-1])
             return
@@ -228,19 +197,17 @@ def _run_command(kind: str, needs: tuple[str, ...]) -> click.Command:
     ]
     for option in reversed(options):
         command = option(command)
-    what = {"do_eval": "with no input", "table_apply": "once on all the rows of --input",
-            "row_apply": "on each chunk of --rows rows of --input",
-            "group_apply": "once per group of --group-by of --input",
-            "index_apply": "--times times"}[kind]
+    what = {"none": "with no input", "whole": "once on all the rows of --input",
+            "chunks": "on each chunk of --rows rows of --input",
+            "groups": "once per group of --group-by of --input",
+            "index": "--times times"}[op.input]
     command.__doc__ = (f"Run NAME (a stored script, or a local .py file) {what}, and print "
                        "its result as JSON.")
-    return click.command(op)(command)
+    return click.command(op.path)(command)
 
 
-for _kind, _needs in [("do_eval", ()), ("table_apply", ("input",)),
-                      ("row_apply", ("input", "rows")), ("group_apply", ("input", "group-by")),
-                      ("index_apply", ("times",))]:
-    run_group.add_command(_run_command(_kind, _needs))
+for _op in OPERATIONS.values():
+    run_group.add_command(_run_command(_op))
 
 
 # -- epe job -------------------------------------------------------------------------------
@@ -253,7 +220,6 @@ def job_group() -> None:
 
 @job_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print GET /jobs's answer.")
-@_reported
 def job_list(as_json: bool) -> None:
     """List your jobs, newest first."""
     from epe.client._jobs import list_jobs
@@ -275,7 +241,6 @@ def job_list(as_json: bool) -> None:
 @job_group.command("watch")
 @click.argument("job_id")
 @click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
-@_reported
 def job_watch(job_id: str, timeout: float | None) -> None:
     """Show JOB_ID's progress until it ends; exit 1 unless it finished."""
     from epe.client._jobs import Job
@@ -288,7 +253,6 @@ def job_watch(job_id: str, timeout: float | None) -> None:
 
 @job_group.command("result")
 @click.argument("job_id")
-@_reported
 def job_result(job_id: str) -> None:
     """Print JOB_ID's result as JSON (waiting for it to end); its error if it failed."""
     from epe.client._jobs import Job
@@ -298,7 +262,6 @@ def job_result(job_id: str) -> None:
 
 @job_group.command("log")
 @click.argument("job_id")
-@_reported
 def job_log(job_id: str) -> None:
     """Print what JOB_ID's function printed."""
     from epe.client._jobs import Job
@@ -308,7 +271,6 @@ def job_log(job_id: str) -> None:
 
 @job_group.command("cancel")
 @click.argument("job_id")
-@_reported
 def job_cancel(job_id: str) -> None:
     """Stop JOB_ID if it is running, and delete it."""
     from epe.client._jobs import Job
@@ -329,7 +291,6 @@ def table_group() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", required=True, help="The table's name.")
 @click.option("--overwrite", is_flag=True, help="Replace a table of that name.")
-@_reported
 def table_load(file: Path, name: str, overwrite: bool) -> None:
     """Upload FILE (.csv, .parquet or .json records) as table NAME."""
     from epe.client._proxy import upload
@@ -345,7 +306,6 @@ def table_load(file: Path, name: str, overwrite: bool) -> None:
 
 @table_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print GET /tables's answer.")
-@_reported
 def table_list(as_json: bool) -> None:
     """List your tables with their row counts and columns."""
     from epe.client._proxy import list_tables
@@ -361,7 +321,6 @@ def table_list(as_json: bool) -> None:
 
 @table_group.command("drop")
 @click.argument("name")
-@_reported
 def table_drop(name: str) -> None:
     """Delete table NAME."""
     from epe.client._connection import segment

@@ -1,0 +1,49 @@
+"""How things are named and shown: identifiers, owners, dates.
+
+Pure: the patterns every layer checks names against (the server, its CLI and
+the client alike), the two owner names OML reserves, and the ISO date form
+listings use.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from epe.errors import InvalidRequest
+
+# Global scripts belong to OML's system owner; a grant to PUBLIC is a grant to everyone.
+GLOBAL_OWNER = "PYQSYS"
+PUBLIC = "PUBLIC"
+RESERVED_USERS = frozenset({GLOBAL_OWNER, PUBLIC})
+
+# Oracle-style identifiers: a letter, then letters, digits, _ $ #.
+USER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_$#]{0,127}")
+# Script and datastore names travel in URL paths: characters that need no escaping.
+OBJECT_NAME = re.compile(r"[A-Za-z0-9_.$#-]{1,128}")
+# Table names are SQL identifiers that need no quoting to be typed in a query.
+TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def normalize_user(name: str, check: bool = True) -> str:
+    """User names are case-insensitive and shown upper-case, as OML shows them."""
+    upper = name.strip().upper()
+    if check and not USER_NAME.fullmatch(upper):
+        raise InvalidRequest(f"invalid user name {name!r}: use a letter followed by letters, "
+                             "digits, _, $ or # (at most 128)")
+    if check and upper in RESERVED_USERS:
+        raise InvalidRequest(f"{upper} is a reserved name")
+    return upper
+
+
+def check_object_name(name: object, what: str) -> str:
+    """A script's or datastore's name, checked (``what`` says which, for the message)."""
+    if not isinstance(name, str) or not OBJECT_NAME.fullmatch(name):
+        raise InvalidRequest(f"invalid {what} name {name!r}: use letters, digits, _ . $ # - "
+                             "(at most 128)")
+    return name
+
+
+def iso_date(ts: float) -> str:
+    """A timestamp as ISO-8601 in UTC, to the second."""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")

@@ -1,0 +1,3 @@
+from epe.runner.worker.main import main
+
+main()

@@ -1,0 +1,64 @@
+"""Granting: one set of rules for REST (``/scripts/{name}/grants``,
+``/datastores/{name}/grants``) and for ``oml.grant``/``oml.revoke`` in functions.
+
+Only an object's owner grants or revokes it: a private script of theirs, or a
+datastore of theirs saved with ``grantable=True``. The grantee is a user that
+exists, or everyone (``None`` or ``PUBLIC``), on both grant and revoke.
+"""
+
+from __future__ import annotations
+
+from epe.core.names import PUBLIC, check_object_name, normalize_user
+from epe.errors import Forbidden, InvalidRequest, NotFound
+from epe.store import Store
+from epe.store.grants import ObjectType
+
+# OML4Py's ``typ`` argument names the object types so.
+TYPES: dict[str, ObjectType] = {"pyqscript": "pyqscript", "datastore": "datastore"}
+_SHOWN: dict[ObjectType, str] = {"pyqscript": "script", "datastore": "datastore"}
+
+
+def object_type(typ: str) -> ObjectType:
+    if typ not in TYPES:
+        raise InvalidRequest("typ must be 'datastore' or 'pyqscript'")
+    return TYPES[typ]
+
+
+class Grants:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def grant(self, caller: str, kind: ObjectType, name: str, user: str | None) -> str:
+        """Let ``user`` (None: everyone) use the caller's object; the grantee as shown."""
+        self._check_target(caller, kind, name)
+        grantee = self._grantee(user)
+        self.store.grants.grant(kind, caller, name, grantee)
+        return grantee or PUBLIC
+
+    def revoke(self, caller: str, kind: ObjectType, name: str, user: str | None) -> str:
+        """Take a grant back; NotFound if there was none. The grantee as shown."""
+        self._check_target(caller, kind, name)
+        grantee = self._grantee(user)
+        if not self.store.grants.revoke(kind, caller, name, grantee):
+            raise NotFound(f"{_SHOWN[kind]} {name} is not granted to {grantee or PUBLIC}")
+        return grantee or PUBLIC
+
+    def _check_target(self, caller: str, kind: ObjectType, name: str) -> None:
+        if kind == "pyqscript":
+            if self.store.get_script(caller, name) is None:
+                raise NotFound(f"you have no private script named {name}")
+            return
+        info = self.store.datastores.find(caller, check_object_name(name, "datastore"))
+        if info is None:
+            raise NotFound(f"you have no datastore named {name}")
+        if not info.grantable:
+            raise Forbidden(f"datastore {name} was saved with grantable=False; save it with "
+                            "grantable=True to share it")
+
+    def _grantee(self, user: str | None) -> str | None:
+        if user is None or user.strip().upper() == PUBLIC:
+            return None
+        name = normalize_user(user, check=False)
+        if self.store.get_user(name) is None:
+            raise NotFound(f"no such user {name}")
+        return name

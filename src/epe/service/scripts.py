@@ -1,0 +1,72 @@
+"""The script repository: who may see, run, create and delete which script.
+
+Private scripts are their owner's; global ones (owner ``PYQSYS``) anyone may
+run, and only their creator or an admin may replace or delete; a private
+script granted to a user (or to everyone) is theirs to run, reached by naming
+its owner. Without an owner a name means the caller's own script first, then
+the global one (OML).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from epe.core.names import GLOBAL_OWNER, check_object_name, iso_date, normalize_user
+from epe.core.requests import ScriptCreate
+from epe.core.scripts import parse_script
+from epe.errors import Conflict, NotFound
+from epe.service.sessions import Caller
+from epe.store import ScriptRecord, Store
+
+
+def describe(script: ScriptRecord, with_source: bool = False) -> dict[str, Any]:
+    info: dict[str, Any] = {"name": script.name, "owner": script.owner,
+                            "description": script.description,
+                            "date": iso_date(script.updated), "isGlobal": script.is_global}
+    if with_source:
+        info["script"] = script.source
+    return info
+
+
+def visible(store: Store, caller: Caller) -> list[dict[str, Any]]:
+    """Scripts the caller may run: their own, global ones, and those granted to them.
+    The caller's own private scripts also say whom they are granted to."""
+    granted = store.grants.grantees("pyqscript", caller.name)
+    listed = []
+    for script in store.visible_scripts(caller.name):
+        info = describe(script)
+        if script.owner == caller.name:
+            info["grantees"] = granted.get(script.name, [])
+        listed.append(info)
+    return listed
+
+
+def create(store: Store, caller: Caller, body: ScriptCreate) -> ScriptRecord:
+    parse_script(body.script)
+    owner = GLOBAL_OWNER if body.is_global else caller.name
+    existing = store.get_script(owner, check_object_name(body.name, "script"))
+    if existing and body.is_global and existing.created_by != caller.name \
+            and not caller.user.is_admin:
+        raise Conflict(f"a global script {body.name} exists and belongs to another user")
+    return store.put_script(owner=owner, name=body.name, source=body.script,
+                            description=body.description, is_global=body.is_global,
+                            created_by=caller.name, overwrite=body.overwrite)
+
+
+def delete(store: Store, caller: Caller, name: str, is_global: bool) -> None:
+    owner = GLOBAL_OWNER if is_global else caller.name
+    script = store.get_script(owner, name)
+    if script is None or (is_global and script.created_by != caller.name
+                          and not caller.user.is_admin):
+        raise NotFound(f"no such script {name}" + (" (global)" if is_global else ""))
+    store.delete_script(owner, name)
+
+
+def find(store: Store, caller: str, name: str, owner: str | None) -> ScriptRecord:
+    """The script ``caller`` may run by that name (and owner); NotFound otherwise."""
+    owner_name = None if owner is None else normalize_user(owner, check=False)
+    script = store.find_script(caller, name, owner_name)
+    if script is None:
+        whose = f" of {owner_name}" if owner_name else ""
+        raise NotFound(f"no script named {name}{whose} that you may run")
+    return script

@@ -1,0 +1,38 @@
+"""User accounts: created and deleted the same way by the API and the CLI.
+
+Deleting a user takes everything they own with them (jobs, running ones
+stopped; tables; datastores; scripts; grants), so that a new user given the
+same name later inherits none of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from epe.auth.passwords import hash_password
+from epe.core.names import normalize_user
+from epe.data import Catalog
+from epe.errors import InvalidRequest, NotFound
+from epe.service.jobs import JobManager
+from epe.service.sessions import Caller
+from epe.store import Store, UserRecord
+
+
+def create_user(store: Store, name: str, password: str, admin: bool = False) -> UserRecord:
+    if not password:
+        raise InvalidRequest("the password must not be empty")
+    return store.add_user(normalize_user(name), hash_password(password), admin)
+
+
+async def delete_user(store: Store, catalog: Catalog, jobs: JobManager, admin: Caller,
+                      name: str) -> str:
+    """Delete a user and everything they own; the name as stored."""
+    upper = normalize_user(name, check=False)
+    if upper == admin.name:
+        raise InvalidRequest("you cannot delete your own account")
+    if store.get_user(upper) is None:
+        raise NotFound(f"no such user {upper}")
+    await jobs.delete_all(upper)
+    await asyncio.to_thread(catalog.drop_owner, upper)
+    store.delete_user(upper)
+    return upper
