@@ -24,7 +24,14 @@ import orjson
 
 from epe.core.jobs import Status, status_for
 from epe.core.results import wrap_result
-from epe.errors import EpeError, InternalError, JobInterrupted, NotFound, ServerBusy
+from epe.errors import (
+    Conflict,
+    EpeError,
+    InternalError,
+    JobInterrupted,
+    NotFound,
+    ServerBusy,
+)
 from epe.service import runs as execution
 from epe.service.services import Services
 from epe.store.jobs import JobRecord
@@ -92,10 +99,12 @@ class JobManager:
                                                                       idempotency_key)):
             return same
         self._admit()
-        record = self.store.create(id=uuid.uuid4().hex, owner=job.caller.name, kind=job.op.kind,
-                                   request=job.body.model_dump_json(by_alias=True),
-                                   idempotency_key=idempotency_key)
-        if record is None:  # the same key raced in from a concurrent retry
+        try:
+            record = self.store.create(id=uuid.uuid4().hex, owner=job.caller.name,
+                                       kind=job.op.kind,
+                                       request=job.body.model_dump_json(by_alias=True),
+                                       idempotency_key=idempotency_key)
+        except Conflict:  # the same key raced in from a concurrent retry
             assert idempotency_key is not None
             same = self.store.by_idempotency_key(job.caller.name, idempotency_key)
             assert same is not None
@@ -116,7 +125,6 @@ class JobManager:
         self._admit()
         record = self.store.create(id=uuid.uuid4().hex, owner=owner, kind=kind, request=request,
                                    idempotency_key=None)
-        assert record is not None  # no idempotency key, so no clash
         (self.root / record.id).mkdir(parents=True, exist_ok=True)
         self._tasks[record.id] = asyncio.create_task(self._run_work(record.id, work))
         return record

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from epe.core.jobs import Status, can_move
+from epe.errors import Conflict
 from epe.store import schema
 from epe.store.engine import writing
 
@@ -49,8 +50,8 @@ class JobStore:
         self.engine = engine
 
     def create(self, *, id: str, owner: str, kind: str, request: str,
-               idempotency_key: str | None) -> JobRecord | None:
-        """Insert a PENDING job; ``None`` if the owner already used ``idempotency_key``."""
+               idempotency_key: str | None) -> JobRecord:
+        """Insert a PENDING job; Conflict if the owner already used ``idempotency_key``."""
         values = {"id": id, "owner": owner, "kind": kind, "status": Status.PENDING.value,
                   "request": request, "created": time.time(), "progress_done": 0,
                   "progress_total": 0, "idempotency_key": idempotency_key}
@@ -58,8 +59,10 @@ class JobStore:
             with writing(self.engine) as conn:
                 conn.execute(insert(_T).values(**values))
         except IntegrityError:
-            return None
-        return self.get(id)
+            raise Conflict(f"a job with idempotency key {idempotency_key!r} exists") from None
+        created = self.get(id)
+        assert created is not None
+        return created
 
     def get(self, id: str, owner: str | None = None) -> JobRecord | None:
         where = _T.c.id == id if owner is None else and_(_T.c.id == id, _T.c.owner == owner)

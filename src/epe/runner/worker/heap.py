@@ -5,7 +5,7 @@ both keep freed memory for reuse. After a 1,000,000-row table-apply a worker wou
 the ~40 MB of its pandas frame until it ends: with several workers, the memory the
 machine keeps paying for would be that of the largest input each worker ever saw. Giving
 it back takes well under a millisecond, but the next task faults the pages in again
-(a few ms per 40 MB), so workers do it only once idle (``runner/worker.py``). Where the
+(a few ms per 40 MB), so workers do it only once idle (``runner/worker/main.py``). Where the
 C library has no ``malloc_trim`` (musl, macOS) only Arrow's pool is emptied.
 """
 

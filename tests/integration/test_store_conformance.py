@@ -1,21 +1,41 @@
-"""epe.store.Store on a real SQLite file: users, revoked tokens, scripts, grants."""
+"""The metadata store's contract, which every backend must pass: users, revoked
+tokens, scripts, grants, jobs, datastores, and the one error convention of
+``epe.store`` (lookups None, deletes say whether, creates raise Conflict).
+
+Run on a real SQLite file; a second backend is one more entry of ``BACKENDS``."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from epe.core.jobs import Status
 from epe.core.names import GLOBAL_OWNER
-from epe.errors import Conflict
+from epe.errors import Conflict, InvalidSetting
 from epe.store import ScriptRecord, Store, open_store
+from epe.store.datastores import StoredObject
+from epe.store.jobs import JobRecord
+
+
+def sqlite_url(folder: Path) -> str:
+    return f"sqlite:///{folder / 'metadata.sqlite'}"
+
+
+# Each backend: how to name a fresh, empty store in a folder of the test's own.
+BACKENDS: dict[str, Callable[[Path], str]] = {"sqlite": sqlite_url}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return BACKENDS[request.param](tmp_path)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(f"sqlite:///{tmp_path / 'metadata.sqlite'}")
+def store(url: str) -> Iterator[Store]:
+    s = open_store(url)
     yield s
     s.close()
 
@@ -241,13 +261,140 @@ def test_overwriting_keeps_grants(store: Store) -> None:
     assert store.grants.is_granted("pyqscript", "ALICE", "s", "BOB")
 
 
-def test_a_second_store_on_the_same_file_sees_the_writes(tmp_path: Path) -> None:
-    # `epe user add` writes while the server holds the database open (WAL).
-    path = tmp_path / "metadata.sqlite"
-    server, cli = open_store(f"sqlite:///{path}"), open_store(f"sqlite:///{path}")
+def test_a_second_store_on_the_same_database_sees_the_writes(url: str) -> None:
+    # `epe user add` writes while the server holds the database open (WAL on SQLite).
+    server, cli = open_store(url), open_store(url)
     try:
         cli.add_user("NEWUSER", "h", False)
         assert server.get_user("NEWUSER") is not None
     finally:
         server.close()
         cli.close()
+
+
+# -- jobs ---------------------------------------------------------------------------
+
+def new_job(store: Store, job_id: str, owner: str = "ALICE",
+            key: str | None = None) -> JobRecord:
+    return store.jobs.create(id=job_id, owner=owner, kind="do_eval", request="{}",
+                             idempotency_key=key)
+
+
+def test_a_job_moves_only_as_its_state_machine_allows(store: Store) -> None:
+    job = new_job(store, "j1")
+    assert job.status is Status.PENDING and job.progress_total == 0
+    assert store.jobs.move("j1", Status.RUNNING)
+    assert not store.jobs.move("j1", Status.PENDING)
+    store.jobs.progress("j1", 3, 10)
+    assert store.jobs.move("j1", Status.FINISH, http_status=200)
+    done = store.jobs.get("j1")
+    assert done is not None and done.status is Status.FINISH and done.finished is not None
+    assert (done.progress_done, done.progress_total, done.http_status) == (3, 10, 200)
+    assert not store.jobs.move("j1", Status.FAILED)  # an ended job stays ended
+
+
+def test_a_job_belongs_to_its_owner(store: Store) -> None:
+    new_job(store, "j1", "ALICE")
+    assert store.jobs.get("j1", "ALICE") is not None
+    assert store.jobs.get("j1", "BOB") is None
+    assert [j.id for j in store.jobs.of_owner("ALICE")] == ["j1"]
+    assert store.jobs.of_owner("BOB") == []
+
+
+def test_an_idempotency_key_is_used_once_per_owner(store: Store) -> None:
+    new_job(store, "j1", key="k")
+    with pytest.raises(Conflict):
+        new_job(store, "j2", key="k")
+    new_job(store, "j3", "BOB", key="k")  # another owner's key is another key
+    found = store.jobs.by_idempotency_key("ALICE", "k")
+    assert found is not None and found.id == "j1"
+
+
+def test_unfinished_jobs_fail_at_restart_and_old_ones_expire(store: Store) -> None:
+    new_job(store, "waiting")
+    new_job(store, "running")
+    store.jobs.move("running", Status.RUNNING)
+    new_job(store, "ended")
+    store.jobs.move("ended", Status.RUNNING)
+    store.jobs.move("ended", Status.FINISH)
+    assert sorted(store.jobs.fail_unfinished("stopped")) == ["running", "waiting"]
+    failed = store.jobs.get("waiting")
+    assert failed is not None and failed.status is Status.FAILED and failed.error == "stopped"
+    assert {j.id for j in store.jobs.ended_before(time.time() + 1)} == {
+        "waiting", "running", "ended"}
+    assert store.jobs.delete("ended") is True
+    assert store.jobs.delete("ended") is False
+
+
+# -- datastores -----------------------------------------------------------------------
+
+def stored(name: str, data: bytes = b"pickle") -> StoredObject:
+    return StoredObject(name, "int", len(data), None, None, None, "{}", data)
+
+
+def test_a_datastore_is_saved_whole_and_read_by_its_owner(store: Store) -> None:
+    store.datastores.save("ALICE", "ds", [stored("a"), stored("b", b"bb")], "two", False,
+                          False, False)
+    info = store.datastores.readable("ALICE", "ds", None)
+    assert info is not None and (info.object_count, info.size) == (2, 8)
+    objects = store.datastores.objects(info, ["b"], with_data=True)
+    assert [(o.name, o.data) for o in objects] == [("b", b"bb")]
+    whole = store.datastores.whole(info)
+    assert whole is not None and [o.name for o in whole[1]] == ["a", "b"]
+
+
+def test_saving_over_a_datastore_needs_overwrite_or_append(store: Store) -> None:
+    store.datastores.save("ALICE", "ds", [stored("a")], "", False, False, False)
+    with pytest.raises(Conflict):
+        store.datastores.save("ALICE", "ds", [stored("b")], "", False, False, False)
+    store.datastores.save("ALICE", "ds", [stored("b")], "", False, False, True)
+    with pytest.raises(Conflict):  # an appended name that is taken
+        store.datastores.save("ALICE", "ds", [stored("b")], "", False, False, True)
+    store.datastores.save("ALICE", "ds", [stored("c")], "", True, True, False)
+    info = store.datastores.readable("ALICE", "ds", None)
+    assert info is not None and info.grantable
+    assert [o.name for o in store.datastores.objects(info)] == ["c"]
+
+
+def test_a_datastore_is_read_by_others_only_when_granted(store: Store) -> None:
+    store.datastores.save("ALICE", "ds", [stored("a")], "", True, False, False)
+    assert store.datastores.readable("BOB", "ds", "ALICE") is None
+    assert store.datastores.granted_to("BOB") == []
+    store.grants.grant("datastore", "ALICE", "ds", "BOB")
+    assert store.datastores.readable("BOB", "ds", "ALICE") is not None
+    assert [d.name for d in store.datastores.granted_to("BOB")] == ["ds"]
+    assert store.datastores.grantees("ALICE", "ds") == ["BOB"]
+
+
+def test_deleting_a_datastore_says_how_much_went(store: Store) -> None:
+    assert store.datastores.delete("ALICE", "nothing") is None
+    store.datastores.save("ALICE", "ds", [stored("a"), stored("b")], "", True, False, False)
+    store.grants.grant("datastore", "ALICE", "ds", None)
+    assert store.datastores.delete("ALICE", "ds", ["a", "zzz"]) == 1
+    assert store.datastores.delete("ALICE", "ds") == 1
+    assert store.datastores.readable("ALICE", "ds", None) is None
+    # A new datastore under the old name inherits no grant.
+    store.datastores.save("ALICE", "ds", [stored("a")], "", True, False, False)
+    assert store.datastores.readable("BOB", "ds", "ALICE") is None
+
+
+def test_deleting_a_user_deletes_everything_of_theirs(store: Store) -> None:
+    store.add_user("ALICE", "h", False)
+    put(store, "ALICE", "s")
+    new_job(store, "j1")
+    store.datastores.save("ALICE", "ds", [stored("a")], "", True, False, False)
+    store.grants.grant("pyqscript", "BOB", "theirs", "ALICE")
+    assert store.delete_user("ALICE") is True
+    assert store.delete_user("ALICE") is False
+    assert store.get_script("ALICE", "s") is None
+    assert store.jobs.get("j1") is None
+    assert store.datastores.readable("ALICE", "ds", None) is None
+    assert not store.grants.is_granted("pyqscript", "BOB", "theirs", "ALICE")
+
+
+# -- opening ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", ["mysql://host/db", "no-scheme-at-all", "sqlite://"])
+def test_a_url_that_names_no_store_is_a_clear_error(bad: str) -> None:
+    with pytest.raises(InvalidSetting, match="metadata URL"):
+        open_store(bad)
