@@ -24,7 +24,6 @@ from epe.api import (
 )
 from epe.api.middleware import BodyLimit, DeprecateV1, FormBodyAsJson
 from epe.core.operations import API_ROOT, API_VERSIONS
-from epe.runner.executor import Executor
 from epe.service.jobs import JobManager
 from epe.service.services import open_services
 from epe.settings import Settings
@@ -43,13 +42,12 @@ def versioned_router() -> APIRouter:
     return router
 
 
-def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
+def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = open_services(settings, executor)
-        await asyncio.gather(services.executor.start(),
+        services = open_services(settings)
+        await asyncio.gather(services.environments.start(),
                              asyncio.to_thread(services.catalog.warm_up))
-        await services.environments.start()
         manager = JobManager(services)
         await manager.start()
         app.state.services, app.state.jobs = services, manager
@@ -58,7 +56,6 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
         finally:
             await manager.stop()
             await services.environments.stop()
-            await services.executor.stop()
             services.close()
 
     app = FastAPI(title="epe", version=__version__, lifespan=lifespan,

@@ -78,10 +78,12 @@ class _Server(uvicorn.Server):
 def serve(data_dir: Path | None, host: str | None, port: int | None) -> None:
     """Serve the API until SIGTERM or SIGINT."""
     from epe.app import create_app
+    from epe.service.services import check_settings
 
     settings = build_settings(data_dir=data_dir, host=host, port=port)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s")
+    check_settings(settings)  # what would stop the server: one line and exit 1, not a trace
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
                             log_level="warning", access_log=False, lifespan="on")
     _Server(config).run()

@@ -51,6 +51,31 @@ class Settings(BaseSettings):
         60.0, gt=0, description="Seconds a new worker may take to import its libraries."
     )
 
+    # Tenants (docs/security.md): each user's workers are their own.
+    worker_uid_base: int = Field(
+        200_000, ge=1000, description="First host uid given to a user's sandboxed workers."
+    )
+    worker_uid_count: int = Field(
+        1_000_000, ge=1, description="How many uids from the base may be given, ever."
+    )
+    worker_network: Literal["none", "allow"] = Field(
+        "none", description="Whether sandboxed workers have a network beyond loopback."
+    )
+    worker_tmp_size: int = Field(
+        1024**3, ge=1024**2, description="Size of a sandboxed worker's /tmp and /dev/shm."
+    )
+    require_isolation: bool = Field(
+        False, description="Refuse to start when workers of users cannot be isolated."
+    )
+    worker_idle_timeout: float = Field(
+        300.0, gt=0, description="Seconds a user's pool may stay unused before it stops."
+    )
+    max_workers: int = Field(8, ge=1, description="Workers warm at once, every pool together.")
+    max_pools: int = Field(16, ge=1, description="Users' pools warm at once.")
+    pool_queue_limit: int = Field(
+        64, ge=0, description="Runs waiting for room in the pools before a 503."
+    )
+
     # Time and size limits.
     default_timeout: int = Field(
         1800, gt=0, description="Seconds a run may take when the request gives no timeout."

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sys
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 import pyarrow as pa
@@ -27,16 +28,26 @@ from epe.errors import (
     TimeLimitExceeded,
     WorkerDied,
 )
-from epe.runner.executor import Executor, Task, TaskFailed, TaskResult
-from epe.runner.local.pool import LocalPool
+from epe.runner.executor import Executor, Task, TaskFailed, TaskResult, Tenant
+from epe.runner.local.host import LocalHost
 from epe.settings import Settings
 
 T = TypeVar("T")
 
-# Each backend: an executor of two workers, given settings with a data folder of its own.
-BACKENDS: dict[str, Callable[[Settings], Executor]] = {
-    "local": lambda settings: LocalPool(settings, size=2),
-}
+
+class Backend(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def pool(self, python: str, size: int, tenant: Tenant) -> Executor: ...
+
+    @property
+    def isolated(self) -> bool: ...
+
+
+# Each backend: given settings with a data folder of its own, what makes its executors.
+BACKENDS: dict[str, Callable[[Settings], Backend]] = {"local": LocalHost}
 
 
 class Loop:
@@ -67,10 +78,15 @@ def loop() -> Iterator[Loop]:
 def executor(request: pytest.FixtureRequest, loop: Loop,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Executor]:
     settings = Settings(data_dir=Path(tmp_path_factory.mktemp("executor")))
-    made = BACKENDS[request.param](settings)
+    backend = BACKENDS[request.param](settings)
+    loop.run(backend.start())
+    # One user's pool of two workers (with isolation: as the first uid a user gets).
+    uid = settings.worker_uid_base if backend.isolated else None
+    made = backend.pool(sys.executable, 2, Tenant("CONFORMANCE", uid))
     loop.run(made.start())
     yield made
     loop.run(made.stop())
+    loop.run(backend.stop())
 
 
 def task(kind: Kind, source: str, units: tuple[tuple[int, int], ...] = ((0, 0),),

@@ -49,6 +49,8 @@ def test_the_non_server_variables_are_not_settings() -> None:
 
 
 def parse_like(default: Any, text: str) -> Any:
+    if isinstance(default, bool):
+        return text.lower() == "true"
     return type(default)(text) if isinstance(default, int | float | Path) else text
 
 

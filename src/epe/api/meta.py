@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from epe.api.deps import CallerDep
+from epe.api.deps import CallerDep, ServicesDep
 from epe.api.responses import json_response
 from epe.core.operations import API_ROOT, OPERATIONS
 from epe.errors import NotFound
@@ -46,5 +46,6 @@ def version(version: str, request: Request, _caller: CallerDep) -> Response:
 
 
 @router.get("/health")
-def health() -> Response:
-    return json_response({"status": "ok"})
+async def health(services: ServicesDep) -> Response:
+    """Liveness, and whether users' workers are isolated from each other."""
+    return json_response({"status": "ok", "tenantIsolation": services.isolated})

@@ -1,14 +1,13 @@
-"""Warm pools per named environment: started when first needed, stopped idle.
+"""Named environments as runs use them: looked up, held while in use, built, deleted.
 
-A run naming an environment gets an executor (made by the factory it was given:
-a ``LocalPool`` today) whose workers start from that environment's Python. The pool
-starts on the first run there and stops after ``env_idle_timeout`` seconds without one.
-While a run or a job uses an environment it holds a *lease*: a shared lock on the
-environment's ``env.lock`` (see ``epe.envs.registry``), so neither
-``DELETE /envs/{name}`` nor ``epe env delete`` can take it away underneath (they
-answer 409 instead). Environments are read from disk on every lookup, so one
-``epe env create`` made while the server runs is found at once, and one deleted and
-made again under the same name gets a fresh pool.
+A run naming an environment gets the pool of its user in that environment
+(``runner.pools``), whose workers start from that environment's Python. While a run
+or a job uses an environment it holds a *lease*: a shared lock on the environment's
+``env.lock`` (see ``epe.envs.registry``), so neither ``DELETE /envs/{name}`` nor
+``epe env delete`` can take it away underneath (they answer 409 instead).
+Environments are read from disk on every lookup, so one ``epe env create`` made while
+the server runs is found at once, and one deleted and made again under the same name
+gets fresh pools.
 """
 
 from __future__ import annotations
@@ -16,12 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from epe.envs import (
     Base,
@@ -34,13 +30,11 @@ from epe.envs import (
     listing,
     registry,
 )
-from epe.errors import Conflict, InternalError, NotFound
-from epe.runner.executor import Executor
+from epe.errors import Conflict, NotFound
+from epe.runner.executor import Executor, Tenant
 from epe.runner.identity import worker_identity
+from epe.runner.pools import Backend, PoolKey, Pools
 from epe.settings import Settings
-
-# Makes the executor of one environment: given its Python and how many workers to run.
-ExecutorFactory = Callable[[str, int], Executor]
 
 log = logging.getLogger("epe.envs")
 
@@ -50,14 +44,6 @@ class _Hold:
     fd: int
     env: Environment
     count: int = 0
-
-
-@dataclass
-class _Pool:
-    env_id: str
-    pool: Executor
-    ready: asyncio.Future[None]
-    last_used: float = field(default_factory=time.monotonic)
 
 
 class Lease:
@@ -74,19 +60,15 @@ class Lease:
 
 
 class EnvironmentPools:
-    def __init__(self, settings: Settings, default: Executor, factory: ExecutorFactory,
-                 base: Base | None = None) -> None:
+    def __init__(self, settings: Settings, backend: Backend, base: Base | None = None) -> None:
         self.settings = settings
-        self.default = default
-        self.factory = factory
+        self.backend = backend
+        self.pools = Pools(settings, backend)
         self.base = base or Base.current()
         self.root = registry.envs_root(settings.data_dir)
         self._holds: dict[str, _Hold] = {}
-        self._pools: dict[str, _Pool] = {}
         self._building: set[str] = set()
         self._build_gate = asyncio.Semaphore(1)  # one pip at a time: they share caches
-        self._reaper: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Future[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -94,14 +76,10 @@ class EnvironmentPools:
         registry.prepare_root(self.settings.data_dir)
         for name in await asyncio.to_thread(registry.sweep, self.root):
             log.info("removed %s, left behind by a build or deletion that did not end", name)
-        self._reaper = asyncio.create_task(self._reap_forever())
+        await self.pools.start()
 
     async def stop(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
-        pools, self._pools = list(self._pools.values()), {}
-        await asyncio.gather(*(self._stop_pool(p) for p in pools), *self._background,
-                             return_exceptions=True)
+        await self.pools.stop()
         for hold in self._holds.values():
             registry.release(hold.fd)
         self._holds.clear()
@@ -150,83 +128,27 @@ class EnvironmentPools:
         if hold is None:  # released by ``stop`` already
             return
         hold.count -= 1
-        if name in self._pools:
-            self._pools[name].last_used = time.monotonic()
         if hold.count == 0:
             del self._holds[name]
             registry.release(hold.fd)
 
     @contextlib.asynccontextmanager
-    async def executor(self, name: str | None) -> AsyncIterator[Executor]:
-        """The executor for runs in ``name`` (the default one for ``None``), held meanwhile."""
+    async def executor(self, name: str | None, tenant: Tenant) -> AsyncIterator[Executor]:
+        """The pool of ``tenant`` in environment ``name`` (the server's own for ``None``),
+        the environment held meanwhile."""
         if name is None:
-            yield self.default
+            async with self.pools.use(PoolKey(None, tenant.name), sys.executable, "",
+                                      self.settings.workers, tenant) as executor:
+                yield executor
             return
         lease = self.hold(name)  # before any await: see ``hold``
         try:
-            yield await self._pool(lease.env)
+            env = lease.env
+            async with self.pools.use(PoolKey(name, tenant.name), str(env.python), env.id,
+                                      self.settings.env_workers, tenant) as executor:
+                yield executor
         finally:
             lease.release()
-
-    async def _pool(self, env: Environment) -> Executor:
-        entry = self._pools.get(env.name)
-        if entry is not None and entry.env_id != env.id:  # deleted and made again
-            del self._pools[env.name]
-            self._in_background(self._stop_pool(entry))
-            entry = None
-        if entry is None:
-            entry = self._pools[env.name] = self._start_pool(env)
-        entry.last_used = time.monotonic()
-        try:
-            await asyncio.shield(entry.ready)
-        except InternalError:
-            if self._pools.get(env.name) is entry:
-                del self._pools[env.name]
-            raise
-        return entry.pool
-
-    def _in_background(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    def _start_pool(self, env: Environment) -> _Pool:
-        pool = self.factory(str(env.python), self.settings.env_workers)
-        return _Pool(env.id, pool, asyncio.ensure_future(self._start(env, pool)))
-
-    async def _start(self, env: Environment, pool: Executor) -> None:
-        # Where the pool would fall back to running workers as root, refuse instead.
-        identity = worker_identity(self.settings)
-        if identity and (unreachable := _unreachable(env.python)):
-            raise InternalError(
-                f"the worker user {identity.name!r} cannot reach environment "
-                f"{env.name!r}: {unreachable} is not traversable by other users; the data "
-                "folder must be mode 0711 (see docs/environments.md)")
-        try:
-            await pool.start()
-        except Exception as e:
-            await pool.stop()
-            log.exception("could not start the workers of environment %r", env.name)
-            raise InternalError(f"could not start the workers of environment {env.name!r}: "
-                                f"{type(e).__name__}: {e}") from None
-        log.info("started the pool of environment %r", env.name)
-
-    async def _stop_pool(self, entry: _Pool) -> None:
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await entry.ready
-        await entry.pool.stop()
-
-    async def _reap_forever(self) -> None:
-        idle = self.settings.env_idle_timeout
-        while True:
-            await asyncio.sleep(min(30.0, max(0.5, idle / 4)))
-            now = time.monotonic()
-            for name, entry in list(self._pools.items()):
-                if self.in_use(name) == 0 and now - entry.last_used >= idle \
-                        and entry.ready.done():
-                    del self._pools[name]
-                    log.info("stopping the pool of environment %r: idle", name)
-                    await self._stop_pool(entry)
 
     # -- creating and deleting -----------------------------------------------------------
 
@@ -255,20 +177,10 @@ class EnvironmentPools:
         if registry.read(self.root, name) is None:
             raise NotFound(f"no environment {name!r}")
         await asyncio.to_thread(registry.remove, self.root, name)
-        entry = self._pools.pop(name, None)
-        if entry is not None:
-            await self._stop_pool(entry)
+        await asyncio.gather(*self.pools.stop_environment(name), return_exceptions=True)
 
 
 def run_as(settings: Settings) -> RunAs:
     """Who an environment's build checks its Python as: who its workers will run as."""
     identity = worker_identity(settings)
     return RunAs() if identity is None else RunAs(identity.name, identity.subprocess_args())
-
-
-def _unreachable(python: Path) -> str | None:
-    """The first folder on the way to ``python`` that other users cannot traverse."""
-    for folder in reversed(python.parents):
-        if not os.stat(folder).st_mode & 0o001:
-            return str(folder)
-    return None

@@ -38,6 +38,16 @@ Rows: TypeAlias = pa.Table | Callable[[], AbstractContextManager[pa.RecordBatchR
 
 
 @dataclass(frozen=True)
+class Tenant:
+    """The user a pool of workers serves, for the pool's whole life: workers never pass
+    from one user to another. ``uid``: the host uid their workers run as, when the
+    executor isolates users (allocated by the services, never reused)."""
+
+    name: str
+    uid: int | None = None
+
+
+@dataclass(frozen=True)
 class InputRef:
     """Where a worker finds a task's input: ``scheme`` says how to resolve ``location``
     (``mmap``: an Arrow IPC file's path on this machine). Opaque to the services."""

@@ -189,7 +189,10 @@ def prepare(services: Services, caller: Caller, op: Operation, body: RunRequest,
 async def run(services: Services, job: Prepared, progress: Progress | None = None,
               output: Output | None = None, min_batches: int = 1) -> bytes:
     """Run a prepared request in the workers of its environment (``envName``, A8)."""
-    async with services.environments.executor(job.body.env_name) as executor:
+    tenant = services.known_tenant(job.caller.name)
+    if tenant is None:  # the user's first run since start: their uid is looked up
+        tenant = await asyncio.to_thread(services.tenant, job.caller.name)
+    async with services.environments.executor(job.body.env_name, tenant) as executor:
         return await run_on(executor, services, job, progress, output, min_batches)
 
 

@@ -1,9 +1,9 @@
 """Everything a request may need, built once from settings when the server starts.
 
 The application picks each backend here from settings: the metadata store from
-``EPE_METADATA_URL``, the table catalog from ``EPE_DATA_URL``, the executor
-(the local pool) for the default environment and, through a factory, for each
-named one.
+``EPE_METADATA_URL``, the table catalog from ``EPE_DATA_URL``, and where users'
+code runs (this machine: ``runner.local.host``), in pools kept per user and
+environment (``runner.pools``).
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 
 from epe.auth.tokens import TokenService, load_or_create_key
 from epe.data import Catalog, open_catalog
+from epe.errors import InvalidSetting
 from epe.runner.environments import EnvironmentPools
-from epe.runner.executor import Executor
-from epe.runner.local.pool import LocalPool
+from epe.runner.executor import Tenant
+from epe.runner.local.host import LocalHost
+from epe.runner.worker.sandbox import probe as isolation_refused
 from epe.service.datastores import Datastores
 from epe.service.grants import Grants
 from epe.settings import Settings
@@ -27,15 +29,35 @@ class Services:
     settings: Settings
     store: Store
     tokens: TokenService
-    executor: Executor
     catalog: Catalog
-    environments: EnvironmentPools  # named environments; ``executor`` runs the default one
+    environments: EnvironmentPools  # users' pools, in the server's and named environments
     grants: Grants = field(init=False)
     datastores: Datastores = field(init=False)
 
     def __post_init__(self) -> None:
         self.grants = Grants(self.store)
         self.datastores = Datastores(self.store)
+
+    @property
+    def isolated(self) -> bool:
+        """Whether users' workers are isolated from each other (``/health`` says)."""
+        return self.environments.backend.isolated
+
+    def known_tenant(self, user: str) -> Tenant | None:
+        """``tenant`` when it needs no store access (not isolated, or the uid is known)."""
+        if not self.isolated:
+            return Tenant(user)
+        uid = self.store.uids.known(user)
+        return None if uid is None else Tenant(user, uid)
+
+    def tenant(self, user: str) -> Tenant:
+        """Who a user's workers are: with isolation, a host uid of the user's own
+        (given on first use: blocking)."""
+        if not self.isolated:
+            return Tenant(user)
+        uid = self.store.uids.uid_of(user, self.settings.worker_uid_base,
+                                     self.settings.worker_uid_count)
+        return Tenant(user, uid)
 
     def close(self) -> None:
         self.catalog.close()
@@ -62,18 +84,19 @@ def open_catalog_of(settings: Settings) -> Catalog:
     return open_catalog(settings.tables_url, settings.query_timeout)
 
 
-def local_executor(settings: Settings) -> Executor:
-    return LocalPool(settings)
+def check_settings(settings: Settings) -> None:
+    """Refuse, before serving, settings the server could not start with: a store or a
+    catalog it cannot open, isolation required where it cannot be had."""
+    open_store_of(settings).close()
+    open_catalog_of(settings).close()
+    if settings.require_isolation and (refused := isolation_refused()):
+        raise InvalidSetting("EPE_REQUIRE_ISOLATION is set, but workers cannot be isolated "
+                             f"here: {refused}")
 
 
-def open_services(settings: Settings, executor: Executor | None = None) -> Services:
+def open_services(settings: Settings) -> Services:
     store = open_store_of(settings)
     tokens = TokenService(load_or_create_key(settings.key_path), settings.token_lifetime,
                           settings.token_chain_lifetime)
-    executor = executor or local_executor(settings)
-
-    def environment_executor(python: str, size: int) -> Executor:
-        return LocalPool(settings, size=size, python=python)
-
-    return Services(settings, store, tokens, executor, open_catalog_of(settings),
-                    EnvironmentPools(settings, executor, environment_executor))
+    return Services(settings, store, tokens, open_catalog_of(settings),
+                    EnvironmentPools(settings, LocalHost(settings)))

@@ -118,3 +118,13 @@ datastore_objects = Table(
     Column("versions", Text, nullable=False),  # JSON: Python and library versions
     Column("data", LargeBinary, nullable=False),
 )
+
+# The host uid each epe user's sandboxed workers run as (docs/security.md). A uid is
+# never given twice: when its user is deleted the row stays, without an owner.
+worker_uids = Table(
+    "worker_uids",
+    metadata,
+    Column("uid", Integer, primary_key=True, autoincrement=False),
+    Column("owner", String(128), nullable=True, unique=True),
+    Column("assigned", Float, nullable=False),
+)

@@ -31,6 +31,7 @@ from epe.store.grants import (
     matching,
 )
 from epe.store.jobs import JobStore
+from epe.store.uids import UidStore
 
 CACHE_TTL = 2.0  # seconds a looked-up user, unrevoked token or script is trusted
 
@@ -70,6 +71,7 @@ class Store:
         self.grants = _ScriptGrantsDropCache(engine, self._scripts)
         self.jobs = JobStore(engine)
         self.datastores = DatastoreStore(engine)
+        self.uids = UidStore(engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -115,8 +117,11 @@ class Store:
             conn.execute(delete(schema.jobs).where(schema.jobs.c.owner == name))
             conn.execute(delete(schema.datastores).where(schema.datastores.c.owner == name))
             drop_user_grants(conn, name)
+            conn.execute(update(schema.worker_uids).where(schema.worker_uids.c.owner == name)
+                         .values(owner=None))
         self._users.drop(name)
         self._scripts.clear()
+        self.uids.forget(name)
         return bool(gone)
 
     # -- revoked tokens ----------------------------------------------------------

@@ -59,6 +59,13 @@ class Exchange:
                 count += batch.num_rows
         return count
 
+    def warm_up_and_close(self) -> None:
+        """``warm_up``, then the folder removed (done once at start)."""
+        try:
+            self.warm_up()
+        finally:
+            self.close()
+
     def warm_up(self) -> None:
         """Share a small table once: the first request would otherwise pay for what Arrow
         sets up the first time it writes a file (about 4 MB, and its code's page faults)."""

@@ -1,12 +1,12 @@
-"""The local executor: a warm pool of worker processes.
+"""The local executor: a warm pool of one user's worker processes.
 
-Workers are started ahead of need and already hold numpy, pandas and
-matplotlib, so a task costs one frame each way over a pipe. A worker that runs
-past its time limit, or whose task is cancelled, is killed with its whole
-process group and replaced; one that dies is replaced; each is retired after
-``worker_max_tasks`` tasks. When the server runs as root, workers run as an
-unprivileged user in their own temporary folder, so they cannot read the data
-folder (the metadata database, the token signing key).
+Workers are forked by the fork server of their Python environment (``host``), which
+has imported numpy, pandas and matplotlib already, so a new worker costs a fork and a
+task one frame each way over a pipe. Every worker of a pool serves the pool's user
+alone, for its whole life, in that user's sandbox when the server can isolate
+(``runner.worker.sandbox``). A worker that runs past its time limit, or whose task is
+cancelled, is killed with its whole process group and replaced; one that dies is
+replaced; each is retired after ``worker_max_tasks`` tasks.
 """
 
 from __future__ import annotations
@@ -18,27 +18,26 @@ import os
 import random
 import shutil
 import signal
-import sys
 import tempfile
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any
-
-import orjson
+from typing import TYPE_CHECKING, Any
 
 from epe import errors
 from epe.runner import protocol
-from epe.runner.executor import CallHandler, Rows, Shared, Task, TaskResult
-from epe.runner.identity import WorkerIdentity, subprocess_args, unreachable, worker_identity
+from epe.runner.executor import CallHandler, Rows, Shared, Task, TaskResult, Tenant
 from epe.runner.local.exchange import Exchange
-from epe.settings import Settings
+from epe.runner.local.forkserver import WorkerProcess
+
+if TYPE_CHECKING:
+    from epe.runner.local.host import LocalHost, Placement
 
 log = logging.getLogger("epe.runner")
 
 @dataclass(eq=False)  # identity, not value: workers live in sets
 class _Worker:
-    proc: asyncio.subprocess.Process
-    workdir: str
+    proc: WorkerProcess
+    workdir: str | None  # on the host, when the worker has no sandbox of its own
     max_tasks: int
     tasks: int = 0
     retiring: bool = False  # a successor is starting; keep serving until it is ready
@@ -70,10 +69,10 @@ class _Worker:
             os.killpg(self.pid, signal.SIGKILL)
 
     async def reap(self) -> int | None:
-        with contextlib.suppress(ProcessLookupError):
-            await self.proc.wait()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-        return self.proc.returncode
+        code = await self.proc.wait()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        return code
 
 
 def _describe_exit(code: int | None) -> str:
@@ -86,23 +85,29 @@ def _describe_exit(code: int | None) -> str:
 
 
 class LocalPool:
-    """An ``Executor`` backed by worker processes on this machine."""
+    """An ``Executor`` backed by one user's worker processes on this machine."""
 
-    def __init__(self, settings: Settings, size: int | None = None,
-                 python: str = sys.executable) -> None:
-        self.settings = settings
-        self.size = size or settings.workers
+    def __init__(self, host: LocalHost, python: str, size: int, tenant: Tenant) -> None:
+        self.host = host
+        self.settings = host.settings
+        self.size = size
         self.python = python
+        self.tenant = tenant
         self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
         self._busy: set[_Worker] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
-        self._identity = self._worker_identity(settings, python)
+        self._placement: Placement | None = None
         self._exchange: Exchange | None = None
 
     @property
     def capacity(self) -> int:
         return self.size
+
+    @property
+    def workers(self) -> int:
+        """Workers alive or starting (the host's bound counts them)."""
+        return len(self._busy) + self._idle.qsize()
 
     def share(self, rows: Rows) -> AbstractAsyncContextManager[Shared]:
         assert self._exchange is not None, "the pool is not started"
@@ -111,12 +116,12 @@ class LocalPool:
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        self._exchange = Exchange(None if self._identity is None else self._identity.gid)
-        spawning = asyncio.gather(*(self._spawn() for _ in range(self.size)))
-        _, workers = await asyncio.gather(asyncio.to_thread(self._exchange.warm_up), spawning)
+        self._placement = await self.host.placement(self.python, self.tenant)
+        self._exchange = self._placement.exchange
+        workers = await asyncio.gather(*(self._spawn() for _ in range(self.size)))
         for w in workers:
             self._idle.put_nowait(w)
-        log.info("started %d workers", self.size)
+        log.info("started %d workers for %s", self.size, self.tenant.name)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -130,7 +135,6 @@ class LocalPool:
         await asyncio.gather(*(w.reap() for w in doomed))
         if self._exchange is not None:
             self._exchange.close()
-
     # -- running -----------------------------------------------------------------
 
     async def run(self, task: Task, timeout: float) -> TaskResult:
@@ -145,7 +149,7 @@ class LocalPool:
                 f"the function ran longer than its time limit of {timeout:g} s and was "
                 "stopped") from None
         except (asyncio.IncompleteReadError, ConnectionError, BrokenPipeError):
-            code = await self._discard(worker, wait=True)
+            code = await self._bury(worker)
             raise errors.WorkerDied(
                 f"the worker process running the function died ({_describe_exit(code)}); "
                 "a crash in native code, os._exit() or running out of memory can cause "
@@ -191,15 +195,23 @@ class LocalPool:
         worker.kill()
         self._in_background(worker.reap())
 
-    def _discard(self, worker: _Worker, wait: bool = False) -> Any:
-        """Kill ``worker`` and start its replacement; awaitable for the exit code."""
+    def _discard(self, worker: _Worker) -> None:
+        """Kill ``worker`` and start its replacement."""
         self._busy.discard(worker)
         worker.kill()
         self._in_background(self._replace())
-        reaped = asyncio.ensure_future(worker.reap())
-        if wait:
-            return reaped
-        return None
+        self._in_background(worker.reap())
+
+    async def _bury(self, worker: _Worker) -> int | None:
+        """A worker whose pipe closed: its exit code once it has ended (a sandboxed one
+        ends through the process that waits for it, a moment later), and its successor."""
+        self._busy.discard(worker)
+        self._in_background(self._replace())
+        try:
+            await asyncio.wait_for(worker.proc.wait(), 2.0)
+        except TimeoutError:
+            worker.kill()  # its pipe closed but it lingers: not a worker any more
+        return await worker.reap()
 
     def _in_background(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -224,24 +236,24 @@ class LocalPool:
         return None
 
     async def _spawn(self) -> _Worker:
-        workdir = self._make_workdir()
+        assert self._placement is not None
+        placement = self._placement
+        workdir = None if placement.sandbox is not None else self._make_workdir(placement)
         limits = {"memory": self.settings.worker_memory_limit,
                   "processes": self.settings.worker_max_processes,
                   "open_files": self.settings.worker_max_open_files,
-                  "output_limit": self.settings.output_limit, "parent": os.getpid(),
+                  "output_limit": self.settings.output_limit,
                   "graphics_dpi": self.settings.graphics_dpi,
                   "graphics_size": [self.settings.graphics_width, self.settings.graphics_height]}
-        proc = await asyncio.create_subprocess_exec(
-            self.python, "-m", "epe.runner.worker", orjson.dumps(limits).decode(),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            cwd=workdir, env=self._environment(workdir), start_new_session=True,
-            limit=2**20, **subprocess_args(self._identity))
+        proc = await placement.forks.spawn({
+            "limits": limits, "sandbox": placement.sandbox, "workdir": workdir,
+            "run_as": None if placement.run_as is None else [placement.run_as.uid,
+                                                             placement.run_as.gid]})
         # Up to 20% fewer tasks at random, so workers started together (the whole
         # pool, at start) do not all retire, and make callers wait, at once.
         cap = self.settings.worker_max_tasks
         worker = _Worker(proc, workdir, max(1, cap - random.randrange(cap // 5 + 1)))
         try:
-            assert proc.stdout is not None
             ready, _ = await asyncio.wait_for(protocol.read_async(proc.stdout),
                                               self.settings.worker_start_timeout)
         except BaseException:
@@ -252,39 +264,9 @@ class LocalPool:
             raise errors.InternalError(f"a worker started badly: {ready}")
         return worker
 
-    def _make_workdir(self) -> str:
+    @staticmethod
+    def _make_workdir(placement: Placement) -> str:
         workdir = tempfile.mkdtemp(prefix="epe-worker-")
-        if self._identity is not None:
-            os.chown(workdir, self._identity.uid, self._identity.gid)
+        if placement.run_as is not None:
+            os.chown(workdir, placement.run_as.uid, placement.run_as.gid)
         return workdir
-
-    @staticmethod
-    def _worker_identity(settings: Settings, python: str) -> WorkerIdentity | None:
-        """Who this pool's workers run as: the worker user, if it can run ``python``."""
-        identity = worker_identity(settings)
-        if identity is None:
-            return None
-        if blocked := unreachable([python, sys.base_prefix]):
-            log.warning("workers run as root: the worker user %r cannot reach %s; build the "
-                        "venv on a Python every user can execute (see docs/security.md)",
-                        identity.name, ", ".join(blocked))
-            return None
-        return identity
-
-    @staticmethod
-    def _environment(workdir: str) -> dict[str, str]:
-        # Built from nothing: no server secret or EPE_ setting reaches user code.
-        return {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": workdir,
-            "TMPDIR": workdir,
-            "LANG": "C.UTF-8",
-            "MPLBACKEND": "Agg",
-            "MPLCONFIGDIR": workdir,
-            # One thread per worker: parallelism comes from workers, and more
-            # threads would only fight over the same cores.
-            "OPENBLAS_NUM_THREADS": "1",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }

@@ -1,3 +1,3 @@
-from epe.runner.worker.main import main
+from epe.runner.worker.zygote import main
 
 main()

@@ -1,9 +1,10 @@
 """The worker process: the only place user code runs.
 
-Started by the pool as ``python -m epe.runner.worker LIMITS_JSON``. It lowers
-its own resource limits, moves the protocol off fds 0/1 (so that anything user
-code writes to the real stdout can't corrupt a frame), imports the heavy
-libraries once, says it is ready, then answers one frame per task.
+Forked by the fork server (``zygote``), which has imported the heavy libraries
+already, into its sandbox (``sandbox``). ``serve`` then lowers the worker's
+resource limits, moves the protocol off fds 0/1 (so that anything user code
+writes to the real stdout can't corrupt a frame), says it is ready, and answers
+one frame per task.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, BinaryIO
-
-import orjson
 
 from epe.runner import protocol
 from epe.runner.worker import channel, heap
@@ -178,7 +177,8 @@ def _close_figures() -> None:
 USERLIB = os.path.join(os.path.dirname(__file__), "userlib")
 
 
-def _preload() -> None:
+def preload() -> None:
+    """What every worker needs imported, done once in the fork server."""
     sys.path.insert(0, USERLIB)  # ``import oml`` for user code, here only
     import matplotlib
 
@@ -222,14 +222,11 @@ def readable(stream: BinaryIO, seconds: float) -> bool:
     return bool(select.select([stream], [], [], seconds)[0])
 
 
-def main() -> None:
-    limits = orjson.loads(sys.argv[1])
-    if sys.platform == "linux":
-        die_with_parent(limits["parent"])
+def serve(limits: dict[str, Any]) -> None:
+    """Be a worker on fds 0 and 1 until the server closes them."""
     set_limits(limits)
     reader, writer = take_protocol_streams()
     channel.install(channel.PipeTransport(reader, writer))
-    _preload()
     worker = Worker(limits)
     writer.write(protocol.encode({"ready": True, "pid": os.getpid()}))
     while True:
@@ -241,6 +238,3 @@ def main() -> None:
         reply, payload = worker.handle(header)
         writer.write(protocol.encode(reply, payload))
 
-
-if __name__ == "__main__":
-    main()

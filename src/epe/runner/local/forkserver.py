@@ -1,0 +1,160 @@
+"""The server's end of a fork server (``runner.worker.zygote``): start it, ask it
+for workers, learn how they end.
+
+One fork server per Python environment, started on first need. Asking for a worker
+costs a fork, not a Python start: the pool hands over the worker's ends of two pipes
+(``SCM_RIGHTS`` on a Unix socket) and gets back the new process's pid; the fork
+server reports each worker's exit code when it ends. A thread reads the socket and
+settles the waiting futures on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import socket
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from epe.errors import InternalError
+
+log = logging.getLogger("epe.runner")
+
+MESSAGE_LIMIT = 1 << 20
+
+
+@dataclass(eq=False)
+class WorkerProcess:
+    """A worker the fork server made: its pid, its pipes, and its end."""
+
+    pid: int
+    stdin: asyncio.StreamWriter
+    stdout: asyncio.StreamReader
+    ended: asyncio.Future[int] = field(repr=False)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.ended.result() if self.ended.done() else None
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self.ended)
+
+
+class ForkServer:
+    def __init__(self, python: str, env: dict[str, str], config: dict[str, Any],
+                 start_timeout: float) -> None:
+        self.python, self.env, self.config = python, env, config
+        self.start_timeout = start_timeout
+        self.isolation_refused: str | None = None
+        self._ids = itertools.count(1)
+        self._spawning: dict[int, asyncio.Future[int]] = {}
+        self._ends: dict[int, asyncio.Future[int]] = {}
+        self._early_ends: dict[int, int] = {}
+        self._ready: asyncio.Future[dict[str, Any]] | None = None
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._sock = ours
+        self._ready = self._loop.create_future()
+        config = {**self.config, "control": theirs.fileno(), "parent": os.getpid()}
+        self._proc = subprocess.Popen(
+            [self.python, "-m", "epe.runner.worker", orjson.dumps(config).decode()],
+            env=self.env, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, cwd="/",
+            start_new_session=True)
+        theirs.close()
+        threading.Thread(target=self._read, name="epe-forkserver", daemon=True).start()
+        try:
+            ready = await asyncio.wait_for(asyncio.shield(self._ready), self.start_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.isolation_refused = ready.get("isolation_refused")
+
+    async def spawn(self, request: dict[str, Any]) -> WorkerProcess:
+        """A new worker; ``request`` says its limits and its sandbox (or workdir)."""
+        assert self._loop is not None and self._sock is not None
+        if self._closed:
+            raise InternalError("the fork server has stopped")
+        to_worker, from_server = os.pipe()
+        from_worker, to_server = os.pipe()
+        spawn_id = next(self._ids)
+        answer = self._spawning[spawn_id] = self._loop.create_future()
+        try:
+            socket.send_fds(self._sock, [orjson.dumps({"spawn": spawn_id, **request})],
+                            [to_worker, to_server])
+        finally:
+            os.close(to_worker)
+            os.close(to_server)
+        pid = await answer
+        ended = self._ends.setdefault(pid, self._loop.create_future())
+        if pid in self._early_ends:
+            ended.set_result(self._early_ends.pop(pid))
+        reader = asyncio.StreamReader(limit=2**20, loop=self._loop)
+        await self._loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                           os.fdopen(from_worker, "rb", buffering=0))
+        transport, proto = await self._loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin, os.fdopen(from_server, "wb", buffering=0))
+        writer = asyncio.StreamWriter(transport, proto, None, self._loop)
+        return WorkerProcess(pid, writer, reader, ended)
+
+    def _read(self) -> None:
+        assert self._sock is not None and self._loop is not None
+        while True:
+            try:
+                data = self._sock.recv(MESSAGE_LIMIT)
+            except OSError:
+                data = b""
+            if not data:
+                self._loop.call_soon_threadsafe(self._gone)
+                return
+            self._loop.call_soon_threadsafe(self._settle, orjson.loads(data))
+
+    def _settle(self, message: dict[str, Any]) -> None:
+        if "ready" in message and self._ready is not None and not self._ready.done():
+            self._ready.set_result(message)
+        elif "spawned" in message:
+            future = self._spawning.pop(message["spawned"], None)
+            if future is not None and not future.done():
+                future.set_result(int(message["pid"]))
+        elif "exited" in message:
+            pid, code = int(message["exited"]), int(message["code"])
+            ended = self._ends.pop(pid, None)
+            if ended is None:
+                self._early_ends[pid] = code  # before its spawn answer was read
+            elif not ended.done():
+                ended.set_result(code)
+
+    def _gone(self) -> None:
+        """The fork server ended: nothing more will come; fail what waits."""
+        self._closed = True
+        error = InternalError("the fork server ended")
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(error)
+        for future in [*self._spawning.values(), *self._ends.values()]:
+            if not future.done():
+                future.set_result(-9) if future in self._ends.values() \
+                    else future.set_exception(error)
+        self._spawning.clear()
+
+    def stop(self) -> None:
+        self._closed = True
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+            self._sock.close()
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()

@@ -1,0 +1,166 @@
+"""This machine as a place to run users' code: fork servers, sandboxes, identities.
+
+``LocalHost`` starts one fork server per Python environment (the default one at
+start, a named environment's on first use), decides once whether workers can be
+sandboxed (``runner.worker.sandbox.probe``, run by the default fork server), and
+makes the ``LocalPool`` of one user in one environment. Where it cannot sandbox it
+says why, loudly, and ``/health`` reports ``tenantIsolation: false``.
+
+When it can, each epe user's workers run as a uid of their own, given by the
+services (``Tenant.uid``, allocated from ``EPE_WORKER_UID_BASE`` and never reused), in
+their own namespaces; where it cannot, as ``EPE_WORKER_USER`` (root servers) or as the
+server's user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from epe.errors import InternalError, InvalidSetting
+from epe.runner.executor import Tenant
+from epe.runner.identity import WorkerIdentity, unreachable, worker_identity
+from epe.runner.local.exchange import Exchange
+from epe.runner.local.forkserver import ForkServer
+from epe.runner.local.pool import LocalPool
+from epe.settings import Settings
+
+log = logging.getLogger("epe.runner")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one pool's workers run: their fork server, and their sandbox (or, without
+    one, the user they run as on the host and their own working folder)."""
+
+    forks: ForkServer
+    exchange: Exchange
+    sandbox: dict[str, Any] | None
+    run_as: WorkerIdentity | None
+
+
+class LocalHost:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.isolated = False
+        self.why_not_isolated = "not started"
+        self._servers: dict[str, asyncio.Future[ForkServer]] = {}
+        self._fallback: WorkerIdentity | None = None
+        self._mpl_dir = ""
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._mpl_dir = tempfile.mkdtemp(prefix="epe-forkserver-")
+        os.chmod(self._mpl_dir, 0o755)
+        default = await self.fork_server(sys.executable)
+        refused = default.isolation_refused
+        self.isolated = refused is None
+        self.why_not_isolated = refused or ""
+        if not self.isolated:
+            self._fallback = self._fallback_identity()
+            log.warning("TENANTS ARE NOT ISOLATED: workers of different users share a user "
+                        "id and see each other's processes and the network (%s); run the "
+                        "server as root on Linux to isolate them (docs/security.md)", refused)
+            if self.settings.require_isolation:
+                raise InvalidSetting(f"EPE_REQUIRE_ISOLATION is set, but workers cannot be "
+                                     f"isolated here: {refused}")
+        Exchange(None).warm_up_and_close()
+
+    async def stop(self) -> None:
+        servers = [f for f in self._servers.values() if f.done() and not f.exception()]
+        for future in servers:
+            future.result().stop()
+        self._servers.clear()
+        shutil.rmtree(self._mpl_dir, ignore_errors=True)
+
+    # -- making pools ------------------------------------------------------------------
+
+    def pool(self, python: str, size: int, tenant: Tenant) -> LocalPool:
+        return LocalPool(self, python, size, tenant)
+
+    async def fork_server(self, python: str) -> ForkServer:
+        """The fork server of ``python``'s environment, started on first need."""
+        future = self._servers.get(python)
+        if future is None or (future.done() and future.exception() is not None):
+            future = self._servers[python] = asyncio.ensure_future(self._start_server(python))
+        return await asyncio.shield(future)
+
+    def stop_fork_server(self, python: str) -> None:
+        """Stop an environment's fork server (its environment is idle or deleted)."""
+        future = self._servers.pop(python, None)
+        if future is not None and future.done() and future.exception() is None:
+            future.result().stop()
+
+    async def placement(self, python: str, tenant: Tenant) -> Placement:
+        forks = await self.fork_server(python)
+        if self.isolated:
+            if tenant.uid is None:
+                raise InternalError(f"no worker uid was given for {tenant.name}")
+            exchange = Exchange(tenant.uid)
+            return Placement(forks, exchange, self._sandbox(python, tenant.uid, exchange),
+                             None)
+        exchange = Exchange(None if self._fallback is None else self._fallback.gid)
+        return Placement(forks, exchange, None, self._fallback)
+
+    # -- details -----------------------------------------------------------------------
+
+    async def _start_server(self, python: str) -> ForkServer:
+        config = {"isolate": os.geteuid() == 0 and python == sys.executable}
+        server = ForkServer(python, self._environment(), config,
+                            self.settings.worker_start_timeout)
+        try:
+            await server.start()
+        except Exception as e:
+            raise InternalError(f"could not start the fork server of {python}: "
+                                f"{type(e).__name__}: {e}") from None
+        log.info("fork server of %s started", python)
+        return server
+
+    def _sandbox(self, python: str, uid: int, exchange: Exchange) -> dict[str, Any]:
+        network = self.settings.worker_network == "allow"
+        return {"uid": uid, "gid": uid, "data_dir": str(self.settings.data_dir.absolute()),
+                "exchange": exchange.dir, "reach": _reach(python), "network": network,
+                "tmp_size": self.settings.worker_tmp_size}
+
+    def _fallback_identity(self) -> WorkerIdentity | None:
+        identity = worker_identity(self.settings)
+        if identity is not None and (blocked := unreachable([sys.executable,
+                                                             sys.base_prefix])):
+            log.warning("workers run as root: the worker user %r cannot reach %s; build the "
+                        "venv on a Python every user can execute (see docs/security.md)",
+                        identity.name, ", ".join(blocked))
+            return None
+        return identity
+
+    def _environment(self) -> dict[str, str]:
+        # Built from nothing: no server secret or EPE_ setting reaches user code.
+        return {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": "/",
+            "LANG": "C.UTF-8",
+            "MPLBACKEND": "Agg",
+            "MPLCONFIGDIR": self._mpl_dir,
+            # One thread per worker: parallelism comes from workers, and more
+            # threads would only fight over the same cores.
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+
+
+def _reach(python: str) -> list[str]:
+    """The folders a worker of ``python`` reads: the environment, its base Python, and
+    what the server's ``sys.path`` holds (the venv's site-packages, the project)."""
+    env_root = os.path.dirname(os.path.dirname(os.path.abspath(python)))
+    found = {env_root, os.path.realpath(env_root), sys.prefix, sys.base_prefix,
+             os.path.realpath(sys.prefix), os.path.dirname(os.path.realpath(sys.executable))}
+    found |= {os.path.realpath(p) for p in sys.path if p and os.path.isdir(p)}
+    return sorted(p for p in found if os.path.isdir(p) and p != "/")

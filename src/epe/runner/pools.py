@@ -1,0 +1,206 @@
+"""Warm executors keyed by environment and user, within the server's bounds.
+
+A pool serves one user in one environment for its whole life (``Tenant``): two
+users never share a worker. Pools start on first use and stop when idle for
+``EPE_WORKER_IDLE_TIMEOUT``. At most ``EPE_MAX_POOLS`` pools and ``EPE_MAX_WORKERS``
+workers are warm at once; a pool that would pass either bound first stops the
+least recently used idle pool, and when every pool is busy the run waits its turn
+(first come, first served; a user's own runs queue on their pool's workers). More
+than ``EPE_POOL_QUEUE_LIMIT`` runs waiting is a 503 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from epe.errors import InternalError, ServerBusy
+from epe.runner.executor import Executor, Tenant
+from epe.settings import Settings
+
+log = logging.getLogger("epe.runner")
+
+
+class Backend(Protocol):
+    """Where pools' workers run (``runner.local.host.LocalHost`` on this machine)."""
+
+    @property
+    def isolated(self) -> bool: ...
+
+    @property
+    def why_not_isolated(self) -> str: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def pool(self, python: str, size: int, tenant: Tenant) -> Executor: ...
+
+    def stop_fork_server(self, python: str) -> None:
+        """No pool of ``python`` is left: what serves it may stop."""
+        ...
+
+
+@dataclass(frozen=True)
+class PoolKey:
+    environment: str | None  # None: the server's own environment
+    user: str
+
+
+@dataclass(eq=False)
+class _Entry:
+    key: PoolKey
+    python: str
+    version: str  # an environment deleted and made again under its name is another one
+    size: int
+    executor: Executor
+    ready: asyncio.Future[None]
+    active: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+
+
+class Pools:
+    def __init__(self, settings: Settings, backend: Backend) -> None:
+        self.settings = settings
+        self.backend = backend
+        self._entries: dict[PoolKey, _Entry] = {}
+        self._room = asyncio.Condition()
+        self._waiting = 0
+        self._reaper: asyncio.Task[None] | None = None
+        self._stopping: set[asyncio.Future[None]] = set()
+
+    async def start(self) -> None:
+        await self.backend.start()
+        self._reaper = asyncio.create_task(self._reap_forever())
+
+    async def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+        entries, self._entries = list(self._entries.values()), {}
+        await asyncio.gather(*(self._stop(e) for e in entries), *self._stopping,
+                             return_exceptions=True)
+        await self.backend.stop()
+
+    @property
+    def warm(self) -> int:
+        return len(self._entries)
+
+    @contextlib.asynccontextmanager
+    async def use(self, key: PoolKey, python: str, version: str, size: int,
+                  tenant: Tenant) -> AsyncIterator[Executor]:
+        """The pool of ``key``, started if needed, marked busy while the block runs."""
+        entry = await self._entry(key, python, version, size, tenant)
+        entry.active += 1
+        try:
+            await asyncio.shield(entry.ready)
+            yield entry.executor
+        finally:
+            entry.active -= 1
+            entry.last_used = time.monotonic()
+            async with self._room:
+                self._room.notify_all()
+
+    def stop_environment(self, name: str) -> list[asyncio.Future[None]]:
+        """Stop every pool of environment ``name`` (it was deleted)."""
+        doomed = [e for k, e in self._entries.items() if k.environment == name]
+        for entry in doomed:
+            del self._entries[entry.key]
+        return [asyncio.ensure_future(self._stop(e)) for e in doomed]
+
+    # -- details -------------------------------------------------------------------------
+
+    async def _entry(self, key: PoolKey, python: str, version: str, size: int,
+                     tenant: Tenant) -> _Entry:
+        entry = self._entries.get(key)
+        if entry is not None and entry.version != version:  # deleted and made again
+            del self._entries[key]
+            self._in_background(entry)
+            entry = None
+        if entry is not None and entry.ready.done() and entry.ready.exception() is not None:
+            del self._entries[key]  # it failed to start: try again
+            entry = None
+        if entry is None:
+            await self._make_room(size)
+            entry = self._entries.get(key)  # another run may have started it meanwhile
+        if entry is None:
+            executor = self.backend.pool(python, size, tenant)
+            entry = _Entry(key, python, version, size, executor,
+                           asyncio.ensure_future(self._start(key, executor)))
+            self._entries[key] = entry
+        entry.last_used = time.monotonic()
+        return entry
+
+    async def _start(self, key: PoolKey, executor: Executor) -> None:
+        try:
+            await executor.start()
+        except Exception as e:
+            await executor.stop()
+            log.exception("could not start the workers of %s", key)
+            raise InternalError(f"could not start workers for {key.user}"
+                                f"{' in ' + key.environment if key.environment else ''}: "
+                                f"{type(e).__name__}: {e}") from None
+
+    async def _make_room(self, size: int) -> None:
+        """Wait until a pool of ``size`` workers fits, stopping idle pools to make room."""
+        async with self._room:
+            while not self._fits(size):
+                if self._evict_one():
+                    continue
+                if self._waiting >= self.settings.pool_queue_limit:
+                    raise ServerBusy("every worker is busy and too many runs are waiting "
+                                     "for one; try again later",
+                                     retry_after=self.settings.retry_after)
+                self._waiting += 1
+                try:
+                    await self._room.wait()
+                finally:
+                    self._waiting -= 1
+
+    def _fits(self, size: int) -> bool:
+        if not self._entries:
+            return True  # one pool always fits, whatever the settings
+        workers = sum(e.size for e in self._entries.values())
+        return (len(self._entries) < self.settings.max_pools
+                and workers + size <= self.settings.max_workers)
+
+    def _evict_one(self) -> bool:
+        """Stop the least recently used idle pool; whether there was one."""
+        idle = [e for e in self._entries.values() if e.active == 0 and e.ready.done()]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda e: e.last_used)
+        del self._entries[victim.key]
+        self._in_background(victim)
+        log.info("stopped the pool of %s to make room", victim.key)
+        return True
+
+    def _in_background(self, entry: _Entry) -> None:
+        stopping = asyncio.ensure_future(self._stop(entry))
+        self._stopping.add(stopping)
+        stopping.add_done_callback(self._stopping.discard)
+
+    async def _stop(self, entry: _Entry) -> None:
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await entry.ready
+        await entry.executor.stop()
+        if entry.key.environment is not None and not any(
+                e.python == entry.python for e in self._entries.values()):
+            self.backend.stop_fork_server(entry.python)
+
+    async def _reap_forever(self) -> None:
+        idle = self.settings.worker_idle_timeout
+        while True:
+            await asyncio.sleep(min(30.0, max(0.5, idle / 4)))
+            now = time.monotonic()
+            for key, entry in list(self._entries.items()):
+                if entry.active == 0 and entry.ready.done() and now - entry.last_used >= idle:
+                    del self._entries[key]
+                    log.info("stopping the idle pool of %s", key)
+                    await self._stop(entry)
+            async with self._room:
+                self._room.notify_all()

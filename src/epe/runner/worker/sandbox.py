@@ -1,0 +1,233 @@
+"""Entering a worker's sandbox (in the worker, right after the fork server forks it).
+
+Run as root, with the kernel's interfaces directly (``unshare``, ``mount``,
+``mount_setattr``, ``prctl``, ``setresuid``) through libc: no helper binary, and
+nothing for a fork to wait on, so a sandboxed worker starts in milliseconds. The
+child of the fork server unshares new mount, PID, network, IPC and UTS namespaces and
+forks once more: the grandchild is process 1 of the new PID namespace and becomes the
+worker, while the child only waits for it and ends the same way (its pid is the one
+the pool knows and kills). The grandchild then
+
+- sees the whole filesystem read-only, its own ``/proc`` (its namespace's processes
+  alone), a private ``/tmp`` (its home and working folder) and ``/dev/shm``, and the
+  data folder as an empty folder;
+- sees, read-only, the folders it needs (the Python, the venv, the project, an
+  environment's folder, its user's input folder) at their own paths, whatever the
+  modes of the folders above them: they are bound back under an empty cover;
+- has only a loopback interface (unless the network is allowed);
+- drops to the epe user's own uid and gid on the host, with no supplementary group,
+  sets ``no_new_privs`` and dies with the child that waits for it.
+
+docs/security.md says what each step stops.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import signal
+import socket
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
+
+SYS_MOUNT_SETATTR = 442  # x86_64 and aarch64 alike
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID = 0x1, 0x2
+
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class SandboxError(RuntimeError):
+    """The kernel refused a step; the message names it."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A sandbox as the pool asks for it (the JSON a spawn request carries)."""
+
+    uid: int
+    gid: int
+    data_dir: str  # hidden
+    exchange: str  # the user's input folder: the one folder of the server's it may read
+    reach: list[str] = field(default_factory=list)  # folders it must read (Python, venv)
+    network: bool = False
+    tmp_size: int = 1 << 30
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> Spec:
+        return cls(**value)
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise SandboxError(f"{what}: {os.strerror(errno)}")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int,
+           data: str | None = None) -> None:
+    _check(_libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
+           f"mount {fstype or source or ''} on {target}")
+
+
+def _b(text: str | None) -> bytes | None:
+    return None if text is None else os.fsencode(text)
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def prctl(option: int, value: int) -> None:
+    _check(_libc.prctl(option, value, 0, 0, 0), f"prctl {option}")
+
+
+def enter(spec: Spec) -> None:
+    """Enter the sandbox. Returns only in the worker (process 1 of its namespace)."""
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the child dies with the fork server
+    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+    unshare(flags if spec.network else flags | CLONE_NEWNET)
+    pid = os.fork()
+    if pid:
+        _wait_and_mirror(pid)
+    _build_view(spec)
+    if not spec.network:
+        _loopback_up()
+    socket.sethostname("epe-worker")
+    _drop_privileges(spec.uid, spec.gid)
+
+
+def _wait_and_mirror(pid: int) -> None:
+    """The child's whole job: wait for the worker and end as it ended."""
+    for fd in (0, 1):
+        os.close(fd)  # the pipes are the worker's: its end must be what the pool sees
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
+
+
+def _build_view(spec: Spec) -> None:
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    keep = {path: os.open(path, os.O_PATH | os.O_DIRECTORY)
+            for path in [*spec.reach, spec.exchange] if os.path.isdir(path)}
+    covers = _covers(spec)  # while every path is still where it was
+    _read_only_tree()
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+           f"mode=0700,uid={spec.uid},gid={spec.gid},size={spec.tmp_size}")
+    _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV,
+           f"mode=0700,uid={spec.uid},gid={spec.gid},size={spec.tmp_size}")
+    for cover in covers:
+        if os.path.isdir(cover):  # not already under an outer cover
+            _mount("tmpfs", cover, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
+    for path, fd in keep.items():
+        if not os.path.isdir(path):
+            _bind_back(fd, path)
+    for cover in covers:
+        if os.path.ismount(cover):
+            _mount(None, cover, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    for fd in keep.values():
+        os.close(fd)
+
+
+def _read_only_tree() -> None:
+    # Not nodev: /dev/null and /dev/urandom must keep working (read-only does not stop
+    # writing to a device, only to files).
+    attr = _MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, 0, 0)
+    result = _libc.syscall(SYS_MOUNT_SETATTR, -100, b"/", AT_RECURSIVE, ctypes.byref(attr),
+                           ctypes.sizeof(attr))
+    _check(result, "mount_setattr / read-only")
+
+
+def _covers(spec: Spec) -> list[str]:
+    """What to hide under an empty folder: the data folder, and the outermost folder
+    that other users may not traverse above each folder the worker must read."""
+    found = {os.path.abspath(spec.data_dir)} if os.path.isdir(spec.data_dir) else set()
+    for path in [*spec.reach, spec.exchange]:
+        blocked = _outermost_closed(path)
+        if blocked is not None:
+            found.add(blocked)
+    return sorted(found, key=lambda p: p.count("/"))
+
+
+def _outermost_closed(path: str) -> str | None:
+    parts = os.path.abspath(path).split("/")[1:]
+    for i in range(1, len(parts)):
+        folder = "/" + "/".join(parts[:i])
+        if not os.stat(folder).st_mode & 0o001:
+            return folder
+    return None
+
+
+def _bind_back(fd: int, path: str) -> None:
+    os.makedirs(path, mode=0o755, exist_ok=True)
+    _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND)
+    _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def _loopback_up() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        request = struct.pack("16sH", b"lo", 0)
+        flags = struct.unpack("16sH", fcntl.ioctl(s, SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | IFF_UP))
+
+
+def _drop_privileges(uid: int, gid: int) -> None:
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+    # After the uid change, which clears it: die when the waiting child dies.
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def probe() -> str | None:
+    """Why workers cannot be sandboxed here, or ``None`` when they can: a child tries
+    the namespaces and the read-only view, then ends."""
+    if os.geteuid() != 0:
+        return "the server does not run as root"
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        refusal = b""
+        try:
+            unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
+            _mount(None, "/", None, MS_REC | MS_PRIVATE)
+            _read_only_tree()
+        except Exception as e:
+            refusal = str(e).encode()
+        os.write(write, refusal)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as answer:
+        message = answer.read().decode()
+    os.waitpid(pid, 0)
+    return message or None

@@ -1,0 +1,26 @@
+"""The host uid of each user's sandboxed workers.
+
+Revision ID: 0003_worker_uids
+Revises: 0002
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003_worker_uids"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "worker_uids",
+        sa.Column("uid", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("owner", sa.String(128), nullable=True, unique=True),
+        sa.Column("assigned", sa.Float, nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("worker_uids")
