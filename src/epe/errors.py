@@ -20,6 +20,7 @@ the Python client maps the body back to the same class by ``errorCode``.
     ├── MethodNotAllowed           405 / 4005
     ├── Conflict                   409 / 4009  the object already exists
     ├── PayloadTooLarge            413 / 4013
+    ├── TooManyRequests            429 / 4029  too many failed logins; retry later
     ├── ServerBusy                 503 / 5003  not accepted; retry later
     ├── InternalError              500 / 5000  our bug
     └── InvalidSetting             500 / 5001  the server's settings are wrong (at start)
@@ -110,6 +111,11 @@ class Conflict(EpeError):
 class PayloadTooLarge(EpeError):
     status = 413
     code = 4013
+
+
+class TooManyRequests(EpeError):
+    status = 429
+    code = 4029
 
 
 class ServerBusy(EpeError):

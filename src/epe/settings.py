@@ -34,6 +34,15 @@ class Settings(BaseSettings):
         8 * 3600, gt=0, description="Seconds a refresh chain may last after the password grant."
     )
 
+    # Logins (docs/security.md).
+    login_max_failures: int = Field(
+        10, ge=1, description="Failed logins for one user name before a 429."
+    )
+    login_max_failures_per_address: int = Field(
+        100, ge=1, description="Failed logins from one client address before a 429."
+    )
+    login_window: float = Field(300.0, gt=0, description="Seconds failed logins are counted.")
+
     # Workers (the local executor).
     workers: int = Field(2, ge=1, description="Worker processes in the default pool.")
     worker_max_tasks: int = Field(500, ge=1, description="Tasks a worker runs before recycling.")

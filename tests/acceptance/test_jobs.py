@@ -123,9 +123,9 @@ def assert_gone(c: httpx.Client, url: str) -> None:
     assert job_id(url) not in listed(c)
 
 
-def children(pid: int) -> set[int]:
-    """Live processes whose parent is ``pid`` (the server's workers)."""
-    found = set()
+def parents() -> dict[int, int]:
+    """Every live process's parent."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
@@ -133,9 +133,21 @@ def children(pid: int) -> set[int]:
             except OSError:
                 continue
             fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.add(int(entry.name))
+            if fields[0] != "Z":
+                found[int(entry.name)] = int(fields[1])
     return found
+
+
+def children(pid: int) -> set[int]:
+    """The server's workers: its descendants that have none of their own, but for its
+    fork servers (its direct children). A sandboxed worker is the child of the process
+    that waits for it, itself the fork server's child."""
+    parent_of = parents()
+    below = {pid}
+    while grown := {p for p, parent in parent_of.items() if parent in below} - below:
+        below |= grown
+    has_children = set(parent_of.values())
+    return {p for p in below - {pid} if p not in has_children and parent_of[p] != pid}
 
 
 def alive(pid: int) -> bool:
@@ -369,11 +381,13 @@ def test_deleting_sleeping_jobs_kills_and_replaces_their_workers(
 
         # Three fresh workers, all free: three invocations that overlap in time each get
         # a different one, none of them an old one, well within a short time limit.
-        pids = "import os, time\ndef f(i):\n    time.sleep(0.5)\n    return os.getpid()\n"
+        # Each worker's own mark (in a sandbox, every worker is process 1 of its own).
+        pids = ("import builtins, time, uuid\ndef f(i):\n    time.sleep(0.5)\n    return "
+                "builtins.__dict__.setdefault('epe_test_worker', uuid.uuid4().hex)\n")
         run = {"script": pids, "times": 3, "parallelFlag": True, "parallel": 3,
                "service": "MEDIUM", "timeout": 5}
 
-        def three_free_workers() -> set[int] | None:
+        def three_free_workers() -> set[str] | None:
             r = c.post(f"{API}/index-apply", json=run)
             if r.status_code != 200:
                 assert_error(r, 400, 1014)
@@ -381,9 +395,9 @@ def test_deleting_sleeping_jobs_kills_and_replaces_their_workers(
             seen = set(r.json()["result"])
             return seen if len(seen) == 3 else None
 
-        new_workers = wait_for(three_free_workers, 30)
-        assert not new_workers & old_workers
-        assert new_workers <= children(srv.proc.pid)
+        wait_for(three_free_workers, 30)
+        new_workers = children(srv.proc.pid)
+        assert len(new_workers) == 3 and not new_workers & old_workers
 
 
 # -- 5, 8. the jobs list, per-service concurrency, pending jobs ------------------

@@ -29,7 +29,7 @@ _BY_STATUS: dict[int, type[errors.EpeError]] = {
 
 def error_response(error: errors.EpeError) -> Response:
     headers = {"Retry-After": str(error.extra.pop("retry_after", 1))} \
-        if isinstance(error, errors.ServerBusy) else None
+        if isinstance(error, errors.ServerBusy | errors.TooManyRequests) else None
     if isinstance(error, errors.Unauthorized):
         headers = {"WWW-Authenticate": "Bearer"}
     return json_response(error.body(), error.status, headers)

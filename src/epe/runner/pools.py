@@ -192,13 +192,21 @@ class Pools:
                 e.python == entry.python for e in self._entries.values()):
             self.backend.stop_fork_server(entry.python)
 
+    def _idle_limit(self, key: PoolKey) -> float:
+        """How long a pool may stay unused: a named environment's pools have their own
+        limit (and its fork server stops with its last pool)."""
+        if key.environment is None:
+            return self.settings.worker_idle_timeout
+        return min(self.settings.worker_idle_timeout, self.settings.env_idle_timeout)
+
     async def _reap_forever(self) -> None:
-        idle = self.settings.worker_idle_timeout
+        shortest = min(self.settings.worker_idle_timeout, self.settings.env_idle_timeout)
         while True:
-            await asyncio.sleep(min(30.0, max(0.5, idle / 4)))
+            await asyncio.sleep(min(30.0, max(0.5, shortest / 4)))
             now = time.monotonic()
             for key, entry in list(self._entries.items()):
-                if entry.active == 0 and entry.ready.done() and now - entry.last_used >= idle:
+                if entry.active == 0 and entry.ready.done() and \
+                        now - entry.last_used >= self._idle_limit(key):
                     del self._entries[key]
                     log.info("stopping the idle pool of %s", key)
                     await self._stop(entry)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from epe.auth.throttle import LoginThrottle
 from epe.auth.tokens import TokenService, load_or_create_key
 from epe.data import Catalog, open_catalog
 from epe.errors import InvalidSetting
@@ -33,10 +34,12 @@ class Services:
     environments: EnvironmentPools  # users' pools, in the server's and named environments
     grants: Grants = field(init=False)
     datastores: Datastores = field(init=False)
+    logins: LoginThrottle = field(init=False)
 
     def __post_init__(self) -> None:
         self.grants = Grants(self.store)
         self.datastores = Datastores(self.store)
+        self.logins = LoginThrottle(self.settings.login_window)
 
     @property
     def isolated(self) -> bool:

@@ -45,14 +45,23 @@ def authenticate(services: Services, token: str) -> Caller:
     return Caller(user, claims)
 
 
-def log_in(services: Services, username: str | None, password: str | None) -> IssuedToken:
-    """A token for a user name and password (OML's password grant)."""
+def log_in(services: Services, username: str | None, password: str | None,
+           client: str) -> IssuedToken:
+    """A token for a user name and password (OML's password grant). Failures are
+    counted per name and per client address; too many are a 429 for a while."""
     if not username or password is None:
         raise InvalidRequest("a password grant needs 'username' and 'password'")
-    user = services.store.get_user(normalize_user(username, check=False))
+    name = normalize_user(username, check=False)
+    limits = {f"user:{name}": services.settings.login_max_failures,
+              f"address:{client}": services.settings.login_max_failures_per_address}
+    services.logins.check(limits)
+    keys = tuple(limits)
+    user = services.store.get_user(name)
     # The same answer, after the same work, for a wrong user and a wrong password.
     if not verify_password(user.password_hash if user else None, password) or not user:
+        services.logins.failed(*keys)
         raise Unauthorized("invalid username or password")
+    services.logins.succeeded(keys[0])
     return services.tokens.issue(user.name)
 
 

@@ -118,9 +118,11 @@ class LocalPool:
     async def start(self) -> None:
         self._placement = await self.host.placement(self.python, self.tenant)
         self._exchange = self._placement.exchange
-        workers = await asyncio.gather(*(self._spawn() for _ in range(self.size)))
-        for w in workers:
-            self._idle.put_nowait(w)
+        # One worker before the first run, the others meanwhile: a user's first run
+        # waits for one fork, not for all of them.
+        self._idle.put_nowait(await self._spawn())
+        for _ in range(self.size - 1):
+            self._in_background(self._replace())
         log.info("started %d workers for %s", self.size, self.tenant.name)
 
     async def stop(self) -> None:
