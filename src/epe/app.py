@@ -24,7 +24,7 @@ from epe.api import (
     users,
 )
 from epe.api.deps import Services
-from epe.api.middleware import BodyLimit, DeprecateV1, FormBodyAsJson
+from epe.api.middleware import BodyLimit, DeprecateV1, FormBodyAsJson, RefuseLoneSurrogates
 from epe.auth.tokens import TokenService, load_or_create_key
 from epe.data import Catalog
 from epe.jobs import JobManager
@@ -96,6 +96,7 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
     app = FastAPI(title="epe", version=__version__, lifespan=lifespan,
                   description="Embedded Python Execution, OML4Py-compatible.")
     errors.install(app)
+    app.add_middleware(RefuseLoneSurrogates)
     app.add_middleware(DeprecateV1)
     app.add_middleware(FormBodyAsJson)
     app.add_middleware(BodyLimit, limit=settings.max_body_size,
