@@ -90,3 +90,14 @@ def test_surrogate_pairs_and_escaped_backslashes_are_ordinary_text(c: httpx.Clie
     r = post_raw(c, f"{API}/scripts", text)
     assert r.status_code == 201, r.text
     assert r.json()["result"]["description"] == "\U0001F600 and \\ud800"
+
+
+@pytest.mark.parametrize("async_flag", [False, True])
+def test_a_huge_index_apply_is_refused_before_any_work(c: httpx.Client, async_flag: bool) -> None:
+    # times=10**11 once made the server plan 10**11 invocations in memory until it died.
+    r = c.post(f"{API}/index-apply", json={"script": "def f(i):\n    return i\n",
+                                           "times": 10**11, "asyncFlag": async_flag})
+    assert "'times'" in assert_error(r, 400, 1001)["errorMessage"]
+    assert c.get(f"{API}/jobs").json()["result"] == []  # no job was made for it
+    r = c.post(f"{API}/index-apply", json={"script": "def f(i):\n    return i\n", "times": 3})
+    assert r.json() == {"result": [1, 2, 3]}

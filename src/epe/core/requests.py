@@ -56,8 +56,13 @@ class GroupApplyRequest(ParallelRequest):
     order_by: StrictStr | None = Field(None, alias="orderBy")
 
 
+# Index-apply's invocations are planned in the server's memory (about 100 bytes each)
+# before any runs: an unbounded count let one request exhaust it.
+MAX_TIMES = 1_000_000
+
+
 class IndexApplyRequest(ParallelRequest):
-    times: StrictInt = Field(gt=0)
+    times: StrictInt = Field(gt=0, le=MAX_TIMES)
 
 
 class QueryRequest(_Body):
