@@ -17,6 +17,7 @@ from epe.api import (
     errors,
     jobs,
     meta,
+    openapi,
     query,
     run,
     scripts,
@@ -96,6 +97,7 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
     app = FastAPI(title="epe", version=__version__, lifespan=lifespan,
                   description="Embedded Python Execution, OML4Py-compatible.")
     errors.install(app)
+    openapi.install(app, settings.max_timeout)
     app.add_middleware(RefuseLoneSurrogates)
     app.add_middleware(DeprecateV1)
     app.add_middleware(FormBodyAsJson)
