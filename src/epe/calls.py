@@ -1,4 +1,4 @@
-"""Answering the calls user code makes through ``import oml`` (CONTRACT B3).
+"""Answering the calls user code makes through ``import oml`` (docs/api.md#datastores).
 
 Each task gets a handler bound to its caller: a function can do to datastores,
 grants and tables exactly what its caller could over HTTP, no more. Object

@@ -1,4 +1,4 @@
-"""The ``epe`` command (CONTRACT C): serve, user add, demo.
+"""The ``epe`` command (docs/settings.md): serve, user add, demo.
 
 Errors are ``EpeError``s or click's own; ``main`` turns an ``EpeError`` into a
 one-line message and exit code 1, in one place.
@@ -185,7 +185,7 @@ def env_delete(name: str, data_dir: Path | None) -> None:
     click.echo(f"environment {name} deleted")
 
 
-for _command in CLIENT_COMMANDS:  # script, run, job, table: the client's (issue 8)
+for _command in CLIENT_COMMANDS:  # script, run, job, table: the client's (docs/client.md)
     cli.add_command(_command)
 
 

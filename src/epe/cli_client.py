@@ -1,4 +1,4 @@
-"""The client commands of ``epe`` (issue 8): ``script``, ``run``, ``job``, ``table``.
+"""The client commands of ``epe`` (docs/client.md): ``script``, ``run``, ``job``, ``table``.
 
 They talk to a running server over its REST API through the Python client
 (``epe.client``), logged in from ``EPE_URL``, ``EPE_USER`` and ``EPE_PASSWORD``.

@@ -1,4 +1,4 @@
-"""Datastores and grants as a user sees them (CONTRACT B3; OML4Py's ``oml.ds``).
+"""Datastores and grants as a user sees them (docs/api.md#datastores; OML4Py's ``oml.ds``).
 
 Shared by the REST routes and by the calls functions make through ``import
 oml``: the same owner rules either way. Listings carry OML4Py's column names.

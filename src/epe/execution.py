@@ -80,7 +80,7 @@ def run_timeout(services: Services, body: RunRequest) -> int:
 
 
 def check_environment(services: Services, body: RunRequest) -> None:
-    """A named environment must exist (400 otherwise, A7); the run holds it while it runs."""
+    """A named environment must exist (400 otherwise); the run holds it while it runs."""
     if body.env_name is not None:
         services.environments.check(body.env_name)
 
@@ -182,7 +182,7 @@ def prepare(services: Services, caller: Caller, kind: Kind, body: RunRequest,
 
 async def run(services: Services, job: Prepared, progress: Progress | None = None,
               output: Output | None = None, min_batches: int = 1) -> bytes:
-    """Run a prepared request in the workers of its environment (``envName``, A8)."""
+    """Run a prepared request in the workers of its environment (``envName``)."""
     async with services.environments.executor(job.body.env_name) as executor:
         return await run_on(executor, services, job, progress, output, min_batches)
 
@@ -254,7 +254,7 @@ async def run_batches(executor: Executor, tasks: Sequence[Task], dop: int, timeo
 
 
 def printed(outcome: TaskResult | BaseException) -> str:
-    """What a batch printed, whether it succeeded or failed (B4: kept with the job)."""
+    """What a batch printed, whether it succeeded or failed (kept with the job)."""
     if isinstance(outcome, TaskResult):
         return outcome.stdout + outcome.stderr
     if isinstance(outcome, TaskFailed):
@@ -292,7 +292,7 @@ def locate(failure: TaskFailed, work: Work, position: int) -> Exception:
 
 
 def shape(kind: Kind, fragments: list[assemble.Fragment], work: Work, graphics: bool) -> bytes:
-    """OML's shape of the result (A4, A5). Pickled results (B9) are opaque strings:
+    """OML's shape of the result (docs/api.md#results). Pickled results are opaque strings:
     one per chunk for row-apply, which the client concatenates."""
     if kind in ("do_eval", "table_apply"):
         return fragments[0].json

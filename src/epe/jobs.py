@@ -1,4 +1,4 @@
-"""Async jobs (CONTRACT A6, B4): admitted, run, kept, and never lost.
+"""Async jobs (docs/api.md#async-jobs): admitted, run, kept, and never lost.
 
 Every state is written to the metadata store before it is acted on; a job's
 answer (the exact body and status a sync call would have had) is written to a

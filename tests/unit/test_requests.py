@@ -1,4 +1,4 @@
-"""epe.core.requests: the run bodies of CONTRACT A3, strict about types."""
+"""epe.core.requests: the run bodies of docs/api.md#run-requests, strict about types."""
 
 from __future__ import annotations
 

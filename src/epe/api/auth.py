@@ -1,4 +1,4 @@
-"""Tokens (CONTRACT A2): password grant, refresh, revoke."""
+"""Tokens (docs/api.md#authentication): password grant, refresh, revoke."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Datastores over REST (CONTRACT B3): list, describe, delete, grants."""
+"""Datastores over REST (docs/api.md#datastores): list, describe, delete, grants."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Named environments (CONTRACT A8, B5): list (anyone), create and delete (admins).
+"""Named environments (docs/environments.md): list (anyone), create and delete (admins).
 
 Creating one is a job: ``POST`` answers 201 with the job's ``Location``, polled like a
 run's; its result is the new environment, or pip's error with pip's output.

@@ -1,4 +1,4 @@
-"""Async jobs (CONTRACT A6, B4): status, result, log, delete, list."""
+"""Async jobs (docs/api.md#async-jobs): status, result, log, delete, list."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""API version metadata (CONTRACT A1) and health (B7)."""
+"""API version metadata and health (docs/api.md#version-metadata-and-health)."""
 
 from __future__ import annotations
 

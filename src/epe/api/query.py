@@ -1,4 +1,4 @@
-"""Read-only queries (CONTRACT B2b): the rows of ``input`` as the caller sees them."""
+"""Read-only queries (docs/tables.md): the rows of ``input`` as the caller sees them."""
 
 from __future__ import annotations
 

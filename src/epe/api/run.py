@@ -1,7 +1,7 @@
-"""The run endpoints (CONTRACT A1, A3, B8): thin routes over ``epe.execution``.
+"""The run endpoints (docs/api.md#running-functions): thin routes over ``epe.execution``.
 
 Each operation answers at ``/{op}/{scriptName}``, ``/{op}/{scriptName}/{ownerName}``
-and, for inline functions (B8), ``/{op}`` with ``"script"`` in the body.
+and, for inline functions, ``/{op}`` with ``"script"`` in the body.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def _endpoints(kind: Kind, model: type[RunRequest], doc: str) -> list[tuple[str,
         endpoint.__annotations__["body"] = model | None
     named.__doc__ = doc
     owned.__doc__ = doc + " The script is the named owner's (granted, or global: PYQSYS)."
-    inline.__doc__ = doc + " The function's source is the body's \"script\" (B8)."
+    inline.__doc__ = doc + " The function's source is the body's \"script\"."
     path = "/" + kind.replace("_", "-")
     return [(path + "/{scriptName}", named), (path + "/{scriptName}/{ownerName}", owned),
             (path, inline)]

@@ -1,4 +1,4 @@
-"""The script repository (CONTRACT A1 ``GET /scripts``, B1)."""
+"""The script repository (docs/api.md#scripts)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""User tables (CONTRACT B2): upload, list, describe, drop.
+"""User tables (docs/tables.md): upload, list, describe, drop.
 
 The body of ``PUT`` is the file itself; its ``Content-Type`` says how to read
 it. DuckDB work blocks, so it runs in the threadpool, never on the event loop.

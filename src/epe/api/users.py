@@ -1,4 +1,4 @@
-"""User administration (CONTRACT B6): admin only."""
+"""User administration (docs/api.md#users): admin only."""
 
 from __future__ import annotations
 

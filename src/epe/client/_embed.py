@@ -1,4 +1,4 @@
-"""The five embedded-execution functions (CONTRACT D over A3, B8, B9).
+"""The five embedded-execution functions (docs/client.md#running-functions).
 
 Keyword arguments go pickled (``pickledParameters``), so any Python value can be
 passed; the ``oml_*`` control arguments go where the REST API reads them. Results
@@ -26,7 +26,7 @@ _BODY_CONTROLS = {"oml_async_flag": "asyncFlag", "oml_graphics_flag": "graphicsF
 
 
 def run_path(kind: str, shipped: Shipped) -> str:
-    """``/{op}``, ``/{op}/{name}`` or ``/{op}/{name}/{owner}`` (A1, B8)."""
+    """``/{op}``, ``/{op}/{name}`` or ``/{op}/{name}/{owner}`` (docs/api.md#running-functions)."""
     path = "/" + kind.replace("_", "-")
     if shipped.name is not None:
         path += "/" + segment(shipped.name)

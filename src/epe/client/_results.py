@@ -1,4 +1,4 @@
-"""Results as OML4Py returns them (CONTRACT D), from ``resultFormat: pickle`` (B9).
+"""Results as OML4Py returns them (docs/client.md), from ``resultFormat: pickle``.
 
 The server sends each invocation's value as base64 cloudpickle (with graphics,
 a ``(value, [png bytes, ...])`` pair): one for do-eval and table-apply, one per

@@ -1,4 +1,4 @@
-"""Finding a script's entry point (CONTRACT A3).
+"""Finding a script's entry point (docs/api.md#how-the-function-is-called).
 
 The entry point is the last top-level function definition; where there is none,
 the last top-level name bound to a callable (OML accepts ``f = lambda: 1``).

@@ -1,4 +1,4 @@
-"""User tables (CONTRACT B2): one embedded DuckDB database per user.
+"""User tables (docs/tables.md): one embedded DuckDB database per user.
 
 ``Catalog`` is the whole surface: upload, list, describe and drop a user's
 tables, and run a user's read-only ``input`` query as Arrow.

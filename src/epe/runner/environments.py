@@ -1,4 +1,4 @@
-"""Warm pools per named environment (CONTRACT A8): started when first needed, stopped idle.
+"""Warm pools per named environment (docs/environments.md): started when first needed, stopped idle.
 
 A run naming an environment gets a ``LocalPool`` whose workers start from that
 environment's Python. The pool starts on the first run there and stops after
@@ -97,7 +97,7 @@ class EnvironmentPools:
         return registry.read(self.root, name)
 
     def check(self, name: str) -> Environment:
-        """The environment a run names; 400 if there is none (CONTRACT A7)."""
+        """The environment a run names; 400 if there is none (docs/errors.md)."""
         env = self.find(name)
         if env is None:
             raise registry.unknown(name)
