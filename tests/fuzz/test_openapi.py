@@ -14,7 +14,7 @@ document describes the requests well enough for the fuzzer to reach past validat
 
 Generation is seeded per operation, so a run is reproducible: the same schemathesis
 and Hypothesis versions send the same requests. A failure lists each bad answer with a
-curl command that reproduces it (the token filtered out). About 2,700 requests in all,
+curl command that reproduces it (the token filtered out). About 2,600 requests in all,
 a minute and a half on two cores; ``pytest -s tests/fuzz`` prints what each operation
 answered.
 """
