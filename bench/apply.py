@@ -1,4 +1,4 @@
-"""table-, group-, row- and index-apply against in-process baselines (issue 3).
+"""table-, group-, row- and index-apply against in-process baselines (docs/benchmarks.md#apply).
 
 Starts ``epe serve`` on 127.0.0.1 (port 0, ``EPE_WORKERS=2``, its own temporary data
 folder, its output to a file), creates user ``BENCH``, uploads a generated table of

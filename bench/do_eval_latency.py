@@ -1,4 +1,4 @@
-"""do-eval latency and throughput against a bare endpoint of the same server (issue 2).
+"""do-eval latency and throughput against a bare endpoint of the same server (docs/benchmarks.md).
 
 Starts a real server process on 127.0.0.1 with its own temporary data folder: epe's
 own app (``epe.app.create_app``) with one extra route, ``POST /bench/bare``, that

@@ -1,4 +1,4 @@
-"""Async jobs: submit-to-302 latency and sustained jobs per second (issue 4).
+"""Async jobs: submit-to-302 latency and sustained jobs per second (docs/benchmarks.md#async-jobs).
 
 Starts ``epe serve`` on 127.0.0.1 (port 0) with its own temporary data folder and a
 user made with ``epe user add``, stores the script ``trivial`` (``def f(): return 1``)

@@ -107,7 +107,7 @@ class EpeServer:
 
 
 def assert_error(r: httpx.Response, status: int = 400, code: int | None = None) -> dict[str, Any]:
-    """``r`` is an A7 error body (CONTRACT A7) with ``status`` (and ``code``)."""
+    """``r`` is an error body (docs/errors.md) with ``status`` (and ``code``)."""
     assert r.status_code == status, r.text[:2000]
     assert r.headers["content-type"].startswith("application/json"), r.headers
     body: dict[str, Any] = r.json()
@@ -119,7 +119,7 @@ def assert_error(r: httpx.Response, status: int = 400, code: int | None = None) 
 
 
 def put_table(c: httpx.Client, name: str, csv: str) -> None:
-    """Upload ``csv`` as the caller's table ``name`` (CONTRACT B2)."""
+    """Upload ``csv`` as the caller's table ``name`` (docs/tables.md)."""
     r = c.put(f"{API}/tables/{name}", content=csv.encode(),
               headers={"Content-Type": "text/csv"})
     assert r.status_code == 201, r.text

@@ -16,13 +16,14 @@ from epe.api import (
     errors,
     jobs,
     meta,
+    openapi,
     query,
     run,
     scripts,
     tables,
     users,
 )
-from epe.api.middleware import BodyLimit, DeprecateV1, FormBodyAsJson
+from epe.api.middleware import BodyLimit, DeprecateV1, FormBodyAsJson, RefuseLoneSurrogates
 from epe.core.operations import API_ROOT, API_VERSIONS
 from epe.service.jobs import JobManager
 from epe.service.services import open_services
@@ -61,6 +62,8 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="epe", version=__version__, lifespan=lifespan,
                   description="Embedded Python Execution, OML4Py-compatible.")
     errors.install(app)
+    openapi.install(app, settings.max_timeout)
+    app.add_middleware(RefuseLoneSurrogates)
     app.add_middleware(DeprecateV1)
     app.add_middleware(FormBodyAsJson)
     app.add_middleware(BodyLimit, limit=settings.max_body_size,

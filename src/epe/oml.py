@@ -1,4 +1,4 @@
-"""epe's Python client, shaped like OML4Py: ``from epe import oml`` (CONTRACT D).
+"""epe's Python client, shaped like OML4Py: ``from epe import oml`` (docs/client.md).
 
 An OML4Py notebook ports by changing its import and its connect line::
 

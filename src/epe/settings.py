@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     metadata_url: str = Field("", description="Database URL of the metadata store.")
     data_url: str = Field("", description="Where users' tables are kept.")
 
-    # Tokens (CONTRACT A2).
+    # Tokens (docs/api.md#authentication).
     token_lifetime: int = Field(3600, gt=0, description="Seconds an access token is valid.")
     token_chain_lifetime: int = Field(
         8 * 3600, gt=0, description="Seconds a refresh chain may last after the password grant."
@@ -103,12 +103,12 @@ class Settings(BaseSettings):
         300.0, gt=0, description="Seconds an input query may run before it is interrupted."
     )
 
-    # Graphics (CONTRACT A5): the size and resolution of captured figures.
+    # Graphics (docs/graphics.md): the size and resolution of captured figures.
     graphics_dpi: int = Field(100, ge=10, le=600, description="Resolution of images, in DPI.")
     graphics_width: float = Field(6.4, gt=0, le=100, description="Default figure width, inches.")
     graphics_height: float = Field(4.8, gt=0, le=100, description="Default figure height, inches.")
 
-    # Async jobs (CONTRACT A6).
+    # Async jobs (docs/api.md#async-jobs).
     job_queue_limit: int = Field(
         200, ge=1, description="Jobs waiting or running at once; more are refused with 503."
     )
@@ -122,12 +122,12 @@ class Settings(BaseSettings):
     )
     retry_after: int = Field(5, ge=1, description="Seconds a 503 answer asks clients to wait.")
 
-    # Service levels (CONTRACT A3): the highest degree of parallelism each allows.
+    # Service levels (docs/api.md#run-requests): the highest degree of parallelism each allows.
     service_low_parallel: int = Field(2, ge=1, description="Parallelism cap of service LOW.")
     service_medium_parallel: int = Field(4, ge=1, description="Parallelism cap of service MEDIUM.")
     service_high_parallel: int = Field(8, ge=1, description="Parallelism cap of service HIGH.")
 
-    # Named environments (CONTRACT A8, B5; docs/environments.md).
+    # Named environments (docs/environments.md).
     env_workers: int = Field(2, ge=1, description="Worker processes in each environment's pool.")
     env_idle_timeout: float = Field(
         600.0, gt=0, description="Seconds an environment's pool may stay unused before it stops."

@@ -1,9 +1,9 @@
-"""table-, row-, group- and index-apply over HTTP (CONTRACT A3, A4, A7, B2; issue 3).
+"""table-, row-, group- and index-apply over HTTP (docs/api.md#running-functions).
 
 Oracle's own example functions with their published values (``group_count``,
 ``build_lm`` fitted in table-apply and scored by row-apply in chunks of 10 through a
-datastore, ``compute_random_mean``), every request field of A3, the result shapes of
-A4, parallelism (same answer whatever the degree, the degree used is logged, the
+datastore, ``compute_random_mean``), every request field, the result shapes,
+parallelism (same answer whatever the degree, the degree used is logged, the
 service levels' caps are settings), the errors naming the failing chunk, group or
 index, every bad input, and users who cannot see each other's tables.
 

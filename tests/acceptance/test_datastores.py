@@ -1,4 +1,4 @@
-"""Datastores (CONTRACT B3, A7; issue 6): ``import oml`` inside functions, and the
+"""Datastores (docs/api.md#datastores): ``import oml`` inside functions, and the
 ``/datastores`` REST routes.
 
 Oracle's lab functions run as the lab runs them (``build_lm`` by table-apply,
@@ -120,7 +120,7 @@ def iris_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def assert_error(r: httpx.Response, status: int, *texts: str) -> dict[str, Any]:
-    """``r`` is an A7 error body with ``status`` whose message holds every text."""
+    """``r`` is an error body with ``status`` whose message holds every text."""
     assert r.status_code == status, r.text
     body = r.json()
     assert isinstance(body.get("errorCode"), int), body

@@ -1,4 +1,4 @@
-"""do-eval (CONTRACT A3, A4, A7, B8): request bodies as Oracle's clients send them,
+"""do-eval (docs/api.md#running-functions): request bodies as Oracle's clients send them,
 how the function is called, and how its value becomes JSON."""
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def test_body_that_is_not_a_json_object_is_400_never_422(c: httpx.Client, raw: b
                         headers={"Content-Type": "application/json"}), 400)
 
 
-# -- results (A4) ---------------------------------------------------------------------
+# -- results --------------------------------------------------------------------------
 
 
 def test_dataframe_becomes_a_list_of_records(c: httpx.Client) -> None:

@@ -1,4 +1,4 @@
-"""Named environments (CONTRACT A8, B5; issue 7) over HTTP and the CLI: build one from a
+"""Named environments (docs/environments.md) over HTTP and the CLI: build one from a
 wheel this test makes itself (no network), run in it and outside it, list it in OML's
 shape, delete it; a failed build, a build in progress, an environment in use, idle pools,
 and who may do what.

@@ -1,4 +1,4 @@
-"""The error body everywhere (CONTRACT A7), version metadata (A1), health (B7),
+"""The error body everywhere (docs/errors.md), version metadata, health,
 the API docs, and the request body limit (413)."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def c(server: EpeServer) -> Iterator[httpx.Client]:
 
 
 def assert_error(r: httpx.Response, status: int) -> dict[str, Any]:
-    """``r`` is an A7 error body with ``status``."""
+    """``r`` is an error body with ``status``."""
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/json")
     body = r.json()
@@ -91,7 +91,7 @@ def test_version_metadata(c: httpx.Client, version: str, latest: bool) -> None:
 
 
 def test_version_metadata_needs_a_token(server: EpeServer) -> None:
-    # A2: every endpoint but the token ones (and /health, B7) needs a bearer token.
+    # Every endpoint but the token ones (and /health) needs a bearer token.
     with server.http() as h:
         for path in (ROOT, f"{ROOT}/v1", f"{ROOT}/v2"):
             assert_error(h.get(path), 401)
@@ -122,7 +122,7 @@ def test_api_docs(server: EpeServer) -> None:
 
 
 def test_error_bodies_never_leak_framework_shapes(c: httpx.Client) -> None:
-    # A body that fails validation is a 400 with the A7 body, never FastAPI's 422.
+    # A body that fails validation is a 400 with the error body, never FastAPI's 422.
     assert_error(c.post(f"{API}/scripts", json={"nme": "x"}), 400)
     assert_error(c.post(f"{API}/scripts", content=b"{", headers={"Content-Type":
                                                                  "application/json"}), 400)

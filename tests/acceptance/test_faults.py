@@ -1,4 +1,4 @@
-"""Faults in user code (CONTRACT A7, and the worker pool's promises): time limits,
+"""Faults in user code (docs/errors.md, and the worker pool's promises): time limits,
 crashing workers, memory, recycling, and what a worker can see."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Graphics (CONTRACT A4, A5, B4; issue 5) over HTTP: ``graphicsFlag`` and
+"""Graphics (docs/graphics.md) over HTTP: ``graphicsFlag`` and
 ``oml_graphics_flag`` on every run endpoint, sync and async; ``plt.show()`` and
 figures left open; OML's image shapes, titles and ids; image size and resolution
 settings; no figure leaking between invocations; printed output per invocation;
@@ -84,7 +84,7 @@ def ok(r: httpx.Response) -> Any:
 
 
 def run(c: httpx.Client, endpoint: str, source: str, **body: Any) -> httpx.Response:
-    """A sync run of an inline function (B8)."""
+    """A sync run of an inline function."""
     return c.post(f"{API}/{endpoint}", json={"script": source, **body})
 
 
@@ -149,7 +149,7 @@ def blue_pixels(pixels: np.ndarray) -> int:
 
 def assert_image_entry(entry: Any, data: Any, title: str | None, image_id: int = 1,
                        time: int | None = None, **size: Any) -> np.ndarray:
-    """One image object of A5 (with ``TIME`` for index-apply); its pixels."""
+    """One image object (with ``TIME`` for index-apply); its pixels."""
     assert isinstance(entry, dict), entry
     keys = IMAGE_KEYS | ({"TIME"} if time is not None else set())
     assert set(entry) == keys, entry.keys()
@@ -288,7 +288,7 @@ def test_graphics_on_every_endpoint_sync_and_async(c: httpx.Client, endpoint: st
                        else {"parameters": '{"oml_graphics_flag": true}'})}
     sync = c.post(f"{API}/{endpoint}", json=body)
     assert_shape(ok(sync), expected)
-    # The job's result is what the sync call answered, byte for byte (A6): drawing is
+    # The job's result is what the sync call answered, byte for byte: drawing is
     # deterministic, and Agg writes the same PNG for the same figure.
     answer = job_answer(c, submit(c, f"{V1}/{endpoint}", body))
     assert answer.status_code == 200, answer.text[:2000]
@@ -450,7 +450,7 @@ def test_no_figure_or_setting_leaks_into_the_next_invocation(
         assert ok(run(c, "index-apply", numbered, times=3)) == [[[1, 2], 3]] * 3
 
 
-# -- printed output (B4) ---------------------------------------------------------------
+# -- printed output ---------------------------------------------------------------------
 
 
 def test_printed_output_is_in_the_error_body(c: httpx.Client) -> None:
@@ -543,7 +543,7 @@ def test_printed_output_of_a_failed_job_is_kept_in_its_log(c: httpx.Client) -> N
     assert "drawing, then failing" in job_log(c, url)
 
 
-# -- the output limit counts images (A4) ---------------------------------------------------
+# -- the output limit counts images ---------------------------------------------------------
 
 
 LIMIT = 200_000

@@ -1,4 +1,4 @@
-"""Async jobs (CONTRACT A6, A7, B4; issue 4) over HTTP: submission on every run
+"""Async jobs (docs/api.md#async-jobs) over HTTP: submission on every run
 endpoint, status, result, log, delete, the jobs list, time limits, admission,
 per-service concurrency, idempotent retries, retention, ownership, and what a
 restart (SIGTERM or kill -9) leaves behind.
@@ -92,7 +92,7 @@ def ended(c: httpx.Client, url: str, timeout: float = 60) -> httpx.Response:
         return r if r.status_code == 302 else None
     r: httpx.Response = wait_for(check, timeout)
     assert r.headers["Content-Location"] == url + "/result"
-    assert "Location" not in r.headers  # redirect-following clients must see the 302 (A6)
+    assert "Location" not in r.headers  # redirect-following clients must see the 302
     return r
 
 
@@ -177,7 +177,7 @@ def test_oracle_async_group_apply_example_verbatim(server: EpeServer) -> None:
         assert "/v1/jobs/" in url
         first = c.get(url)
         assert first.status_code in (202, 302), first.text
-        assert "Deprecation" in first.headers and "Sunset" in first.headers  # v1 (A1)
+        assert "Deprecation" in first.headers and "Sunset" in first.headers  # v1
         r = result(c, url)
         assert r.status_code == 200, r.text
         # One row per species: its smallest sepal length (orderBy) and its 50 rows.
@@ -456,7 +456,7 @@ def test_deleting_a_pending_job(make_server: Callable[..., EpeServer]) -> None:
 
 def test_burst_of_200_submissions(make_server: Callable[..., EpeServer]) -> None:
     """Every accepted job completes with its own result; every refusal is a 503 with
-    Retry-After and the A7 body; nothing is dropped silently."""
+    Retry-After and the error body; nothing is dropped silently."""
     srv = make_server(EPE_JOB_QUEUE_LIMIT="20", EPE_WORKERS="2", EPE_RETRY_AFTER="7")
     _user, c = srv.new_client()
     source = "import time\ndef f(n):\n    time.sleep(0.2)\n    return n * n\n"

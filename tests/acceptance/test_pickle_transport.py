@@ -1,4 +1,5 @@
-"""B9: pickled keyword arguments in, pickled values out; unpickled only in workers."""
+"""Pickled keyword arguments in, pickled values out; unpickled only in workers
+(docs/api.md#the-python-native-transport)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""POST /query (CONTRACT B2b): read-only rows as the caller sees them."""
+"""POST /query (docs/tables.md): read-only rows as the caller sees them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The script repository (CONTRACT A1 ``GET /scripts``, B1): CRUD, global scripts,
+"""The script repository (docs/api.md#scripts): CRUD, global scripts,
 lookup order, grants, and who may see what. Under both API versions."""
 
 from __future__ import annotations

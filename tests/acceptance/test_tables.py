@@ -1,4 +1,4 @@
-"""User tables over HTTP (CONTRACT B2, C ``epe demo``): upload CSV, Parquet and
+"""User tables over HTTP (docs/tables.md, and ``epe demo``): upload CSV, Parquet and
 JSON, list, describe, delete, overwrite, the error bodies, and isolation
 between users."""
 

@@ -1,4 +1,4 @@
-"""Tokens (CONTRACT A2, A7): password grant, refresh chains, expiry, revocation."""
+"""Tokens (docs/api.md#authentication): password grant, refresh chains, expiry, revocation."""
 
 from __future__ import annotations
 

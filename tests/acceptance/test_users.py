@@ -1,4 +1,4 @@
-"""Users (CONTRACT B6, C): the admin API and ``epe user add``."""
+"""Users (docs/api.md#users): the admin API and ``epe user add``."""
 
 from __future__ import annotations
 

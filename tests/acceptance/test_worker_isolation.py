@@ -1,4 +1,4 @@
-"""Workers reach the server's state only through their channel (issue 6, item 2).
+"""Workers reach the server's state only through their channel (docs/security.md).
 
 The server runs as root here and workers as an unprivileged user (``nobody``):
 user code can open neither the metadata database (which also holds the

@@ -1,4 +1,4 @@
-"""The Python client (CONTRACT D) against a real ``epe serve``: proxies, how ``func``
+"""The Python client (docs/client.md) against a real ``epe serve``: proxies, how ``func``
 travels, keyword arguments and values of any type, result shapes, errors mapped to
 ``epe.errors``, token refresh, async jobs, scripts, datastores and grants."""
 

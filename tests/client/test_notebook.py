@@ -1,4 +1,4 @@
-"""Oracle's OML4Py notebooks, ported to epe by changing two lines (CONTRACT D).
+"""Oracle's OML4Py notebooks, ported to epe by changing two lines (docs/client.md).
 
 The cells are those of Oracle's lab "Run UDFs with REST API for EPE" (Python
 parts: Tasks 2 to 7) and of the OML4Py user's guide pages it builds on (the

@@ -1,4 +1,4 @@
-"""The public surface of ``from epe import oml`` (CONTRACT D): its names, their
+"""The public surface of ``from epe import oml`` (docs/client.md): its names, their
 docstrings and OML4Py's signatures."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""epe.core.requests: the run bodies of CONTRACT A3, strict about types."""
+"""epe.core.requests: the run bodies of docs/api.md#run-requests, strict about types."""
 
 from __future__ import annotations
 
@@ -151,3 +151,13 @@ def test_token_request_grant_types() -> None:
     # dbt-oracle sends the refresh token under "token".
     body = TokenRequest.model_validate({"grant_type": "refresh_token", "token": "T"})
     assert (body.refresh_token, body.token) == (None, "T")
+
+
+def test_index_apply_times_is_bounded() -> None:
+    # Every invocation is planned in the server's memory first: 10**11 of them once
+    # took the whole server down.
+    from epe.core.requests import MAX_TIMES
+
+    assert IndexApplyRequest.model_validate({"times": MAX_TIMES}).times == MAX_TIMES
+    for bad in (MAX_TIMES + 1, 10**11, 10**30):
+        assert problems(IndexApplyRequest, {"times": bad}) == [("times", "less_than_equal")]

@@ -1,4 +1,4 @@
-"""epe.core.results: a function's return value as the JSON of CONTRACT A4."""
+"""epe.core.results: a function's return value as the JSON of docs/api.md#results."""
 
 from __future__ import annotations
 

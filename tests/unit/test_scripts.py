@@ -109,3 +109,25 @@ def test_pick_entry_skips_later_non_callables() -> None:
         return 1
 
     assert pick_entry(EntryCandidates(last_def=None, assigned=("g", "n")), {"g": g, "n": 3}) is g
+
+
+def test_a_nul_character_is_a_clear_400_naming_where_it_is() -> None:
+    # ast.parse raises ValueError here, which once reached the client as a 500.
+    with pytest.raises(ScriptInvalid, match=r"NUL character \(\\x00\) \(line 2, column 13\)") \
+            as info:
+        parse_script("def f():\n    return 1\x00\n")
+    assert (info.value.status, info.value.code) == (400, 1010)
+
+
+def test_a_lone_surrogate_is_a_clear_400() -> None:
+    # ast.parse raises UnicodeEncodeError: the text cannot be encoded to UTF-8.
+    with pytest.raises(ScriptInvalid, match=r"lone surrogate.*\(line 1, column 22\)"):
+        parse_script("def f(): return 1  # \ud800\n")
+
+
+@pytest.mark.parametrize("source", ["x = " + "-" * 1_000_000 + "1\n",
+                                    "def f(): return a" + ".a" * 100_000 + "\n"])
+def test_nesting_too_deep_for_the_parser_is_a_400(source: str) -> None:
+    # The parser gives up with MemoryError or RecursionError, not SyntaxError.
+    with pytest.raises(ScriptInvalid, match="nested too deeply"):
+        parse_script(source)

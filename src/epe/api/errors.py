@@ -1,4 +1,4 @@
-"""The one place where errors become HTTP responses (CONTRACT A7).
+"""The one place where errors become HTTP responses (docs/errors.md).
 
 Domain errors carry their status and OML code; the framework's own errors
 (unknown route, wrong method, a body that fails validation) are translated to

@@ -1,13 +1,16 @@
-"""ASGI middleware: the request body limit (413), v1's deprecation headers, and
-reading form-typed bodies as JSON."""
+"""ASGI middleware: the request body limit (413), v1's deprecation headers,
+reading form-typed bodies as JSON, and refusing JSON bodies with lone surrogates."""
 
 from __future__ import annotations
+
+import json
+import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from epe.api.errors import error_response
 from epe.core.operations import API_ROOT
-from epe.errors import PayloadTooLarge
+from epe.errors import InvalidRequest, PayloadTooLarge
 
 V1_PREFIX = f"{API_ROOT}/v1"
 # RFC 9745 (Deprecation: @epoch) and RFC 8594 (Sunset): OML retired v1 on 2026-03-31.
@@ -111,3 +114,74 @@ class FormBodyAsJson:
 
 
 FORM = b"application/x-www-form-urlencoded"
+
+
+class RefuseLoneSurrogates:
+    """Refuse a JSON body whose text holds a lone UTF-16 surrogate (``"\\ud800"``).
+
+    JSON's grammar allows the escape, and Python's ``json`` decodes it (and the same
+    code point written as raw UTF-8 bytes) into a ``str`` that cannot be encoded back:
+    SQLite, argon2, the parser and orjson all fail on it later, as a 500. It is the
+    client's mistake, so it is a 400 here, before any route sees it. Bodies without
+    such an escape (all of them, in practice) cost one byte scan. Table uploads are
+    left to their readers, which refuse it themselves.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _json_body(scope):
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        body = b"".join(m.get("body", b"") for m in messages)
+        if _SURROGATE.search(body) and _holds_lone_surrogate(body):
+            await error_response(InvalidRequest(
+                "the request body holds a lone UTF-16 surrogate (\\ud800-\\udfff "
+                "without its pair), which is not a character"))(scope, receive, send)
+            return
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+
+# A surrogate written as a JSON escape, or as (invalid) UTF-8 bytes.
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def _json_body(scope: Scope) -> bool:
+    if scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        return False
+    if scope["method"] == "PUT" and "/tables/" in scope["path"]:
+        return False
+    content_type = dict(scope["headers"]).get(b"content-type", b"application/json")
+    kind = content_type.split(b";")[0].strip().lower()
+    return kind == b"application/json" or kind.endswith(b"+json")
+
+
+def _holds_lone_surrogate(body: bytes) -> bool:
+    try:
+        value = json.loads(body)
+    except Exception:  # not JSON at all: the route's own parsing answers 400
+        return False
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            pending += item
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False

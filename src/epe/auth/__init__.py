@@ -1,1 +1,1 @@
-"""Users' passwords and bearer tokens (CONTRACT A2)."""
+"""Users' passwords and bearer tokens (docs/api.md#authentication)."""

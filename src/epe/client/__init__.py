@@ -1,4 +1,4 @@
-"""The machinery behind ``from epe import oml`` (CONTRACT D); private modules.
+"""The machinery behind ``from epe import oml`` (docs/client.md); private modules.
 
 ``_connection`` logs in and keeps the token fresh, ``_errors`` turns error bodies
 back into ``epe.errors`` classes, ``_proxy`` holds the data proxies, ``_functions``

@@ -1,6 +1,6 @@
 """One logged-in session with an epe server: tokens kept fresh, errors mapped.
 
-A token is refreshed before it expires (CONTRACT A2); when the server refuses
+A token is refreshed before it expires (docs/api.md#authentication); when the server refuses
 the refresh (the refresh chain is over, 8 hours by default) the session logs in
 again with the password it keeps. A request answered 401 all the same (the
 server restarted with a new key, the token was revoked) is sent once more after

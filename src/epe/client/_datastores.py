@@ -1,7 +1,7 @@
-"""``oml.ds`` from the client, and ``oml.grant``/``oml.revoke`` (CONTRACT B3, D).
+"""``oml.ds`` from the client, and ``oml.grant``/``oml.revoke`` (docs/client.md).
 
-The REST API has no routes that save or load datastore objects (CONTRACT B3
-lists, describes and deletes them), and the server never unpickles. So these
+The REST API has no routes that save or load datastore objects (docs/api.md#datastores:
+it lists, describes and deletes them), and the server never unpickles. So these
 functions run the worker's own ``oml.ds`` through do-eval: the objects travel
 pickled in ``pickledParameters`` and come back as a pickled result, and the
 worker's ``oml.ds`` gives exactly the semantics functions see. A refusal by the

@@ -1,4 +1,4 @@
-"""Error bodies (CONTRACT A7) back into the exception classes the server raised."""
+"""Error bodies (docs/errors.md) back into the exception classes the server raised."""
 
 from __future__ import annotations
 

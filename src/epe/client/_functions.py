@@ -1,4 +1,4 @@
-"""How a ``func`` argument travels to the server (CONTRACT B8, B9).
+"""How a ``func`` argument travels to the server (docs/client.md#how-func-travels).
 
 - A stored script's name (a string that looks like one), or what
   ``oml.script.load`` returned: the run path names it.
@@ -42,7 +42,7 @@ SCRIPT_NAME = OBJECT_NAME  # a stored script's name, as the server checks it
 PICKLED_KEY = "_epe_function"
 WRAPPER = (
     f"def _epe_pickled_function(*args, {PICKLED_KEY}, **kwargs):\n"
-    '    """Call the function epe\'s Python client sent pickled (B9)."""\n'
+    '    """Call the function epe\'s Python client sent pickled."""\n'
     f"    return {PICKLED_KEY}(*args, **kwargs)\n"
 )
 _pickle_lock = threading.Lock()
@@ -54,7 +54,7 @@ class Shipped:
 
     name: str | None = None  # a stored script, run by name
     owner: str | None = None
-    source: str | None = None  # inline source (B8)
+    source: str | None = None  # inline source (docs/api.md#inline-functions)
     function: Callable[..., Any] | None = None  # pickled with the kwargs, called by WRAPPER
 
     @property

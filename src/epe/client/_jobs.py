@@ -1,4 +1,4 @@
-"""Async jobs (CONTRACT A6) from the client: status, a progress bar, result, log, cancel."""
+"""Async jobs from the client (docs/client.md): status, a progress bar, result, log, cancel."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ class Job:
 
     @property
     def url(self) -> str:
-        """The job's status URL (A6)."""
+        """The job's status URL."""
         return f"{self._connection.url}{API}/jobs/{self.id}"
 
     def __repr__(self) -> str:

@@ -3,7 +3,7 @@
 A proxy holds the SQL that run requests send as ``input``; nothing is fetched
 until it is needed. Column selection builds a new proxy whose SQL projects the
 columns, quoted and checked against the proxy's own. ``.shape`` and ``.pull()``
-go through ``POST /query`` (B2b), the rows as an Arrow stream.
+go through ``POST /query`` (docs/tables.md), the rows as an Arrow stream.
 """
 
 from __future__ import annotations
@@ -301,7 +301,7 @@ def _parquet(x: Any) -> bytes:
 
 def upload(connection: Connection, name: str, body: bytes, content_type: str,
            overwrite: bool = False) -> dict[str, Any]:
-    """``PUT /tables/{name}`` (B2): the table as stored, ``{"name","rows","columns"}``."""
+    """``PUT /tables/{name}``: the table as stored, ``{"name","rows","columns"}``."""
     r = connection.request("PUT", f"/tables/{segment(_check_table(name))}", content=body,
                            headers={"Content-Type": content_type},
                            params={"overwrite": "true"} if overwrite else None)

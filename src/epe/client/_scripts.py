@@ -1,4 +1,4 @@
-"""``oml.script``: the script repository (CONTRACT B1) with OML4Py's signatures."""
+"""``oml.script``: the script repository (docs/api.md#scripts) with OML4Py's signatures."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ class Script:
 
 def post_script(connection: Connection, name: str, source: str, is_global: bool = False,
                 overwrite: bool = False, description: str = "") -> dict[str, Any]:
-    """``POST /scripts`` (B1); the script as stored."""
+    """``POST /scripts``; the script as stored."""
     result: dict[str, Any] = connection.post_json(
         "/scripts", {"name": name, "script": source, "isGlobal": bool(is_global),
                      "overwrite": bool(overwrite), "description": description})

@@ -1,4 +1,4 @@
-"""Assembling the workers' JSON fragments into OML's result shapes (CONTRACT A4).
+"""Assembling the workers' JSON fragments into OML's result shapes (docs/api.md#results).
 
 Each invocation comes back as one JSON fragment plus a flag saying whether it
 was a DataFrame. The shapes are built by joining bytes: the server never parses

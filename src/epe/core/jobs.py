@@ -1,4 +1,4 @@
-"""A job's status and how it may change (CONTRACT A6). Changed in this one place."""
+"""A job's status and how it may change (docs/api.md#async-jobs). Changed in this one place."""
 
 from __future__ import annotations
 

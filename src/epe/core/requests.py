@@ -1,4 +1,4 @@
-"""Request bodies of the run endpoints (CONTRACT A3, B8, B9).
+"""Request bodies of the run endpoints (docs/api.md#run-requests).
 
 Unknown keys are ignored (OML's own examples send ``parameter`` and
 ``parallelFlag`` where they don't belong); known keys of the wrong type are a
@@ -27,9 +27,9 @@ class RunRequest(_Body):
     timeout: StrictInt | None = Field(None, gt=0)
     service: Service = "LOW"
     env_name: StrictStr | None = Field(None, alias="envName", min_length=1)
-    script: StrictStr | None = Field(None, min_length=1)  # B8: inline source
-    pickled_parameters: StrictStr | None = Field(None, alias="pickledParameters")  # B9
-    result_format: Literal["json", "pickle"] = Field("json", alias="resultFormat")  # B9
+    script: StrictStr | None = Field(None, min_length=1)  # inline source
+    pickled_parameters: StrictStr | None = Field(None, alias="pickledParameters")
+    result_format: Literal["json", "pickle"] = Field("json", alias="resultFormat")
 
 
 class DoEvalRequest(RunRequest):
@@ -56,8 +56,13 @@ class GroupApplyRequest(ParallelRequest):
     order_by: StrictStr | None = Field(None, alias="orderBy")
 
 
+# Index-apply's invocations are planned in the server's memory (about 100 bytes each)
+# before any runs: an unbounded count let one request exhaust it.
+MAX_TIMES = 1_000_000
+
+
 class IndexApplyRequest(ParallelRequest):
-    times: StrictInt = Field(gt=0)
+    times: StrictInt = Field(gt=0, le=MAX_TIMES)
 
 
 class QueryRequest(_Body):

@@ -1,4 +1,4 @@
-"""Turning a function's return value into JSON (CONTRACT A4).
+"""Turning a function's return value into JSON (docs/api.md#results).
 
 Runs in the worker, which hands the server finished JSON bytes: the server
 never has to hold or inspect the user's Python objects.

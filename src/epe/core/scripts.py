@@ -1,4 +1,4 @@
-"""Finding a script's entry point (CONTRACT A3).
+"""Finding a script's entry point (docs/api.md#how-the-function-is-called).
 
 The entry point is the last top-level function definition; where there is none,
 the last top-level name bound to a callable (OML accepts ``f = lambda: 1``).
@@ -24,16 +24,39 @@ class EntryCandidates:
 
 def parse_script(source: str) -> EntryCandidates:
     """Check that ``source`` parses and could define a function; say which line if not."""
-    try:
-        tree = ast.parse(source, filename="<script>")
-    except SyntaxError as e:
-        where = f"line {e.lineno}" + (f", column {e.offset}" if e.offset else "")
-        raise ScriptInvalid(f"the script does not parse: {e.msg} ({where})") from None
+    tree = _parse(source)
     candidates = _candidates(tree)
     if candidates.last_def is None and not candidates.assigned:
         raise ScriptInvalid("the script defines no function: add a top-level 'def' "
                             "(or bind a name to a callable, e.g. f = lambda: 1)")
     return candidates
+
+
+def _parse(source: str) -> ast.Module:
+    # ast.parse raises more than SyntaxError on text a user may send: ValueError for a
+    # NUL character, UnicodeEncodeError for a lone surrogate, RecursionError or
+    # MemoryError for deep nesting. Each is the script's fault, so each is a 400.
+    nul = source.find("\x00")
+    if nul >= 0:
+        raise ScriptInvalid("the script does not parse: it contains a NUL character (\\x00) "
+                            f"({_position(source, nul)})")
+    try:
+        return ast.parse(source, filename="<script>")
+    except SyntaxError as e:
+        where = f"line {e.lineno}" + (f", column {e.offset}" if e.offset else "")
+        raise ScriptInvalid(f"the script does not parse: {e.msg} ({where})") from None
+    except UnicodeEncodeError as e:
+        raise ScriptInvalid("the script does not parse: it contains a lone surrogate, which "
+                            f"is not a character ({_position(source, e.start)})") from None
+    except (RecursionError, MemoryError):
+        raise ScriptInvalid("the script does not parse: it is nested too deeply for Python's "
+                            "parser") from None
+
+
+def _position(source: str, index: int) -> str:
+    line = source.count("\n", 0, index) + 1
+    column = index - source.rfind("\n", 0, index)
+    return f"line {line}, column {column}"
 
 
 # Values that can never be callable: binding a name to one makes no entry point.

@@ -1,4 +1,4 @@
-"""Named environments (CONTRACT A8, B5): folders under ``<data_dir>/envs``, built by pip.
+"""Named environments (docs/environments.md): folders under ``<data_dir>/envs``, built by pip.
 
 ``registry`` knows where they live, what they are and who may delete them; ``build``
 makes one. The server and ``epe env`` share both; the server's pools of workers per

@@ -1,4 +1,4 @@
-"""Named environments on disk (CONTRACT A8, B5): where they live and who may touch them.
+"""Named environments on disk (docs/environments.md): where they live and who may touch them.
 
 ``<data_dir>/envs/`` (mode 0755: workers, running as another user, start their Python
 from here) holds one folder per environment, ``<name>/``: a virtual environment whose
@@ -258,7 +258,7 @@ def installed_packages(folders: list[Path]) -> set[str]:
 
 
 def describe(env: Environment, base: list[Path]) -> dict[str, Any]:
-    """``env`` in OML's shape (CONTRACT A8), plus what it was built from."""
+    """``env`` in OML's shape (docs/environments.md), plus what it was built from."""
     return {"name": env.name, "description": env.description, "size": human_size(env.size),
             "number_of_installed_packages": len(installed_packages([env.site_packages, *base])),
             "tags": {"python": env.python_version, "application": APPLICATION},

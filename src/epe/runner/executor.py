@@ -72,8 +72,8 @@ class Task:
     units: tuple[Unit, ...] = ()
     input_ref: InputRef | None = None  # what ``share`` handed out
     input_type: str = "default"
-    pickled_kwargs: str | None = None  # B9: base64 cloudpickle, opened in the worker only
-    result_format: str = "json"  # or "pickle" (B9)
+    pickled_kwargs: str | None = None  # base64 cloudpickle, opened in the worker only
+    result_format: str = "json"  # or "pickle" (docs/api.md#the-python-native-transport)
     calls: CallHandler | None = field(default=None, compare=False)
 
 

@@ -27,7 +27,7 @@ metadata = MetaData()
 users = Table(
     "users",
     metadata,
-    Column("name", String(128), primary_key=True),  # upper-case (CONTRACT B6)
+    Column("name", String(128), primary_key=True),  # upper-case (docs/api.md#names)
     Column("password_hash", Text, nullable=False),
     Column("is_admin", Boolean, nullable=False, default=False),
     Column("created", Float, nullable=False),

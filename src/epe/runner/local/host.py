@@ -20,7 +20,6 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
 from typing import Any
 
 from epe.errors import InternalError, InvalidSetting
@@ -28,21 +27,10 @@ from epe.runner.executor import Tenant
 from epe.runner.identity import WorkerIdentity, unreachable, worker_identity
 from epe.runner.local.exchange import Exchange
 from epe.runner.local.forkserver import ForkServer
-from epe.runner.local.pool import LocalPool
+from epe.runner.local.pool import LocalPool, Placement
 from epe.settings import Settings
 
 log = logging.getLogger("epe.runner")
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where one pool's workers run: their fork server, and their sandbox (or, without
-    one, the user they run as on the host and their own working folder)."""
-
-    forks: ForkServer
-    exchange: Exchange
-    sandbox: dict[str, Any] | None
-    run_as: WorkerIdentity | None
 
 
 class LocalHost:

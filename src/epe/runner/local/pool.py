@@ -21,16 +21,34 @@ import signal
 import tempfile
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from epe import errors
 from epe.runner import protocol
 from epe.runner.executor import CallHandler, Rows, Shared, Task, TaskResult, Tenant
+from epe.runner.identity import WorkerIdentity
 from epe.runner.local.exchange import Exchange
-from epe.runner.local.forkserver import WorkerProcess
+from epe.runner.local.forkserver import ForkServer, WorkerProcess
+from epe.settings import Settings
 
-if TYPE_CHECKING:
-    from epe.runner.local.host import LocalHost, Placement
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one pool's workers run: their fork server, and their sandbox (or, without
+    one, the user they run as on the host and their own working folder)."""
+
+    forks: ForkServer
+    exchange: Exchange
+    sandbox: dict[str, Any] | None
+    run_as: WorkerIdentity | None
+
+
+class Host(Protocol):
+    """What a pool needs of its host (``runner.local.host.LocalHost``)."""
+
+    settings: Settings
+
+    async def placement(self, python: str, tenant: Tenant) -> Placement: ...
 
 log = logging.getLogger("epe.runner")
 
@@ -87,7 +105,7 @@ def _describe_exit(code: int | None) -> str:
 class LocalPool:
     """An ``Executor`` backed by one user's worker processes on this machine."""
 
-    def __init__(self, host: LocalHost, python: str, size: int, tenant: Tenant) -> None:
+    def __init__(self, host: Host, python: str, size: int, tenant: Tenant) -> None:
         self.host = host
         self.settings = host.settings
         self.size = size

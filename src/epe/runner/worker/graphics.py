@@ -1,4 +1,4 @@
-"""Capturing the figures a function draws as PNG images (CONTRACT A5; in the worker).
+"""Capturing the figures a function draws as PNG images (docs/graphics.md; in the worker).
 
 ``plt.show()`` is replaced: it captures every open figure, in number order, and
 closes it, so each call makes its images (Oracle's ``RandomRedDots`` shows twice

@@ -70,7 +70,7 @@ def encode(value: Any, columns: bool, limit: int) -> tuple[bytes, bool]:
 
 
 def unpickle_kwargs(data: str | None) -> dict[str, Any]:
-    """``pickledParameters`` (B9): a base64 cloudpickle of a dict of keyword arguments."""
+    """``pickledParameters``: a base64 cloudpickle of a dict of keyword arguments."""
     if not data:
         return {}
     try:
@@ -85,7 +85,7 @@ def unpickle_kwargs(data: str | None) -> dict[str, Any]:
 
 def pickled(value: Any, images: list[dict[str, Any]] | None) -> tuple[bytes, bool]:
     """The value (with graphics: the value and the PNGs' bytes) as a JSON string of
-    base64 cloudpickle, for the Python client (B9)."""
+    base64 cloudpickle, for the Python client."""
     obj = value if images is None else (value, [base64.b64decode(i["IMAGE"]) for i in images])
     text = base64.b64encode(cloudpickle.dumps(obj)).decode("ascii")
     return orjson.dumps(text), isinstance(value, pd.DataFrame)

@@ -1,4 +1,4 @@
-"""OML4Py's ``oml`` module, as functions run by epe see it (CONTRACT B3).
+"""OML4Py's ``oml`` module, as functions run by epe see it (docs/api.md#datastores).
 
 ``oml.ds`` keeps Python objects in datastores; ``oml.grant``/``oml.revoke``
 share datastores and scripts; ``oml.sync`` reads a table or query. Every call
