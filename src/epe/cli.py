@@ -162,6 +162,7 @@ def env_create(name: str, more: tuple[str, ...], packages: tuple[str, ...],
 
     from epe.envs import Base, Spec, build, prepare_root, sweep
     from epe.runner.environments import run_as
+    from epe.runner.worker.sandbox import probe
     from epe.service.services import prepare_data_dir
 
     settings = build_settings(data_dir=data_dir)
@@ -171,7 +172,8 @@ def env_create(name: str, more: tuple[str, ...], packages: tuple[str, ...],
     spec = Spec(name, tuple(_local(p) for p in (*packages, *more)),
                 requirements.read_text() if requirements else None, description,
                 str(find_links.absolute()) if find_links else None, no_index)
-    created = asyncio.run(build(spec, root, Base.current(), run_as=run_as(settings),
+    checked_as = run_as(settings, isolated=probe() is None)
+    created = asyncio.run(build(spec, root, Base.current(), run_as=checked_as,
                                 timeout=settings.env_build_timeout,
                                 log=lambda text: click.echo(text, nl=False, err=True)))
     click.echo(f"environment {created.name} created")

@@ -159,7 +159,10 @@ def fuzz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzz]:
                     # Every run within 5 s: the document says so (timeout's maximum), so
                     # the fuzzer asks for no more, and index-apply's 1,000,000 invocations
                     # end in a 400 (time limit) instead of running for half a minute.
-                    {"EPE_DEFAULT_TIMEOUT": "5", "EPE_MAX_TIMEOUT": "5"}).start()
+                    {"EPE_DEFAULT_TIMEOUT": "5", "EPE_MAX_TIMEOUT": "5",
+                     # The fuzzer logs in wrongly on purpose, far more than a person would.
+                     "EPE_LOGIN_MAX_FAILURES": "100000",
+                     "EPE_LOGIN_MAX_FAILURES_PER_ADDRESS": "100000"}).start()
     try:
         user, password = srv.add_user("FZ_ADMIN", admin=True)
         document = httpx.get(f"{srv.url}/openapi.json").json()

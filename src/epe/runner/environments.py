@@ -164,7 +164,8 @@ class EnvironmentPools:
         self._building.add(spec.name)
         try:
             async with self._build_gate:
-                return await build(spec, self.root, self.base, run_as=run_as(self.settings),
+                return await build(spec, self.root, self.base,
+                                   run_as=run_as(self.settings, self.backend.isolated),
                                    timeout=self.settings.env_build_timeout, log=output.append)
         finally:
             self._building.discard(spec.name)
@@ -180,7 +181,9 @@ class EnvironmentPools:
         await asyncio.gather(*self.pools.stop_environment(name), return_exceptions=True)
 
 
-def run_as(settings: Settings) -> RunAs:
-    """Who an environment's build checks its Python as: who its workers will run as."""
-    identity = worker_identity(settings)
+def run_as(settings: Settings, isolated: bool) -> RunAs:
+    """Who an environment's build checks its Python as: who its workers will run as
+    when users are not isolated; the server's user when they are, since a sandboxed
+    worker is given read access to the environment whatever the folders above it."""
+    identity = None if isolated else worker_identity(settings)
     return RunAs() if identity is None else RunAs(identity.name, identity.subprocess_args())
