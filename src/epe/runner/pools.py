@@ -102,8 +102,9 @@ class Pools:
         finally:
             entry.active -= 1
             entry.last_used = time.monotonic()
-            async with self._room:
-                self._room.notify_all()
+            if self._waiting:  # a run waits for room: an idle pool may make it
+                async with self._room:
+                    self._room.notify_all()
 
     def stop_environment(self, name: str) -> list[asyncio.Future[None]]:
         """Stop every pool of environment ``name`` (it was deleted)."""

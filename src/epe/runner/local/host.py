@@ -100,7 +100,11 @@ class LocalHost:
     # -- details -----------------------------------------------------------------------
 
     async def _start_server(self, python: str) -> ForkServer:
-        config = {"isolate": os.geteuid() == 0 and python == sys.executable}
+        config = {"isolate": os.geteuid() == 0 and python == sys.executable,
+                  "worker": {"output_limit": self.settings.output_limit,
+                             "graphics_dpi": self.settings.graphics_dpi,
+                             "graphics_size": [self.settings.graphics_width,
+                                               self.settings.graphics_height]}}
         server = ForkServer(python, self._environment(), config,
                             self.settings.worker_start_timeout)
         try:

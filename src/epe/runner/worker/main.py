@@ -222,12 +222,13 @@ def readable(stream: BinaryIO, seconds: float) -> bool:
     return bool(select.select([stream], [], [], seconds)[0])
 
 
-def serve(limits: dict[str, Any]) -> None:
-    """Be a worker on fds 0 and 1 until the server closes them."""
+def serve(limits: dict[str, Any], worker: Worker | None = None) -> None:
+    """Be a worker on fds 0 and 1 until the server closes them (``worker``: one made
+    ready in the fork server already, inherited through the fork)."""
     set_limits(limits)
     reader, writer = take_protocol_streams()
     channel.install(channel.PipeTransport(reader, writer))
-    worker = Worker(limits)
+    worker = worker or Worker(limits)
     writer.write(protocol.encode({"ready": True, "pid": os.getpid()}))
     while True:
         if not readable(reader, IDLE_BEFORE_GIVING_BACK):
