@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from epe import __version__
+from epe import __version__, console
 from epe.api import (
     auth,
     datastores,
@@ -105,4 +105,5 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
     app.include_router(users.router)
     for version in ("v1", "v2"):
         app.include_router(versioned_router(), prefix=f"{API_ROOT}/{version}")
+    console.install(app)
     return app
