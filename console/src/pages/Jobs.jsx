@@ -13,7 +13,7 @@ export function JobsPage({ args }) {
   const [id] = args;
   const job = jobs.data?.find((j) => j.job_id === id);
   return (
-    <div class="split">
+    <div class="split even">
       <section aria-labelledby="jobs-title">
         <h2 id="jobs-title">Jobs</h2>
         <Loading resource={jobs} what="jobs" />
