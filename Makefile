@@ -9,7 +9,7 @@ DATA_DIR ?= ./epe-data
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint bench clean chromium console-assets console-screenshots
+.PHONY: run test lint bench clean chromium console-assets console-check console-screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import ensurepip' 2>/dev/null || (apt-get update -q && apt-get install -y -q python3.11-venv)
@@ -35,6 +35,10 @@ chromium:
 # Rebuild the console's committed bundle (src/epe/console/static/) from console/.
 console-assets:
 	cd console && npm ci --no-audit --no-fund && npm run build
+
+# Fail if the committed bundle is not what console/ builds (needs Node and npm).
+console-check: console-assets
+	git diff --exit-code --stat -- src/epe/console/static
 
 # Run the browser tests and keep their screenshots as docs/images/console-*.png.
 console-screenshots: $(STAMP) chromium

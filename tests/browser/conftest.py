@@ -21,7 +21,7 @@ from tests.serverproc import EpeServer, run_cli
 
 DEMO_USER, DEMO_PASSWORD = "OMLUSER", "Demo-Password-1"
 # Short-lived tokens, so that the console refreshes them several times in a run.
-TOKEN_LIFETIME = "20"
+TOKEN_LIFETIME = "30"
 LAUNCH_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic",
                "--no-first-run", "--disable-background-networking",
                "--disable-component-update", "--disable-sync"]
