@@ -63,6 +63,8 @@ const viewer = [
   lineNumbers(),
   highlightSpecialChars(),
   syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
+  highlightSelectionMatches(),
+  keymap.of([...defaultKeymap, ...searchKeymap]),
   EditorState.readOnly.of(true),
 ];
 
