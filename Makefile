@@ -9,7 +9,7 @@ DATA_DIR ?= ./epe-data
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean chromium console-assets console-check console-screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import ensurepip' 2>/dev/null || (apt-get update -q && apt-get install -y -q python3.11-venv)
@@ -22,14 +22,31 @@ run: $(STAMP)
 	$(BIN)/epe demo --data-dir $(DATA_DIR)
 	$(BIN)/epe serve --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
+# The browser tests (tests/browser) drive Debian's Chromium through Playwright:
+# Playwright's own browser download is not used.
+chromium:
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
+
+# Rebuild the console's committed bundle (src/epe/console/static/) from console/.
+console-assets:
+	cd console && npm ci --no-audit --no-fund && npm run build
+
+# Fail if the committed bundle is not what console/ builds (needs Node and npm).
+console-check: console-assets
+	git diff --exit-code --stat -- src/epe/console/static
+
+# Run the browser tests and keep their screenshots as docs/images/console-*.png.
+console-screenshots: $(STAMP) chromium
+	EPE_CONSOLE_SCREENSHOTS=docs/images $(BIN)/python -m pytest tests/browser
+
 bench: $(STAMP)
 	$(BIN)/python bench/do_eval_latency.py
 
 clean:
-	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache console/node_modules

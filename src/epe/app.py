@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from epe import __version__
+from epe import __version__, console
 from epe.api import (
     auth,
     datastores,
@@ -73,4 +73,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(users.router)
     for version in API_VERSIONS:
         app.include_router(versioned_router(), prefix=f"{API_ROOT}/{version}")
+    console.install(app)
     return app

@@ -68,6 +68,7 @@ class _Server(uvicorn.Server):
             return
         host, port = self.servers[0].sockets[0].getsockname()[:2]
         click.echo(f"epe serving on http://{host}:{port}", err=False)
+        click.echo(f"epe console on http://{host}:{port}/", err=False)
         sys.stdout.flush()
 
 

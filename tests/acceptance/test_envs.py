@@ -351,6 +351,19 @@ def test_a_build_in_progress_blocks_no_run_and_cannot_be_picked(
     assert admin.delete(f"{API}/envs/{name}").status_code == 200
 
 
+def test_the_build_log_is_read_while_pip_runs(admin: httpx.Client, gated: Any) -> None:
+    name = unique_name("env")
+    url = submit(admin, name, packages=["epe_envtest_pkg"], findLinks=gated.url)
+    assert gated.asked.wait(60)  # pip is waiting for the index page
+    assert admin.get(url).status_code == 202
+    log = admin.get(url + "/log").json()["result"]
+    assert "$ pip install" in log and "epe_envtest_pkg" in log, log
+    gated.gate.set()
+    assert finish(admin, url).status_code == 200
+    assert "Successfully installed epe_envtest_pkg" in admin.get(url + "/log").json()["result"]
+    assert admin.delete(f"{API}/envs/{name}").status_code == 200
+
+
 def test_deleting_a_build_job_stops_the_build_and_leaves_nothing(
         srv: EpeServer, admin: httpx.Client, gated: Any) -> None:
     name = unique_name("env")

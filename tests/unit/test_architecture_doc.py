@@ -41,6 +41,8 @@ def real() -> set[str]:
             continue
         if relative.parts[:3] == ("store", "migrations", "versions") and len(relative.parts) > 3:
             continue  # the numbered migrations are drawn as their folder
+        if relative.parts[:2] == ("console", "static") and len(relative.parts) > 2:
+            continue  # the built bundle is drawn as its folder
         found.add(str(relative))
     return found
 

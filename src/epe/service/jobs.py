@@ -70,6 +70,7 @@ class JobManager:
         self.store = services.store.jobs
         self.root = services.settings.data_dir / "jobs"
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._outputs: dict[str, execution.Output] = {}  # of the jobs that have not ended
         self._gates = {level: asyncio.Semaphore(services.settings.job_concurrency(level))
                        for level in ("LOW", "MEDIUM", "HIGH")}
         self._sweeper: asyncio.Task[None] | None = None
@@ -137,7 +138,7 @@ class JobManager:
     # -- running -------------------------------------------------------------------
 
     async def _run(self, job_id: str, job: execution.Prepared) -> None:
-        output = execution.Output()
+        output = self._outputs[job_id] = execution.Output()
 
         async def running() -> bytes | None:
             async with self._gates[job.controls.service or job.body.service]:
@@ -149,7 +150,7 @@ class JobManager:
         await self._settle(job_id, running(), output)
 
     async def _run_work(self, job_id: str, work: Work) -> None:
-        output = execution.Output()
+        output = self._outputs[job_id] = execution.Output()
 
         async def running() -> bytes | None:
             if not self.store.move(job_id, Status.RUNNING):
@@ -178,6 +179,7 @@ class JobManager:
                 f"internal error while running the job: {type(e).__name__}"), 500), output)
         finally:
             self._tasks.pop(job_id, None)
+            self._outputs.pop(job_id, None)
 
     def _progress(self, job_id: str) -> execution.Progress:
         # Every update is written: a job has at most a few dozen batches, and a
@@ -224,6 +226,9 @@ class JobManager:
             raise NotFound(f"the result of job {job.id} is no longer kept") from None
 
     def log_text(self, job: JobRecord) -> str:
+        """The log so far while the job runs (an environment's build writes as it goes)."""
+        if (live := self._outputs.get(job.id)) is not None:
+            return live.text()
         try:
             return (self.root / job.id / "log.txt").read_text()
         except FileNotFoundError:

@@ -1,0 +1,122 @@
+// The shell: sign-in, the navigation, and the page the URL's hash names.
+import { useState } from "preact/hooks";
+import { currentNotice, signIn, signOut } from "./api.js";
+import { ErrorBox } from "./components/common.jsx";
+import { href, useRoute, useSession } from "./hooks.js";
+import { DatastoresPage } from "./pages/Datastores.jsx";
+import { EnvironmentsPage } from "./pages/Environments.jsx";
+import { JobsPage } from "./pages/Jobs.jsx";
+import { RunPage } from "./pages/Run.jsx";
+import { ScriptsPage } from "./pages/Scripts.jsx";
+import { TablesPage } from "./pages/Tables.jsx";
+import { UsersPage } from "./pages/Users.jsx";
+
+const PAGES = [
+  ["scripts", "Scripts", ScriptsPage],
+  ["run", "Run", RunPage],
+  ["jobs", "Jobs", JobsPage],
+  ["tables", "Tables", TablesPage],
+  ["datastores", "Datastores", DatastoresPage],
+  ["environments", "Environments", EnvironmentsPage],
+  ["users", "Users", UsersPage],
+];
+
+export function App() {
+  const session = useSession();
+  const route = useRoute();
+  if (!session) return <SignIn notice={currentNotice()} />;
+  const [, , Page] = PAGES.find(([name]) => name === route.page) || PAGES[0];
+  return (
+    <>
+      <header class="top container-fluid">
+        <nav aria-label="main">
+          <ul>
+            <li>
+              <strong class="brand">epe</strong>
+            </li>
+            {PAGES.map(([name, title]) => (
+              <li>
+                <a href={href(name)} aria-current={route.page === name ? "page" : undefined}>
+                  {title}
+                </a>
+              </li>
+            ))}
+          </ul>
+          <ul>
+            <li class="who">
+              Signed in as <strong data-testid="user">{session.user}</strong>
+            </li>
+            <li>
+              <button type="button" class="secondary outline" onClick={signOut}>
+                Sign out
+              </button>
+            </li>
+          </ul>
+        </nav>
+      </header>
+      <main class="container-fluid">
+        <Page args={route.args} query={route.query} session={session} />
+      </main>
+    </>
+  );
+}
+
+function SignIn({ notice }) {
+  const [user, setUser] = useState("");
+  const [password, setPassword] = useState("");
+  const [error, setError] = useState(null);
+  const [busy, setBusy] = useState(false);
+  const submit = async (e) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await signIn(user, password);
+    } catch (err) {
+      setError(err);
+      setBusy(false);
+    }
+  };
+  return (
+    <main class="container signin">
+      <article>
+        <header>
+          <h1>epe console</h1>
+          <p class="muted">Embedded Python Execution: scripts, runs, jobs and tables.</p>
+        </header>
+        {notice && (
+          <p class="notice" role="status">
+            {notice}
+          </p>
+        )}
+        <form onSubmit={submit}>
+          <label>
+            User name
+            <input
+              name="username"
+              autocomplete="username"
+              required
+              value={user}
+              onInput={(e) => setUser(e.currentTarget.value)}
+            />
+          </label>
+          <label>
+            Password
+            <input
+              name="password"
+              type="password"
+              autocomplete="current-password"
+              required
+              value={password}
+              onInput={(e) => setPassword(e.currentTarget.value)}
+            />
+          </label>
+          <button type="submit" aria-busy={busy ? "true" : undefined} disabled={busy}>
+            Sign in
+          </button>
+        </form>
+        <ErrorBox error={error} title="Could not sign in" />
+      </article>
+    </main>
+  );
+}
