@@ -8,7 +8,6 @@ an unreachable server) into click's own error, a one-line message and exit code
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 import sys
@@ -78,12 +77,15 @@ class _Server(uvicorn.Server):
 def serve(data_dir: Path | None, host: str | None, port: int | None) -> None:
     """Serve the API until SIGTERM or SIGINT."""
     from epe.app import create_app
+    from epe.observe.logs import configure
 
     settings = build_settings(data_dir=data_dir, host=host, port=port)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s")
+    configure(settings.log_format, settings.log_level)
+    # uvicorn's own lines go through the same handler (log_config=None), so that in
+    # JSON mode every line is JSON; epe writes its own access lines (api/middleware.py).
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
-                            log_level="warning", access_log=False, lifespan="on")
+                            log_level="warning", access_log=False, lifespan="on",
+                            log_config=None)
     _Server(config).run()
 
 
@@ -100,15 +102,18 @@ def user() -> None:
 @click.option("--admin", is_flag=True, help="Give the user the admin role.")
 def user_add(name: str, data_dir: Path | None, password_stdin: bool, admin: bool) -> None:
     """Create user NAME."""
+    from epe.service.audit import AuditTrail
     from epe.service.services import open_store_of
     from epe.service.users import create_user
 
     settings = build_settings(data_dir=data_dir)
     password = sys.stdin.readline().rstrip("\r\n")
     store = open_store_of(settings)
+    audit = AuditTrail(store.audit)
     try:
-        created = create_user(store, name, password, admin)
+        created = create_user(store, audit, None, name, password, admin)
     finally:
+        audit.close()
         store.close()
     click.echo(f"user {created.name} created" + (" (admin)" if admin else ""))
 

@@ -23,7 +23,8 @@ def _token_body(issued: IssuedToken) -> Response:
 def token(body: TokenRequest, request: Request, services: ServicesDep) -> Response:
     """Get a token with a password, or refresh one (the chain is capped)."""
     if body.grant_type == "password":
-        return _token_body(sessions.log_in(services, body.username, body.password))
+        client = request.client.host if request.client else None
+        return _token_body(sessions.log_in(services, body.username, body.password, client))
     presented = body.refresh_token or body.token or bearer_token(request)
     return _token_body(sessions.refresh(services, presented))
 

@@ -1,4 +1,5 @@
-"""API version metadata and health (docs/api.md)."""
+"""API version metadata, liveness (``/health``) and readiness (``/health/ready``)
+(docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from epe.api.deps import CallerDep
+from epe.api.deps import CallerDep, ServicesDep
+from epe.api.errors import error_response
 from epe.api.responses import json_response
 from epe.core.operations import API_ROOT, OPERATIONS
-from epe.errors import NotFound
+from epe.errors import NotFound, NotReady
+from epe.service import health as checks
 
 router = APIRouter(tags=["meta"])
 
@@ -47,4 +50,16 @@ def version(version: str, request: Request, _caller: CallerDep) -> Response:
 
 @router.get("/health")
 def health() -> Response:
+    """Liveness: the process answers. Nothing else is checked."""
     return json_response({"status": "ok"})
+
+
+@router.get("/health/ready")
+async def ready(services: ServicesDep) -> Response:
+    """Readiness: the store, the data layer and the executor can serve; 503 if one cannot."""
+    parts = await checks.readiness(services)
+    if checks.ready(parts):
+        return json_response({"status": "ready", "parts": parts})
+    down = ", ".join(name for name, part in parts.items() if part["state"] != "ok")
+    return error_response(NotReady(f"not ready: {down} cannot serve", status="unready",
+                                   parts=parts))

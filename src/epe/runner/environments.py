@@ -35,6 +35,7 @@ from epe.envs import (
     registry,
 )
 from epe.errors import Conflict, InternalError, NotFound
+from epe.observe import metrics
 from epe.runner.executor import Executor
 from epe.runner.identity import worker_identity
 from epe.settings import Settings
@@ -209,11 +210,15 @@ class EnvironmentPools:
             log.exception("could not start the workers of environment %r", env.name)
             raise InternalError(f"could not start the workers of environment {env.name!r}: "
                                 f"{type(e).__name__}: {e}") from None
+        metrics.POOLS_WARM.labels("environment").inc()
         log.info("started the pool of environment %r", env.name)
 
     async def _stop_pool(self, entry: _Pool) -> None:
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await entry.ready
+        if entry.ready.done() and not entry.ready.cancelled() \
+                and entry.ready.exception() is None:
+            metrics.POOLS_WARM.labels("environment").dec()
         await entry.pool.stop()
 
     async def _reap_forever(self) -> None:

@@ -16,6 +16,7 @@ from epe.data import Catalog, open_catalog
 from epe.runner.environments import EnvironmentPools
 from epe.runner.executor import Executor
 from epe.runner.local.pool import LocalPool
+from epe.service.audit import AuditTrail
 from epe.service.datastores import Datastores
 from epe.service.grants import Grants
 from epe.settings import Settings
@@ -30,14 +31,17 @@ class Services:
     executor: Executor
     catalog: Catalog
     environments: EnvironmentPools  # named environments; ``executor`` runs the default one
+    audit: AuditTrail = field(init=False)
     grants: Grants = field(init=False)
     datastores: Datastores = field(init=False)
 
     def __post_init__(self) -> None:
-        self.grants = Grants(self.store)
+        self.audit = AuditTrail(self.store.audit, self.settings.audit_retention)
+        self.grants = Grants(self.store, self.audit)
         self.datastores = Datastores(self.store)
 
     def close(self) -> None:
+        self.audit.close()
         self.catalog.close()
         self.store.close()
 

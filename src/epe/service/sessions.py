@@ -45,14 +45,20 @@ def authenticate(services: Services, token: str) -> Caller:
     return Caller(user, claims)
 
 
-def log_in(services: Services, username: str | None, password: str | None) -> IssuedToken:
-    """A token for a user name and password (OML's password grant)."""
+def log_in(services: Services, username: str | None, password: str | None,
+           client: str | None = None) -> IssuedToken:
+    """A token for a user name and password (OML's password grant), from ``client``
+    (its address); the attempt, good or bad, goes to the audit trail."""
     if not username or password is None:
         raise InvalidRequest("a password grant needs 'username' and 'password'")
-    user = services.store.get_user(normalize_user(username, check=False))
+    name = normalize_user(username, check=False)
+    user = services.store.get_user(name)
     # The same answer, after the same work, for a wrong user and a wrong password.
     if not verify_password(user.password_hash if user else None, password) or not user:
-        raise Unauthorized("invalid username or password")
+        error = Unauthorized("invalid username or password")
+        services.audit.record("login", "login", name[:128], error=error, client=client)
+        raise error
+    services.audit.record("login", "login", user.name, client=client)
     return services.tokens.issue(user.name)
 
 
