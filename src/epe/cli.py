@@ -177,6 +177,7 @@ def env_create(name: str, more: tuple[str, ...], packages: tuple[str, ...],
     created = asyncio.run(build(spec, root, Base.current(), run_as=run_as(settings),
                                 timeout=settings.env_build_timeout,
                                 log=lambda text: click.echo(text, nl=False, err=True)))
+    record_change(settings, "env", "create", created.name)
     click.echo(f"environment {created.name} created")
 
 
@@ -207,8 +208,22 @@ def env_delete(name: str, data_dir: Path | None) -> None:
     """Delete environment NAME (refused while runs or jobs of the server use it)."""
     from epe.envs import envs_root, remove
 
-    remove(envs_root(build_settings(data_dir=data_dir).data_dir), name)
+    settings = build_settings(data_dir=data_dir)
+    remove(envs_root(settings.data_dir), name)
+    record_change(settings, "env", "delete", name)
     click.echo(f"environment {name} deleted")
+
+
+def record_change(settings: Settings, kind: str, action: str, name: str) -> None:
+    """A change made from this command line, in the audit trail (no user made it)."""
+    from epe.service.audit import entry
+    from epe.service.services import open_store_of
+
+    store = open_store_of(settings)
+    try:
+        store.audit.append([entry(kind, action, None, name=name, via="command line")])
+    finally:
+        store.close()
 
 
 for _command in CLIENT_COMMANDS:  # script, run, job, table: the client's (docs/client.md)
