@@ -255,7 +255,8 @@ class LocalPool:
         if reason is not None:
             metrics.WORKERS_KILLED.labels(reason).inc()
         worker.kill()
-        self._in_background(self._replace())
+        if not worker.retiring:  # a retiring worker's successor is already on its way
+            self._in_background(self._replace())
         reaped = asyncio.ensure_future(worker.reap())
         if wait:
             return reaped
