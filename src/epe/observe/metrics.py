@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
@@ -95,17 +96,16 @@ AUDIT_DROPPED = Counter("epe_audit_entries_dropped", "Audit entries lost: the qu
 
 
 @lru_cache(maxsize=4096)
-def _http_series(method: str, route: str, status: int) -> tuple[MetricWrapperBase,
-                                                                 MetricWrapperBase]:
-    # ``labels`` takes a lock and checks its arguments: once per series is enough.
-    return (HTTP_REQUESTS.labels(method, route, str(status)),
-            HTTP_SECONDS.labels(method, route))
+def series(metric: MetricWrapperBase, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once: ``labels`` takes a lock and checks its
+    arguments, a cost paid per request otherwise. (Label values here come from small
+    fixed sets, never from users, so the cache stays small.)"""
+    return metric.labels(*labels)
 
 
 def http_request(method: str, route: str, status: int, seconds: float) -> None:
-    count, duration = _http_series(method, route, status)
-    count.inc()  # type: ignore[attr-defined]
-    duration.observe(seconds)  # type: ignore[attr-defined]
+    series(HTTP_REQUESTS, method, route, str(status)).inc()
+    series(HTTP_SECONDS, method, route).observe(seconds)
 
 
 # -- exposition ------------------------------------------------------------------------------

@@ -402,18 +402,18 @@ def outcome(error: BaseException | None) -> str:
 def record(services: Services, job: Prepared, stats: RunStats, seconds: float,
            error: BaseException | None) -> None:
     """A run's metrics and its audit entry (never its parameters' values)."""
-    kind, mode = job.op.kind, job.mode
-    metrics.RUNS.labels(kind, mode, outcome(error)).inc()
-    metrics.RUN_SECONDS.labels(kind, mode).observe(seconds)
+    kind, mode, series = job.op.kind, job.mode, metrics.series
+    series(metrics.RUNS, kind, mode, outcome(error)).inc()
+    series(metrics.RUN_SECONDS, kind, mode).observe(seconds)
     if stats.batches:
-        metrics.RUN_INVOCATIONS.labels(kind).observe(stats.invocations)
-        metrics.RUN_BATCHES.labels(kind).observe(stats.batches)
+        series(metrics.RUN_INVOCATIONS, kind).observe(stats.invocations)
+        series(metrics.RUN_BATCHES, kind).observe(stats.batches)
     if stats.input_seconds is not None:
-        metrics.INPUT_SECONDS.labels(kind).observe(stats.input_seconds)
+        series(metrics.INPUT_SECONDS, kind).observe(stats.input_seconds)
     if stats.input_rows is not None:
-        metrics.INPUT_ROWS.labels(kind).observe(stats.input_rows)
+        series(metrics.INPUT_ROWS, kind).observe(stats.input_rows)
     if stats.output_bytes is not None:
-        metrics.OUTPUT_BYTES.labels(kind).observe(stats.output_bytes)
+        series(metrics.OUTPUT_BYTES, kind).observe(stats.output_bytes)
     cancelled = isinstance(error, asyncio.CancelledError)
     services.audit.record(
         "run", kind, job.caller.name, error=None if cancelled else error,

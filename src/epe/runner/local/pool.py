@@ -195,7 +195,7 @@ class LocalPool:
 
     def _count(self, state: str, change: int) -> None:
         self._counts[state] += change
-        metrics.WORKERS.labels(state).inc(change)
+        metrics.series(metrics.WORKERS, state).inc(change)
 
     def _offer(self, worker: _Worker) -> None:
         worker.idle = True
