@@ -77,16 +77,19 @@ class _Server(uvicorn.Server):
 def serve(data_dir: Path | None, host: str | None, port: int | None) -> None:
     """Serve the API until SIGTERM or SIGINT."""
     from epe.app import create_app
-    from epe.observe.logs import configure
+    from epe.observe import logs
 
     settings = build_settings(data_dir=data_dir, host=host, port=port)
-    configure(settings.log_format, settings.log_level)
+    logs.configure(settings.log_format, settings.log_level)
     # uvicorn's own lines go through the same handler (log_config=None), so that in
     # JSON mode every line is JSON; epe writes its own access lines (api/middleware.py).
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
                             log_level="warning", access_log=False, lifespan="on",
                             log_config=None)
-    _Server(config).run()
+    try:
+        _Server(config).run()
+    finally:
+        logs.stop()
 
 
 @cli.group()

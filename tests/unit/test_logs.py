@@ -62,3 +62,25 @@ def test_any_other_is_replaced_by_a_new_one(given: str | None) -> None:
     made = request_id_from(given)
     assert made != given and len(made) == 16
     assert made != request_id_from(given)
+
+
+def test_lines_are_written_by_a_thread_with_the_ids_they_were_logged_with(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    from epe.observe import logs
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.configure("json", "INFO")
+        token = REQUEST_ID.set("queued-1")
+        logging.getLogger("epe.test").info("one %s", "line")
+        REQUEST_ID.reset(token)  # gone before the writer formats the line
+        logging.getLogger("epe.test").debug("below the level")
+        logs.stop()
+        logging.getLogger("epe.test").warning("after the stop")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    lines = [json.loads(x) for x in capfd.readouterr().err.splitlines()]
+    assert [(x["message"], x.get("requestId")) for x in lines] == [
+        ("one line", "queued-1"), ("after the stop", None)]

@@ -113,7 +113,7 @@ class JobManager:
             assert same is not None
             return same
         (self.root / record.id).mkdir(parents=True, exist_ok=True)
-        self._track(record, Status.PENDING)
+        self._admitted(record, Status.PENDING)
         task = self._tasks[record.id] = asyncio.create_task(self._run(record.id, job))
         if job.body.env_name is not None:  # the environment stays while the job waits
             lease = self.services.environments.hold(job.body.env_name)
@@ -130,7 +130,7 @@ class JobManager:
         record = self.store.create(id=uuid.uuid4().hex, owner=owner, kind=kind, request=request,
                                    idempotency_key=None)
         (self.root / record.id).mkdir(parents=True, exist_ok=True)
-        self._track(record, Status.PENDING)
+        self._admitted(record, Status.PENDING)
         self._tasks[record.id] = asyncio.create_task(self._run_work(record.id, work))
         return record
 
@@ -196,7 +196,7 @@ class JobManager:
         metrics.JOBS.labels(Status.RUNNING.value).inc()
         return True
 
-    def _track(self, record: JobRecord, status: Status) -> None:
+    def _admitted(self, record: JobRecord, status: Status) -> None:
         metrics.JOBS_SUBMITTED.labels(record.kind).inc()
         self._states[record.id] = status
         metrics.JOBS.labels(status.value).inc()
