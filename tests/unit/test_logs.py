@@ -84,3 +84,25 @@ def test_lines_are_written_by_a_thread_with_the_ids_they_were_logged_with(
     lines = [json.loads(x) for x in capfd.readouterr().err.splitlines()]
     assert [(x["message"], x.get("requestId")) for x in lines] == [
         ("one line", "queued-1"), ("after the stop", None)]
+
+
+def test_a_failed_statement_does_not_show_its_values(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from sqlalchemy import insert
+    from sqlalchemy.exc import IntegrityError
+
+    from epe.store import open_store
+    from epe.store.schema import users
+
+    store = open_store(f"sqlite:///{Path(str(tmp_path)) / 'metadata.sqlite'}")
+    try:
+        row = {"name": "ALICE", "password_hash": "secret-hash-value", "is_admin": False,
+               "created": 1.0}
+        with store.engine.begin() as conn:
+            conn.execute(insert(users).values(**row))
+        with pytest.raises(IntegrityError) as failed, store.engine.begin() as conn:
+            conn.execute(insert(users).values(**row))  # the same name again
+        assert "secret-hash-value" not in str(failed.value)
+    finally:
+        store.close()
