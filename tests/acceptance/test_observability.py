@@ -61,6 +61,9 @@ def test_metrics_move_with_runs_failures_timeouts_and_refusals(make_server: Make
     assert_error(u.post(DO_EVAL, json={"script": SLEEPER, "timeout": 1}), 400, 1014)
     r = u.post(f"{API}/table-apply", json={"script": COUNT, "input": "SELECT * FROM NUMS"})
     assert r.json() == {"result": 3}
+    quick = u.post(DO_EVAL, json={"script": OK, "asyncFlag": True})
+    assert quick.status_code == 201, quick.text
+    wait_for(lambda: u.get(quick.headers["Location"]).status_code == 302)
     job = u.post(DO_EVAL, json={"script": SLEEPER, "asyncFlag": True})
     assert job.status_code == 201, job.text
     assert_error(u.post(DO_EVAL, json={"script": OK, "asyncFlag": True}), 503, 5003)
@@ -76,13 +79,16 @@ def test_metrics_move_with_runs_failures_timeouts_and_refusals(make_server: Make
     assert delta(before, after, runs, operation="table_apply", mode="sync", outcome="ok") == 1
     assert delta(before, after, "epe_run_duration_seconds_count", operation="do_eval",
                  mode="sync") == 3
-    assert delta(before, after, "epe_run_invocations_sum", operation="do_eval") == 3
+    assert delta(before, after, "epe_run_invocations_sum", operation="do_eval") == 4  # 3 + job
     assert delta(before, after, "epe_run_input_rows_sum", operation="table_apply") == 3
     assert delta(before, after, "epe_run_input_seconds_count", operation="table_apply") == 1
-    assert delta(before, after, "epe_run_output_bytes_sum", operation="do_eval") == len("42")
+    assert delta(before, after, "epe_run_output_bytes_sum", operation="do_eval") == \
+        len("42") + len("2")  # the successful sync run's result, and the quick job's
     assert delta(before, after, "epe_workers_killed_total", reason="timeout") == 1
     assert delta(before, after, "epe_admission_refusals_total", reason="job_queue_full") == 1
-    assert delta(before, after, "epe_jobs_submitted_total", kind="do_eval") == 1
+    assert delta(before, after, "epe_jobs_submitted_total", kind="do_eval") == 2
+    assert delta(before, after, "epe_jobs_ended_total", state="FINISH") == 1
+    assert delta(before, after, runs, operation="do_eval", mode="async", outcome="ok") == 1
     assert delta(before, after, "epe_http_requests_total", method="POST", route=RUN_ROUTE,
                  status="200") == 1
     assert delta(before, after, "epe_http_requests_total", method="POST", route=RUN_ROUTE,
@@ -90,7 +96,7 @@ def test_metrics_move_with_runs_failures_timeouts_and_refusals(make_server: Make
     assert delta(before, after, "epe_http_requests_total", method="POST", route=RUN_ROUTE,
                  status="503") == 1
     assert delta(before, after, "epe_http_request_duration_seconds_count", method="POST",
-                 route=RUN_ROUTE) == 5  # the four above, and the job's submission (201)
+                 route=RUN_ROUTE) == 6  # the four above, and the jobs' submissions (201)
 
     # Deleting the running job stops it: it leaves the gauge, and its run ends cancelled.
     assert u.delete(job.headers["Location"]).status_code == 200
