@@ -6,13 +6,16 @@ asserts on elapsed time (``wait_for`` polls for a state)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.serverproc import API, TOKEN_URL, EpeServer, assert_error, put_table, wait_for
@@ -238,3 +241,35 @@ def test_readiness_names_each_part_and_is_503_when_one_cannot_serve(
         finally:
             shutil.move(srv.data_dir / "tables.away", tables)
         assert anonymous.get("/health/ready").status_code == 200
+
+
+# -- environments ----------------------------------------------------------------------------
+
+
+def test_an_environments_pool_is_counted_warm_and_its_changes_audited(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    from tests.acceptance.test_envs import IMPORTS_IT, create, make_wheel, run
+
+    wheels = tmp_path_factory.mktemp("wheels")
+    make_wheel(wheels, "epe_envtest_pkg", 42)
+    parent = Path(tempfile.mkdtemp(prefix="epe-obs-envs-"))
+    os.chmod(parent, 0o711)  # the worker user starts the environment's Python from here
+    srv = EpeServer(parent / "data", {"EPE_ENV_WORKERS": "1",
+                                      "EPE_ENV_IDLE_TIMEOUT": "1"}).start()
+    try:
+        admin_name, a = srv.new_client(admin=True)
+        warm = value(scrape(a), "epe_pools_warm", kind="environment")
+        assert create(a, "obsenv", packages=["epe_envtest_pkg"],
+                      findLinks=str(wheels)).status_code == 200
+        assert run(a, IMPORTS_IT, "obsenv").json() == {"result": 42}
+        assert value(scrape(a), "epe_pools_warm", kind="environment") == warm + 1
+        wait_for(lambda: value(scrape(a), "epe_pools_warm", kind="environment") == warm,
+                 timeout=60)  # stopped when idle
+        assert a.delete(f"{API}/envs/obsenv").status_code == 200
+        changes = a.get("/omlusers/api/v1/audit", params={"kind": "env"}).json()["result"]
+        assert [(e["action"], e["name"], e["user"], e["status"]) for e in changes["items"]] == [
+            ("create", "obsenv", admin_name, "ok"), ("delete", "obsenv", admin_name, "ok")]
+        assert changes["items"][0]["details"]["jobId"]
+    finally:
+        srv.stop()
+        shutil.rmtree(parent, ignore_errors=True)
