@@ -48,13 +48,12 @@ TARGET_RATIO = 2.0
 
 def serve(data_dir: Path) -> None:
     """epe's app plus one bare route, served as ``epe serve`` serves it."""
-    import logging
-
     import uvicorn
 
     from epe.app import create_app
     from epe.cli import _Server
     from epe.core.requests import DoEvalRequest
+    from epe.observe.logs import configure
     from epe.settings import Settings
 
     settings = Settings(data_dir=data_dir, host="127.0.0.1", port=0)
@@ -64,10 +63,10 @@ def serve(data_dir: Path) -> None:
     async def bare(body: DoEvalRequest | None = None) -> dict[str, int]:
         return {"result": 1}
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s")
+    configure(settings.log_format, settings.log_level)
     config = uvicorn.Config(app, host=settings.host, port=settings.port,
-                            log_level="warning", access_log=False, lifespan="on")
+                            log_level="warning", access_log=False, lifespan="on",
+                            log_config=None)
     _Server(config).run()
 
 

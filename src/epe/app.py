@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
 from epe import __version__, console
 from epe.api import (
+    audit,
     auth,
     datastores,
     envs,
     errors,
     jobs,
     meta,
+    metrics,
     openapi,
     query,
     run,
@@ -23,11 +26,20 @@ from epe.api import (
     tables,
     users,
 )
-from epe.api.middleware import BodyLimit, DeprecateV1, FormBodyAsJson, RefuseLoneSurrogates
+from epe.api.middleware import (
+    BodyLimit,
+    DeprecateV1,
+    FormBodyAsJson,
+    Observe,
+    RefuseLoneSurrogates,
+)
 from epe.core.operations import API_ROOT, API_VERSIONS
+from epe.observe import metrics as measures
 from epe.service.jobs import JobManager
 from epe.service.services import open_services
 from epe.settings import Settings
+
+log = logging.getLogger("epe.app")
 
 
 def versioned_router() -> APIRouter:
@@ -52,12 +64,15 @@ def create_app(settings: Settings) -> FastAPI:
         manager = JobManager(services)
         await manager.start()
         app.state.services, app.state.jobs = services, manager
+        stop_metrics = serve_metrics(settings)
         try:
             yield
         finally:
             await manager.stop()
             await services.environments.stop()
-            services.close()
+            services.close()  # the audit trail's last entries are written here
+            stop_metrics()
+            measures.process_exit()
 
     app = FastAPI(title="epe", version=__version__, lifespan=lifespan,
                   description="Embedded Python Execution, OML4Py-compatible.")
@@ -68,10 +83,22 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(FormBodyAsJson)
     app.add_middleware(BodyLimit, limit=settings.max_body_size,
                        upload_limit=settings.max_upload_size)
+    app.add_middleware(Observe)  # outermost: it sees every answer, the 413s too
     app.include_router(meta.router)
+    app.include_router(metrics.router)
     app.include_router(auth.router)
     app.include_router(users.router)
+    app.include_router(audit.router)
     for version in API_VERSIONS:
         app.include_router(versioned_router(), prefix=f"{API_ROOT}/{version}")
     console.install(app)
     return app
+
+
+def serve_metrics(settings: Settings) -> Callable[[], None]:
+    """Start the metrics listener ``EPE_METRICS_ADDRESS`` names; how to stop it."""
+    if not settings.metrics_address:
+        return lambda: None
+    address, stop = measures.serve(settings.metrics_address)
+    log.info("metrics on http://%s/metrics", address)
+    return stop

@@ -8,7 +8,6 @@ an unreachable server) into click's own error, a one-line message and exit code
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 import sys
@@ -79,15 +78,21 @@ class _Server(uvicorn.Server):
 def serve(data_dir: Path | None, host: str | None, port: int | None) -> None:
     """Serve the API until SIGTERM or SIGINT."""
     from epe.app import create_app
+    from epe.observe import logs
     from epe.service.services import check_settings
 
     settings = build_settings(data_dir=data_dir, host=host, port=port)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s")
+    logs.configure(settings.log_format, settings.log_level)
     check_settings(settings)  # what would stop the server: one line and exit 1, not a trace
+    # uvicorn's own lines go through the same handler (log_config=None), so that in
+    # JSON mode every line is JSON; epe writes its own access lines (api/middleware.py).
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
-                            log_level="warning", access_log=False, lifespan="on")
-    _Server(config).run()
+                            log_level="warning", access_log=False, lifespan="on",
+                            log_config=None)
+    try:
+        _Server(config).run()
+    finally:
+        logs.stop()
 
 
 @cli.group()
@@ -103,15 +108,18 @@ def user() -> None:
 @click.option("--admin", is_flag=True, help="Give the user the admin role.")
 def user_add(name: str, data_dir: Path | None, password_stdin: bool, admin: bool) -> None:
     """Create user NAME."""
+    from epe.service.audit import AuditTrail
     from epe.service.services import open_store_of
     from epe.service.users import create_user
 
     settings = build_settings(data_dir=data_dir)
     password = sys.stdin.readline().rstrip("\r\n")
     store = open_store_of(settings)
+    audit = AuditTrail(store.audit)
     try:
-        created = create_user(store, name, password, admin)
+        created = create_user(store, audit, None, name, password, admin)
     finally:
+        audit.close()
         store.close()
     click.echo(f"user {created.name} created" + (" (admin)" if admin else ""))
 
@@ -177,6 +185,7 @@ def env_create(name: str, more: tuple[str, ...], packages: tuple[str, ...],
     created = asyncio.run(build(spec, root, Base.current(), run_as=checked_as,
                                 timeout=settings.env_build_timeout,
                                 log=lambda text: click.echo(text, nl=False, err=True)))
+    record_change(settings, "env", "create", created.name)
     click.echo(f"environment {created.name} created")
 
 
@@ -207,8 +216,22 @@ def env_delete(name: str, data_dir: Path | None) -> None:
     """Delete environment NAME (refused while runs or jobs of the server use it)."""
     from epe.envs import envs_root, remove
 
-    remove(envs_root(build_settings(data_dir=data_dir).data_dir), name)
+    settings = build_settings(data_dir=data_dir)
+    remove(envs_root(settings.data_dir), name)
+    record_change(settings, "env", "delete", name)
     click.echo(f"environment {name} deleted")
+
+
+def record_change(settings: Settings, kind: str, action: str, name: str) -> None:
+    """A change made from this command line, in the audit trail (no user made it)."""
+    from epe.service.audit import entry
+    from epe.service.services import open_store_of
+
+    store = open_store_of(settings)
+    try:
+        store.audit.append([entry(kind, action, None, name=name, via="command line")])
+    finally:
+        store.close()
 
 
 for _command in CLIENT_COMMANDS:  # script, run, job, table: the client's (docs/client.md)

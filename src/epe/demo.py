@@ -8,6 +8,7 @@ import pyarrow as pa
 
 from epe.auth.passwords import hash_password
 from epe.core.scripts import parse_script
+from epe.service.audit import AuditTrail
 from epe.service.services import open_catalog_of, open_store_of
 from epe.service.users import create_user
 from epe.settings import Settings
@@ -58,9 +59,10 @@ SCRIPTS: dict[str, tuple[str, str]] = {
 
 def load_demo(settings: Settings, password: str) -> Iterator[str]:
     store = open_store_of(settings)
+    audit = AuditTrail(store.audit)
     try:
         if store.get_user(DEMO_USER) is None:
-            create_user(store, DEMO_USER, password)
+            create_user(store, audit, None, DEMO_USER, password)
             yield f"user {DEMO_USER} created"
         else:
             store.set_password(DEMO_USER, hash_password(password))
@@ -72,6 +74,7 @@ def load_demo(settings: Settings, password: str) -> Iterator[str]:
                              overwrite=True)
         yield f"scripts loaded: {', '.join(SCRIPTS)}"
     finally:
+        audit.close()
         store.close()
     yield load_iris(settings)
 

@@ -22,6 +22,7 @@ the Python client maps the body back to the same class by ``errorCode``.
     ├── PayloadTooLarge            413 / 4013
     ├── TooManyRequests            429 / 4029  too many failed logins; retry later
     ├── ServerBusy                 503 / 5003  not accepted; retry later
+    ├── NotReady                   503 / 5004  a part cannot serve now (/health/ready)
     ├── InternalError              500 / 5000  our bug
     └── InvalidSetting             500 / 5001  the server's settings are wrong (at start)
 
@@ -121,6 +122,14 @@ class TooManyRequests(EpeError):
 class ServerBusy(EpeError):
     status = 503
     code = 5003
+
+
+class NotReady(EpeError):
+    """A part of the server (the store, the data layer, the executor) cannot serve now:
+    the answer of ``GET /health/ready``, never of a run."""
+
+    status = 503
+    code = 5004
 
 
 class InternalError(EpeError):

@@ -14,6 +14,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceLevel = Literal["LOW", "MEDIUM", "HIGH"]
+# HOST:PORT, the host a name, an IPv4 address or a bracketed IPv6 one.
+_ADDRESS = r"^$|^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):[0-9]{1,5}$"
 
 
 class Settings(BaseSettings):
@@ -134,6 +136,21 @@ class Settings(BaseSettings):
     )
     env_build_timeout: float = Field(
         1800.0, gt=0, description="Seconds building an environment (pip included) may take."
+    )
+
+    # What operators see (docs/operations.md).
+    log_format: Literal["plain", "json"] = Field(
+        "plain", description="Log lines as plain text, or one JSON object a line."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="The least severe log lines written."
+    )
+    metrics_address: str = Field(
+        "", pattern=_ADDRESS,
+        description="HOST:PORT serving /metrics to anyone who can reach it (empty: none).",
+    )
+    audit_retention: int = Field(
+        365 * 24 * 3600, gt=0, description="Seconds an audit entry is kept before it is purged."
     )
 
     def job_concurrency(self, level: ServiceLevel) -> int:

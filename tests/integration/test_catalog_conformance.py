@@ -14,7 +14,14 @@ import pyarrow as pa
 import pytest
 
 from epe.data import Catalog, open_catalog
-from epe.errors import Conflict, InvalidRequest, InvalidSetting, NotFound, TimeLimitExceeded
+from epe.errors import (
+    Conflict,
+    InvalidRequest,
+    InvalidSetting,
+    NotFound,
+    NotReady,
+    TimeLimitExceeded,
+)
 
 SLOW = "SELECT count(*) FROM range(1000000000) a, range(1000000000) b"
 
@@ -145,3 +152,10 @@ def test_warm_up_then_work(catalog: Catalog) -> None:
 def test_a_url_that_names_no_catalog_is_a_clear_error(bad: str) -> None:
     with pytest.raises(InvalidSetting, match="data URL"):
         open_catalog(bad, query_timeout=1)
+
+
+def test_a_catalog_says_whether_it_can_serve(catalog: Catalog) -> None:
+    catalog.check()  # ready: returns
+    catalog.close()
+    with pytest.raises(NotReady):
+        catalog.check()

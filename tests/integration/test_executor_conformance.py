@@ -213,3 +213,9 @@ def test_a_task_without_a_handler_has_its_calls_refused(loop: Loop, executor: Ex
               "    try:\n        call('anything', {})\n"
               "    except CallRefused as e:\n        return e.kind\n")
     assert values(run(loop, executor, task("do_eval", source))) == ["InvalidRequest"]
+
+
+def test_a_started_executor_says_it_is_ready(loop: Loop, executor: Executor) -> None:
+    status = executor.status()
+    assert status.ready
+    assert status.detail  # what an operator sees of it (the local pool: its workers)

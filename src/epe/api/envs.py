@@ -18,6 +18,7 @@ from epe.api.jobs import job_url
 from epe.api.responses import json_response
 from epe.envs import Spec
 from epe.errors import NotFound
+from epe.observe.logs import JOB_ID
 from epe.service.runs import Output
 
 router = APIRouter(prefix="/envs", tags=["envs"])
@@ -64,7 +65,13 @@ async def create_env(body: EnvCreate, request: Request, admin: AdminDep,
     pools.check_new(spec)
 
     async def work(output: Output) -> bytes:
-        env = await pools.create(spec, output.parts)
+        try:
+            env = await pools.create(spec, output.parts)
+        except Exception as e:
+            services.audit.record("env", "create", admin.name, name=spec.name, error=e,
+                                  jobId=JOB_ID.get())
+            raise
+        services.audit.record("env", "create", admin.name, name=spec.name, jobId=JOB_ID.get())
         return orjson.dumps(pools.describe(env))
 
     job = jobs.submit_work(admin.name, "env_create", body.model_dump_json(by_alias=True), work)
@@ -72,7 +79,8 @@ async def create_env(body: EnvCreate, request: Request, admin: AdminDep,
 
 
 @router.delete("/{name}")
-async def delete_env(name: str, _admin: AdminDep, services: ServicesDep) -> Response:
+async def delete_env(name: str, admin: AdminDep, services: ServicesDep) -> Response:
     """Delete an environment; 409 while runs or jobs use it (they are never stopped)."""
     await services.environments.delete(name)
+    services.audit.record("env", "delete", admin.name, name=name)
     return json_response({"result": f"environment {name} deleted"})

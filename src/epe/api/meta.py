@@ -1,4 +1,5 @@
-"""API version metadata and health (docs/api.md)."""
+"""API version metadata, liveness (``/health``) and readiness (``/health/ready``)
+(docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from epe.api.deps import CallerDep, ServicesDep
+from epe.api.errors import error_response
 from epe.api.responses import json_response
 from epe.core.operations import API_ROOT, OPERATIONS
-from epe.errors import NotFound
+from epe.errors import NotFound, NotReady
+from epe.service import health as checks
 
 router = APIRouter(tags=["meta"])
 
@@ -49,3 +52,14 @@ def version(version: str, request: Request, _caller: CallerDep) -> Response:
 async def health(services: ServicesDep) -> Response:
     """Liveness, and whether users' workers are isolated from each other."""
     return json_response({"status": "ok", "tenantIsolation": services.isolated})
+
+
+@router.get("/health/ready")
+async def ready(services: ServicesDep) -> Response:
+    """Readiness: the store, the data layer and the executor can serve; 503 if one cannot."""
+    parts = await checks.readiness(services)
+    if checks.ready(parts):
+        return json_response({"status": "ready", "parts": parts})
+    down = ", ".join(name for name, part in parts.items() if part["state"] != "ok")
+    return error_response(NotReady(f"not ready: {down} cannot serve", status="unready",
+                                   parts=parts))

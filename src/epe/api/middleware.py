@@ -1,21 +1,89 @@
-"""ASGI middleware: the request body limit (413), v1's deprecation headers,
-reading form-typed bodies as JSON, and refusing JSON bodies with lone surrogates."""
+"""ASGI middleware: each request's id, metrics and access log line; the request body
+limit (413); v1's deprecation headers; reading form-typed bodies as JSON; refusing JSON
+bodies with lone surrogates."""
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from epe.api.errors import error_response
 from epe.core.operations import API_ROOT
 from epe.errors import InvalidRequest, PayloadTooLarge
+from epe.observe import metrics
+from epe.observe.logs import REQUEST_ID, request_id_from
 
 V1_PREFIX = f"{API_ROOT}/v1"
 # RFC 9745 (Deprecation: @epoch) and RFC 8594 (Sunset): OML retired v1 on 2026-03-31.
 DEPRECATION = (b"deprecation", b"@1743465600")
 SUNSET = (b"sunset", b"Tue, 31 Mar 2026 23:59:59 GMT")
+
+
+access = logging.getLogger("epe.access")
+
+
+class Observe:
+    """Every HTTP request: its id (the client's ``X-Request-ID`` or a new one, set for
+    whatever logs meanwhile and echoed in the answer), its metrics by route template and
+    status, and one access line (method, path, status, time; never a query string,
+    header or body).
+
+    Outermost, so that it sees every answer; the route is what the router left in the
+    scope, so a path no route matched is one series (``UNMATCHED``), not one per path.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
+        request_id = request_id_from(None if given is None else given.decode("latin-1"))
+        echoed = (b"x-request-id", request_id.encode())
+        token = REQUEST_ID.set(request_id)
+        start = time.perf_counter()
+        status = 500  # an exception that escapes is answered 500 further out
+
+        async def stamped(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), echoed]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, stamped)
+        finally:
+            seconds = time.perf_counter() - start
+            template = route_template(scope)
+            metrics.http_request(scope["method"], template, status, seconds)
+            if access.isEnabledFor(logging.INFO):
+                access.info("%s %s %d %.1f ms", scope["method"], scope["path"], status,
+                            seconds * 1000, extra={"fields": {
+                                "method": scope["method"], "path": scope["path"],
+                                "route": template, "status": status,
+                                "durationMs": round(seconds * 1000, 3)}})
+            REQUEST_ID.reset(token)
+
+
+def route_template(scope: Scope) -> str:
+    """The whole path template of the route that answered (``UNMATCHED`` if none did).
+
+    A route knows its path below the prefix its router was included under
+    (``/do-eval/{scriptName}`` under ``/oml/api/py-scripts/v2``); the prefix is the
+    request path's leading segments, as many as the path has beyond the route's.
+    """
+    tail = getattr(scope.get("route"), "path", None)
+    if not tail:
+        return metrics.UNMATCHED
+    segments = scope["path"].split("/")
+    return "/".join(segments[:len(segments) - tail.count("/")]) + tail
 
 
 class BodyLimit:
@@ -107,7 +175,7 @@ class FormBodyAsJson:
         if scope["type"] == "http":
             headers = scope["headers"]
             if any(k == b"content-type" and v.startswith(FORM) for k, v in headers):
-                scope = dict(scope)
+                # In place: ``Observe`` reads the route the router leaves in this scope.
                 scope["headers"] = [(k, b"application/json" if k == b"content-type" else v)
                                     for k, v in headers]
         await self.app(scope, receive, send)

@@ -22,7 +22,7 @@ def list_scripts(caller: CallerDep, services: ServicesDep) -> Response:
 
 @router.post("", status_code=201)
 def create_script(body: ScriptCreate, caller: CallerDep, services: ServicesDep) -> Response:
-    script = scripts.create(services.store, caller, body)
+    script = scripts.create(services.store, services.audit, caller, body)
     return json_response({"result": scripts.describe(script)}, 201)
 
 
@@ -42,7 +42,7 @@ def get_owned_script(name: str, owner: str, caller: CallerDep,
 @router.delete("/{name}")
 def delete_script(name: str, caller: CallerDep, services: ServicesDep,
                   isGlobal: bool = False) -> Response:
-    scripts.delete(services.store, caller, name, isGlobal)
+    scripts.delete(services.store, services.audit, caller, name, isGlobal)
     return json_response({"result": f"script {name} deleted"})
 
 

@@ -14,8 +14,9 @@ router = APIRouter(prefix="/omlusers/api/v1/users", tags=["users"])
 
 
 @router.post("", status_code=201)
-def add_user(body: UserCreate, _admin: AdminDep, services: ServicesDep) -> Response:
-    user = create_user(services.store, body.username, body.password, body.admin)
+def add_user(body: UserCreate, admin: AdminDep, services: ServicesDep) -> Response:
+    user = create_user(services.store, services.audit, admin.name, body.username,
+                       body.password, body.admin)
     return json_response({"result": {"username": user.name, "admin": user.is_admin}}, 201)
 
 
@@ -24,5 +25,6 @@ async def remove_user(name: str, admin: AdminDep, services: ServicesDep,
                       jobs: JobsDep) -> Response:
     """Delete a user and everything they own: jobs (running ones stopped), tables,
     datastores, scripts and grants."""
-    upper = await delete_user(services.store, services.catalog, jobs, admin, name)
+    upper = await delete_user(services.store, services.audit, services.catalog, jobs, admin,
+                              name)
     return json_response({"result": f"user {upper} deleted"})

@@ -1,4 +1,5 @@
-"""The client commands of ``epe``: ``script``, ``run``, ``job``, ``table`` (docs/client.md).
+"""The client commands of ``epe``: ``script``, ``run``, ``job``, ``table`` (docs/client.md)
+and ``audit`` (docs/operations.md).
 
 They talk to a running server over its REST API through the Python client
 (``epe.client``), logged in from ``EPE_URL``, ``EPE_USER`` and ``EPE_PASSWORD``.
@@ -329,4 +330,54 @@ def table_drop(name: str) -> None:
     click.echo(f"table {name} dropped")
 
 
-COMMANDS = [script_group, run_group, job_group, table_group]
+# -- epe audit -----------------------------------------------------------------------------
+
+AUDIT_PATH = "/omlusers/api/v1/audit"
+AUDIT_PAGE = 1000  # the server's largest page
+
+
+def audit_entries(connection: Connection, filters: dict[str, str], limit: int) -> list[Any]:
+    """Up to ``limit`` entries matching ``filters``, oldest first, page after page."""
+    entries: list[Any] = []
+    while len(entries) < limit:
+        page = min(AUDIT_PAGE, limit - len(entries))
+        params = {**filters, "limit": str(page), "offset": str(len(entries))}
+        answer = orjson.loads(connection.request("GET", AUDIT_PATH, api=False,
+                                                 params=params).content)["result"]
+        entries += answer["items"]
+        if not answer["hasMore"]:
+            break
+    return entries
+
+
+def _object(entry: dict[str, Any]) -> str:
+    owner, name = entry.get("owner"), entry.get("name")
+    return f"{owner}.{name}" if owner and name else name or ""
+
+
+@click.command("audit")
+@click.option("--user", help="Only what this user did (or, for logins, tried).")
+@click.option("--since", help="From this time on: UNIX seconds or ISO-8601 (2026-01-31, "
+                              "2026-01-31T12:00:00Z).")
+@click.option("--until", help="Before this time.")
+@click.option("--kind", help="Only one kind: run, login, script, datastore, user or env.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True,
+              help="At most this many entries.")
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+def audit_command(user: str | None, since: str | None, until: str | None, kind: str | None,
+                  limit: int, as_json: bool) -> None:
+    """The audit trail, oldest first: runs, logins, and changes to scripts, grants, users
+    and environments (an admin's EPE_USER and EPE_PASSWORD)."""
+    filters = {k: v for k, v in (("user", user), ("since", since), ("until", until),
+                                 ("kind", kind)) if v is not None}
+    entries = audit_entries(_connect(), filters, limit)
+    if as_json:
+        _echo_json(entries)
+        return
+    _table([[e["time"], e["kind"], e["action"], e.get("user") or "", e["status"],
+             str(e.get("errorCode") or ""), _object(e), e.get("client") or ""]
+            for e in entries],
+           ["TIME", "KIND", "ACTION", "USER", "STATUS", "CODE", "OBJECT", "CLIENT"])
+
+
+COMMANDS = [script_group, run_group, job_group, table_group, audit_command]

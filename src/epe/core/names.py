@@ -47,3 +47,26 @@ def check_object_name(name: object, what: str) -> str:
 def iso_date(ts: float) -> str:
     """A timestamp as ISO-8601 in UTC, to the second."""
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
+
+
+def iso_instant(ts: float) -> str:
+    """A timestamp as ISO-8601 in UTC, to the millisecond: ``2026-01-02T03:04:05.678Z``."""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds") \
+        .replace("+00:00", "Z")
+
+
+def parse_instant(text: str, what: str) -> float:
+    """UNIX seconds, or an ISO-8601 date or date and time (UTC unless it names its
+    offset), as UNIX seconds; ``what`` names the field for the message."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(f"{what} must be UNIX seconds or an ISO-8601 date or time, such "
+                             f"as 2026-01-31 or 2026-01-31T12:00:00Z; not {text!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()

@@ -60,6 +60,11 @@ class Catalog(Protocol):
         """The same result as record batches, read within the block (blocking)."""
         ...
 
+    def check(self) -> None:
+        """Raise ``epe.errors.NotReady`` unless queries could run now (the readiness
+        check); cheap, and it reads no user's tables."""
+        ...
+
     def warm_up(self) -> None:
         """Load the engine once, so that the first user's query does not pay for it."""
         ...

@@ -36,6 +36,10 @@ CallHandler = Callable[[dict[str, Any], bytes], Awaitable[tuple[dict[str, Any], 
 # A stream is copied batch by batch, so the server never holds the whole input.
 Rows: TypeAlias = pa.Table | Callable[[], AbstractContextManager[pa.RecordBatchReader]]
 
+# The message a run cancels ``Executor.run`` with when the run's time limit comes, so
+# that an executor can tell a timeout from a caller that went away (its metrics do).
+TIME_LIMIT = "epe: the run's time limit"
+
 
 @dataclass(frozen=True)
 class Tenant:
@@ -93,6 +97,14 @@ class TaskFailed(Exception):
         self.unit = unit
 
 
+@dataclass(frozen=True)
+class ExecutorStatus:
+    """Whether an executor can run tasks now, and what an operator wants to see of it."""
+
+    ready: bool
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
 class Executor(Protocol):
     @property
     def capacity(self) -> int:
@@ -106,5 +118,9 @@ class Executor(Protocol):
         ...
 
     async def run(self, task: Task, timeout: float) -> TaskResult: ...
+
+    def status(self) -> ExecutorStatus:
+        """Whether tasks can run now (the readiness check), cheaply: never a task."""
+        ...
 
     async def stop(self) -> None: ...

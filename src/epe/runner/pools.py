@@ -17,10 +17,11 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from epe.errors import InternalError, ServerBusy
-from epe.runner.executor import Executor, Tenant
+from epe.observe import metrics
+from epe.runner.executor import Executor, ExecutorStatus, Tenant
 from epe.settings import Settings
 
 log = logging.getLogger("epe.runner")
@@ -43,6 +44,10 @@ class Backend(Protocol):
 
     def stop_fork_server(self, python: str) -> None:
         """No pool of ``python`` is left: what serves it may stop."""
+        ...
+
+    def status(self) -> tuple[bool, dict[str, Any]]:
+        """Whether it can start workers now, and what an operator wants to see of it."""
         ...
 
 
@@ -89,6 +94,14 @@ class Pools:
     @property
     def warm(self) -> int:
         return len(self._entries)
+
+    def status(self) -> ExecutorStatus:
+        """Whether runs can be served now (the readiness check): the backend can fork
+        workers; and what is warm."""
+        ready, detail = self.backend.status()
+        workers = sum(e.size for e in self._entries.values())
+        return ExecutorStatus(ready, {**detail, "pools": len(self._entries),
+                                      "workers": workers, "waiting": self._waiting})
 
     @contextlib.asynccontextmanager
     async def use(self, key: PoolKey, python: str, version: str, size: int,
@@ -139,6 +152,7 @@ class Pools:
     async def _start(self, key: PoolKey, executor: Executor) -> None:
         try:
             await executor.start()
+            metrics.POOLS_WARM.labels(_kind(key)).inc()
         except Exception as e:
             await executor.stop()
             log.exception("could not start the workers of %s", key)
@@ -188,6 +202,8 @@ class Pools:
     async def _stop(self, entry: _Entry) -> None:
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await entry.ready
+        if entry.ready.done() and not entry.ready.cancelled() and entry.ready.exception() is None:
+            metrics.POOLS_WARM.labels(_kind(entry.key)).dec()
         await entry.executor.stop()
         if entry.key.environment is not None and not any(
                 e.python == entry.python for e in self._entries.values()):
@@ -213,3 +229,7 @@ class Pools:
                     await self._stop(entry)
             async with self._room:
                 self._room.notify_all()
+
+
+def _kind(key: PoolKey) -> str:
+    return "user" if key.environment is None else "environment"

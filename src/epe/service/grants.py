@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from epe.core.names import PUBLIC, check_object_name, normalize_user
 from epe.errors import Forbidden, InvalidRequest, NotFound
+from epe.service.audit import AuditTrail
 from epe.store import Store
 from epe.store.grants import ObjectType
 
@@ -25,14 +26,18 @@ def object_type(typ: str) -> ObjectType:
 
 
 class Grants:
-    def __init__(self, store: Store) -> None:
+    """Grant rules; every grant and revoke made is recorded in the audit trail."""
+
+    def __init__(self, store: Store, audit: AuditTrail) -> None:
         self.store = store
+        self.audit = audit
 
     def grant(self, caller: str, kind: ObjectType, name: str, user: str | None) -> str:
         """Let ``user`` (None: everyone) use the caller's object; the grantee as shown."""
         self._check_target(caller, kind, name)
         grantee = self._grantee(user)
         self.store.grants.grant(kind, caller, name, grantee)
+        self._record("grant", caller, kind, name, grantee)
         return grantee or PUBLIC
 
     def revoke(self, caller: str, kind: ObjectType, name: str, user: str | None) -> str:
@@ -41,7 +46,13 @@ class Grants:
         grantee = self._grantee(user)
         if not self.store.grants.revoke(kind, caller, name, grantee):
             raise NotFound(f"{_SHOWN[kind]} {name} is not granted to {grantee or PUBLIC}")
+        self._record("revoke", caller, kind, name, grantee)
         return grantee or PUBLIC
+
+    def _record(self, action: str, caller: str, kind: ObjectType, name: str,
+                grantee: str | None) -> None:
+        self.audit.record("script" if kind == "pyqscript" else "datastore", action, caller,
+                          owner=caller, name=name, grantee=grantee or PUBLIC)
 
     def _check_target(self, caller: str, kind: ObjectType, name: str) -> None:
         if kind == "pyqscript":

@@ -32,6 +32,8 @@ from epe.errors import (
     NotFound,
     ServerBusy,
 )
+from epe.observe import metrics
+from epe.observe.logs import JOB_ID
 from epe.service import runs as execution
 from epe.service.services import Services
 from epe.store.jobs import JobRecord
@@ -71,6 +73,7 @@ class JobManager:
         self.root = services.settings.data_dir / "jobs"
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._outputs: dict[str, execution.Output] = {}  # of the jobs that have not ended
+        self._states: dict[str, Status] = {}  # each live job's state, as the gauge counts it
         self._gates = {level: asyncio.Semaphore(services.settings.job_concurrency(level))
                        for level in ("LOW", "MEDIUM", "HIGH")}
         self._sweeper: asyncio.Task[None] | None = None
@@ -111,6 +114,7 @@ class JobManager:
             assert same is not None
             return same
         (self.root / record.id).mkdir(parents=True, exist_ok=True)
+        self._admitted(record, Status.PENDING)
         task = self._tasks[record.id] = asyncio.create_task(self._run(record.id, job))
         if job.body.env_name is not None:  # the environment stays while the job waits
             lease = self.services.environments.hold(job.body.env_name)
@@ -127,22 +131,25 @@ class JobManager:
         record = self.store.create(id=uuid.uuid4().hex, owner=owner, kind=kind, request=request,
                                    idempotency_key=None)
         (self.root / record.id).mkdir(parents=True, exist_ok=True)
+        self._admitted(record, Status.PENDING)
         self._tasks[record.id] = asyncio.create_task(self._run_work(record.id, work))
         return record
 
     def _admit(self) -> None:
         if len(self._tasks) >= self.services.settings.job_queue_limit:
+            metrics.REFUSED.labels("job_queue_full").inc()
             raise ServerBusy("the server has as many jobs waiting as it can hold; try again "
                              "later", retry_after=self.services.settings.retry_after)
 
     # -- running -------------------------------------------------------------------
 
     async def _run(self, job_id: str, job: execution.Prepared) -> None:
+        JOB_ID.set(job_id)  # this task's own context: every line it logs names the job
         output = self._outputs[job_id] = execution.Output()
 
         async def running() -> bytes | None:
             async with self._gates[job.controls.service or job.body.service]:
-                if not self.store.move(job_id, Status.RUNNING):
+                if not self._start(job_id):
                     return None
                 return await execution.run(self.services, job, self._progress(job_id), output,
                                            min_batches=PROGRESS_BATCHES)
@@ -150,10 +157,11 @@ class JobManager:
         await self._settle(job_id, running(), output)
 
     async def _run_work(self, job_id: str, work: Work) -> None:
+        JOB_ID.set(job_id)  # this task's own context: every line it logs names the job
         output = self._outputs[job_id] = execution.Output()
 
         async def running() -> bytes | None:
-            if not self.store.move(job_id, Status.RUNNING):
+            if not self._start(job_id):
                 return None
             return await work(output)
 
@@ -180,6 +188,24 @@ class JobManager:
         finally:
             self._tasks.pop(job_id, None)
             self._outputs.pop(job_id, None)
+            self._untrack(job_id)
+
+    def _start(self, job_id: str) -> bool:
+        if not self.store.move(job_id, Status.RUNNING):
+            return False
+        self._untrack(job_id)
+        self._states[job_id] = Status.RUNNING
+        metrics.JOBS.labels(Status.RUNNING.value).inc()
+        return True
+
+    def _admitted(self, record: JobRecord, status: Status) -> None:
+        metrics.JOBS_SUBMITTED.labels(record.kind).inc()
+        self._states[record.id] = status
+        metrics.JOBS.labels(status.value).inc()
+
+    def _untrack(self, job_id: str) -> None:
+        if (state := self._states.pop(job_id, None)) is not None:
+            metrics.JOBS.labels(state.value).dec()
 
     def _progress(self, job_id: str) -> execution.Progress:
         # Every update is written: a job has at most a few dozen batches, and a
@@ -197,8 +223,9 @@ class JobManager:
         with contextlib.suppress(FileNotFoundError):
             write_atomically(folder / "log.txt", output.text().encode())
             self._write_answer(job_id, answer)
-            self.store.move(job_id, status, http_status=answer.status,
-                            result_path=str(folder / "answer.json"))
+            if self.store.move(job_id, status, http_status=answer.status,
+                               result_path=str(folder / "answer.json")):
+                metrics.JOBS_ENDED.labels(status.value).inc()
 
     def _write_answer(self, job_id: str, answer: Answer) -> None:
         folder = self.root / job_id

@@ -10,9 +10,9 @@ batches through the ``Executor``, and the fragments joined into OML's shape
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -31,8 +31,18 @@ from epe.core.requests import (
     TableApplyRequest,
 )
 from epe.core.scripts import parse_script
-from epe.errors import InvalidRequest, TimeLimitExceeded
-from epe.runner.executor import Executor, InputRef, Rows, Task, TaskFailed, TaskResult
+from epe.errors import EpeError, InvalidRequest, TimeLimitExceeded
+from epe.observe import metrics
+from epe.observe.logs import JOB_ID
+from epe.runner.executor import (
+    TIME_LIMIT,
+    Executor,
+    InputRef,
+    Rows,
+    Task,
+    TaskFailed,
+    TaskResult,
+)
 from epe.service import calls, scripts
 from epe.service.services import Services
 from epe.service.sessions import Caller
@@ -56,21 +66,25 @@ class Work:
     unit_name: str | None = None  # how an error names the failing unit
 
 
-def script_key(source: str) -> str:
-    # The source's hash: a new version of a script is a new key, so workers'
-    # compiled-script caches can never serve a stale version.
-    return hashlib.sha256(source.encode()).hexdigest()
+@dataclass(frozen=True)
+class Source:
+    """The function a run calls: a stored script's (its name and owner) or inline."""
+
+    text: str
+    name: str | None = None
+    owner: str | None = None
 
 
 def resolve_source(services: Services, caller: Caller, body: RunRequest,
-                   name: str | None, owner: str | None) -> str:
+                   name: str | None, owner: str | None) -> Source:
     if name is None:
         if body.script is None:
             raise InvalidRequest("give a script name in the path, or the function's source "
                                  "as \"script\" in the body")
         parse_script(body.script)
-        return body.script
-    return scripts.find(services.store, caller.name, name, owner).source
+        return Source(body.script)
+    found = scripts.find(services.store, caller.name, name, owner)
+    return Source(found.source, found.name, found.owner)
 
 
 def run_timeout(services: Services, body: RunRequest) -> int:
@@ -154,14 +168,36 @@ class Prepared:
     caller: Caller
     op: Operation
     body: RunRequest
-    source: str
+    script: Source
     kwargs: dict[str, object]
     controls: Controls
     timeout: int
+    # The source's hash: a new version of a script is a new key, so workers'
+    # compiled-script caches can never serve a stale version.
+    script_key: str
+
+    @property
+    def source(self) -> str:
+        return self.script.text
 
     @property
     def asynchronous(self) -> bool:
         return bool(self.body.async_flag or self.controls.async_)
+
+    @property
+    def mode(self) -> str:
+        return "async" if self.asynchronous else "sync"
+
+
+@dataclass
+class RunStats:
+    """What a run did, for its metrics and its audit entry."""
+
+    invocations: int = 0
+    batches: int = 0
+    input_seconds: float | None = None  # reading the input and handing it to the workers
+    input_rows: int | None = None
+    output_bytes: int | None = None
 
 
 @dataclass
@@ -183,31 +219,48 @@ def prepare(services: Services, caller: Caller, op: Operation, body: RunRequest,
     source = resolve_source(services, caller, body, name, owner)
     kwargs, controls = parse_parameters(body.parameters)
     check_environment(services, body)
-    return Prepared(caller, op, body, source, kwargs, controls, run_timeout(services, body))
+    return Prepared(caller, op, body, source, kwargs, controls, run_timeout(services, body),
+                    scripts.source_hash(source.text))
 
 
 async def run(services: Services, job: Prepared, progress: Progress | None = None,
               output: Output | None = None, min_batches: int = 1) -> bytes:
-    """Run a prepared request in the workers of its environment (``envName``, A8)."""
-    tenant = services.known_tenant(job.caller.name)
-    if tenant is None:  # the user's first run since start: their uid is looked up
-        tenant = await asyncio.to_thread(services.tenant, job.caller.name)
-    async with services.environments.executor(job.body.env_name, tenant) as executor:
-        return await run_on(executor, services, job, progress, output, min_batches)
+    """Run a prepared request in the workers of its environment (``envName``); its
+    metrics and audit entry are recorded however it ends."""
+    stats, start, error = RunStats(), time.perf_counter(), None
+    try:
+        tenant = services.known_tenant(job.caller.name)
+        if tenant is None:  # the user's first run since start: their uid is looked up
+            tenant = await asyncio.to_thread(services.tenant, job.caller.name)
+        async with services.environments.executor(job.body.env_name, tenant) as executor:
+            payload = await run_on(executor, services, job, progress, output, min_batches,
+                                   stats)
+        stats.output_bytes = len(payload)
+        return payload
+    except BaseException as e:
+        error = e
+        raise
+    finally:
+        record(services, job, stats, time.perf_counter() - start, error)
 
 
 async def run_on(executor: Executor, services: Services, job: Prepared,
                  progress: Progress | None = None, output: Output | None = None,
-                 min_batches: int = 1) -> bytes:
+                 min_batches: int = 1, stats: RunStats | None = None) -> bytes:
     """Run a prepared request: plan, share the input, run the batches, shape the result."""
+    stats = stats or RunStats()
+    start = time.perf_counter()
     work = await plan_work(services, job.caller, job.op, job.body, job.controls)
-    async with share(executor, work) as ref:
+    async with share(executor, work, stats) as ref:
+        if job.op.input not in ("none", "index"):  # it has an input query
+            stats.input_seconds = time.perf_counter() - start
         dop = degree(services, job.body, job.controls, executor.capacity)
         batches = plan.batches(work.units, dop, min_batches=min_batches)
+        stats.invocations, stats.batches = len(work.units), len(batches)
         log.info("%s by %s: %d invocations in %d batches, degree of parallelism %d",
                  job.op.kind, job.caller.name, len(work.units), len(batches), dop)
         graphics = bool(job.body.graphics_flag or job.controls.graphics)
-        tasks = [Task(kind=job.op.kind, source=job.source, script_key=script_key(job.source),
+        tasks = [Task(kind=job.op.kind, source=job.source, script_key=job.script_key,
                       kwargs=job.kwargs, graphics=graphics, units=tuple(b), input_ref=ref,
                       input_type=job.controls.input_type,
                       pickled_kwargs=job.body.pickled_parameters,
@@ -223,7 +276,8 @@ async def run_on(executor: Executor, services: Services, job: Prepared,
 
 
 @asynccontextmanager
-async def share(executor: Executor, work: Work) -> AsyncIterator[InputRef | None]:
+async def share(executor: Executor, work: Work,
+                stats: RunStats) -> AsyncIterator[InputRef | None]:
     """The work's input made readable by the workers, its units cut once it is counted."""
     if work.rows is None:
         yield None
@@ -231,6 +285,7 @@ async def share(executor: Executor, work: Work) -> AsyncIterator[InputRef | None
     rows, work.rows = work.rows, None  # the shared copy is what workers read; drop ours
     async with executor.share(rows) as shared:
         del rows
+        stats.input_rows = shared.rows
         if work.cut is not None:
             work.units = work.cut(shared.rows)
         yield shared.ref
@@ -238,7 +293,11 @@ async def share(executor: Executor, work: Work) -> AsyncIterator[InputRef | None
 
 async def run_batches(executor: Executor, tasks: Sequence[Task], dop: int, timeout: float,
                       progress: Progress | None = None) -> list[TaskResult | BaseException]:
-    """Run every batch, at most ``dop`` at once, each to its end (success or failure)."""
+    """Run every batch, at most ``dop`` at once, each to its end (success or failure).
+
+    Batches still going when the time limit comes are cancelled with ``TIME_LIMIT``,
+    so that the executor can tell a timeout from a caller that went away.
+    """
     gate = asyncio.Semaphore(dop)
     total, done = sum(len(t.units) for t in tasks), 0
     if progress is not None:
@@ -253,13 +312,31 @@ async def run_batches(executor: Executor, tasks: Sequence[Task], dop: int, timeo
             progress(done, total)
         return result
 
+    running = [asyncio.ensure_future(one(t)) for t in tasks]
+    if not running:
+        return []
     try:
-        outcomes = await asyncio.wait_for(
-            asyncio.gather(*(one(t) for t in tasks), return_exceptions=True), timeout)
-    except TimeoutError:
+        _done, late = await asyncio.wait(running, timeout=timeout)
+    except asyncio.CancelledError:
+        await _cancel(running)
+        raise
+    if late:
+        await _cancel(late, TIME_LIMIT)
         raise TimeLimitExceeded(f"the run went past its time limit of {timeout:g} s and was "
-                                "stopped") from None
-    return list(outcomes)
+                                "stopped")
+    return [_outcome(t) for t in running]
+
+
+def _outcome(task: asyncio.Future[TaskResult]) -> TaskResult | BaseException:
+    if task.cancelled():
+        return asyncio.CancelledError()
+    return task.exception() or task.result()
+
+
+async def _cancel(tasks: Iterable[asyncio.Future[TaskResult]], message: str | None = None) -> None:
+    for task in tasks:
+        task.cancel(message)
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def printed(outcome: TaskResult | BaseException) -> str:
@@ -314,3 +391,37 @@ def shape(op: Operation, fragments: list[assemble.Fragment], work: Work,
     if op.shape == "keyed":
         return assemble.keyed(work.labels, fragments)
     return assemble.as_list(fragments)
+
+
+def outcome(error: BaseException | None) -> str:
+    """How a run ended, as its metrics label it: ok, cancelled, or the error's class."""
+    if error is None:
+        return "ok"
+    if isinstance(error, asyncio.CancelledError):
+        return "cancelled"
+    return type(error).__name__ if isinstance(error, EpeError) else "InternalError"
+
+
+def record(services: Services, job: Prepared, stats: RunStats, seconds: float,
+           error: BaseException | None) -> None:
+    """A run's metrics and its audit entry (never its parameters' values)."""
+    kind, mode, series = job.op.kind, job.mode, metrics.series
+    series(metrics.RUNS, kind, mode, outcome(error)).inc()
+    series(metrics.RUN_SECONDS, kind, mode).observe(seconds)
+    if stats.batches:
+        series(metrics.RUN_INVOCATIONS, kind).observe(stats.invocations)
+        series(metrics.RUN_BATCHES, kind).observe(stats.batches)
+    if stats.input_seconds is not None:
+        series(metrics.INPUT_SECONDS, kind).observe(stats.input_seconds)
+    if stats.input_rows is not None:
+        series(metrics.INPUT_ROWS, kind).observe(stats.input_rows)
+    if stats.output_bytes is not None:
+        series(metrics.OUTPUT_BYTES, kind).observe(stats.output_bytes)
+    cancelled = isinstance(error, asyncio.CancelledError)
+    services.audit.record(
+        "run", kind, job.caller.name, error=None if cancelled else error,
+        status="cancelled" if cancelled else None, owner=job.script.owner,
+        name=job.script.name, scriptHash=job.script_key,
+        input=getattr(job.body, "input", None), envName=job.body.env_name, mode=mode,
+        jobId=JOB_ID.get(), durationMs=round(seconds * 1000, 3), units=stats.invocations,
+        batches=stats.batches, inputRows=stats.input_rows, outputBytes=stats.output_bytes)

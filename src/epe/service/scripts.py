@@ -9,12 +9,14 @@ the global one (OML).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from epe.core.names import GLOBAL_OWNER, check_object_name, iso_date, normalize_user
 from epe.core.requests import ScriptCreate
 from epe.core.scripts import parse_script
 from epe.errors import Conflict, NotFound
+from epe.service.audit import AuditTrail
 from epe.service.sessions import Caller
 from epe.store import ScriptRecord, Store
 
@@ -41,25 +43,34 @@ def visible(store: Store, caller: Caller) -> list[dict[str, Any]]:
     return listed
 
 
-def create(store: Store, caller: Caller, body: ScriptCreate) -> ScriptRecord:
+def create(store: Store, audit: AuditTrail, caller: Caller, body: ScriptCreate) -> ScriptRecord:
     parse_script(body.script)
     owner = GLOBAL_OWNER if body.is_global else caller.name
     existing = store.get_script(owner, check_object_name(body.name, "script"))
     if existing and body.is_global and existing.created_by != caller.name \
             and not caller.user.is_admin:
         raise Conflict(f"a global script {body.name} exists and belongs to another user")
-    return store.put_script(owner=owner, name=body.name, source=body.script,
-                            description=body.description, is_global=body.is_global,
-                            created_by=caller.name, overwrite=body.overwrite)
+    script = store.put_script(owner=owner, name=body.name, source=body.script,
+                              description=body.description, is_global=body.is_global,
+                              created_by=caller.name, overwrite=body.overwrite)
+    audit.record("script", "replace" if existing else "create", caller.name, owner=owner,
+                 name=body.name, scriptHash=source_hash(body.script))
+    return script
 
 
-def delete(store: Store, caller: Caller, name: str, is_global: bool) -> None:
+def delete(store: Store, audit: AuditTrail, caller: Caller, name: str, is_global: bool) -> None:
     owner = GLOBAL_OWNER if is_global else caller.name
     script = store.get_script(owner, name)
     if script is None or (is_global and script.created_by != caller.name
                           and not caller.user.is_admin):
         raise NotFound(f"no such script {name}" + (" (global)" if is_global else ""))
     store.delete_script(owner, name)
+    audit.record("script", "delete", caller.name, owner=owner, name=name)
+
+
+def source_hash(source: str) -> str:
+    """A script's source as a SHA-256: the same for one version of one script."""
+    return hashlib.sha256(source.encode()).hexdigest()
 
 
 def find(store: Store, caller: str, name: str, owner: str | None) -> ScriptRecord:

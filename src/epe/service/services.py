@@ -19,6 +19,7 @@ from epe.runner.environments import EnvironmentPools
 from epe.runner.executor import Tenant
 from epe.runner.local.host import LocalHost
 from epe.runner.worker.sandbox import probe as isolation_refused
+from epe.service.audit import AuditTrail
 from epe.service.datastores import Datastores
 from epe.service.grants import Grants
 from epe.settings import Settings
@@ -32,12 +33,14 @@ class Services:
     tokens: TokenService
     catalog: Catalog
     environments: EnvironmentPools  # users' pools, in the server's and named environments
+    audit: AuditTrail = field(init=False)
     grants: Grants = field(init=False)
     datastores: Datastores = field(init=False)
     logins: LoginThrottle = field(init=False)
 
     def __post_init__(self) -> None:
-        self.grants = Grants(self.store)
+        self.audit = AuditTrail(self.store.audit, self.settings.audit_retention)
+        self.grants = Grants(self.store, self.audit)
         self.datastores = Datastores(self.store)
         self.logins = LoginThrottle(self.settings.login_window)
 
@@ -63,6 +66,7 @@ class Services:
         return Tenant(user, uid)
 
     def close(self) -> None:
+        self.audit.close()
         self.catalog.close()
         self.store.close()
 

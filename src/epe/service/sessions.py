@@ -47,8 +47,9 @@ def authenticate(services: Services, token: str) -> Caller:
 
 def log_in(services: Services, username: str | None, password: str | None,
            client: str) -> IssuedToken:
-    """A token for a user name and password (OML's password grant). Failures are
-    counted per name and per client address; too many are a 429 for a while."""
+    """A token for a user name and password (OML's password grant), from ``client`` (its
+    address). Failures are counted per name and per address, too many are a 429 for a
+    while; the attempt, good or bad, goes to the audit trail."""
     if not username or password is None:
         raise InvalidRequest("a password grant needs 'username' and 'password'")
     name = normalize_user(username, check=False)
@@ -60,8 +61,11 @@ def log_in(services: Services, username: str | None, password: str | None,
     # The same answer, after the same work, for a wrong user and a wrong password.
     if not verify_password(user.password_hash if user else None, password) or not user:
         services.logins.failed(*keys)
-        raise Unauthorized("invalid username or password")
+        error = Unauthorized("invalid username or password")
+        services.audit.record("login", "login", name[:128], error=error, client=client)
+        raise error
     services.logins.succeeded(keys[0])
+    services.audit.record("login", "login", user.name, client=client)
     return services.tokens.issue(user.name)
 
 

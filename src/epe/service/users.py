@@ -13,19 +13,25 @@ from epe.auth.passwords import hash_password
 from epe.core.names import normalize_user
 from epe.data import Catalog
 from epe.errors import InvalidRequest, NotFound
+from epe.service.audit import AuditTrail
 from epe.service.jobs import JobManager
 from epe.service.sessions import Caller
 from epe.store import Store, UserRecord
 
 
-def create_user(store: Store, name: str, password: str, admin: bool = False) -> UserRecord:
+def create_user(store: Store, audit: AuditTrail, by: str | None, name: str, password: str,
+                admin: bool = False) -> UserRecord:
+    """Create a user; ``by`` is the admin who asks (``None``: the command line)."""
     if not password:
         raise InvalidRequest("the password must not be empty")
-    return store.add_user(normalize_user(name), hash_password(password), admin)
+    user = store.add_user(normalize_user(name), hash_password(password), admin)
+    audit.record("user", "create", by, name=user.name, admin=admin,
+                 via=None if by else "command line")
+    return user
 
 
-async def delete_user(store: Store, catalog: Catalog, jobs: JobManager, admin: Caller,
-                      name: str) -> str:
+async def delete_user(store: Store, audit: AuditTrail, catalog: Catalog, jobs: JobManager,
+                      admin: Caller, name: str) -> str:
     """Delete a user and everything they own; the name as stored."""
     upper = normalize_user(name, check=False)
     if upper == admin.name:
@@ -35,4 +41,5 @@ async def delete_user(store: Store, catalog: Catalog, jobs: JobManager, admin: C
     await jobs.delete_all(upper)
     await asyncio.to_thread(catalog.drop_owner, upper)
     store.delete_user(upper)
+    audit.record("user", "delete", admin.name, name=upper)
     return upper

@@ -20,7 +20,9 @@ _IMMEDIATE = "epe_immediate"
 
 
 def sqlite_engine(path: Path) -> Engine:
-    engine = create_engine(f"sqlite:///{path}")
+    # hide_parameters: an error (and so the log) never carries the values of a statement,
+    # such as a job's request with its parameters.
+    engine = create_engine(f"sqlite:///{path}", hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_conn: Any, _record: Any) -> None:

@@ -128,3 +128,26 @@ worker_uids = Table(
     Column("owner", String(128), nullable=True, unique=True),
     Column("assigned", Float, nullable=False),
 )
+
+# Who did what, when (docs/operations.md): runs, logins, and changes to scripts,
+# grants, users and environments. Written in batches, read by admins, purged after
+# EPE_AUDIT_RETENTION; never deleted with a user.
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("time", Float, nullable=False),
+    Column("kind", String(16), nullable=False),  # run, login, script, datastore, user, env
+    Column("action", String(32), nullable=False),  # the operation, or create, grant, ...
+    Column("user_name", String(128), nullable=True),  # who; the name tried, for a login
+    Column("status", String(16), nullable=False),  # ok, failed, cancelled
+    Column("error_code", Integer, nullable=True),
+    Column("owner", String(128), nullable=True),  # the object's owner and name
+    Column("name", String(256), nullable=True),
+    Column("client", String(64), nullable=True),  # the client's address, for a login
+    Column("request_id", String(128), nullable=True),
+    Column("details", Text, nullable=False),  # JSON: what else the kind records
+    Index("ix_audit_time", "time"),
+    Index("ix_audit_user_time", "user_name", "time"),
+    Index("ix_audit_kind_time", "kind", "time"),
+)

@@ -1,5 +1,6 @@
-"""The metadata store: users, revoked tokens and scripts; grants, jobs and
-datastores in the parts it holds (``grants``, ``jobs``, ``datastores``).
+"""The metadata store: users, revoked tokens and scripts; grants, jobs, datastores
+and the audit trail in the parts it holds (``grants``, ``jobs``, ``datastores``,
+``audit``).
 
 SQLAlchemy Core with visible SQL; SQLite in WAL mode by default so that
 ``epe user add`` can write while the server runs. Only this package knows the
@@ -13,12 +14,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, and_, delete, insert, or_, select, update
+from sqlalchemy import Engine, and_, delete, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from epe.core.names import GLOBAL_OWNER
 from epe.errors import Conflict
 from epe.store import schema
+from epe.store.audit import AuditStore
 from epe.store.cache import TTLCache
 from epe.store.datastores import DatastoreStore
 from epe.store.engine import writing
@@ -58,7 +60,7 @@ class ScriptRecord:
 
 
 class Store:
-    """Users, revoked tokens and scripts; ``grants``, ``jobs`` and ``datastores``.
+    """Users, revoked tokens and scripts; ``grants``, ``jobs``, ``datastores``, ``audit``.
 
     Made by ``epe.store.open_store`` from a URL, on an engine already migrated.
     """
@@ -72,9 +74,15 @@ class Store:
         self.jobs = JobStore(engine)
         self.datastores = DatastoreStore(engine)
         self.uids = UidStore(engine)
+        self.audit = AuditStore(engine)
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def check(self) -> None:
+        """Raise unless the database answers a query now (the readiness check)."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
     # -- users -----------------------------------------------------------------
 

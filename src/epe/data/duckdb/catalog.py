@@ -97,6 +97,11 @@ class DuckDBCatalog:
         with self._dbs.cursor(owner) as cur, stream_query(cur, sql, self.query_timeout) as rows:
             yield rows
 
+    def check(self) -> None:
+        self._dbs.check()
+        with contextlib.closing(duckdb.connect(":memory:", config=CONFIG)) as con:
+            con.execute("SELECT 1").fetchall()
+
     def warm_up(self) -> None:
         """Run DuckDB once, in memory, so that the first user's query does not pay for
         loading the engine (about 50 MB of code and buffers, and their page faults)."""

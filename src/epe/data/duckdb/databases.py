@@ -12,6 +12,7 @@ waits a while for a file another process holds.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from pathlib import Path
 import duckdb
 
 from epe.data.names import check_owner
-from epe.errors import ServerBusy
+from epe.errors import NotReady, ServerBusy
 
 CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "enable_external_access": False,  # no file or URL access, no ATTACH, no INSTALL/LOAD
@@ -69,6 +70,15 @@ class UserDatabases:
                 yield cursor
         finally:
             self._release(db, cursor)
+
+    def check(self) -> None:
+        """``NotReady`` unless databases can be opened and written now."""
+        if self._closed.is_set():
+            raise NotReady("the table catalog is closed")
+        if not self.root.is_dir():
+            raise NotReady("the tables folder is missing")
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise NotReady("the tables folder is not writable")
 
     def close(self) -> None:
         self._closed.set()

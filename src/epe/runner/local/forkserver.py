@@ -83,6 +83,10 @@ class ForkServer:
             raise
         self.isolation_refused = ready.get("isolation_refused")
 
+    @property
+    def alive(self) -> bool:
+        return not self._closed and self._proc is not None and self._proc.poll() is None
+
     async def spawn(self, request: dict[str, Any]) -> WorkerProcess:
         """A new worker; ``request`` says its limits and its sandbox (or workdir)."""
         assert self._loop is not None and self._sock is not None
@@ -117,10 +121,13 @@ class ForkServer:
                 data = self._sock.recv(MESSAGE_LIMIT)
             except OSError:
                 data = b""
-            if not data:
-                self._loop.call_soon_threadsafe(self._gone)
+            try:
+                if not data:
+                    self._loop.call_soon_threadsafe(self._gone)
+                    return
+                self._loop.call_soon_threadsafe(self._settle, orjson.loads(data))
+            except RuntimeError:  # the event loop has closed: the server is stopping
                 return
-            self._loop.call_soon_threadsafe(self._settle, orjson.loads(data))
 
     def _settle(self, message: dict[str, Any]) -> None:
         if "ready" in message and self._ready is not None and not self._ready.done():
@@ -143,10 +150,12 @@ class ForkServer:
         error = InternalError("the fork server ended")
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(error)
-        for future in [*self._spawning.values(), *self._ends.values()]:
-            if not future.done():
-                future.set_result(-9) if future in self._ends.values() \
-                    else future.set_exception(error)
+        for spawning in self._spawning.values():
+            if not spawning.done():
+                spawning.set_exception(error)
+        for ended in self._ends.values():
+            if not ended.done():
+                ended.set_result(-9)  # its workers die with it (PR_SET_PDEATHSIG)
         self._spawning.clear()
 
     def stop(self) -> None:

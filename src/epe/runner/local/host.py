@@ -68,6 +68,13 @@ class LocalHost:
         self._servers.clear()
         shutil.rmtree(self._mpl_dir, ignore_errors=True)
 
+    def status(self) -> tuple[bool, dict[str, Any]]:
+        """Ready while the default environment's fork server runs."""
+        future = self._servers.get(sys.executable)
+        alive = future is not None and future.done() and future.exception() is None \
+            and future.result().alive
+        return alive, {"isolated": self.isolated, "forkServers": len(self._servers)}
+
     # -- making pools ------------------------------------------------------------------
 
     def pool(self, python: str, size: int, tenant: Tenant) -> LocalPool:

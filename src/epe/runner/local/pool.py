@@ -19,13 +19,24 @@ import random
 import shutil
 import signal
 import tempfile
+import time
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from epe import errors
+from epe.observe import metrics
 from epe.runner import protocol
-from epe.runner.executor import CallHandler, Rows, Shared, Task, TaskResult, Tenant
+from epe.runner.executor import (
+    TIME_LIMIT,
+    CallHandler,
+    ExecutorStatus,
+    Rows,
+    Shared,
+    Task,
+    TaskResult,
+    Tenant,
+)
 from epe.runner.identity import WorkerIdentity
 from epe.runner.local.exchange import Exchange
 from epe.runner.local.forkserver import ForkServer, WorkerProcess
@@ -60,6 +71,7 @@ class _Worker:
     tasks: int = 0
     retiring: bool = False  # a successor is starting; keep serving until it is ready
     retired: bool = False  # the successor is ready: never hand this one out again
+    idle: bool = False  # waiting in the pool's queue to be handed out
     pid: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -93,6 +105,12 @@ class _Worker:
         return code
 
 
+def _death(code: int | None) -> str:
+    """Why a worker died on its own, as its metric says: the kernel's OOM killer (or a
+    memory cgroup) sends SIGKILL; anything else is a crash."""
+    return "memory" if code == -signal.SIGKILL else "crash"
+
+
 def _describe_exit(code: int | None) -> str:
     if code is not None and code < 0:
         try:
@@ -116,6 +134,8 @@ class LocalPool:
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._placement: Placement | None = None
+        self._started = False
+        self._counts = {"idle": 0, "busy": 0}  # live workers; the gauges sum every pool's
         self._exchange: Exchange | None = None
 
     @property
@@ -138,9 +158,10 @@ class LocalPool:
         self._exchange = self._placement.exchange
         # One worker before the first run, the others meanwhile: a user's first run
         # waits for one fork, not for all of them.
-        self._idle.put_nowait(await self._spawn())
+        self._offer(await self._spawn())
         for _ in range(self.size - 1):
             self._in_background(self._replace())
+        self._started = True
         log.info("started %d workers for %s", self.size, self.tenant.name)
 
     async def stop(self) -> None:
@@ -149,7 +170,11 @@ class LocalPool:
             t.cancel()
         doomed = list(self._busy)
         while not self._idle.empty():
-            doomed.append(self._idle.get_nowait())
+            worker = self._idle.get_nowait()
+            if worker.idle:
+                worker.idle = False
+                self._count("idle", -1)
+            doomed.append(worker)
         for w in doomed:
             w.kill()
         await asyncio.gather(*(w.reap() for w in doomed))
@@ -160,36 +185,63 @@ class LocalPool:
     async def run(self, task: Task, timeout: float) -> TaskResult:
         worker = await self._acquire()
         self._busy.add(worker)
+        self._count("busy", 1)
         try:
             reply, payload = await asyncio.wait_for(
                 worker.request(protocol.task_header(task), task.calls), timeout)
         except TimeoutError:
-            self._discard(worker)
+            self._discard(worker, "timeout")
             raise errors.TimeLimitExceeded(
                 f"the function ran longer than its time limit of {timeout:g} s and was "
                 "stopped") from None
         except (asyncio.IncompleteReadError, ConnectionError, BrokenPipeError):
             code = await self._bury(worker)
+            metrics.WORKERS_KILLED.labels(_death(code)).inc()
             raise errors.WorkerDied(
                 f"the worker process running the function died ({_describe_exit(code)}); "
                 "a crash in native code, os._exit() or running out of memory can cause "
                 "this") from None
-        except BaseException:  # cancelled (client gone, job cancelled) or our bug
-            self._discard(worker)
+        except asyncio.CancelledError as e:  # the run's time limit, or the caller is gone
+            self._discard(worker, "timeout" if TIME_LIMIT in e.args else "cancelled")
+            raise
+        except BaseException:  # our bug
+            self._discard(worker, "error")
             raise
         self._release(worker)
         return protocol.task_result(reply, payload)
 
+    def status(self) -> ExecutorStatus:
+        idle, busy = self._counts["idle"], self._counts["busy"]
+        ready = self._started and not self._stopping and idle + busy > 0
+        return ExecutorStatus(ready, {"workers": idle + busy, "idle": idle, "busy": busy,
+                                      "size": self.size})
+
     # -- worker bookkeeping ------------------------------------------------------
 
+    def _count(self, state: str, change: int) -> None:
+        self._counts[state] += change
+        metrics.series(metrics.WORKERS, state).inc(change)
+
+    def _offer(self, worker: _Worker) -> None:
+        worker.idle = True
+        self._count("idle", 1)
+        self._idle.put_nowait(worker)
+
     async def _acquire(self) -> _Worker:
-        while True:
-            worker = await self._idle.get()
-            if not worker.retired:
-                return worker
+        metrics.TASKS_WAITING.inc()
+        try:
+            while True:
+                worker = await self._idle.get()
+                if not worker.retired:
+                    worker.idle = False
+                    self._count("idle", -1)
+                    return worker
+        finally:
+            metrics.TASKS_WAITING.dec()
 
     def _release(self, worker: _Worker) -> None:
         self._busy.discard(worker)
+        self._count("busy", -1)
         worker.tasks += 1
         if worker.retired:
             self._retire(worker)
@@ -199,34 +251,46 @@ class LocalPool:
             # imported its libraries, so no caller waits for a cold start.
             worker.retiring = True
             self._in_background(self._succeed(worker))
-        self._idle.put_nowait(worker)
+        self._offer(worker)
 
     async def _succeed(self, worker: _Worker) -> None:
         successor = await self._spawn_retrying()
         if successor is None:
             return
         worker.retired = True
-        self._idle.put_nowait(successor)
+        self._offer(successor)
+        metrics.WORKERS_RECYCLED.inc()
         log.info("recycled worker %d after %d tasks", worker.pid, worker.tasks)
+        if worker.idle:  # it will be skipped when dequeued
+            worker.idle = False
+            self._count("idle", -1)
         if worker not in self._busy:
-            self._retire(worker)  # idle: it will be skipped when dequeued
+            self._retire(worker)
 
     def _retire(self, worker: _Worker) -> None:
         worker.kill()
         self._in_background(worker.reap())
 
-    def _discard(self, worker: _Worker) -> None:
-        """Kill ``worker`` and start its replacement."""
-        self._busy.discard(worker)
+    def _discard(self, worker: _Worker, reason: str | None = None) -> None:
+        """Kill ``worker`` (counted under ``reason``) and start its replacement."""
+        if worker in self._busy:
+            self._busy.discard(worker)
+            self._count("busy", -1)
+        if reason is not None:
+            metrics.WORKERS_KILLED.labels(reason).inc()
         worker.kill()
-        self._in_background(self._replace())
+        if not worker.retiring:  # a retiring worker's successor is already on its way
+            self._in_background(self._replace())
         self._in_background(worker.reap())
 
     async def _bury(self, worker: _Worker) -> int | None:
         """A worker whose pipe closed: its exit code once it has ended (a sandboxed one
         ends through the process that waits for it, a moment later), and its successor."""
-        self._busy.discard(worker)
-        self._in_background(self._replace())
+        if worker in self._busy:
+            self._busy.discard(worker)
+            self._count("busy", -1)
+        if not worker.retiring:
+            self._in_background(self._replace())
         try:
             await asyncio.wait_for(worker.proc.wait(), 2.0)
         except TimeoutError:
@@ -241,7 +305,7 @@ class LocalPool:
     async def _replace(self) -> None:
         successor = await self._spawn_retrying()
         if successor is not None:
-            self._idle.put_nowait(successor)
+            self._offer(successor)
 
     async def _spawn_retrying(self) -> _Worker | None:
         """A new worker, retrying with back-off; ``None`` if the pool is stopping."""
@@ -265,6 +329,7 @@ class LocalPool:
                   "output_limit": self.settings.output_limit,
                   "graphics_dpi": self.settings.graphics_dpi,
                   "graphics_size": [self.settings.graphics_width, self.settings.graphics_height]}
+        started = time.monotonic()
         proc = await placement.forks.spawn({
             "limits": limits, "sandbox": placement.sandbox, "workdir": workdir,
             "run_as": None if placement.run_as is None else [placement.run_as.uid,
@@ -282,6 +347,8 @@ class LocalPool:
             raise
         if not ready.get("ready"):
             raise errors.InternalError(f"a worker started badly: {ready}")
+        metrics.WORKERS_STARTED.inc()
+        metrics.WORKER_START_SECONDS.observe(time.monotonic() - started)
         return worker
 
     @staticmethod

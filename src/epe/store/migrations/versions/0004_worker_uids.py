@@ -1,14 +1,14 @@
 """The host uid of each user's sandboxed workers.
 
-Revision ID: 0003_worker_uids
-Revises: 0002
+Revision ID: 0004_worker_uids
+Revises: 0003_audit
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_worker_uids"
-down_revision = "0002"
+revision = "0004_worker_uids"
+down_revision = "0003_audit"
 branch_labels = None
 depends_on = None
 

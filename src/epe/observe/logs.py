@@ -1,0 +1,116 @@
+"""Logging: plain lines for a terminal, or one JSON object a line (``EPE_LOG_FORMAT``).
+
+The request being answered and the job being run are kept in context variables, set
+by the HTTP middleware and the job manager; every line logged meanwhile carries them
+(``asyncio`` tasks and ``asyncio.to_thread`` copy the context, so lines logged by a
+job or in a worker thread do too). What is logged never includes a token, a password
+or a parameter's value: only names, counts, codes and times.
+
+A line logged on the event loop costs it only a queue put: the ids are noted on the
+record there, and a thread of its own formats and writes the lines, so a slow
+reader of standard error never holds up requests. ``stop`` writes what is queued.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import logging
+import queue
+import re
+import secrets
+from contextvars import ContextVar
+from logging.handlers import QueueHandler, QueueListener
+from typing import Any, Literal
+
+import orjson
+
+LogFormat = Literal["plain", "json"]
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("epe_request_id", default=None)
+JOB_ID: ContextVar[str | None] = ContextVar("epe_job_id", default=None)
+
+PLAIN = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# A request id a client sends is kept if it is this tame (no spaces, quotes or control
+# characters that could forge a log line); otherwise the server makes one.
+_GIVEN_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
+
+
+def request_id_from(given: str | None) -> str:
+    """The client's ``X-Request-ID`` if it is acceptable, else a new random one."""
+    if given is not None and _GIVEN_ID.fullmatch(given):
+        return given
+    return secrets.token_hex(8)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, requestId, jobId and the
+    fields a caller passed as ``extra={"fields": {...}}``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC)
+            .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id, job_id = ids_of(record)
+        if request_id is not None:
+            entry["requestId"] = request_id
+        if job_id is not None:
+            entry["jobId"] = job_id
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def ids_of(record: logging.LogRecord) -> tuple[str | None, str | None]:
+    """The request and job ids of a record: noted when it was queued, or the current ones."""
+    if hasattr(record, "request_id"):
+        return record.request_id, getattr(record, "job_id", None)
+    return REQUEST_ID.get(), JOB_ID.get()
+
+
+class _Queued(QueueHandler):
+    """Puts records in the writer's queue with the ids of the context they come from;
+    formatting is left to the writer thread."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record.request_id, record.job_id = REQUEST_ID.get(), JOB_ID.get()
+        return record
+
+
+_listener: QueueListener | None = None
+
+
+def configure(log_format: LogFormat, level: str) -> None:
+    """Send every logger's lines (uvicorn's and warnings too) to stderr in one format,
+    written by a thread of their own."""
+    global _listener
+    stop()
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(PLAIN))
+    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    _listener = QueueListener(lines, handler)
+    _listener.start()
+    root = logging.getLogger()
+    root.handlers[:] = [_Queued(lines)]
+    root.setLevel(level)
+    logging.captureWarnings(True)
+    atexit.register(stop)
+
+
+def stop() -> None:
+    """Write the queued lines and stop the writer thread (at exit, at the latest); lines
+    logged afterwards are written at once."""
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+        logging.getLogger().handlers[:] = list(_listener.handlers)
+        _listener = None

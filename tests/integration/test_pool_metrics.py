@@ -1,0 +1,118 @@
+"""The local pool's metrics move as its workers do: started, idle and busy, recycled,
+and killed by reason (a timeout, the run's own time limit, a caller gone, a crash, a
+SIGKILL as the kernel's OOM killer sends it). Real worker processes; the values are
+read from the process's Prometheus registry, as deltas, since other tests' pools
+count into the same metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from epe.errors import TimeLimitExceeded, WorkerDied
+from epe.runner.local.pool import LocalPool
+from epe.service.runs import run_batches
+from epe.settings import Settings
+from tests.integration.test_executor_conformance import Loop, task
+from tests.serverproc import wait_for
+
+SLEEP = "def f():\n    import time\n    time.sleep(60)\n"
+QUICK = "def f():\n    return 1\n"
+
+
+def value(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def killed(reason: str) -> float:
+    return value("epe_workers_killed_total", reason=reason)
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[Loop]:
+    running = Loop()
+    yield running
+    running.close()
+
+
+def started_pool(loop: Loop, tmp_path: Path, size: int = 1, **settings: int) -> LocalPool:
+    pool = LocalPool(Settings(data_dir=tmp_path, **settings), size=size)
+    loop.run(pool.start())
+    return pool
+
+
+@pytest.fixture
+def pool(loop: Loop, tmp_path: Path) -> Iterator[LocalPool]:
+    before = value("epe_workers_started_total")
+    made = started_pool(loop, tmp_path, size=2)
+    assert value("epe_workers_started_total") - before == 2
+    yield made
+    loop.run(made.stop())
+
+
+def test_workers_are_counted_idle_then_busy_then_idle(loop: Loop, tmp_path: Path) -> None:
+    idle, busy = value("epe_workers", state="idle"), value("epe_workers", state="busy")
+    made = started_pool(loop, tmp_path, size=2)
+    assert value("epe_workers", state="idle") - idle == 2
+    assert made.status().ready and made.status().detail["workers"] == 2
+    running = asyncio.run_coroutine_threadsafe(made.run(task("do_eval", SLEEP), 60), loop.loop)
+    wait_for(lambda: value("epe_workers", state="busy") - busy == 1)
+    assert value("epe_workers", state="idle") - idle == 1
+    cancelled = killed("cancelled")
+    running.cancel()  # the caller went away: the worker is killed and replaced
+    wait_for(lambda: value("epe_workers", state="idle") - idle == 2)
+    assert value("epe_workers", state="busy") == busy
+    assert killed("cancelled") - cancelled == 1
+    loop.run(made.stop())
+    assert value("epe_workers", state="idle") == idle
+    assert not made.status().ready
+
+
+def test_a_timeout_is_counted(loop: Loop, pool: LocalPool) -> None:
+    before = killed("timeout")
+    with pytest.raises(TimeLimitExceeded):
+        loop.run(pool.run(task("do_eval", SLEEP), 0.5))
+    assert killed("timeout") - before == 1
+
+
+def test_the_runs_own_time_limit_counts_as_a_timeout(loop: Loop, pool: LocalPool) -> None:
+    # Two batches, one at a time: the second waits while the first sleeps, and the run's
+    # limit cancels the first; the worker is counted as killed by timeout, not cancelled.
+    before, cancelled = killed("timeout"), killed("cancelled")
+    with pytest.raises(TimeLimitExceeded, match="the run went past its time limit"):
+        loop.run(run_batches(pool, [task("do_eval", SLEEP), task("do_eval", SLEEP)], 1, 0.5))
+    assert killed("timeout") - before == 1
+    assert killed("cancelled") == cancelled
+
+
+def test_a_crash_and_a_sigkill_are_told_apart(loop: Loop, pool: LocalPool) -> None:
+    crash, memory = killed("crash"), killed("memory")
+    with pytest.raises(WorkerDied):
+        loop.run(pool.run(task("do_eval", "def f():\n    import os\n    os._exit(3)\n"), 60))
+    assert killed("crash") - crash == 1
+    sigkill = "def f():\n    import os, signal\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+    with pytest.raises(WorkerDied):
+        loop.run(pool.run(task("do_eval", sigkill), 60))
+    assert killed("memory") - memory == 1
+    assert killed("crash") - crash == 1
+
+
+def test_a_recycled_worker_is_counted_and_replaced_once(loop: Loop, tmp_path: Path) -> None:
+    started, recycled = value("epe_workers_started_total"), value("epe_workers_recycled_total")
+    made = started_pool(loop, tmp_path, size=1, worker_max_tasks=1)
+    try:
+        loop.run(made.run(task("do_eval", QUICK), 60))  # its last task: a successor starts
+        # Killed while its successor starts: the successor alone replaces it, and the
+        # pool keeps its size.
+        with pytest.raises(TimeLimitExceeded):
+            loop.run(made.run(task("do_eval", SLEEP), 0.3))
+        wait_for(lambda: value("epe_workers_recycled_total") - recycled == 1, timeout=120)
+        wait_for(lambda: not made._background, timeout=120)
+        assert value("epe_workers_started_total") - started == 2
+        assert made.status().detail["workers"] == 1
+    finally:
+        loop.run(made.stop())
