@@ -2,12 +2,15 @@
 tokens, scripts, grants, jobs, datastores, and the one error convention of
 ``epe.store`` (lookups None, deletes say whether, creates raise Conflict).
 
-Run on a real SQLite file; a second backend is one more entry of ``BACKENDS``."""
+Run on a real SQLite file and on a real PostgreSQL database (the session's server,
+a database per test); a backend is one entry of ``BACKENDS``."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -20,17 +23,22 @@ from epe.store.datastores import StoredObject
 from epe.store.jobs import JobRecord
 
 
-def sqlite_url(folder: Path) -> str:
+def sqlite_url(_request: pytest.FixtureRequest, folder: Path) -> str:
     return f"sqlite:///{folder / 'metadata.sqlite'}"
 
 
-# Each backend: how to name a fresh, empty store in a folder of the test's own.
-BACKENDS: dict[str, Callable[[Path], str]] = {"sqlite": sqlite_url}
+def postgresql_url(request: pytest.FixtureRequest, _folder: Path) -> str:
+    return str(request.getfixturevalue("pg_database"))
+
+
+# Each backend: how to name a fresh, empty store (a folder of the test's own at hand).
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
+    "sqlite": sqlite_url, "postgresql": postgresql_url}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return BACKENDS[request.param](tmp_path)
+    return BACKENDS[request.param](request, tmp_path)
 
 
 @pytest.fixture
@@ -398,3 +406,65 @@ def test_deleting_a_user_deletes_everything_of_theirs(store: Store) -> None:
 def test_a_url_that_names_no_store_is_a_clear_error(bad: str) -> None:
     with pytest.raises(InvalidSetting, match="metadata URL"):
         open_store(bad)
+
+
+# -- races: the same answers whoever runs first (READ COMMITTED on PostgreSQL) ------------
+
+RACERS = 8
+
+
+def race(store: Store, action: Callable[[int], object]) -> list[object]:
+    """``action(i)`` from ``RACERS`` threads released at once; each one's value or error."""
+    start = threading.Barrier(RACERS)
+
+    def one(i: int) -> object:
+        start.wait()
+        try:
+            return action(i)
+        except Exception as e:  # what each racer got is the point of the test
+            return e
+
+    with ThreadPoolExecutor(RACERS) as pool:
+        return list(pool.map(one, range(RACERS)))
+
+
+def test_racing_creates_of_one_script_give_one_success_and_conflicts(store: Store) -> None:
+    outcomes = race(store, lambda i: put(store, "ALICE", "s", f"def f():\n    return {i}\n"))
+    assert sum(isinstance(o, ScriptRecord) for o in outcomes) == 1, outcomes
+    assert all(isinstance(o, ScriptRecord | Conflict) for o in outcomes), outcomes
+
+
+def test_racing_overwrites_of_one_script_all_succeed(store: Store) -> None:
+    outcomes = race(store, lambda i: put(store, "ALICE", "s", f"def f():\n    return {i}\n",
+                                         overwrite=True))
+    assert all(isinstance(o, ScriptRecord) for o in outcomes), outcomes
+    assert len({o.id for o in outcomes if isinstance(o, ScriptRecord)}) == 1
+
+
+def test_racing_user_creation_gives_one_user_and_conflicts(store: Store) -> None:
+    outcomes = race(store, lambda i: store.add_user("ALICE", f"hash{i}", False))
+    assert sum(o is not None and not isinstance(o, Exception) for o in outcomes) == 1, outcomes
+    assert all(isinstance(o, Conflict) for o in outcomes if isinstance(o, Exception)), outcomes
+
+
+def test_racing_grants_and_revokes_of_one_token_are_no_errors(store: Store) -> None:
+    put(store, "ALICE", "s")
+    outcomes = race(store, lambda _i: store.grants.grant("pyqscript", "ALICE", "s", "BOB"))
+    outcomes += race(store, lambda _i: store.revoke_token("jti", time.time() + 60))
+    assert outcomes == [None] * 2 * RACERS
+    assert store.grants.grantees("pyqscript", "ALICE") == {"s": ["BOB"]}
+    assert store.is_revoked("jti")
+
+
+def test_racing_datastore_saves_conflict_and_appends_keep_every_object(store: Store) -> None:
+    outcomes = race(store, lambda i: store.datastores.save(
+        "ALICE", "ds", [stored(f"first{i}")], "", False, False, False))
+    assert outcomes.count(None) == 1, outcomes
+    assert all(isinstance(o, Conflict) for o in outcomes if o is not None), outcomes
+    outcomes = race(store, lambda i: store.datastores.save(
+        "ALICE", "appended", [stored(f"o{i}")], "", False, False, True))
+    assert outcomes == [None] * RACERS
+    info = store.datastores.readable("ALICE", "appended", None)
+    assert info is not None
+    assert sorted(o.name for o in store.datastores.objects(info)) == [
+        f"o{i}" for i in range(RACERS)]
