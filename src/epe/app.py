@@ -28,6 +28,7 @@ from epe.runner.executor import Executor
 from epe.service.jobs import JobManager
 from epe.service.services import open_services
 from epe.settings import Settings
+from epe.store import Store
 
 
 def versioned_router() -> APIRouter:
@@ -43,10 +44,14 @@ def versioned_router() -> APIRouter:
     return router
 
 
-def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
+def create_app(settings: Settings, executor: Executor | None = None,
+               store: Store | None = None) -> FastAPI:
+    """The app; ``store``: the metadata store, if the caller opened it already (``epe serve``
+    does, to say in one line why it cannot)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = open_services(settings, executor)
+        services = open_services(settings, executor, store)
         await asyncio.gather(services.executor.start(),
                              asyncio.to_thread(services.catalog.warm_up))
         await services.environments.start()

@@ -78,11 +78,14 @@ class _Server(uvicorn.Server):
 def serve(data_dir: Path | None, host: str | None, port: int | None) -> None:
     """Serve the API until SIGTERM or SIGINT."""
     from epe.app import create_app
+    from epe.service.services import open_store_of
 
     settings = build_settings(data_dir=data_dir, host=host, port=port)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s")
-    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
+    store = open_store_of(settings)  # before uvicorn: a bad URL is one line, no traceback
+    config = uvicorn.Config(create_app(settings, store=store), host=settings.host,
+                            port=settings.port,
                             log_level="warning", access_log=False, lifespan="on")
     _Server(config).run()
 

@@ -67,7 +67,8 @@ async def create_env(body: EnvCreate, request: Request, admin: AdminDep,
         env = await pools.create(spec, output.parts)
         return orjson.dumps(pools.describe(env))
 
-    job = jobs.submit_work(admin.name, "env_create", body.model_dump_json(by_alias=True), work)
+    job = await jobs.submit_work(admin.name, "env_create", body.model_dump_json(by_alias=True),
+                                 work)
     return Response(status_code=201, headers={"Location": job_url(request, job.id)})
 
 

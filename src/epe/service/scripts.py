@@ -48,9 +48,13 @@ def create(store: Store, caller: Caller, body: ScriptCreate) -> ScriptRecord:
     if existing and body.is_global and existing.created_by != caller.name \
             and not caller.user.is_admin:
         raise Conflict(f"a global script {body.name} exists and belongs to another user")
+    # Checked again as the script is written: another user's global script created
+    # meanwhile is not replaced.
+    others_not_replaced = body.is_global and not caller.user.is_admin
     return store.put_script(owner=owner, name=body.name, source=body.script,
                             description=body.description, is_global=body.is_global,
-                            created_by=caller.name, overwrite=body.overwrite)
+                            created_by=caller.name, overwrite=body.overwrite,
+                            replaced_only_by=caller.name if others_not_replaced else None)
 
 
 def delete(store: Store, caller: Caller, name: str, is_global: bool) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from epe.auth.tokens import TokenService, load_or_create_key
+from epe.auth.tokens import TokenService, load_or_create_key, new_key
 from epe.data import Catalog, open_catalog
 from epe.runner.environments import EnvironmentPools
 from epe.runner.executor import Executor
@@ -55,7 +55,15 @@ def prepare_data_dir(settings: Settings) -> None:
 def open_store_of(settings: Settings) -> Store:
     """The metadata store the settings name, the data folder made first."""
     prepare_data_dir(settings)
-    return open_store(settings.metadata_store_url)
+    return open_store(settings.metadata_store_url, settings.metadata_pool_size)
+
+
+def signing_key(settings: Settings, store: Store) -> bytes:
+    """The token signing key: in the data folder, or in the database servers share (a
+    token from one is good on all)."""
+    if store.shared:
+        return store.secret("token-signing-key", new_key)
+    return load_or_create_key(settings.key_path)
 
 
 def open_catalog_of(settings: Settings) -> Catalog:
@@ -66,9 +74,11 @@ def local_executor(settings: Settings) -> Executor:
     return LocalPool(settings)
 
 
-def open_services(settings: Settings, executor: Executor | None = None) -> Services:
-    store = open_store_of(settings)
-    tokens = TokenService(load_or_create_key(settings.key_path), settings.token_lifetime,
+def open_services(settings: Settings, executor: Executor | None = None,
+                  store: Store | None = None) -> Services:
+    """The backends the settings name; ``store`` if the caller opened it already."""
+    store = store or open_store_of(settings)
+    tokens = TokenService(signing_key(settings, store), settings.token_lifetime,
                           settings.token_chain_lifetime)
     executor = executor or local_executor(settings)
 
