@@ -2,19 +2,19 @@
 docs/deploy.md, the job queue).
 
 Every state is written to the metadata store before it is acted on, from a
-thread, never on the event loop. The jobs table is the queue (``epe.store.jobs``):
-this server holds the jobs it accepts while they wait; whenever it has a free
-slot at a job's service level it claims the oldest waiting one, its own or,
-where servers share a PostgreSQL database, another server's. A job's answer
-(the exact body and status a sync call would have had) is kept
-(``epe.service.answers``) before, or as, the job is marked ended.
+thread, never on the event loop. The jobs table is the queue
+(``epe.service.queue``): this server holds the jobs it accepts while they wait,
+and runs the ones it claims for its free slots, its own or, where servers share
+a PostgreSQL database, another server's. A job's answer (the exact body and
+status a sync call would have had) is kept (``epe.service.answers``) before, or
+as, the job is marked ended.
 
 A job that was waiting or running when its server stopped is marked FAILED,
-never re-run: user code may have had side effects. A single server does it at
-its next start; where servers share the database, any other does it once the
-stopped server's lease has run out (a heartbeat renews the leases of a live
-one). A job deleted through another server, or failed by one because this one
-missed its heartbeats, is stopped here at the next heartbeat.
+never re-run: user code may have had side effects. The server does it when it
+starts again on its data folder; where servers share the database, any other
+does it once the stopped server's lease has run out. A job deleted through
+another server, or failed by one because this one missed its heartbeats, is
+stopped here at the next heartbeat.
 """
 
 from __future__ import annotations
@@ -25,16 +25,11 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from epe.auth.tokens import TokenClaims
 from epe.core.jobs import Status, status_for
-from epe.core.operations import OPERATIONS
-from epe.core.params import parse_parameters
-from epe.core.requests import Service
 from epe.core.results import wrap_result
 from epe.errors import (
     Conflict,
@@ -46,8 +41,8 @@ from epe.errors import (
 )
 from epe.service import runs as execution
 from epe.service.answers import Answer, Answers, FolderAnswers, StoreAnswers
+from epe.service.queue import Accepted, Queue, restore
 from epe.service.services import Services
-from epe.service.sessions import Caller
 from epe.store.jobs import JobRecord, QueueFull
 
 log = logging.getLogger("epe.jobs")
@@ -56,23 +51,9 @@ STOPPED_MESSAGE = ("the server stopped while this job was waiting or running; it
                    "re-run, because the function may have had side effects: submit it again")
 PROGRESS_BATCHES = 20  # an async run is cut into at least this many batches, for progress
 SWEEP_INTERVAL = 3600.0
-HEARTBEATS_PER_LEASE = 5
-LEVELS: tuple[Service, ...] = ("LOW", "MEDIUM", "HIGH")
 
 # Work a job does that is not a run: given the job's output, it returns its result's JSON.
 Work = Callable[[execution.Output], Awaitable[bytes]]
-
-__all__ = ["STOPPED_MESSAGE", "Answer", "JobManager", "Work"]
-
-
-@dataclass
-class _Accepted:
-    """A job this server accepted and nobody has claimed yet."""
-
-    job: execution.Prepared
-    level: str  # its service level
-    since: float  # time.monotonic() when it was accepted
-    hold: Any = None  # the lease on its named environment, while it waits and runs
 
 
 def answers_for(services: Services) -> Answers:
@@ -87,26 +68,18 @@ class JobManager:
         self.settings = services.settings
         self.store = services.store.jobs
         self.answers = answers_for(services)
-        self.server = uuid.uuid4().hex  # this server's name in the queue
+        self.queue = Queue(services)
         self._tasks: dict[str, asyncio.Task[None]] = {}  # jobs running here
-        self._since: dict[str, float] = {}  # when each of them was claimed (monotonic)
-        self._accepted: dict[str, _Accepted] = {}
-        self._free: dict[str, int] = {level: self.settings.job_concurrency(level)
-                                      for level in LEVELS}
         self._deleting: set[str] = set()
         self._progress_writes: dict[str, asyncio.Task[None]] = {}
         self._latest: dict[str, tuple[int, int]] = {}
-        self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        if not self.services.store.shared:  # one server: what is unfinished was its own
-            for job_id in await asyncio.to_thread(self.store.fail_unfinished,
-                                                  STOPPED_MESSAGE):
-                log.warning("job %s was unfinished when the server stopped; marked FAILED",
-                            job_id)
+        for job_id in await self.queue.fail_leftovers(STOPPED_MESSAGE):
+            log.warning("job %s was unfinished when the server stopped; marked FAILED", job_id)
         self._loops = [asyncio.create_task(loop()) for loop in (
             self._dispatch_forever, self._heartbeat_forever, self._sweep_forever)]
 
@@ -119,12 +92,11 @@ class JobManager:
             task.cancel()
         await asyncio.gather(*tasks, *self._loops, return_exceptions=True)
         waiting = await asyncio.to_thread(self.store.fail_unfinished, STOPPED_MESSAGE,
-                                          self.server, (Status.PENDING.value,))
-        log.info("stopped: %d running and %d waiting jobs marked FAILED", len(tasks),
-                 len(waiting))
-        for accepted in self._accepted.values():
-            _release(accepted)
-        self._accepted.clear()
+                                          self.queue.name, (Status.PENDING.value,))
+        if tasks or waiting:
+            log.info("stopping: %d running and %d waiting jobs marked FAILED", len(tasks),
+                     len(waiting))
+        self.queue.close()
 
     # -- submitting ----------------------------------------------------------------
 
@@ -146,10 +118,10 @@ class JobManager:
                                            idempotency_key)
             assert same is not None
             return same
-        accepted = self._accepted[record.id] = _Accepted(job, level, time.monotonic())
+        accepted = Accepted(job, level, time.monotonic())
         if job.body.env_name is not None:  # the environment stays while the job waits
             accepted.hold = self.services.environments.hold(job.body.env_name)
-        self._wake.set()
+        self.queue.accept(record.id, accepted)
         return record
 
     async def submit_work(self, owner: str, kind: str, request: str, work: Work) -> JobRecord:
@@ -162,13 +134,13 @@ class JobManager:
         record = await asyncio.to_thread(self._create, owner=owner, kind=kind,
                                          request=request, idempotency_key=None, service=None,
                                          source=None, pinned=True)
-        self._track(record.id, asyncio.create_task(self._run_work(record.id, work)))
+        self._tasks[record.id] = asyncio.create_task(self._run_work(record.id, work))
         return record
 
     def _create(self, **values: Any) -> JobRecord:
         """A new job held by this server (blocking); 503 when it holds all it may."""
         try:
-            record = self.store.create(id=uuid.uuid4().hex, server=self.server,
+            record = self.store.create(id=uuid.uuid4().hex, server=self.queue.name,
                                        lease=self.settings.job_lease,
                                        limit=self.settings.job_queue_limit, **values)
         except QueueFull:
@@ -177,89 +149,51 @@ class JobManager:
         self.answers.open(record.id)
         return record
 
-    # -- claiming ------------------------------------------------------------------
+    # -- the queue -----------------------------------------------------------------
 
     async def _dispatch_forever(self) -> None:
         # Jobs accepted here wake the loop at once; other servers' only by looking.
-        poll = self.settings.job_poll_interval if self.services.store.shared else None
+        poll = self.settings.job_poll_interval if self.queue.shared else None
         while True:
-            self._wake.clear()
+            self.queue.wake.clear()
             try:
-                await self._claim()
+                for record, accepted in await self.queue.claim():
+                    self._start(record, accepted)
             except Exception:
                 log.exception("claiming jobs failed; trying again")
                 await asyncio.sleep(self.settings.job_poll_interval)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), poll)
+                await asyncio.wait_for(self.queue.wake.wait(), poll)
 
-    async def _claim(self) -> None:
-        for level in LEVELS:
-            # One server alone looks only when it has accepted something of this level.
-            if self._free[level] <= 0 or not (self.services.store.shared or any(
-                    a.level == level for a in self._accepted.values())):
-                continue
-            claimed = await asyncio.to_thread(self.store.claim, self.server, level,
-                                              self._free[level], self.settings.job_lease)
-            for record in claimed:
-                self._free[level] -= 1
-                self._start(record, level)
-
-    def _start(self, record: JobRecord, level: str) -> None:
-        accepted = self._accepted.pop(record.id, None)
+    def _start(self, record: JobRecord, accepted: Accepted | None) -> None:
+        level = str(record.service)
         if record.id in self._deleting:  # deleted here while the claim was under way
-            self._freed(level)
+            self.queue.freed(record.id, level)
             if accepted is not None:
-                _release(accepted)
+                accepted.release()
             return
-        task = asyncio.create_task(self._run(record, accepted))
-        self._track(record.id, task)
-        task.add_done_callback(lambda _task: self._freed(level))
-
-    def _track(self, job_id: str, task: asyncio.Task[None]) -> None:
-        self._tasks[job_id], self._since[job_id] = task, time.monotonic()
-
-    def _freed(self, level: str) -> None:
-        self._free[level] += 1
-        self._wake.set()
-
-    # -- leases --------------------------------------------------------------------
+        task = self._tasks[record.id] = asyncio.create_task(self._run(record, accepted))
+        task.add_done_callback(lambda _task: self.queue.freed(record.id, level))
 
     async def _heartbeat_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.job_lease / HEARTBEATS_PER_LEASE)
+            await asyncio.sleep(self.queue.heartbeat_interval)
             try:
-                await self._heartbeat()
+                lost = await self.queue.heartbeat(STOPPED_MESSAGE)
             except Exception:
                 log.exception("the jobs' heartbeat failed; trying again")
-
-    async def _heartbeat(self) -> None:
-        """Renew this server's leases; stop what is no longer its own; fail the jobs of
-        servers whose leases ran out."""
-        began = time.monotonic()
-        held = await asyncio.to_thread(self.store.renew, self.server, self.settings.job_lease)
-        self._let_go(held, began)
-        if self.services.store.shared:
-            for job_id in await asyncio.to_thread(self.store.reap, self.server,
-                                                  STOPPED_MESSAGE):
-                log.warning("job %s: its server stopped renewing its lease; marked FAILED",
-                            job_id)
-        self._wake.set()
-
-    def _let_go(self, held: set[str], began: float) -> None:
-        """Jobs this server had before ``began`` that the database no longer says it
-        holds: claimed by another server (waiting ones), deleted, or failed."""
-        for job_id, since in list(self._since.items()):
-            if job_id not in held and since < began and (task := self._tasks.get(job_id)):
-                log.warning("job %s is no longer this server's (deleted, or failed by "
-                            "another server): stopping it", job_id)
-                task.cancel()
-        for job_id, accepted in list(self._accepted.items()):
-            if job_id not in held and accepted.since < began:
-                _release(self._accepted.pop(job_id))
+                continue
+            for job_id in lost:
+                if (task := self._tasks.get(job_id)) is not None:
+                    log.warning("job %s is no longer this server's (deleted, or failed by "
+                                "another server): stopping it", job_id)
+                    task.cancel()
 
     # -- running -------------------------------------------------------------------
 
-    async def _run(self, record: JobRecord, accepted: _Accepted | None) -> None:
+    async def _run(self, record: JobRecord, accepted: Accepted | None) -> None:
+        log.info("job %s runs here%s", record.id, "" if accepted else
+                 " (accepted by another server)")
         output = execution.Output()
 
         async def running() -> bytes:
@@ -272,7 +206,7 @@ class JobManager:
             await self._settle(record.id, running(), output)
         finally:
             if accepted is not None:
-                _release(accepted)
+                accepted.release()
 
     async def _run_work(self, job_id: str, work: Work) -> None:
         output = execution.Output()
@@ -304,7 +238,6 @@ class JobManager:
                 f"internal error while running the job: {type(e).__name__}"), 500), output)
         finally:
             self._tasks.pop(job_id, None)
-            self._since.pop(job_id, None)
 
     def _progress(self, job_id: str) -> execution.Progress:
         # Every update is written, the latest first if several wait: a job has at most a
@@ -327,7 +260,7 @@ class JobManager:
                       output: execution.Output) -> None:
         if (writing := self._progress_writes.get(job_id)) is not None:
             await asyncio.gather(writing, return_exceptions=True)  # progress lands first
-        await asyncio.to_thread(self.answers.keep, job_id, self.server, status, answer,
+        await asyncio.to_thread(self.answers.keep, job_id, self.queue.name, status, answer,
                                 output.text())
 
     # -- reading -------------------------------------------------------------------
@@ -364,10 +297,9 @@ class JobManager:
         try:
             await asyncio.to_thread(self.answers.drop, job_id)
             await asyncio.to_thread(self.store.delete, job_id)
-            if (accepted := self._accepted.pop(job_id, None)) is not None:
-                _release(accepted)
-            task = self._tasks.get(job_id)
-            if task is not None:
+            if (accepted := self.queue.accepted.pop(job_id, None)) is not None:
+                accepted.release()
+            if (task := self._tasks.get(job_id)) is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         finally:
@@ -397,28 +329,6 @@ class JobManager:
         if expired:
             log.info("deleted %d jobs past their retention", len(expired))
         return len(expired)
-
-
-def restore(services: Services, record: JobRecord) -> execution.Prepared:
-    """A job accepted by another server, as that server prepared it (blocking): its
-    request, the script found when it was submitted, and its owner as the caller."""
-    user = services.store.get_user(record.owner)
-    if user is None or record.source is None:
-        raise NotFound(f"the job's user {record.owner} no longer exists")
-    op = OPERATIONS[record.kind]
-    body = op.request.model_validate_json(record.request)
-    kwargs, controls = parse_parameters(body.parameters)
-    # The token was checked when the job was submitted; the run acts as its owner.
-    claims = TokenClaims(user.name, jti="", issued=record.created, expires=record.created,
-                         chain_start=record.created)
-    return execution.Prepared(Caller(user, claims), op, body, record.source, kwargs, controls,
-                              execution.run_timeout(services, body))
-
-
-def _release(accepted: _Accepted) -> None:
-    if accepted.hold is not None:
-        accepted.hold.release()
-        accepted.hold = None
 
 
 def _error_answer(error: EpeError, status: int) -> Answer:

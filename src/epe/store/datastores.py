@@ -18,7 +18,7 @@ from sqlalchemy import Engine, and_, delete, func, insert, select, update
 
 from epe.errors import Conflict
 from epe.store import schema
-from epe.store.engine import upsert, writing
+from epe.store.engine import snapshot, upsert, writing
 from epe.store.grants import GrantStore, drop_object_grants, matching
 
 _DS, _OBJ, _G = schema.datastores, schema.datastore_objects, schema.grants
@@ -133,7 +133,7 @@ class DatastoreStore:
             query = query.where(_DS.c.owner == owner)
         if ids is not None:
             query = query.where(_DS.c.id.in_(ids))
-        with self.engine.connect() as conn:
+        with snapshot(self.engine) as conn:
             rows = [r for r in conn.execute(query.order_by(_DS.c.owner, _DS.c.name))
                     if _matches(r.name, pattern, regex)]
             return [self._info(conn, r) for r in rows]
@@ -161,7 +161,7 @@ class DatastoreStore:
         """The datastore and its objects (without data) from one snapshot: never the
         summary of one version with the objects of another. None if it is gone."""
         columns = [c for c in _OBJ.c if c.name not in ("datastore_id", "data")]
-        with self.engine.connect() as conn:
+        with snapshot(self.engine) as conn:
             row = conn.execute(select(_DS).where(_DS.c.id == info.id)).first()
             if row is None:
                 return None

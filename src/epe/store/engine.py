@@ -11,7 +11,8 @@ PostgreSQL runs at READ COMMITTED, where two transactions may both find a row
 missing and both insert it. Writes there never check and then insert: they
 insert with ``ON CONFLICT`` (``upsert``, both dialects have it) and lock the row
 they go on to change (``SELECT ... FOR UPDATE``, which SQLite's compiler leaves
-out: its IMMEDIATE transaction already holds the whole database).
+out: its IMMEDIATE transaction already holds the whole database). A read that
+must see one version across several statements takes a ``snapshot``.
 """
 
 from __future__ import annotations
@@ -69,6 +70,18 @@ def writing(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             conn.info[_IMMEDIATE] = True
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """A read transaction whose statements all see one snapshot. SQLite's deferred
+    transaction does; PostgreSQL's READ COMMITTED takes a new snapshot per statement,
+    so this one asks for REPEATABLE READ."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
             yield conn
 
