@@ -134,7 +134,9 @@ class JobManager:
         record = await asyncio.to_thread(self._create, owner=owner, kind=kind,
                                          request=request, idempotency_key=None, service=None,
                                          source=None, pinned=True)
-        self._tasks[record.id] = asyncio.create_task(self._run_work(record.id, work))
+        self.queue.running[record.id] = time.monotonic()
+        task = self._tasks[record.id] = asyncio.create_task(self._run_work(record.id, work))
+        task.add_done_callback(lambda _task: self.queue.freed(record.id, None))
         return record
 
     def _create(self, **values: Any) -> JobRecord:

@@ -84,7 +84,7 @@ class Queue:
         self.name, self._name_file = server_name(self.settings.data_dir)
         self.free = {level: self.settings.job_concurrency(level) for level in LEVELS}  # type: ignore[arg-type]
         self.accepted: dict[str, Accepted] = {}
-        self.claimed: dict[str, float] = {}  # jobs running here: when they were claimed
+        self.running: dict[str, float] = {}  # jobs running here: since when (monotonic)
         self.wake = asyncio.Event()
 
     async def fail_leftovers(self, message: str) -> list[str]:
@@ -119,14 +119,16 @@ class Queue:
             for record in await asyncio.to_thread(self.store.claim, self.name, level,
                                                   self.free[level], self.settings.job_lease):
                 self.free[level] -= 1
-                self.claimed[record.id] = time.monotonic()
+                self.running[record.id] = time.monotonic()
                 found.append((record, self.accepted.pop(record.id, None)))
         return found
 
-    def freed(self, job_id: str, level: str) -> None:
-        self.claimed.pop(job_id, None)
-        self.free[level] += 1
-        self.wake.set()
+    def freed(self, job_id: str, level: str | None) -> None:
+        """The job ended here: its slot at ``level`` is free (None: it took none)."""
+        self.running.pop(job_id, None)
+        if level is not None:
+            self.free[level] += 1
+            self.wake.set()
 
     # -- leases --------------------------------------------------------------------
 
@@ -135,19 +137,19 @@ class Queue:
         return self.settings.job_lease / HEARTBEATS_PER_LEASE
 
     async def heartbeat(self, message: str) -> list[str]:
-        """Renew this server's leases and fail other servers' run-out ones (with
+        """Renew the leases of what this server has in hand, and fail run-out ones (with
         ``message``); the jobs running here that are no longer this server's."""
         began = time.monotonic()
-        held = await asyncio.to_thread(self.store.renew, self.name, self.settings.job_lease)
+        mine = set(self.accepted) | set(self.running)
+        held = await asyncio.to_thread(self.store.renew, self.name, self.settings.job_lease,
+                                       mine) if mine else set()
         for job_id, accepted in list(self.accepted.items()):
             if job_id not in held and accepted.since < began:  # claimed elsewhere, or deleted
                 self.accepted.pop(job_id).release()
-        if self.shared:
-            for job_id in await asyncio.to_thread(self.store.reap, self.name, message):
-                log.warning("job %s: its server stopped renewing its lease; marked FAILED",
-                            job_id)
+        for job_id in await asyncio.to_thread(self.store.reap, message):
+            log.warning("job %s: its server stopped renewing its lease; marked FAILED", job_id)
         self.wake.set()
-        return [job_id for job_id, since in self.claimed.items()
+        return [job_id for job_id, since in self.running.items()
                 if job_id not in held and since < began]
 
 

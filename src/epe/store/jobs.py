@@ -6,9 +6,10 @@ the one that claimed it while it runs (``RUNNING``). Any server with room claims
 the oldest waiting job of a service level (``FOR UPDATE SKIP LOCKED``: two
 servers never claim one job, and neither waits for the other); a job that
 names an environment is ``pinned`` and only its holder runs it. A holder renews
-the leases of its jobs on a heartbeat; when a lease runs out, its holder is
-taken to have stopped and any other server marks the job FAILED (``reap``). Lease
-times are the database's clock, so replicas' clocks need not agree.
+the leases of the jobs it has in hand on a heartbeat; when a lease runs out, its
+holder is taken to have stopped (or lost the job) and any server marks the job
+FAILED (``reap``). Lease times are the database's clock, so servers' clocks need
+not agree.
 
 A job's answer and log are files in the data folder on a single server
 (``epe.service.answers``); where servers share the database they are rows of
@@ -181,22 +182,21 @@ class JobStore:
                 lease_expires=now + lease).returning(*_T.c)).all()
         return sorted((JobRecord.from_row(r) for r in rows), key=lambda j: j.created)
 
-    def renew(self, server: str, lease: float) -> set[str]:
-        """Extend the leases of the jobs ``server`` holds; their ids. A job missing from
-        them was deleted, or reaped after the lease ran out."""
+    def renew(self, server: str, lease: float, ids: set[str]) -> set[str]:
+        """Extend the leases of the jobs ``ids`` that ``server`` still holds; those ids.
+        One missing was deleted, or failed by another server after its lease ran out."""
         with writing(self.engine) as conn:
             return set(conn.execute(update(_T).where(and_(
-                _T.c.server == server, _T.c.status.in_(UNFINISHED))).values(
-                    lease_expires=db_now(conn) + lease).returning(_T.c.id)).scalars())
+                _T.c.server == server, _T.c.id.in_(ids), _T.c.status.in_(UNFINISHED)))
+                .values(lease_expires=db_now(conn) + lease).returning(_T.c.id)).scalars())
 
-    def reap(self, server: str, message: str) -> list[str]:
-        """End FAILED, with ``message``, the unfinished jobs whose holder (another server
-        than ``server``) let its lease run out; their ids."""
+    def reap(self, message: str) -> list[str]:
+        """End FAILED, with ``message``, the unfinished jobs whose lease ran out: their
+        server stopped, or lost them (a live server renews what it runs); their ids."""
         with writing(self.engine) as conn:
             ids = conn.execute(select(_T.c.id).where(and_(
-                _T.c.status.in_(UNFINISHED), _T.c.server != server,
-                _T.c.lease_expires < db_now(conn))).with_for_update(skip_locked=True)
-            ).scalars().all()
+                _T.c.status.in_(UNFINISHED), _T.c.lease_expires < db_now(conn)))
+                .with_for_update(skip_locked=True)).scalars().all()
             if ids:
                 conn.execute(update(_T).where(_T.c.id.in_(ids)).values(
                     status=Status.FAILED.value, finished=time.time(), error=message,
