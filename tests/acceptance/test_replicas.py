@@ -38,7 +38,16 @@ from tests.acceptance.test_jobs import (
     wait_status,
 )
 from tests.pgserver import PostgresServer
-from tests.serverproc import API, TOKEN_URL, EpeServer, assert_error, run_cli, unique_name, wait_for
+from tests.serverproc import (
+    API,
+    TOKEN_URL,
+    EpeServer,
+    assert_error,
+    put_table,
+    run_cli,
+    unique_name,
+    wait_for,
+)
 
 USERS = "/omlusers/api/v1/users"
 # Short leases and polls keep the tests quick; they are settings (docs/settings.md).
@@ -313,3 +322,24 @@ def test_demo_and_user_add_write_to_the_shared_database(
         # Tables are each replica's own (DuckDB in its data folder): IRIS is where demo ran.
         assert_error(on_b.get(f"{API}/tables/IRIS"), 404)
 
+
+
+def test_a_job_that_reads_tables_runs_where_they_are(replicas: list[EpeServer],
+                                                      user: tuple[str, str]) -> None:
+    # Tables are each replica's own (DuckDB): a job reading them waits for the replica
+    # that accepted it, even while the other is idle.
+    a, b = replicas
+    with client(a, a.token(*user)) as on_a:
+        put_table(on_a, "NUMS", "X\n1\n2\n3\n")
+        busy = submit(on_a, f"{API}/do-eval", {"script": SLEEPER})
+        wait_status(on_a, busy, "RUNNING")
+        # A had a free slot, so it started the job it accepted at once: it is busy now.
+        wait_for(lambda: ran_here(a, job_id(busy)))
+        reading = submit(on_a, f"{API}/table-apply", {
+            "script": "def f(d):\n    return int(d['X'].sum())\n", "input": "select * from NUMS"})
+        assert status_of(on_a, reading) == "PENDING"
+        time.sleep(1.0)  # several of B's polls: it must leave the job alone
+        assert status_of(on_a, reading) == "PENDING"
+        assert on_a.delete(busy).json() == DELETED
+        assert result(on_a, reading).json() == {"result": 6}
+        assert ran_here(a, job_id(reading)) and not ran_here(b, job_id(reading))

@@ -106,13 +106,19 @@ class JobManager:
                 self.store.by_idempotency_key, owner, idempotency_key)):
             return same
         level = job.controls.service or job.body.service
+        now = self.queue.take(level)  # a free slot here: it runs at once, never waits
         try:
             record = await asyncio.to_thread(
                 self._create, owner=owner, kind=job.op.kind,
                 request=job.body.model_dump_json(by_alias=True),
                 idempotency_key=idempotency_key, service=level, source=job.source,
-                pinned=job.body.env_name is not None)
-        except Conflict:  # the same key raced in from a concurrent retry
+                pinned=self._pinned(job), running=now)
+        except BaseException as e:
+            if now:
+                self.queue.give_back(level)
+            if not isinstance(e, Conflict):
+                raise
+            # The same key raced in from a concurrent retry.
             assert idempotency_key is not None
             same = await asyncio.to_thread(self.store.by_idempotency_key, owner,
                                            idempotency_key)
@@ -121,7 +127,10 @@ class JobManager:
         accepted = Accepted(job, level, time.monotonic())
         if job.body.env_name is not None:  # the environment stays while the job waits
             accepted.hold = self.services.environments.hold(job.body.env_name)
-        self.queue.accept(record.id, accepted)
+        if now:
+            self._start(record, accepted)
+        else:
+            self.queue.accept(record.id, accepted)
         return record
 
     async def submit_work(self, owner: str, kind: str, request: str, work: Work) -> JobRecord:
@@ -134,10 +143,18 @@ class JobManager:
         record = await asyncio.to_thread(self._create, owner=owner, kind=kind,
                                          request=request, idempotency_key=None, service=None,
                                          source=None, pinned=True)
-        self.queue.running[record.id] = time.monotonic()
+        self.queue.started(record.id)
         task = self._tasks[record.id] = asyncio.create_task(self._run_work(record.id, work))
         task.add_done_callback(lambda _task: self.queue.freed(record.id, None))
         return record
+
+    def _pinned(self, job: execution.Prepared) -> bool:
+        """Whether only this server may run the job: it names an environment (each
+        server has its own), or reads tables, which are this server's own unless the
+        data layer is shared."""
+        reads_tables = job.op.input in ("whole", "chunks", "groups")
+        tables_here = not self.settings.tables_url.startswith("postgresql")
+        return job.body.env_name is not None or (reads_tables and tables_here)
 
     def _create(self, **values: Any) -> JobRecord:
         """A new job held by this server (blocking); 503 when it holds all it may."""
@@ -174,6 +191,7 @@ class JobManager:
             if accepted is not None:
                 accepted.release()
             return
+        self.queue.started(record.id)
         task = self._tasks[record.id] = asyncio.create_task(self._run(record, accepted))
         task.add_done_callback(lambda _task: self.queue.freed(record.id, level))
 

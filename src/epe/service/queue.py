@@ -107,6 +107,13 @@ class Queue:
         self.accepted[job_id] = accepted
         self.wake.set()
 
+    def take(self, level: str) -> bool:
+        """A free slot at ``level`` for a job accepted here to run at once, if there is one."""
+        if self.free[level] <= 0:
+            return False
+        self.free[level] -= 1
+        return True
+
     async def claim(self) -> list[tuple[JobRecord, Accepted | None]]:
         """Jobs claimed for this server's free slots, and what it kept of those it
         accepted itself."""
@@ -116,19 +123,25 @@ class Queue:
             if self.free[level] <= 0 or not (self.shared or any(
                     a.level == level for a in self.accepted.values())):
                 continue
-            for record in await asyncio.to_thread(self.store.claim, self.name, level,
-                                                  self.free[level], self.settings.job_lease):
-                self.free[level] -= 1
-                self.running[record.id] = time.monotonic()
-                found.append((record, self.accepted.pop(record.id, None)))
+            n, self.free[level] = self.free[level], 0  # taken while the claim is under way
+            claimed = await asyncio.to_thread(self.store.claim, self.name, level, n,
+                                              self.settings.job_lease)
+            self.free[level] += n - len(claimed)
+            found += [(record, self.accepted.pop(record.id, None)) for record in claimed]
         return found
+
+    def started(self, job_id: str) -> None:
+        self.running[job_id] = time.monotonic()
 
     def freed(self, job_id: str, level: str | None) -> None:
         """The job ended here: its slot at ``level`` is free (None: it took none)."""
         self.running.pop(job_id, None)
         if level is not None:
-            self.free[level] += 1
-            self.wake.set()
+            self.give_back(level)
+
+    def give_back(self, level: str) -> None:
+        self.free[level] += 1
+        self.wake.set()
 
     # -- leases --------------------------------------------------------------------
 

@@ -78,11 +78,15 @@ class JobStore:
     def create(self, *, id: str, owner: str, kind: str, request: str,
                idempotency_key: str | None, service: str | None = None,
                source: str | None = None, pinned: bool = False, server: str | None = None,
-               lease: float = 0.0, limit: int | None = None) -> JobRecord:
-        """Insert a PENDING job, held by ``server`` when given. Conflict if the owner
-        already used ``idempotency_key``; QueueFull if ``server`` holds ``limit`` jobs."""
-        values = {"id": id, "owner": owner, "kind": kind, "status": Status.PENDING.value,
-                  "request": request, "created": time.time(), "progress_done": 0,
+               lease: float = 0.0, limit: int | None = None,
+               running: bool = False) -> JobRecord:
+        """Insert a PENDING job (RUNNING with ``running``: ``server`` runs it at once),
+        held by ``server`` when given. Conflict if the owner already used
+        ``idempotency_key``; QueueFull if ``server`` holds ``limit`` jobs."""
+        now = time.time()
+        values = {"id": id, "owner": owner, "kind": kind, "request": request, "created": now,
+                  "status": (Status.RUNNING if running else Status.PENDING).value,
+                  "started": now if running else None, "progress_done": 0,
                   "progress_total": 0, "idempotency_key": idempotency_key,
                   "service": service, "source": source, "pinned": pinned, "server": server}
         try:
