@@ -336,7 +336,7 @@ def test_a_job_that_reads_tables_runs_where_they_are(replicas: list[EpeServer],
         # A had a free slot, so it started the job it accepted at once: it is busy now.
         wait_for(lambda: ran_here(a, job_id(busy)))
         reading = submit(on_a, f"{API}/table-apply", {
-            "script": "def f(d):\n    return int(d['X'].sum())\n", "input": "select * from NUMS"})
+            "script": "def f(d):\n    return int(d.sum())\n", "input": "select * from NUMS"})
         assert status_of(on_a, reading) == "PENDING"
         time.sleep(1.0)  # several of B's polls: it must leave the job alone
         assert status_of(on_a, reading) == "PENDING"
