@@ -343,3 +343,12 @@ def test_a_job_that_reads_tables_runs_where_they_are(replicas: list[EpeServer],
         assert on_a.delete(busy).json() == DELETED
         assert result(on_a, reading).json() == {"result": 6}
         assert ran_here(a, job_id(reading)) and not ran_here(b, job_id(reading))
+
+
+@pytest.mark.parametrize("url", ["mysql://epe@localhost/epe", "postgresql://epe@localhost/"])
+def test_a_url_naming_no_usable_database_is_one_line_at_start(url: str, tmp_path: Path) -> None:
+    done = run_cli("serve", "--data-dir", str(tmp_path), "--port", "0", check=False,
+                   env={"EPE_METADATA_URL": url})
+    assert done.returncode == 1, done
+    assert "Traceback" not in done.stderr + done.stdout
+    assert re.fullmatch(r"error: the metadata URL .+ names .+\n", done.stderr), done.stderr

@@ -106,6 +106,9 @@ class JobManager:
                 self.store.by_idempotency_key, owner, idempotency_key)):
             return same
         level = job.controls.service or job.body.service
+        accepted = Accepted(job, level)
+        if job.body.env_name is not None:  # the environment stays while the job waits
+            accepted.hold = self.services.environments.hold(job.body.env_name)
         now = self.queue.take(level)  # a free slot here: it runs at once, never waits
         try:
             record = await asyncio.to_thread(
@@ -114,6 +117,7 @@ class JobManager:
                 idempotency_key=idempotency_key, service=level, source=job.source,
                 pinned=self._pinned(job), running=now)
         except BaseException as e:
+            accepted.release()
             if now:
                 self.queue.give_back(level)
             if not isinstance(e, Conflict):
@@ -124,9 +128,6 @@ class JobManager:
                                            idempotency_key)
             assert same is not None
             return same
-        accepted = Accepted(job, level, time.monotonic())
-        if job.body.env_name is not None:  # the environment stays while the job waits
-            accepted.hold = self.services.environments.hold(job.body.env_name)
         if now:
             self._start(record, accepted)
         else:

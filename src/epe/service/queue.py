@@ -47,8 +47,8 @@ class Accepted:
 
     job: execution.Prepared
     level: str  # its service level
-    since: float  # time.monotonic() when it was accepted
     hold: Any = None  # the lease on its named environment, while it waits and runs
+    since: float = 0.0  # time.monotonic() when it was recorded as accepted here
 
     def release(self) -> None:
         if self.hold is not None:
@@ -104,6 +104,9 @@ class Queue:
     # -- claiming ------------------------------------------------------------------
 
     def accept(self, job_id: str, accepted: Accepted) -> None:
+        """Record a job accepted here, once its row is written: a heartbeat that began
+        before this leaves it alone."""
+        accepted.since = time.monotonic()
         self.accepted[job_id] = accepted
         self.wake.set()
 
