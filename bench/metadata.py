@@ -71,6 +71,8 @@ class Setup:
     urls: list[str]  # its servers
     submit_to: list[str]  # where the job clients send their submissions
     headers: list[dict[str, str]] = field(default_factory=list)  # a token per server
+    database: str | None = None  # its PostgreSQL database
+    names: list[str] = field(default_factory=list)  # its servers' names in the job queue
 
 
 @dataclass
@@ -82,6 +84,7 @@ class Figures:
     p99_ms: float = 0.0
     median_ratio: float = 0.0  # to SQLite's median
     jobs_per_s: list[float] = field(default_factory=list)  # one per round
+    ran_by: list[int] = field(default_factory=list)  # jobs each server ran, all rounds
     jobs_per_s_median: float = 0.0
     jobs_ratio: float = 0.0  # to one PostgreSQL server's
 
@@ -114,10 +117,13 @@ def setups(root: Path, log: Callable[[str], None]) -> Iterator[list[Setup]]:
             for server in group:
                 stack.enter_context(server.guarded())
                 server.start()
-        found = [Setup(name, [s.url for s in group], [s.url for s in group])
+        databases = {"sqlite": None, "pg": one, "pg x2": two}
+        found = [Setup(name, [s.url for s in group], [s.url for s in group], [],
+                       databases[name],
+                       [(s.data_dir / "server-name").read_text().strip() for s in group])
                  for name, group in servers.items()]
         pair = found[-1]
-        found.append(Setup("pg x2, all to A", pair.urls, pair.urls[:1]))
+        found.append(Setup("pg x2, all to A", pair.urls, pair.urls[:1], [], two, pair.names))
         for setup in found:
             setup.headers = [login(url) for url in setup.urls]
         yield found
@@ -165,6 +171,18 @@ def poll(c: httpx.Client, url: str) -> None:
     raise RuntimeError(f"job {url} did not end within {JOB_DEADLINE:g} s")
 
 
+def ran_by(setup: Setup) -> list[int]:
+    """How many jobs each of the setup's servers has run (its database says)."""
+    import psycopg
+
+    if setup.database is None:
+        return []
+    with psycopg.connect(setup.database) as conn:
+        counts = dict(conn.execute("SELECT server, count(*) FROM jobs WHERE status = 'FINISH' "
+                                   "GROUP BY server").fetchall())
+    return [int(counts.get(name, 0)) for name in setup.names]
+
+
 def jobs_round(setup: Setup, jobs: int) -> float:
     """Jobs per second: ``jobs`` submitted by ``CLIENTS`` threads, each polling its own."""
     per_client = jobs // CLIENTS
@@ -209,7 +227,7 @@ def jobs_round(setup: Setup, jobs: int) -> float:
 
 
 def measure(found: list[Setup], quick: bool, log: Callable[[str], None]) -> list[Figures]:
-    calls, jobs, rounds = (300, 400, 3) if quick else (2000, 2000, 5)
+    calls, jobs, rounds = (200, 160, 2) if quick else (1000, 600, 3)
     latency: dict[str, list[float]] = {s.name: [] for s in found[:3]}
     clients = {s.name: [httpx.Client(base_url=u, headers=h, timeout=60)
                         for u, h in zip(s.urls, s.headers, strict=True)] for s in found[:3]}
@@ -225,12 +243,19 @@ def measure(found: list[Setup], quick: bool, log: Callable[[str], None]) -> list
             for c in group:
                 c.close()
     per_s: dict[str, list[float]] = {s.name: [] for s in found}
+    ran: dict[str, list[int]] = {s.name: [0] * len(s.names) for s in found}
     log(f"jobs per second: {jobs} jobs with {CLIENTS} clients, {rounds} rounds per setup...")
     for r in range(rounds):
         for setup in found:
+            before = ran_by(setup)
             per_s[setup.name].append(jobs_round(setup, jobs))
+            ran[setup.name] = [total + after - earlier for total, after, earlier in
+                               zip(ran[setup.name], ran_by(setup), before, strict=False)]
         log(f"  round {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in per_s.items()))
-    return summarize(found, latency, per_s)
+    figures = summarize(found, latency, per_s)
+    for f in figures:
+        f.ran_by = ran[f.name]
+    return figures
 
 
 def summarize(found: list[Setup], latency: dict[str, list[float]],
@@ -263,6 +288,10 @@ def report(figures: list[Figures]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
              for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    for f in figures:
+        if len(f.ran_by) > 1:
+            lines.append(f"{f.name}: jobs run by each replica: "
+                         + ", ".join(str(n) for n in f.ran_by))
     lines.append(f"\n{os.cpu_count()} CPUs; Python {platform.python_version()}; "
                  f"commit {commit()}")
     return "\n".join(lines)
