@@ -9,7 +9,7 @@ DATA_DIR ?= ./epe-data
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint bench clean chromium console-assets console-check console-screenshots
+.PHONY: run test lint bench clean chromium postgresql console-assets console-check console-screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import ensurepip' 2>/dev/null || (apt-get update -q && apt-get install -y -q python3.11-venv)
@@ -22,7 +22,12 @@ run: $(STAMP)
 	$(BIN)/epe demo --data-dir $(DATA_DIR)
 	$(BIN)/epe serve --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
 
-test: $(STAMP) chromium
+# The tests start a real PostgreSQL server (tests/pgserver.py): Debian's package, when missing.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql)
+
+test: $(STAMP) chromium postgresql
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports

@@ -5,7 +5,28 @@ from pathlib import Path
 
 import pytest
 
+from tests.pgserver import INSTALL_HINT, PostgresServer, binaries
 from tests.serverproc import EpeServer
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the whole session, started by the first test that
+    needs it; ``postgres.new_database()`` gives each test a database of its own."""
+    bin_dir = binaries()
+    if bin_dir is None:
+        pytest.fail(INSTALL_HINT)
+    pg = PostgresServer(bin_dir).start()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture
+def pg_database(postgres: PostgresServer) -> Iterator[str]:
+    """The URL of a new database epe has migrated, dropped after the test."""
+    url = postgres.new_database(migrated=True)
+    yield url
+    postgres.drop_database(url)
 
 
 @pytest.fixture(scope="session")

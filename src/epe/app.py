@@ -38,6 +38,7 @@ from epe.observe import metrics as measures
 from epe.service.jobs import JobManager
 from epe.service.services import open_services
 from epe.settings import Settings
+from epe.store import Store
 
 log = logging.getLogger("epe.app")
 
@@ -55,10 +56,13 @@ def versioned_router() -> APIRouter:
     return router
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
+    """The app; ``store``: the metadata store, if the caller opened it already (``epe serve``
+    does, to say in one line why it cannot)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = open_services(settings)
+        services = open_services(settings, store)
         await asyncio.gather(services.environments.start(),
                              asyncio.to_thread(services.catalog.warm_up))
         manager = JobManager(services)

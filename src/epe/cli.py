@@ -79,16 +79,17 @@ def serve(data_dir: Path | None, host: str | None, port: int | None) -> None:
     """Serve the API until SIGTERM or SIGINT."""
     from epe.app import create_app
     from epe.observe import logs
-    from epe.service.services import check_settings
+    from epe.service.services import check_settings, open_store_of
 
     settings = build_settings(data_dir=data_dir, host=host, port=port)
     logs.configure(settings.log_format, settings.log_level)
-    check_settings(settings)  # what would stop the server: one line and exit 1, not a trace
+    store = open_store_of(settings)  # before uvicorn: a bad URL is one line, no traceback
+    check_settings(settings)  # what else would stop the server: one line and exit 1
     # uvicorn's own lines go through the same handler (log_config=None), so that in
     # JSON mode every line is JSON; epe writes its own access lines (api/middleware.py).
-    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
-                            log_level="warning", access_log=False, lifespan="on",
-                            log_config=None)
+    config = uvicorn.Config(create_app(settings, store=store), host=settings.host,
+                            port=settings.port, log_level="warning", access_log=False,
+                            lifespan="on", log_config=None)
     try:
         _Server(config).run()
     finally:

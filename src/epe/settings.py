@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     # Where metadata and users' tables are kept (empty: embedded, in the data folder).
     metadata_url: str = Field("", description="Database URL of the metadata store.")
     data_url: str = Field("", description="Where users' tables are kept.")
+    metadata_pool_size: int = Field(
+        10, ge=1, description="Connections each server keeps open to a PostgreSQL metadata store."
+    )
 
     # Tokens (docs/api.md#authentication).
     token_lifetime: int = Field(3600, gt=0, description="Seconds an access token is valid.")
@@ -123,6 +126,12 @@ class Settings(BaseSettings):
         180 * 24 * 3600, gt=0, description="Seconds a finished job and its result are kept."
     )
     retry_after: int = Field(5, ge=1, description="Seconds a 503 answer asks clients to wait.")
+    job_lease: float = Field(
+        15.0, gt=0, description="Seconds a server's hold on its jobs lasts without a heartbeat."
+    )
+    job_poll_interval: float = Field(
+        0.5, gt=0, description="Seconds between looks for other servers' waiting jobs."
+    )
 
     # Service levels (docs/api.md#run-requests): the highest degree of parallelism each allows.
     service_low_parallel: int = Field(2, ge=1, description="Parallelism cap of service LOW.")

@@ -2,12 +2,15 @@
 tokens, scripts, grants, jobs, datastores, and the one error convention of
 ``epe.store`` (lookups None, deletes say whether, creates raise Conflict).
 
-Run on a real SQLite file; a second backend is one more entry of ``BACKENDS``."""
+Run on a real SQLite file and on a real PostgreSQL database (the session's server,
+a database per test); a backend is one entry of ``BACKENDS``."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -17,20 +20,25 @@ from epe.core.names import GLOBAL_OWNER
 from epe.errors import Conflict, InvalidSetting
 from epe.store import ScriptRecord, Store, open_store
 from epe.store.datastores import StoredObject
-from epe.store.jobs import JobRecord
+from epe.store.jobs import JobRecord, QueueFull
 
 
-def sqlite_url(folder: Path) -> str:
+def sqlite_url(_request: pytest.FixtureRequest, folder: Path) -> str:
     return f"sqlite:///{folder / 'metadata.sqlite'}"
 
 
-# Each backend: how to name a fresh, empty store in a folder of the test's own.
-BACKENDS: dict[str, Callable[[Path], str]] = {"sqlite": sqlite_url}
+def postgresql_url(request: pytest.FixtureRequest, _folder: Path) -> str:
+    return str(request.getfixturevalue("pg_database"))
+
+
+# Each backend: how to name a fresh, empty store (a folder of the test's own at hand).
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
+    "sqlite": sqlite_url, "postgresql": postgresql_url}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return BACKENDS[request.param](tmp_path)
+    return BACKENDS[request.param](request, tmp_path)
 
 
 @pytest.fixture
@@ -326,6 +334,101 @@ def test_unfinished_jobs_fail_at_restart_and_old_ones_expire(store: Store) -> No
     assert store.jobs.delete("ended") is False
 
 
+# -- the job queue --------------------------------------------------------------------------
+
+def queued(store: Store, job_id: str, server: str = "A", service: str = "LOW",
+           lease: float = 60.0, pinned: bool = False) -> JobRecord:
+    return store.jobs.create(id=job_id, owner="ALICE", kind="do_eval", request="{}",
+                             idempotency_key=None, service=service, source="def f(): pass",
+                             pinned=pinned, server=server, lease=lease)
+
+
+def test_claims_take_the_oldest_waiting_jobs_of_a_level(store: Store) -> None:
+    for job_id in ("j1", "j2", "j3"):
+        queued(store, job_id)
+    queued(store, "high", service="HIGH")
+    claimed = store.jobs.claim("B", "LOW", 2, 60.0)
+    assert [j.id for j in claimed] == ["j1", "j2"]
+    assert all(j.status is Status.RUNNING and j.server == "B" and j.started for j in claimed)
+    assert claimed[0].source == "def f(): pass"
+    assert [j.id for j in store.jobs.claim("A", "LOW", 5, 60.0)] == ["j3"]
+    assert store.jobs.claim("A", "LOW", 5, 60.0) == []
+    assert [j.id for j in store.jobs.claim("A", "HIGH", 5, 60.0)] == ["high"]
+
+
+def test_pinned_jobs_are_claimed_only_by_their_server(store: Store) -> None:
+    queued(store, "pinned", server="A", pinned=True)
+    assert store.jobs.claim("B", "LOW", 1, 60.0) == []
+    assert [j.id for j in store.jobs.claim("A", "LOW", 1, 60.0)] == ["pinned"]
+
+
+def test_waiting_jobs_of_a_server_whose_lease_ran_out_are_not_claimed_but_failed(
+        store: Store) -> None:
+    queued(store, "orphan", server="A", lease=-1.0)
+    assert store.jobs.claim("B", "LOW", 1, 60.0) == []
+    assert store.jobs.reap("its server stopped") == ["orphan"]
+    failed = store.jobs.get("orphan")
+    assert failed is not None and failed.status is Status.FAILED
+    assert (failed.error, failed.http_status) == ("its server stopped", 400)
+    assert store.jobs.reap("again") == []
+
+
+def test_renewing_keeps_leases_and_says_what_is_no_longer_held(store: Store) -> None:
+    queued(store, "kept", server="A", lease=0.5)
+    queued(store, "deleted", server="A")
+    queued(store, "taken", server="A")
+    store.jobs.claim("B", "LOW", 1, 60.0)  # "kept" is the oldest: B holds it now
+    store.jobs.delete("deleted")
+    assert store.jobs.renew("A", 60.0, {"kept", "deleted", "taken"}) == {"taken"}
+    assert store.jobs.renew("B", -1.0, {"kept"}) == {"kept"}  # B stops renewing: run out
+    assert store.jobs.reap("stopped") == ["kept"]
+    assert store.jobs.renew("B", 60.0, {"kept"}) == set()  # an ended job is no one's
+
+
+def test_racing_servers_never_claim_one_job_twice(store: Store) -> None:
+    for i in range(40):
+        queued(store, f"j{i:02d}")
+    outcomes = race(store, lambda i: [j.id for j in store.jobs.claim(f"S{i}", "LOW", 3, 60.0)])
+    claimed = [job_id for ids in outcomes for job_id in ids]
+    assert sorted(claimed) == sorted(set(claimed)) and len(claimed) == 3 * RACERS
+
+
+def test_a_server_holds_at_most_its_limit_of_unfinished_jobs(store: Store) -> None:
+    for i in range(3):
+        store.jobs.create(id=f"j{i}", owner="ALICE", kind="do_eval", request="{}",
+                          idempotency_key=None, server="A", lease=60.0, limit=3)
+    with pytest.raises(QueueFull):
+        store.jobs.create(id="j3", owner="ALICE", kind="do_eval", request="{}",
+                          idempotency_key=None, server="A", lease=60.0, limit=3)
+    store.jobs.create(id="b0", owner="ALICE", kind="do_eval", request="{}",
+                      idempotency_key=None, server="B", lease=60.0, limit=3)
+    store.jobs.claim("B", "LOW", 1, 60.0)  # nothing of A's to claim: no service level
+    store.jobs.move("j0", Status.FAILED)
+    store.jobs.create(id="j4", owner="ALICE", kind="do_eval", request="{}",
+                      idempotency_key=None, server="A", lease=60.0, limit=3)
+
+
+def test_finishing_keeps_the_answer_with_the_end_in_one_step(store: Store) -> None:
+    queued(store, "j1")
+    store.jobs.claim("A", "LOW", 1, 60.0)
+    assert not store.jobs.finish("j1", "B", Status.FINISH, 200, b"{}", "")  # not B's job
+    assert store.jobs.answer("j1") is None
+    assert store.jobs.finish("j1", "A", Status.FINISH, 200, b'{"result":1}', "printed\n")
+    assert store.jobs.answer("j1") == (200, b'{"result":1}')
+    assert store.jobs.log("j1") == "printed\n"
+    done = store.jobs.get("j1")
+    assert done is not None and (done.status, done.http_status) == (Status.FINISH, 200)
+    assert not store.jobs.finish("j1", "A", Status.FAILED, 400, b"{}", "")  # ended stays
+    assert store.jobs.delete("j1")
+    assert store.jobs.answer("j1") is None and store.jobs.log("j1") is None
+
+
+def test_a_shared_secret_is_made_once(store: Store) -> None:
+    made = race(store, lambda i: store.secret("key", lambda: bytes([i]) * 8))
+    assert len(set(made)) == 1 and len(made[0]) == 8
+    assert store.secret("key", lambda: b"other") == made[0]
+
+
 # -- datastores -----------------------------------------------------------------------
 
 def stored(name: str, data: bytes = b"pickle") -> StoredObject:
@@ -398,3 +501,65 @@ def test_deleting_a_user_deletes_everything_of_theirs(store: Store) -> None:
 def test_a_url_that_names_no_store_is_a_clear_error(bad: str) -> None:
     with pytest.raises(InvalidSetting, match="metadata URL"):
         open_store(bad)
+
+
+# -- races: the same answers whoever runs first (READ COMMITTED on PostgreSQL) ------------
+
+RACERS = 8
+
+
+def race(store: Store, action: Callable[[int], object]) -> list[object]:
+    """``action(i)`` from ``RACERS`` threads released at once; each one's value or error."""
+    start = threading.Barrier(RACERS)
+
+    def one(i: int) -> object:
+        start.wait()
+        try:
+            return action(i)
+        except Exception as e:  # what each racer got is the point of the test
+            return e
+
+    with ThreadPoolExecutor(RACERS) as pool:
+        return list(pool.map(one, range(RACERS)))
+
+
+def test_racing_creates_of_one_script_give_one_success_and_conflicts(store: Store) -> None:
+    outcomes = race(store, lambda i: put(store, "ALICE", "s", f"def f():\n    return {i}\n"))
+    assert sum(isinstance(o, ScriptRecord) for o in outcomes) == 1, outcomes
+    assert all(isinstance(o, ScriptRecord | Conflict) for o in outcomes), outcomes
+
+
+def test_racing_overwrites_of_one_script_all_succeed(store: Store) -> None:
+    outcomes = race(store, lambda i: put(store, "ALICE", "s", f"def f():\n    return {i}\n",
+                                         overwrite=True))
+    assert all(isinstance(o, ScriptRecord) for o in outcomes), outcomes
+    assert len({o.id for o in outcomes if isinstance(o, ScriptRecord)}) == 1
+
+
+def test_racing_user_creation_gives_one_user_and_conflicts(store: Store) -> None:
+    outcomes = race(store, lambda i: store.add_user("ALICE", f"hash{i}", False))
+    assert sum(o is not None and not isinstance(o, Exception) for o in outcomes) == 1, outcomes
+    assert all(isinstance(o, Conflict) for o in outcomes if isinstance(o, Exception)), outcomes
+
+
+def test_racing_grants_and_revokes_of_one_token_are_no_errors(store: Store) -> None:
+    put(store, "ALICE", "s")
+    outcomes = race(store, lambda _i: store.grants.grant("pyqscript", "ALICE", "s", "BOB"))
+    outcomes += race(store, lambda _i: store.revoke_token("jti", time.time() + 60))
+    assert outcomes == [None] * 2 * RACERS
+    assert store.grants.grantees("pyqscript", "ALICE") == {"s": ["BOB"]}
+    assert store.is_revoked("jti")
+
+
+def test_racing_datastore_saves_conflict_and_appends_keep_every_object(store: Store) -> None:
+    outcomes = race(store, lambda i: store.datastores.save(
+        "ALICE", "ds", [stored(f"first{i}")], "", False, False, False))
+    assert outcomes.count(None) == 1, outcomes
+    assert all(isinstance(o, Conflict) for o in outcomes if o is not None), outcomes
+    outcomes = race(store, lambda i: store.datastores.save(
+        "ALICE", "appended", [stored(f"o{i}")], "", False, False, True))
+    assert outcomes == [None] * RACERS
+    info = store.datastores.readable("ALICE", "appended", None)
+    assert info is not None
+    assert sorted(o.name for o in store.datastores.objects(info)) == [
+        f"o{i}" for i in range(RACERS)]

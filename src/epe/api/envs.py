@@ -74,7 +74,8 @@ async def create_env(body: EnvCreate, request: Request, admin: AdminDep,
         services.audit.record("env", "create", admin.name, name=spec.name, jobId=JOB_ID.get())
         return orjson.dumps(pools.describe(env))
 
-    job = jobs.submit_work(admin.name, "env_create", body.model_dump_json(by_alias=True), work)
+    job = await jobs.submit_work(admin.name, "env_create", body.model_dump_json(by_alias=True),
+                                 work)
     return Response(status_code=201, headers={"Location": job_url(request, job.id)})
 
 

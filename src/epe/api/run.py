@@ -33,7 +33,8 @@ async def respond(request: Request, services: Services, caller: Caller, op: Oper
     """Run now and answer 200, or as a job and answer 201 with its ``Location``."""
     prepared = prepare(services, caller, op, body, name, owner)
     if prepared.asynchronous:
-        job = (await get_jobs(request)).submit(prepared, request.headers.get("idempotency-key"))
+        job = await (await get_jobs(request)).submit(prepared,
+                                                     request.headers.get("idempotency-key"))
         return Response(status_code=201, headers={"Location": job_url(request, job.id)})
     return result_response(await run(services, prepared))
 

@@ -3,7 +3,9 @@
 A token is an HS256 JWT whose claims are ``sub`` (user), ``jti`` (id, for
 revocation), ``iat``/``exp``, and ``chain`` (when the password grant that
 started this chain of refreshes happened). The signing key is generated at
-first start and kept in the data folder, readable by the server's user alone.
+first start and kept in the data folder, readable by the server's user alone, or,
+where several servers share a PostgreSQL metadata store, in that database, so
+that a token one issues is good on all.
 """
 
 from __future__ import annotations
@@ -37,13 +39,17 @@ class IssuedToken:
     expires_in: int
 
 
+def new_key() -> bytes:
+    return secrets.token_bytes(64)
+
+
 def load_or_create_key(path: Path) -> bytes:
     """The signing key at ``path``, created (mode 0600) on first use."""
     try:
         return path.read_bytes()
     except FileNotFoundError:
         pass
-    key = secrets.token_bytes(64)
+    key = new_key()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(key)

@@ -1,10 +1,20 @@
-"""Async jobs: admitted, run, kept, and never lost (docs/api.md, async jobs).
+"""Async jobs: admitted, queued, run, kept, and never lost (docs/api.md, async jobs;
+docs/deploy.md, the job queue).
 
-Every state is written to the metadata store before it is acted on; a job's
-answer (the exact body and status a sync call would have had) is written to a
-file atomically before the job is marked ended. A job that was waiting or
-running when the server stopped is marked FAILED at the next start, never
-re-run: user code may have had side effects.
+Every state is written to the metadata store before it is acted on, from a
+thread, never on the event loop. The jobs table is the queue
+(``epe.service.queue``): this server holds the jobs it accepts while they wait,
+and runs the ones it claims for its free slots, its own or, where servers share
+a PostgreSQL database, another server's. A job's answer (the exact body and
+status a sync call would have had) is kept (``epe.service.answers``) before, or
+as, the job is marked ended.
+
+A job that was waiting or running when its server stopped is marked FAILED,
+never re-run: user code may have had side effects. The server does it when it
+starts again on its data folder; where servers share the database, any other
+does it once the stopped server's lease has run out. A job deleted through
+another server, or failed by one because this one missed its heartbeats, is
+stopped here at the next heartbeat.
 """
 
 from __future__ import annotations
@@ -12,13 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import shutil
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -35,8 +42,10 @@ from epe.errors import (
 from epe.observe import metrics
 from epe.observe.logs import JOB_ID
 from epe.service import runs as execution
+from epe.service.answers import Answer, Answers, FolderAnswers, StoreAnswers
+from epe.service.queue import Accepted, Queue, restore
 from epe.service.services import Services
-from epe.store.jobs import JobRecord
+from epe.store.jobs import JobRecord, QueueFull
 
 log = logging.getLogger("epe.jobs")
 
@@ -49,119 +58,192 @@ SWEEP_INTERVAL = 3600.0
 Work = Callable[[execution.Output], Awaitable[bytes]]
 
 
-@dataclass(frozen=True)
-class Answer:
-    """A finished job's answer: the HTTP status and body a sync call would have had."""
-
-    status: int
-    body: bytes
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def answers_for(services: Services) -> Answers:
+    if services.store.shared:
+        return StoreAnswers(services.store.jobs)
+    return FolderAnswers(services.settings.data_dir / "jobs", services.store.jobs)
 
 
 class JobManager:
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.settings = services.settings
         self.store = services.store.jobs
-        self.root = services.settings.data_dir / "jobs"
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._outputs: dict[str, execution.Output] = {}  # of the jobs that have not ended
-        self._states: dict[str, Status] = {}  # each live job's state, as the gauge counts it
-        self._gates = {level: asyncio.Semaphore(services.settings.job_concurrency(level))
-                       for level in ("LOW", "MEDIUM", "HIGH")}
-        self._sweeper: asyncio.Task[None] | None = None
+        self.answers = answers_for(services)
+        self.queue = Queue(services)
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # jobs running here
+        self._deleting: set[str] = set()
+        self._progress_writes: dict[str, asyncio.Task[None]] = {}
+        self._latest: dict[str, tuple[int, int]] = {}
+        self._loops: list[asyncio.Task[None]] = []
+        self._outputs: dict[str, execution.Output] = {}  # of the jobs running here
+        self._states: dict[str, Status] = {}  # live jobs here, as the gauge counts them
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        for job_id in self.store.fail_unfinished(STOPPED_MESSAGE):
-            self._write_answer(job_id, _error_answer(JobInterrupted(STOPPED_MESSAGE), 400))
+        for job_id in await self.queue.fail_leftovers(STOPPED_MESSAGE):
             log.warning("job %s was unfinished when the server stopped; marked FAILED", job_id)
-        self._sweeper = asyncio.create_task(self._sweep_forever())
+        self._loops = [asyncio.create_task(loop()) for loop in (
+            self._dispatch_forever, self._heartbeat_forever, self._sweep_forever)]
 
     async def stop(self) -> None:
-        """Fail the jobs still going (cleanly: their answer says why) and stop."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        """Fail the jobs still going or waiting here (cleanly: their answer says why)."""
+        for loop in self._loops:
+            loop.cancel()
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *self._loops, return_exceptions=True)
+        waiting = await asyncio.to_thread(self.store.fail_unfinished, STOPPED_MESSAGE,
+                                          self.queue.name, (Status.PENDING.value,))
+        if tasks or waiting:
+            log.info("stopping: %d running and %d waiting jobs marked FAILED", len(tasks),
+                     len(waiting))
+        self.queue.close()
 
     # -- submitting ----------------------------------------------------------------
 
-    def submit(self, job: execution.Prepared, idempotency_key: str | None) -> JobRecord:
-        if idempotency_key and (same := self.store.by_idempotency_key(job.caller.name,
-                                                                      idempotency_key)):
+    async def submit(self, job: execution.Prepared, idempotency_key: str | None) -> JobRecord:
+        owner = job.caller.name
+        if idempotency_key and (same := await asyncio.to_thread(
+                self.store.by_idempotency_key, owner, idempotency_key)):
             return same
-        self._admit()
+        level = job.controls.service or job.body.service
+        accepted = Accepted(job, level)
+        if job.body.env_name is not None:  # the environment stays while the job waits
+            accepted.hold = self.services.environments.hold(job.body.env_name)
+        now = self.queue.take(level)  # a free slot here: it runs at once, never waits
         try:
-            record = self.store.create(id=uuid.uuid4().hex, owner=job.caller.name,
-                                       kind=job.op.kind,
-                                       request=job.body.model_dump_json(by_alias=True),
-                                       idempotency_key=idempotency_key)
-        except Conflict:  # the same key raced in from a concurrent retry
+            record = await asyncio.to_thread(
+                self._create, owner=owner, kind=job.op.kind,
+                request=job.body.model_dump_json(by_alias=True),
+                idempotency_key=idempotency_key, service=level, source=job.source,
+                pinned=self._pinned(job), running=now)
+        except BaseException as e:
+            accepted.release()
+            if now:
+                self.queue.give_back(level)
+            if not isinstance(e, Conflict):
+                raise
+            # The same key raced in from a concurrent retry.
             assert idempotency_key is not None
-            same = self.store.by_idempotency_key(job.caller.name, idempotency_key)
+            same = await asyncio.to_thread(self.store.by_idempotency_key, owner,
+                                           idempotency_key)
             assert same is not None
             return same
-        (self.root / record.id).mkdir(parents=True, exist_ok=True)
-        self._admitted(record, Status.PENDING)
-        task = self._tasks[record.id] = asyncio.create_task(self._run(record.id, job))
-        if job.body.env_name is not None:  # the environment stays while the job waits
-            lease = self.services.environments.hold(job.body.env_name)
-            task.add_done_callback(lambda _task: lease.release())
+        self._admitted(record, Status.RUNNING if now else Status.PENDING)
+        if now:
+            self._start(record, accepted)
+        else:
+            self.queue.accept(record.id, accepted)
         return record
 
-    def submit_work(self, owner: str, kind: str, request: str, work: Work) -> JobRecord:
-        """Run ``work`` as a job of ``owner``: one that is not a run (building an environment).
+    async def submit_work(self, owner: str, kind: str, request: str, work: Work) -> JobRecord:
+        """Run ``work`` as a job of ``owner``, here and now: one that is not a run
+        (building an environment), so no other server may take it.
 
         Its answer is ``{"result": R}``, R the JSON ``work`` returns, or the error body of
         the ``EpeError`` it raises; what it adds to its ``Output`` is the job's log.
         """
-        self._admit()
-        record = self.store.create(id=uuid.uuid4().hex, owner=owner, kind=kind, request=request,
-                                   idempotency_key=None)
-        (self.root / record.id).mkdir(parents=True, exist_ok=True)
-        self._admitted(record, Status.PENDING)
-        self._tasks[record.id] = asyncio.create_task(self._run_work(record.id, work))
+        record = await asyncio.to_thread(self._create, owner=owner, kind=kind,
+                                         request=request, idempotency_key=None, service=None,
+                                         source=None, pinned=True)
+        self._admitted(record, Status.RUNNING)
+        self.queue.started(record.id)
+        task = self._tasks[record.id] = asyncio.create_task(self._run_work(record.id, work))
+        task.add_done_callback(lambda _task: self.queue.freed(record.id, None))
         return record
 
-    def _admit(self) -> None:
-        if len(self._tasks) >= self.services.settings.job_queue_limit:
+    def _pinned(self, job: execution.Prepared) -> bool:
+        """Whether only this server may run the job: it names an environment (each
+        server has its own), or reads tables, which are this server's own unless the
+        data layer is shared."""
+        reads_tables = job.op.input in ("whole", "chunks", "groups")
+        tables_here = not self.settings.tables_url.startswith("postgresql")
+        return job.body.env_name is not None or (reads_tables and tables_here)
+
+    def _create(self, **values: Any) -> JobRecord:
+        """A new job held by this server (blocking); 503 when it holds all it may."""
+        try:
+            record = self.store.create(id=uuid.uuid4().hex, server=self.queue.name,
+                                       lease=self.settings.job_lease,
+                                       limit=self.settings.job_queue_limit, **values)
+        except QueueFull:
             metrics.REFUSED.labels("job_queue_full").inc()
             raise ServerBusy("the server has as many jobs waiting as it can hold; try again "
-                             "later", retry_after=self.services.settings.retry_after)
+                             "later", retry_after=self.settings.retry_after) from None
+        self.answers.open(record.id)
+        return record
+
+    # -- the queue -----------------------------------------------------------------
+
+    async def _dispatch_forever(self) -> None:
+        # Jobs accepted here wake the loop at once; other servers' only by looking.
+        poll = self.settings.job_poll_interval if self.queue.shared else None
+        while True:
+            self.queue.wake.clear()
+            try:
+                for record, accepted in await self.queue.claim():
+                    self._start(record, accepted)
+            except Exception:
+                log.exception("claiming jobs failed; trying again")
+                await asyncio.sleep(self.settings.job_poll_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.queue.wake.wait(), poll)
+
+    def _start(self, record: JobRecord, accepted: Accepted | None) -> None:
+        level = str(record.service)
+        if record.id in self._deleting:  # deleted here while the claim was under way
+            self.queue.freed(record.id, level)
+            if accepted is not None:
+                accepted.release()
+            return
+        self.queue.started(record.id)
+        self._track(record.id, Status.RUNNING)
+        task = self._tasks[record.id] = asyncio.create_task(self._run(record, accepted))
+        task.add_done_callback(lambda _task: self.queue.freed(record.id, level))
+
+    async def _heartbeat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.queue.heartbeat_interval)
+            try:
+                lost = await self.queue.heartbeat(STOPPED_MESSAGE)
+            except Exception:
+                log.exception("the jobs' heartbeat failed; trying again")
+                continue
+            for job_id in lost:
+                if (task := self._tasks.get(job_id)) is not None:
+                    log.warning("job %s is no longer this server's (deleted, or failed by "
+                                "another server): stopping it", job_id)
+                    task.cancel()
 
     # -- running -------------------------------------------------------------------
 
-    async def _run(self, job_id: str, job: execution.Prepared) -> None:
-        JOB_ID.set(job_id)  # this task's own context: every line it logs names the job
-        output = self._outputs[job_id] = execution.Output()
+    async def _run(self, record: JobRecord, accepted: Accepted | None) -> None:
+        JOB_ID.set(record.id)  # this task's own context: every line it logs names the job
+        log.info("job %s runs here%s", record.id, "" if accepted else
+                 " (accepted by another server)")
+        output = self._outputs[record.id] = execution.Output()
 
-        async def running() -> bytes | None:
-            async with self._gates[job.controls.service or job.body.service]:
-                if not self._start(job_id):
-                    return None
-                return await execution.run(self.services, job, self._progress(job_id), output,
-                                           min_batches=PROGRESS_BATCHES)
+        async def running() -> bytes:
+            job = accepted.job if accepted else await asyncio.to_thread(
+                restore, self.services, record)
+            return await execution.run(self.services, job, self._progress(record.id), output,
+                                       min_batches=PROGRESS_BATCHES)
 
-        await self._settle(job_id, running(), output)
+        try:
+            await self._settle(record.id, running(), output)
+        finally:
+            if accepted is not None:
+                accepted.release()
 
     async def _run_work(self, job_id: str, work: Work) -> None:
-        JOB_ID.set(job_id)  # this task's own context: every line it logs names the job
+        JOB_ID.set(job_id)
         output = self._outputs[job_id] = execution.Output()
 
         async def running() -> bytes | None:
-            if not self._start(job_id):
+            if not await asyncio.to_thread(self.store.move, job_id, Status.RUNNING):
                 return None
             return await work(output)
 
@@ -169,38 +251,36 @@ class JobManager:
 
     async def _settle(self, job_id: str, running: Awaitable[bytes | None],
                       output: execution.Output) -> None:
-        """Wait for the job's work and write its answer, however it ends."""
+        """Wait for the job's work and keep its answer, however it ends."""
         try:
             if (body := await running) is None:
                 return
-            self._finish(job_id, Status.FINISH, Answer(200, wrap_result(body)), output)
+            await self._finish(job_id, Status.FINISH, Answer(200, wrap_result(body)), output)
         except EpeError as e:
-            self._finish(job_id, status_for(e), _error_answer(e, e.status), output)
+            await self._finish(job_id, status_for(e), _error_answer(e, e.status), output)
         except asyncio.CancelledError:
             # Deleted by its owner (the record is going), or the server is stopping.
-            self._finish(job_id, Status.FAILED,
-                         _error_answer(JobInterrupted(STOPPED_MESSAGE), 400), output)
+            await self._finish(job_id, Status.FAILED,
+                               _error_answer(JobInterrupted(STOPPED_MESSAGE), 400), output)
             raise
         except Exception as e:
             log.exception("job %s failed with an internal error", job_id)
-            self._finish(job_id, Status.FAILED, _error_answer(InternalError(
+            await self._finish(job_id, Status.FAILED, _error_answer(InternalError(
                 f"internal error while running the job: {type(e).__name__}"), 500), output)
         finally:
             self._tasks.pop(job_id, None)
             self._outputs.pop(job_id, None)
             self._untrack(job_id)
 
-    def _start(self, job_id: str) -> bool:
-        if not self.store.move(job_id, Status.RUNNING):
-            return False
-        self._untrack(job_id)
-        self._states[job_id] = Status.RUNNING
-        metrics.JOBS.labels(Status.RUNNING.value).inc()
-        return True
+    # -- the jobs gauge: jobs of this server by state ----------------------------------
 
     def _admitted(self, record: JobRecord, status: Status) -> None:
         metrics.JOBS_SUBMITTED.labels(record.kind).inc()
-        self._states[record.id] = status
+        self._track(record.id, status)
+
+    def _track(self, job_id: str, status: Status) -> None:
+        self._untrack(job_id)
+        self._states[job_id] = status
         metrics.JOBS.labels(status.value).inc()
 
     def _untrack(self, job_id: str) -> None:
@@ -208,30 +288,29 @@ class JobManager:
             metrics.JOBS.labels(state.value).dec()
 
     def _progress(self, job_id: str) -> execution.Progress:
-        # Every update is written: a job has at most a few dozen batches, and a
-        # throttle would drop the last update before a long pause.
+        # Every update is written, the latest first if several wait: a job has at most a
+        # few dozen batches, and a throttle would drop the last update before a long pause.
         def report(done: int, total: int) -> None:
-            self.store.progress(job_id, done, total)
+            self._latest[job_id] = (done, total)
+            if job_id not in self._progress_writes:
+                self._progress_writes[job_id] = asyncio.create_task(self._write_progress(job_id))
 
         return report
 
-    def _finish(self, job_id: str, status: Status, answer: Answer,
-                output: execution.Output) -> None:
-        folder = self.root / job_id
-        if not folder.is_dir():
-            return  # deleted while it ran
-        with contextlib.suppress(FileNotFoundError):
-            write_atomically(folder / "log.txt", output.text().encode())
-            self._write_answer(job_id, answer)
-            if self.store.move(job_id, status, http_status=answer.status,
-                               result_path=str(folder / "answer.json")):
-                metrics.JOBS_ENDED.labels(status.value).inc()
+    async def _write_progress(self, job_id: str) -> None:
+        try:
+            while (latest := self._latest.pop(job_id, None)) is not None:
+                await asyncio.to_thread(self.store.progress, job_id, *latest)
+        finally:
+            self._progress_writes.pop(job_id, None)
 
-    def _write_answer(self, job_id: str, answer: Answer) -> None:
-        folder = self.root / job_id
-        folder.mkdir(parents=True, exist_ok=True)
-        write_atomically(folder / "answer.json", answer.body)
-        write_atomically(folder / "status", str(answer.status).encode())
+    async def _finish(self, job_id: str, status: Status, answer: Answer,
+                      output: execution.Output) -> None:
+        if (writing := self._progress_writes.get(job_id)) is not None:
+            await asyncio.gather(writing, return_exceptions=True)  # progress lands first
+        await asyncio.to_thread(self.answers.keep, job_id, self.queue.name, status, answer,
+                                output.text())
+        metrics.JOBS_ENDED.labels(status.value).inc()
 
     # -- reading -------------------------------------------------------------------
 
@@ -245,21 +324,18 @@ class JobManager:
         """The finished job's answer; ``None`` while it has not ended."""
         if not job.status.ended:
             return None
-        folder = self.root / job.id
-        try:
-            status = int((folder / "status").read_bytes())
-            return Answer(status, (folder / "answer.json").read_bytes())
-        except FileNotFoundError:
-            raise NotFound(f"the result of job {job.id} is no longer kept") from None
+        if (kept := self.answers.read(job)) is not None:
+            return kept
+        if job.error is not None:  # ended because its server stopped: the row says why
+            return _error_answer(JobInterrupted(job.error), job.http_status or 400)
+        raise NotFound(f"the result of job {job.id} is no longer kept")
 
     def log_text(self, job: JobRecord) -> str:
-        """The log so far while the job runs (an environment's build writes as it goes)."""
+        """The log so far while the job runs here (an environment's build writes as it
+        goes), else the one kept with its answer."""
         if (live := self._outputs.get(job.id)) is not None:
             return live.text()
-        try:
-            return (self.root / job.id / "log.txt").read_text()
-        except FileNotFoundError:
-            return ""
+        return self.answers.log(job)
 
     def jobs_of(self, owner: str) -> list[JobRecord]:
         return self.store.of_owner(owner)
@@ -267,32 +343,42 @@ class JobManager:
     # -- deleting ------------------------------------------------------------------
 
     async def delete(self, job_id: str, owner: str) -> None:
-        """Stop the job if it runs (its workers are killed and replaced) and delete it."""
-        self.get(job_id, owner)
-        shutil.rmtree(self.root / job_id, ignore_errors=True)
-        task = self._tasks.get(job_id)
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        self.store.delete(job_id)
+        """Stop the job if it runs here (its workers are killed and replaced; on another
+        server, at that server's next heartbeat) and delete it."""
+        await asyncio.to_thread(self.get, job_id, owner)
+        self._deleting.add(job_id)
+        try:
+            await asyncio.to_thread(self.answers.drop, job_id)
+            await asyncio.to_thread(self.store.delete, job_id)
+            if (accepted := self.queue.accepted.pop(job_id, None)) is not None:
+                accepted.release()
+                self._untrack(job_id)
+            if (task := self._tasks.get(job_id)) is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        finally:
+            self._deleting.discard(job_id)
 
     async def delete_all(self, owner: str) -> None:
         """Every job of ``owner`` stopped and deleted (the user is going away)."""
-        for job in self.store.of_owner(owner):
+        for job in await asyncio.to_thread(self.store.of_owner, owner):
             await self.delete(job.id, owner)
 
     async def _sweep_forever(self) -> None:
         # Often enough that a short retention (in tests, say) is honoured promptly.
-        interval = min(SWEEP_INTERVAL, max(1.0, self.services.settings.job_retention / 4))
+        interval = min(SWEEP_INTERVAL, max(1.0, self.settings.job_retention / 4))
         while True:
-            self.sweep()
+            try:
+                await asyncio.to_thread(self.sweep)
+            except Exception:
+                log.exception("sweeping old jobs failed; trying again later")
             await asyncio.sleep(interval)
 
     def sweep(self) -> int:
-        """Delete jobs that ended longer ago than the retention setting."""
-        expired = self.store.ended_before(time.time() - self.services.settings.job_retention)
+        """Delete jobs that ended longer ago than the retention setting (blocking)."""
+        expired = self.store.ended_before(time.time() - self.settings.job_retention)
         for job in expired:
-            shutil.rmtree(self.root / job.id, ignore_errors=True)
+            self.answers.drop(job.id)
             self.store.delete(job.id)
         if expired:
             log.info("deleted %d jobs past their retention", len(expired))

@@ -50,9 +50,13 @@ def create(store: Store, audit: AuditTrail, caller: Caller, body: ScriptCreate) 
     if existing and body.is_global and existing.created_by != caller.name \
             and not caller.user.is_admin:
         raise Conflict(f"a global script {body.name} exists and belongs to another user")
+    # Checked again as the script is written: another user's global script created
+    # meanwhile is not replaced.
+    others_not_replaced = body.is_global and not caller.user.is_admin
     script = store.put_script(owner=owner, name=body.name, source=body.script,
                               description=body.description, is_global=body.is_global,
-                              created_by=caller.name, overwrite=body.overwrite)
+                              created_by=caller.name, overwrite=body.overwrite,
+                              replaced_only_by=caller.name if others_not_replaced else None)
     audit.record("script", "replace" if existing else "create", caller.name, owner=owner,
                  name=body.name, scriptHash=source_hash(body.script))
     return script

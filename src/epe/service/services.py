@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 
 from epe.auth.throttle import LoginThrottle
-from epe.auth.tokens import TokenService, load_or_create_key
+from epe.auth.tokens import TokenService, load_or_create_key, new_key
 from epe.data import Catalog, open_catalog
 from epe.errors import InvalidSetting
 from epe.runner.environments import EnvironmentPools
@@ -84,7 +84,15 @@ def prepare_data_dir(settings: Settings) -> None:
 def open_store_of(settings: Settings) -> Store:
     """The metadata store the settings name, the data folder made first."""
     prepare_data_dir(settings)
-    return open_store(settings.metadata_store_url)
+    return open_store(settings.metadata_store_url, settings.metadata_pool_size)
+
+
+def signing_key(settings: Settings, store: Store) -> bytes:
+    """The token signing key: in the data folder, or in the database servers share (a
+    token from one is good on all)."""
+    if store.shared:
+        return store.secret("token-signing-key", new_key)
+    return load_or_create_key(settings.key_path)
 
 
 def open_catalog_of(settings: Settings) -> Catalog:
@@ -92,18 +100,18 @@ def open_catalog_of(settings: Settings) -> Catalog:
 
 
 def check_settings(settings: Settings) -> None:
-    """Refuse, before serving, settings the server could not start with: a store or a
-    catalog it cannot open, isolation required where it cannot be had."""
-    open_store_of(settings).close()
+    """Refuse, before serving, settings the server could not start with: a catalog it
+    cannot open, isolation required where it cannot be had (the store: ``open_store_of``)."""
     open_catalog_of(settings).close()
     if settings.require_isolation and (refused := isolation_refused()):
         raise InvalidSetting("EPE_REQUIRE_ISOLATION is set, but workers cannot be isolated "
                              f"here: {refused}")
 
 
-def open_services(settings: Settings) -> Services:
-    store = open_store_of(settings)
-    tokens = TokenService(load_or_create_key(settings.key_path), settings.token_lifetime,
+def open_services(settings: Settings, store: Store | None = None) -> Services:
+    """The backends the settings name; ``store`` if the caller opened it already."""
+    store = store or open_store_of(settings)
+    tokens = TokenService(signing_key(settings, store), settings.token_lifetime,
                           settings.token_chain_lifetime)
     return Services(settings, store, tokens, open_catalog_of(settings),
                     EnvironmentPools(settings, LocalHost(settings)))

@@ -36,10 +36,10 @@ async def delete_user(store: Store, audit: AuditTrail, catalog: Catalog, jobs: J
     upper = normalize_user(name, check=False)
     if upper == admin.name:
         raise InvalidRequest("you cannot delete your own account")
-    if store.get_user(upper) is None:
+    if await asyncio.to_thread(store.get_user, upper) is None:
         raise NotFound(f"no such user {upper}")
     await jobs.delete_all(upper)
     await asyncio.to_thread(catalog.drop_owner, upper)
-    store.delete_user(upper)
+    await asyncio.to_thread(store.delete_user, upper)
     audit.record("user", "delete", admin.name, name=upper)
     return upper

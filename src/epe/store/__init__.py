@@ -1,9 +1,9 @@
 """The metadata store: users, revoked tokens, scripts, grants, jobs, datastores.
 
 ``open_store(url)`` is the one way in: it opens the database a URL names,
-migrates it to the newest schema and returns a ``Store``. Only ``sqlite:///PATH``
-is built in today; a second backend is one more branch of ``open_store`` that
-passes ``tests/integration/test_store_conformance.py``.
+migrates it to the newest schema and returns a ``Store``: ``sqlite:///PATH`` (the
+embedded default) or ``postgresql://...`` (several servers may share it; docs/deploy.md).
+Each passes ``tests/integration/test_store_conformance.py``.
 
 One error convention holds for every part of the store:
 

@@ -1,20 +1,30 @@
-"""The SQLite engine, and write transactions that take the lock up front.
+"""The two engines (SQLite, PostgreSQL), and write transactions safe on both.
 
 SQLite's default deferred transaction reads first and upgrades to a write lock
 later; two of those racing (two parallel ``oml.ds.save(append=True)``, say) can
 fail instead of waiting. Every multi-statement write here goes through
-``writing``, which begins ``IMMEDIATE`` so writers queue on ``busy_timeout``
-and nothing is lost; reads stay plain deferred transactions and never block.
+``writing``, which begins ``IMMEDIATE`` on SQLite so writers queue on
+``busy_timeout`` and nothing is lost; reads stay plain deferred transactions and
+never block.
+
+PostgreSQL runs at READ COMMITTED, where two transactions may both find a row
+missing and both insert it. Writes there never check and then insert: they
+insert with ``ON CONFLICT`` (``upsert``, both dialects have it) and lock the row
+they go on to change (``SELECT ... FOR UPDATE``, which SQLite's compiler leaves
+out: its IMMEDIATE transaction already holds the whole database). A read that
+must see one version across several statements takes a ``snapshot``.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import URL, Connection, Engine, Table, create_engine, event, func, literal
+from sqlalchemy.dialects import postgresql, sqlite
 
 _IMMEDIATE = "epe_immediate"
 
@@ -44,11 +54,50 @@ def sqlite_engine(path: Path) -> Engine:
     return engine
 
 
+def postgresql_engine(url: URL, pool_size: int) -> Engine:
+    """psycopg 3 through a pool of ``pool_size`` connections (as many again in a burst).
+
+    No ``pool_pre_ping``: it would double the round trips of every lookup. A
+    connection the server dropped fails its request once and is replaced.
+    """
+    return create_engine(url.set(drivername="postgresql+psycopg"), pool_size=pool_size,
+                         max_overflow=pool_size, pool_timeout=30,
+                         connect_args={"connect_timeout": 10,
+                                       "application_name": "epe"})
+
+
 @contextmanager
 def writing(engine: Engine) -> Iterator[Connection]:
-    """A transaction that holds the write lock from its first statement."""
+    """A transaction that holds the write lock from its first statement (SQLite)."""
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             conn.info[_IMMEDIATE] = True
         with conn.begin():
             yield conn
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """A read transaction whose statements all see one snapshot. SQLite's deferred
+    transaction does; PostgreSQL's READ COMMITTED takes a new snapshot per statement,
+    so this one asks for REPEATABLE READ."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            yield conn
+
+
+def upsert(conn: Connection, table: Table) -> Any:
+    """An ``INSERT`` of the connection's dialect, which has ``on_conflict_do_nothing``
+    and ``on_conflict_do_update`` (PostgreSQL, and SQLite since 3.24)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def db_now(conn: Connection) -> Any:
+    """Now, in UNIX seconds, by the database's clock where replicas share one: leases
+    are compared by one clock, whatever the replicas' own clocks say."""
+    if conn.dialect.name == "postgresql":
+        return func.extract("epoch", func.clock_timestamp())
+    return literal(time.time())

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, and_, delete, insert, or_, select
+from sqlalchemy import Connection, Engine, and_, delete, or_, select
 
 from epe.core.names import PUBLIC
 from epe.store import schema
-from epe.store.engine import writing
+from epe.store.engine import upsert, writing
 
 ObjectType = Literal["pyqscript", "datastore"]
 # A grant's grantee: a user name, or None for everyone (OML's PUBLIC).
@@ -34,13 +34,12 @@ class GrantStore:
         self.engine = engine
 
     def grant(self, object_type: ObjectType, owner: str, name: str, grantee: Grantee) -> None:
-        """Grant (once: a second grant of the same is no change)."""
-        who = grantee or PUBLIC
+        """Grant (once: a second grant of the same, concurrent or not, is no change)."""
         with writing(self.engine) as conn:
-            if not conn.execute(select(_G.c.id).where(_exact(object_type, owner, name,
-                                                             who))).first():
-                conn.execute(insert(_G).values(object_type=object_type, owner=owner, name=name,
-                                               grantee=who))
+            conn.execute(upsert(conn, _G).values(
+                object_type=object_type, owner=owner, name=name, grantee=grantee or PUBLIC)
+                .on_conflict_do_nothing(index_elements=[_G.c.object_type, _G.c.owner,
+                                                        _G.c.name, _G.c.grantee]))
 
     def revoke(self, object_type: ObjectType, owner: str, name: str, grantee: Grantee) -> bool:
         """Whether there was such a grant to take back."""

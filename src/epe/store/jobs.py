@@ -1,24 +1,42 @@
 """The jobs table: every state a job passes through is written here first.
 
-The job's result and log are files (see ``epe.jobs``); this table holds the
-status, times, progress and where the result is.
+It is also the queue several servers share (docs/deploy.md). A job is *held* by
+one server at a time: the one that accepted it while it waits (``PENDING``),
+the one that claimed it while it runs (``RUNNING``). Any server with room claims
+the oldest waiting job of a service level (``FOR UPDATE SKIP LOCKED``: two
+servers never claim one job, and neither waits for the other); a job that
+names an environment is ``pinned`` and only its holder runs it. A holder renews
+the leases of the jobs it has in hand on a heartbeat; when a lease runs out, its
+holder is taken to have stopped (or lost the job) and any server marks the job
+FAILED (``reap``). Lease times are the database's clock, so servers' clocks need
+not agree.
+
+A job's answer and log are files in the data folder on a single server
+(``epe.service.answers``); where servers share the database they are rows of
+``job_answers``, written in the transaction that ends the job.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, insert, select, update
+from sqlalchemy import Engine, and_, delete, false, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from epe.core.jobs import Status, can_move
 from epe.errors import Conflict
 from epe.store import schema
-from epe.store.engine import writing
+from epe.store.engine import db_now, writing
 
-_T = schema.jobs
+_T, _A = schema.jobs, schema.job_answers
+UNFINISHED = (Status.PENDING.value, Status.RUNNING.value)
+
+
+class QueueFull(Exception):
+    """The server already holds as many unfinished jobs as it may."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +55,11 @@ class JobRecord:
     progress_done: int
     progress_total: int
     idempotency_key: str | None
+    service: str | None = None
+    source: str | None = None
+    pinned: bool = False
+    server: str | None = None
+    lease_expires: float | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> JobRecord:
@@ -48,21 +71,41 @@ class JobRecord:
 class JobStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Only this process inserts jobs held by its own server: counting them and
+        # inserting one under this lock admits exactly up to the limit.
+        self._admitting = threading.Lock()
 
     def create(self, *, id: str, owner: str, kind: str, request: str,
-               idempotency_key: str | None) -> JobRecord:
-        """Insert a PENDING job; Conflict if the owner already used ``idempotency_key``."""
-        values = {"id": id, "owner": owner, "kind": kind, "status": Status.PENDING.value,
-                  "request": request, "created": time.time(), "progress_done": 0,
-                  "progress_total": 0, "idempotency_key": idempotency_key}
+               idempotency_key: str | None, service: str | None = None,
+               source: str | None = None, pinned: bool = False, server: str | None = None,
+               lease: float = 0.0, limit: int | None = None,
+               running: bool = False) -> JobRecord:
+        """Insert a PENDING job (RUNNING with ``running``: ``server`` runs it at once),
+        held by ``server`` when given. Conflict if the owner already used
+        ``idempotency_key``; QueueFull if ``server`` holds ``limit`` jobs."""
+        now = time.time()
+        values = {"id": id, "owner": owner, "kind": kind, "request": request, "created": now,
+                  "status": (Status.RUNNING if running else Status.PENDING).value,
+                  "started": now if running else None, "progress_done": 0,
+                  "progress_total": 0, "idempotency_key": idempotency_key,
+                  "service": service, "source": source, "pinned": pinned, "server": server}
         try:
-            with writing(self.engine) as conn:
+            with self._admitting, writing(self.engine) as conn:
+                if limit is not None and self._held(conn, server) >= limit:
+                    raise QueueFull(f"{limit} jobs waiting or running")
+                if server is not None:
+                    values["lease_expires"] = db_now(conn) + lease
                 conn.execute(insert(_T).values(**values))
         except IntegrityError:
             raise Conflict(f"a job with idempotency key {idempotency_key!r} exists") from None
         created = self.get(id)
         assert created is not None
         return created
+
+    @staticmethod
+    def _held(conn: Any, server: str | None) -> int:
+        return int(conn.execute(select(func.count()).select_from(_T).where(
+            and_(_T.c.server == server, _T.c.status.in_(UNFINISHED)))).scalar_one())
 
     def get(self, id: str, owner: str | None = None) -> JobRecord | None:
         where = _T.c.id == id if owner is None else and_(_T.c.id == id, _T.c.owner == owner)
@@ -99,12 +142,15 @@ class JobStore:
             conn.execute(update(_T).where(_T.c.id == id)
                          .values(progress_done=done, progress_total=total))
 
-    def fail_unfinished(self, message: str) -> list[str]:
-        """End every waiting or running job FAILED (after a restart); their ids."""
-        unfinished = [Status.PENDING.value, Status.RUNNING.value]
+    def fail_unfinished(self, message: str, held_by: str | None = None,
+                        statuses: tuple[str, ...] = UNFINISHED) -> list[str]:
+        """End every waiting or running job (held by ``held_by``, if given) FAILED with
+        ``message`` (after a restart); their ids."""
+        where: Any = _T.c.status.in_(statuses)
+        if held_by is not None:
+            where = and_(where, _T.c.server == held_by)
         with writing(self.engine) as conn:
-            ids = [r.id for r in conn.execute(select(_T.c.id)
-                                              .where(_T.c.status.in_(unfinished)))]
+            ids = [r.id for r in conn.execute(select(_T.c.id).where(where))]
             conn.execute(update(_T).where(_T.c.id.in_(ids)).values(
                 status=Status.FAILED.value, finished=time.time(), error=message,
                 http_status=400))
@@ -119,3 +165,71 @@ class JobStore:
     def delete(self, id: str) -> bool:
         with writing(self.engine) as conn:
             return bool(conn.execute(delete(_T).where(_T.c.id == id)).rowcount)
+
+    # -- the queue ---------------------------------------------------------------------
+
+    def claim(self, server: str, service: str, n: int, lease: float) -> list[JobRecord]:
+        """Up to ``n`` of the oldest waiting jobs of ``service`` that ``server`` may run,
+        moved to RUNNING and held by it, oldest first. Jobs other servers are claiming
+        at the same moment are skipped, never waited for."""
+        with writing(self.engine) as conn:
+            now = db_now(conn)
+            ids = conn.execute(select(_T.c.id).where(and_(
+                _T.c.status == Status.PENDING.value, _T.c.service == service,
+                or_(_T.c.pinned == false(), _T.c.server == server),
+                _T.c.lease_expires > now)).order_by(_T.c.created).limit(n)
+                .with_for_update(skip_locked=True)).scalars().all()
+            if not ids:
+                return []
+            rows = conn.execute(update(_T).where(_T.c.id.in_(ids)).values(
+                status=Status.RUNNING.value, server=server, started=time.time(),
+                lease_expires=now + lease).returning(*_T.c)).all()
+        return sorted((JobRecord.from_row(r) for r in rows), key=lambda j: j.created)
+
+    def renew(self, server: str, lease: float, ids: set[str]) -> set[str]:
+        """Extend the leases of the jobs ``ids`` that ``server`` still holds; those ids.
+        One missing was deleted, or failed by another server after its lease ran out."""
+        with writing(self.engine) as conn:
+            return set(conn.execute(update(_T).where(and_(
+                _T.c.server == server, _T.c.id.in_(ids), _T.c.status.in_(UNFINISHED)))
+                .values(lease_expires=db_now(conn) + lease).returning(_T.c.id)).scalars())
+
+    def reap(self, message: str) -> list[str]:
+        """End FAILED, with ``message``, the unfinished jobs whose lease ran out: their
+        server stopped, or lost them (a live server renews what it runs); their ids."""
+        with writing(self.engine) as conn:
+            ids = conn.execute(select(_T.c.id).where(and_(
+                _T.c.status.in_(UNFINISHED), _T.c.lease_expires < db_now(conn)))
+                .with_for_update(skip_locked=True)).scalars().all()
+            if ids:
+                conn.execute(update(_T).where(_T.c.id.in_(ids)).values(
+                    status=Status.FAILED.value, finished=time.time(), error=message,
+                    http_status=400))
+        return list(ids)
+
+    # -- answers kept in the database --------------------------------------------------
+
+    def finish(self, id: str, server: str, status: Status, http_status: int, body: bytes,
+               log: str) -> bool:
+        """End the job ``server`` holds with its answer and log, in one transaction;
+        False (nothing written) if it is no longer that server's to end."""
+        allowed = [s.value for s in Status if can_move(s, status)]
+        with writing(self.engine) as conn:
+            done = conn.execute(update(_T).where(and_(
+                _T.c.id == id, _T.c.server == server, _T.c.status.in_(allowed))).values(
+                    status=status.value, finished=time.time(), http_status=http_status))
+            if not done.rowcount:
+                return False
+            conn.execute(insert(_A).values(job_id=id, http_status=http_status, body=body,
+                                           log=log))
+        return True
+
+    def answer(self, id: str) -> tuple[int, bytes] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(_A.c.http_status, _A.c.body)
+                               .where(_A.c.job_id == id)).first()
+        return None if row is None else (int(row.http_status), bytes(row.body))
+
+    def log(self, id: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(_A.c.log).where(_A.c.job_id == id)).scalar()

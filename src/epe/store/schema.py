@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -85,8 +86,36 @@ jobs = Table(
     Column("progress_done", Integer, nullable=False, default=0),
     Column("progress_total", Integer, nullable=False, default=0),
     Column("idempotency_key", String(256), nullable=True),
+    # The queue (docs/deploy.md): a job is held by the server that accepted it, then
+    # by the one that claimed it to run it, for as long as that server renews its lease.
+    Column("service", String(8), nullable=True),  # LOW | MEDIUM | HIGH; None: not a run
+    Column("source", Text, nullable=True),  # the script as found at submission
+    Column("pinned", Boolean, nullable=False, server_default=false()),  # runs where accepted
+    Column("server", String(64), nullable=True),
+    Column("lease_expires", Float, nullable=True),
     Index("ix_jobs_owner_created", "owner", "created"),
     Index("ix_jobs_owner_idempotency", "owner", "idempotency_key", unique=True),
+    Index("ix_jobs_queue", "status", "service", "created"),
+    Index("ix_jobs_server", "server", "status"),
+)
+
+# A finished job's answer where every server can read it: used when several servers
+# share the database (on SQLite the answers are files in the data folder).
+job_answers = Table(
+    "job_answers",
+    metadata,
+    Column("job_id", String(64), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("http_status", Integer, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("log", Text, nullable=False),
+)
+
+# Secrets every server sharing the database must agree on (the token signing key).
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", LargeBinary, nullable=False),
 )
 
 datastores = Table(

@@ -3,15 +3,17 @@ and the audit trail in the parts it holds (``grants``, ``jobs``, ``datastores``,
 ``audit``).
 
 SQLAlchemy Core with visible SQL; SQLite in WAL mode by default so that
-``epe user add`` can write while the server runs. Only this package knows the
-tables; callers get plain records. Owner checks that depend on more than one
-row (lookup order, grants) live here too, so that every caller applies the
-same rule. The error convention of every part is in ``epe.store``'s docstring.
+``epe user add`` can write while the server runs; PostgreSQL where several
+servers share the metadata. Only this package knows the tables; callers get
+plain records. Owner checks that depend on more than one row (lookup order,
+grants) live here too, so that every caller applies the same rule. The error
+convention of every part is in ``epe.store``'s docstring.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, and_, delete, insert, or_, select, text, update
@@ -23,7 +25,7 @@ from epe.store import schema
 from epe.store.audit import AuditStore
 from epe.store.cache import TTLCache
 from epe.store.datastores import DatastoreStore
-from epe.store.engine import writing
+from epe.store.engine import upsert, writing
 from epe.store.grants import (
     Grantee,
     GrantStore,
@@ -36,6 +38,9 @@ from epe.store.jobs import JobStore
 from epe.store.uids import UidStore
 
 CACHE_TTL = 2.0  # seconds a looked-up user, unrevoked token or script is trusted
+# Where other servers share the database, a revoke or a user deletion made through one
+# must hold on every other within a second: their caches forget sooner than that.
+POSTGRESQL_CACHE_TTL = 0.5
 
 
 @dataclass(frozen=True)
@@ -63,13 +68,16 @@ class Store:
     """Users, revoked tokens and scripts; ``grants``, ``jobs``, ``datastores``, ``audit``.
 
     Made by ``epe.store.open_store`` from a URL, on an engine already migrated.
+    ``shared``: other servers may use the same database at once (PostgreSQL).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, cache_ttl: float = CACHE_TTL,
+                 shared: bool = False) -> None:
         self.engine = engine
-        self._users: TTLCache[UserRecord] = TTLCache(CACHE_TTL)
-        self._unrevoked: TTLCache[bool] = TTLCache(CACHE_TTL)
-        self._scripts: TTLCache[ScriptRecord] = TTLCache(CACHE_TTL)
+        self.shared = shared
+        self._users: TTLCache[UserRecord] = TTLCache(cache_ttl)
+        self._unrevoked: TTLCache[bool] = TTLCache(cache_ttl)
+        self._scripts: TTLCache[ScriptRecord] = TTLCache(cache_ttl)
         self.grants = _ScriptGrantsDropCache(engine, self._scripts)
         self.jobs = JobStore(engine)
         self.datastores = DatastoreStore(engine)
@@ -135,13 +143,11 @@ class Store:
     # -- revoked tokens ----------------------------------------------------------
 
     def revoke_token(self, jti: str, expires: float) -> None:
+        t = schema.revoked_tokens
         with writing(self.engine) as conn:
-            conn.execute(delete(schema.revoked_tokens)
-                         .where(schema.revoked_tokens.c.expires < time.time()))
-            exists = conn.execute(select(schema.revoked_tokens.c.jti)
-                                  .where(schema.revoked_tokens.c.jti == jti)).first()
-            if not exists:
-                conn.execute(insert(schema.revoked_tokens).values(jti=jti, expires=expires))
+            conn.execute(delete(t).where(t.c.expires < time.time()))
+            conn.execute(upsert(conn, t).values(jti=jti, expires=expires)
+                         .on_conflict_do_nothing(index_elements=[t.c.jti]))
         self._unrevoked.drop(jti)
 
     def is_revoked(self, jti: str) -> bool:
@@ -157,24 +163,31 @@ class Store:
     # -- scripts -----------------------------------------------------------------
 
     def put_script(self, *, owner: str, name: str, source: str, description: str,
-                   is_global: bool, created_by: str, overwrite: bool) -> ScriptRecord:
-        """Create or (with ``overwrite``) replace a script; Conflict if it exists already."""
+                   is_global: bool, created_by: str, overwrite: bool,
+                   replaced_only_by: str | None = None) -> ScriptRecord:
+        """Create or (with ``overwrite``) replace a script; Conflict if it exists already,
+        or, with ``replaced_only_by``, if it exists and another user created it.
+
+        One statement (``INSERT ... ON CONFLICT``), so that concurrent creates of one
+        name give one 201 and 409s, on PostgreSQL's READ COMMITTED as on SQLite.
+        """
         now = time.time()
         values = {"source": source, "description": description, "is_global": is_global,
                   "created_by": created_by, "updated": now}
         t = schema.scripts
         with writing(self.engine) as conn:
-            where = and_(t.c.owner == owner, t.c.name == name)
-            if conn.execute(select(t.c.id).where(where)).first():
-                if not overwrite:
-                    raise _script_exists(name)
-                conn.execute(update(t).where(where).values(**values))
+            insert_ = upsert(conn, t).values(owner=owner, name=name, created=now, **values)
+            key = [t.c.owner, t.c.name]
+            if not overwrite:
+                statement = insert_.on_conflict_do_nothing(index_elements=key)
             else:
-                try:
-                    conn.execute(insert(t).values(owner=owner, name=name, created=now, **values))
-                except IntegrityError:  # a concurrent create won the race
-                    raise _script_exists(name) from None
-            row = conn.execute(select(t).where(where)).one()
+                mine = None if replaced_only_by is None else t.c.created_by == replaced_only_by
+                statement = insert_.on_conflict_do_update(index_elements=key, set_=values,
+                                                          where=mine)
+            row = conn.execute(statement.returning(*t.c)).first()
+        if row is None:
+            raise _script_exists(name) if not overwrite else Conflict(
+                f"a global script {name} exists and belongs to another user")
         self._scripts.clear()
         return ScriptRecord(**row._mapping)
 
@@ -224,6 +237,16 @@ class Store:
         with self.engine.connect() as conn:
             return [ScriptRecord(**r._mapping) for r in conn.execute(query)]
 
+    # -- shared secrets ------------------------------------------------------------
+
+    def secret(self, name: str, make: Callable[[], bytes]) -> bytes:
+        """The secret ``name`` every server on this database shares, made by the first
+        to ask (concurrent first asks agree on one)."""
+        t = schema.server_secrets
+        with writing(self.engine) as conn:
+            conn.execute(upsert(conn, t).values(name=name, value=make())
+                         .on_conflict_do_nothing(index_elements=[t.c.name]))
+            return bytes(conn.execute(select(t.c.value).where(t.c.name == name)).scalar_one())
 
 
 def _script_exists(name: str) -> Conflict:

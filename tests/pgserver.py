@@ -1,0 +1,118 @@
+"""A real PostgreSQL server for the tests (and the benchmarks): Debian's binaries,
+``initdb`` into a temporary folder, ``pg_ctl start`` on a free port of 127.0.0.1.
+
+One server per test session; each test (or module) asks it for a database of its
+own (``new_database``), so tests never see each other's rows. A database epe has
+already migrated is copied from a template made once (``migrated=True``): a copy
+costs a fraction of a migration. ``initdb`` refuses to run as root: as root, the
+cluster belongs to the ``postgres`` user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import itertools
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+INSTALL_HINT = ("PostgreSQL's server binaries are not installed: `make test` installs "
+                "Debian's package (apt-get install postgresql)")
+_databases = itertools.count(1)
+
+
+def binaries() -> Path | None:
+    """The newest ``/usr/lib/postgresql/N/bin`` with ``initdb`` in it."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                   key=lambda p: int(Path(p).parent.parent.name))
+    return Path(found[-1]).parent if found else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PostgresServer:
+    def __init__(self, bin_dir: Path, fsync: bool = False) -> None:
+        self.bin = bin_dir
+        self.fsync = fsync
+        self.root = Path(tempfile.mkdtemp(prefix="epe-pg-"))
+        self.data, self.sockets = self.root / "data", self.root / "sock"
+        self.port = 0
+        self._template: str | None = None
+        self._owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+
+    def _run(self, *args: str) -> None:
+        command = [str(self.bin / args[0]), *args[1:]]
+        if self._owner is not None:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{args[0]} failed:\n{done.stdout}{done.stderr}")
+
+    def start(self) -> PostgresServer:
+        self.sockets.mkdir()
+        if self._owner is not None:
+            for path in (self.root, self.sockets):
+                os.chown(path, self._owner.pw_uid, self._owner.pw_gid)
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                  "-E", "UTF8", "--no-locale", "--no-sync")
+        options = f"-p {{port}} -k {self.sockets} -h 127.0.0.1 -c max_connections=300"
+        if not self.fsync:  # a test cluster thrown away at the end: no need to sync
+            options += " -F -c synchronous_commit=off -c full_page_writes=off"
+        for _attempt in range(5):  # a free port may be taken between the probe and the bind
+            self.port = free_port()
+            try:
+                self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w",
+                          "-o", options.format(port=self.port), "start")
+                return self
+            except RuntimeError:
+                if "could not bind" not in self.log():
+                    raise
+        raise RuntimeError("PostgreSQL found no free port:\n" + self.log())
+
+    def log(self) -> str:
+        with contextlib.suppress(OSError):
+            return (self.root / "log").read_text(errors="replace")
+        return ""
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self, prefix: str = "epe", migrated: bool = False) -> str:
+        """A new database, empty or (``migrated``) with epe's schema; its URL."""
+        import psycopg
+
+        template = self._migrated_template() if migrated else "template1"
+        name = f"{prefix}_{os.getpid()}_{next(_databases)}"
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
+        return self.url(name)
+
+    def drop_database(self, url: str) -> None:
+        """Drop a database of ``new_database`` (its files are megabytes), clients or not."""
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+    def _migrated_template(self) -> str:
+        if self._template is None:
+            from epe.store import open_store
+
+            url = self.new_database("template")
+            open_store(url).close()  # migrated, and no connection left open on it
+            self._template = url.rsplit("/", 1)[1]
+        return self._template
+
+    def stop(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
