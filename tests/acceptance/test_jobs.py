@@ -670,8 +670,8 @@ def test_kill_9_leaves_no_user_code_running(make_server: Callable[..., EpeServer
     with c:
         url = submit(c, f"{API}/do-eval", {"script": SLEEPER})
         wait_status(c, url, "RUNNING")
-    workers = children(srv.proc.pid)
-    assert workers
+    # A job is RUNNING once it holds a slot; its user's workers are forked just after.
+    workers = wait_for(lambda: children(srv.proc.pid), 30)
     srv.stop(signal.SIGKILL)
     try:
         srv.start()
