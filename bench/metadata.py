@@ -29,7 +29,8 @@ machine noise hits every setup alike:
 The job queue limit is raised to hold every job of a round; every other setting is
 the default (two workers, job concurrency 2 per service level per server).
 
-Run: ``.venv/bin/python bench/metadata.py [--quick] [--json]``
+Run: ``.venv/bin/python bench/metadata.py [--quick] [--json] [--no-sync]`` (``--no-sync``:
+PostgreSQL without fsync and synchronous commit, to see what waiting for the disk costs).
 """
 
 from __future__ import annotations
@@ -99,13 +100,13 @@ def epe_server(root: Path, name: str, url: str | None) -> BenchServer:
 
 
 @contextmanager
-def setups(root: Path, log: Callable[[str], None]) -> Iterator[list[Setup]]:
+def setups(root: Path, log: Callable[[str], None], sync: bool) -> Iterator[list[Setup]]:
     bin_dir = binaries()
     if bin_dir is None:
         raise SystemExit("PostgreSQL's binaries are not installed (apt-get install postgresql)")
     with ExitStack() as stack:
         log("starting PostgreSQL...")
-        pg = PostgresServer(bin_dir, fsync=True).start()
+        pg = PostgresServer(bin_dir, fsync=sync).start()
         stack.callback(pg.stop)
         one, two = pg.new_database("bench"), pg.new_database("bench")
         servers = {"sqlite": [epe_server(root, "sqlite", None)],
@@ -301,13 +302,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer calls and jobs")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--no-sync", action="store_true",
+                        help="PostgreSQL without fsync or synchronous commit (as in the tests)")
     args = parser.parse_args()
 
     def log(line: str) -> None:
         print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
 
     with tempfile.TemporaryDirectory(prefix="epe-bench-metadata-") as tmp, \
-            setups(Path(tmp), log) as found:
+            setups(Path(tmp), log, not args.no_sync) as found:
         figures = measure(found, args.quick, log)
     if args.json:
         print(json.dumps([asdict(f) for f in figures], indent=2))

@@ -34,11 +34,12 @@ from epe.service import runs as execution
 from epe.service.scripts import source_hash
 from epe.service.services import Services
 from epe.service.sessions import Caller
+from epe.settings import ServiceLevel
 from epe.store.jobs import JobRecord
 
 log = logging.getLogger("epe.jobs")
 
-LEVELS = ("LOW", "MEDIUM", "HIGH")
+LEVELS: tuple[ServiceLevel, ...] = ("LOW", "MEDIUM", "HIGH")
 HEARTBEATS_PER_LEASE = 5
 
 
@@ -83,7 +84,8 @@ class Queue:
         self.settings = services.settings
         self.shared = services.store.shared
         self.name, self._name_file = server_name(self.settings.data_dir)
-        self.free = {level: self.settings.job_concurrency(level) for level in LEVELS}  # type: ignore[arg-type]
+        self.free: dict[str, int] = {level: self.settings.job_concurrency(level)
+                                     for level in LEVELS}
         self.accepted: dict[str, Accepted] = {}
         self.running: dict[str, float] = {}  # jobs running here: since when (monotonic)
         self.wake = asyncio.Event()
