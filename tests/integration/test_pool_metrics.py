@@ -7,6 +7,9 @@ count into the same metrics."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +17,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from epe.errors import TimeLimitExceeded, WorkerDied
+from epe.runner.executor import Tenant
+from epe.runner.local.host import LocalHost
 from epe.runner.local.pool import LocalPool
 from epe.service.runs import run_batches
 from epe.settings import Settings
@@ -39,10 +44,27 @@ def loop() -> Iterator[Loop]:
     running.close()
 
 
+_hosts: list[LocalHost] = []
+
+
 def started_pool(loop: Loop, tmp_path: Path, size: int = 1, **settings: int) -> LocalPool:
-    pool = LocalPool(Settings(data_dir=tmp_path, **settings), size=size)
+    """One user's pool on a host of its own settings, once all its workers are up (the
+    first is forked before ``start`` returns, the others just after)."""
+    host = LocalHost(Settings(data_dir=tmp_path, **settings))
+    loop.run(host.start())
+    _hosts.append(host)
+    uid = host.settings.worker_uid_base if host.isolated else None
+    pool = host.pool(sys.executable, size, Tenant("METRICS", uid))
     loop.run(pool.start())
+    wait_for(lambda: pool.status().detail["workers"] == size)
     return pool
+
+
+@pytest.fixture(autouse=True)
+def stop_hosts(loop: Loop) -> Iterator[None]:
+    yield
+    while _hosts:
+        loop.run(_hosts.pop().stop())
 
 
 @pytest.fixture
@@ -94,9 +116,14 @@ def test_a_crash_and_a_sigkill_are_told_apart(loop: Loop, pool: LocalPool) -> No
     with pytest.raises(WorkerDied):
         loop.run(pool.run(task("do_eval", "def f():\n    import os\n    os._exit(3)\n"), 60))
     assert killed("crash") - crash == 1
-    sigkill = "def f():\n    import os, signal\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+    # SIGKILL, as the kernel's OOM killer sends it: from outside (a sandboxed worker is
+    # process 1 of its namespace, deaf to what it sends itself).
+    running = asyncio.run_coroutine_threadsafe(pool.run(task("do_eval", SLEEP), 60), loop.loop)
+    wait_for(lambda: pool.status().detail["busy"] == 1)
+    [busy] = list(pool._busy)
+    os.kill(busy.pid, signal.SIGKILL)
     with pytest.raises(WorkerDied):
-        loop.run(pool.run(task("do_eval", sigkill), 60))
+        running.result(60)
     assert killed("memory") - memory == 1
     assert killed("crash") - crash == 1
 

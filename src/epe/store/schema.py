@@ -154,8 +154,9 @@ worker_uids = Table(
     "worker_uids",
     metadata,
     Column("uid", Integer, primary_key=True, autoincrement=False),
-    Column("owner", String(128), nullable=True, unique=True),
+    Column("owner", String(128), nullable=True),
     Column("assigned", Float, nullable=False),
+    UniqueConstraint("owner", name="uq_worker_uids_owner"),
 )
 
 # Who did what, when (docs/operations.md): runs, logins, and changes to scripts,

@@ -17,8 +17,9 @@ def upgrade() -> None:
     op.create_table(
         "worker_uids",
         sa.Column("uid", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("owner", sa.String(128), nullable=True, unique=True),
+        sa.Column("owner", sa.String(128), nullable=True),
         sa.Column("assigned", sa.Float, nullable=False),
+        sa.UniqueConstraint("owner", name="uq_worker_uids_owner"),
     )
 
 
