@@ -39,11 +39,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_orphans(bin_dir: Path) -> None:
+    """Stop the clusters of sessions that ended without stopping theirs (a test run
+    killed, say): ``pg_ctl`` leaves the server running on its own."""
+    for owner in Path(tempfile.gettempdir()).glob("epe-pg-*/owner"):
+        with contextlib.suppress(OSError, ValueError, RuntimeError):
+            if not alive(int(owner.read_text())):
+                PostgresServer(bin_dir, root=owner.parent).stop()
+
+
 class PostgresServer:
-    def __init__(self, bin_dir: Path, fsync: bool = False) -> None:
+    def __init__(self, bin_dir: Path, fsync: bool = False, root: Path | None = None) -> None:
         self.bin = bin_dir
         self.fsync = fsync
-        self.root = Path(tempfile.mkdtemp(prefix="epe-pg-"))
+        self.root = root or Path(tempfile.mkdtemp(prefix="epe-pg-"))
         self.data, self.sockets = self.root / "data", self.root / "sock"
         self.port = 0
         self._template: str | None = None
@@ -58,6 +77,8 @@ class PostgresServer:
             raise RuntimeError(f"{args[0]} failed:\n{done.stdout}{done.stderr}")
 
     def start(self) -> PostgresServer:
+        stop_orphans(self.bin)
+        (self.root / "owner").write_text(str(os.getpid()))
         self.sockets.mkdir()
         if self._owner is not None:
             for path in (self.root, self.sockets):
