@@ -98,16 +98,20 @@ def test_a_patched_library_never_sees_another_users_rows(users: dict[str, Any]) 
 # -- another run's input, in flight ----------------------------------------------------
 
 SLOW_READER = "def f(df):\n    import time\n    time.sleep(4)\n    return len(df)\n"
+# Where the server puts inputs (/dev/shm), and the other places a file could be shared.
+# /tmp only at its top: below it a checkout under /tmp is bound in (read-only) to run.
 HUNT = '''def f():
     import os
     found = {}
     for top in ("/dev/shm", "/tmp", "/run", "/var/tmp"):
         for root, dirs, files in os.walk(top):
+            if root == "/tmp":
+                dirs.clear()
             for name in files:
                 path = os.path.join(root, name)
                 try:
                     with open(path, "rb") as fh:
-                        found[path] = fh.read().count(b"4111")
+                        found[path] = fh.read().count(b"4111-1111-1111-1111")
                 except OSError as e:
                     found[path] = type(e).__name__
     return found
