@@ -121,4 +121,5 @@ class StoreAnswers:
         return self.jobs.log(job.id) or ""
 
     def drop(self, job_id: str) -> None:
-        pass  # the answer goes with the job's row
+        """Nothing to do here: the answer is kept in the job's own row, which deleting the
+        job removes (``JobStore.delete``)."""
