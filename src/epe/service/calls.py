@@ -95,7 +95,9 @@ def revoke(services: Services, user: str, call: dict[str, Any], _payload: bytes)
 def sync(services: Services, user: str, call: dict[str, Any], _payload: bytes) -> Reply:
     """A table or query's rows, as an Arrow IPC stream the worker turns into pandas."""
     if call.get("table") is not None:
-        sql = f"SELECT * FROM {quote(check_table_name(str(call['table'])))}"
+        # The stored spelling, matched ignoring case: PostgreSQL's quoted names are exact.
+        stored = services.catalog.describe(user, check_table_name(str(call["table"]))).name
+        sql = f"SELECT * FROM {quote(stored)}"
     elif call.get("query") is not None:
         sql = str(call["query"])
     else:

@@ -34,6 +34,7 @@ _UNAVAILABLE = ("08", "57P01", "57P02", "57P03", "53300")
 _INSUFFICIENT_PRIVILEGE = "42501"
 _READ_ONLY = "25006"
 _CANCELED = "57014"
+_UNDEFINED_TABLE = "42P01"
 # The text after libpq's "ERROR:" in ADBC's messages: PostgreSQL's own words.
 _ERROR_TEXT = re.compile(r"ERROR:\s+([^\n]*)")
 
@@ -80,12 +81,14 @@ class Pools:
             yield conn
             healthy = True
         except ServerBusy:
+            self.forget_all()  # the server went away: every idle connection died with it
             raise
         except EpeError:
             healthy = True  # the request was refused; its transaction was rolled back
             raise
         except Exception as e:
             if is_unavailable(e) and not alive(conn):
+                self.forget_all()
                 raise unavailable() from None
             raise
         finally:
@@ -127,6 +130,12 @@ class Pools:
         for conn, _since in idle:
             with contextlib.suppress(Exception):
                 conn.close()
+
+    def forget_all(self) -> None:
+        with self._lock:
+            urls = list(self._idle)
+        for url in urls:
+            self.forget(url)
 
     def close(self) -> None:
         with self._lock:
@@ -215,4 +224,7 @@ def query_error(error: BaseException, conn: Any, timeout: float) -> Exception:
     if state is None:
         return InvalidRequest(f"input must be one query that returns rows (COPY and other "
                               f"commands are refused): {text}")
+    if state == _UNDEFINED_TABLE:
+        return InvalidRequest(f"the input query failed: {text} (PostgreSQL folds unquoted "
+                              'names to lower case: a table uploaded as IRIS is "IRIS")')
     return InvalidRequest(f"the input query failed: {text}")
