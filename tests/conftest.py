@@ -1,16 +1,12 @@
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.pgserver import INSTALL_HINT, PostgresServer, binaries
+from tests.pgserver import INSTALL_HINT, PostgresServer, binaries, on_postgresql_data
 from tests.serverproc import EpeServer
-
-_data_prefixes = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
@@ -39,15 +35,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EpeServer]:
     srv = EpeServer(tmp_path_factory.mktemp("epe-data")).start()
     yield srv
     srv.stop()
-
-
-def on_postgresql_data(postgres: PostgresServer, env: dict[str, str] | None = None
-                       ) -> dict[str, str]:
-    """``env`` with users' tables in a new database of the session's PostgreSQL server,
-    under role names no other server of the session uses (roles are the server's)."""
-    prefix = f"d{os.getpid()}_{next(_data_prefixes)}_"
-    return {"EPE_DATA_URL": postgres.new_database("data"), "EPE_DATA_ROLE_PREFIX": prefix,
-            **(env or {})}
 
 
 @pytest.fixture(scope="session")

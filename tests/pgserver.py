@@ -24,6 +24,7 @@ from pathlib import Path
 INSTALL_HINT = ("PostgreSQL's server binaries are not installed: `make test` installs "
                 "Debian's package (apt-get install postgresql)")
 _databases = itertools.count(1)
+_data_prefixes = itertools.count(1)
 
 
 def binaries() -> Path | None:
@@ -85,19 +86,27 @@ class PostgresServer:
                 os.chown(path, self._owner.pw_uid, self._owner.pw_gid)
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
                   "-E", "UTF8", "--no-locale", "--no-sync")
-        options = f"-p {{port}} -k {self.sockets} -h 127.0.0.1 -c max_connections=300"
-        if not self.fsync:  # a test cluster thrown away at the end: no need to sync
-            options += " -F -c synchronous_commit=off -c full_page_writes=off"
         for _attempt in range(5):  # a free port may be taken between the probe and the bind
             self.port = free_port()
             try:
-                self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w",
-                          "-o", options.format(port=self.port), "start")
+                self.resume()
                 return self
             except RuntimeError:
                 if "could not bind" not in self.log():
                     raise
         raise RuntimeError("PostgreSQL found no free port:\n" + self.log())
+
+    def halt(self) -> None:
+        """Stop the server as a crash would, keeping its data (``resume`` starts it)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the server on its port again."""
+        options = f"-p {self.port} -k {self.sockets} -h 127.0.0.1 -c max_connections=300"
+        if not self.fsync:  # a test cluster thrown away at the end: no need to sync
+            options += " -F -c synchronous_commit=off -c full_page_writes=off"
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w",
+                  "-o", options, "start")
 
     def log(self) -> str:
         with contextlib.suppress(OSError):
@@ -137,3 +146,12 @@ class PostgresServer:
         with contextlib.suppress(RuntimeError):
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def on_postgresql_data(postgres: PostgresServer, env: dict[str, str] | None = None
+                       ) -> dict[str, str]:
+    """A server's ``env`` with users' tables in a new database of ``postgres``, under
+    role names no other server of the session uses (roles are the whole server's)."""
+    prefix = f"d{os.getpid()}_{next(_data_prefixes)}_"
+    return {"EPE_DATA_URL": postgres.new_database("data"), "EPE_DATA_ROLE_PREFIX": prefix,
+            **(env or {})}
