@@ -480,3 +480,9 @@ def test_tables_persist_across_catalogs(tmp_path: Path) -> None:
         assert [t.name for t in second.tables("ANN")] == ["T"]
     finally:
         second.close()
+
+
+def test_a_database_role_needs_postgresql(catalog: Catalog) -> None:
+    catalog.add_owner("ANN")  # nothing to make: the first upload makes the file
+    with pytest.raises(InvalidRequest, match="PostgreSQL"):
+        catalog.add_owner("ANN", db_role="analysts")

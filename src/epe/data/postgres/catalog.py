@@ -98,6 +98,7 @@ class PostgresCatalog:
     def put(self, owner: str, name: str, table: pa.Table, overwrite: bool) -> TableInfo:
         check_table_name(name)
         table = storable(table)
+        check_storable(table)
         who = self.owners.ensure(owner)
         with self._pools.connection(self.url) as conn, \
                 transaction(conn, role=who.login, schema=who.login) as cur:
@@ -142,7 +143,7 @@ class PostgresCatalog:
         time limit) lasts as long as the block."""
         who = self.owners.ensure(owner)
         seconds = self.query_timeout
-        with self._pools.connection(self._login_url(who)) as conn, \
+        with self._pools.connection(self._login_url(who), reset=True) as conn, \
                 transaction(conn, role=who.login, schema=who.login, read_only=True,
                             timeout=seconds) as cur:
             try:
@@ -151,8 +152,9 @@ class PostgresCatalog:
                 reader = cur.fetch_record_batch()
             except Exception as e:
                 raise query_error(e, conn, seconds) from None
-            yield pa.RecordBatchReader.from_batches(reader.schema,
-                                                    _batches(reader, conn, seconds))
+            schema, numeric = plain_schema(reader.schema)
+            yield pa.RecordBatchReader.from_batches(
+                schema, (plain(b, schema, numeric) for b in _batches(reader, conn, seconds)))
 
     # Health -----------------------------------------------------------------------
     def check(self) -> None:
@@ -217,6 +219,38 @@ def _batches(reader: pa.RecordBatchReader, conn: Any, seconds: float) -> Iterato
                 e = OSError(f"{e} (statement timeout)")  # the limit, whatever the wording
             raise query_error(e, conn, seconds) from None
         yield batch
+
+
+def plain_schema(schema: pa.Schema) -> tuple[pa.Schema, list[int]]:
+    """``schema`` with PostgreSQL's ``numeric`` columns as doubles, and their positions.
+
+    ADBC hands ``numeric`` over as text (an Arrow "opaque" type): pandas would see
+    strings, where DuckDB's ``DECIMAL`` reaches a function as floats."""
+    numeric = [i for i, f in enumerate(schema)
+               if getattr(f.type, "type_name", None) == "numeric"
+               and getattr(f.type, "vendor_name", None) == "PostgreSQL"]
+    for i in numeric:
+        schema = schema.set(i, schema.field(i).with_type(pa.float64()))
+    return schema, numeric
+
+
+def plain(batch: pa.RecordBatch, schema: pa.Schema, numeric: list[int]) -> pa.RecordBatch:
+    if not numeric:
+        return batch
+    columns = list(batch.columns)
+    for i in numeric:
+        columns[i] = columns[i].storage.cast(pa.float64())
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def check_storable(table: pa.Table) -> None:
+    """Refuse, with a message, the column types PostgreSQL's ingest cannot make."""
+    for field in table.schema:
+        if pa.types.is_struct(field.type) or pa.types.is_map(field.type) \
+                or pa.types.is_union(field.type):
+            raise InvalidRequest(f"column {field.name!r} holds records ({field.type}), which "
+                                 "users' tables in PostgreSQL cannot store: flatten them "
+                                 "into columns")
 
 
 def find_table(cur: Any, schema: str, name: str) -> str | None:

@@ -73,8 +73,11 @@ class Pools:
         self._closed = False
 
     @contextmanager
-    def connection(self, url: str) -> Iterator[Any]:
-        """A connection of ``url``'s, for one thread; a broken one is not kept."""
+    def connection(self, url: str, reset: bool = False) -> Iterator[Any]:
+        """A connection of ``url``'s, for one thread; a broken one is not kept. With
+        ``reset``, what a session may keep beyond a transaction (settings made with
+        ``set_config(..., false)``, advisory locks, prepared statements) is discarded
+        before the connection is used again: users' queries may leave such things."""
         conn = self._take(url)
         healthy = False
         try:
@@ -92,6 +95,8 @@ class Pools:
                 raise unavailable() from None
             raise
         finally:
+            if healthy and reset:
+                healthy = discard(conn)
             self._give_back(url, conn, healthy)
 
     def _take(self, url: str) -> Any:
@@ -169,6 +174,19 @@ def transaction(conn: Any, role: str | None = None, schema: str | None = None,
             cur.execute("ROLLBACK")  # after COMMIT, a warning only
         with contextlib.suppress(Exception):
             cur.close()
+
+
+def discard(conn: Any) -> bool:
+    """Reset ``conn``'s session (``DISCARD ALL``); whether it still works."""
+    try:
+        cur = conn.cursor()
+        try:
+            cur.execute("DISCARD ALL")
+        finally:
+            cur.close()
+    except Exception:
+        return False
+    return True
 
 
 def alive(conn: Any) -> bool:

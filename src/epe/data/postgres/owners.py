@@ -66,8 +66,9 @@ class Owners:
             if owner in self._known:
                 return self._known[owner]
         with self._pools.connection(self._url) as conn, transaction(conn) as cur:
-            self._prepare(cur)
+            self._prepare(cur, lock=not self._book_ready)
             found = self._read(cur, owner)
+        self._book_ready = True
         if found is not None:
             with self._lock:
                 self._known[owner] = found
@@ -88,6 +89,7 @@ class Owners:
                 known = self._create(cur, owner, login)
             if db_role is not None and db_role != known.bound:
                 known = self._bind(cur, known, db_role)
+        self._book_ready = True
         with self._lock:
             self._known[owner] = known
         return known
@@ -104,14 +106,17 @@ class Owners:
                     cur.execute(f"DROP OWNED BY {role}")
                     cur.execute(f"DROP ROLE {role}")
                 cur.execute(f"DELETE FROM {self.book} WHERE owner = $1", parameters=(owner,))
+        self._book_ready = True
         with self._lock:
             self._known.pop(owner, None)
         return known
 
-    def _prepare(self, cur: Any) -> None:
-        """Take the catalog's lock; make the bookkeeping table on first use."""
-        cur.execute(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
-        cur.fetchall()
+    def _prepare(self, cur: Any, lock: bool = True) -> None:
+        """Take the catalog's lock (changes to roles and bookkeeping, one server at a
+        time); make the bookkeeping table on first use."""
+        if lock:
+            cur.execute(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
+            cur.fetchall()
         if self._book_ready:
             return
         schema = quote(self.prefix + "_catalog")
@@ -119,7 +124,8 @@ class Owners:
         cur.execute(f"REVOKE ALL ON SCHEMA {schema} FROM PUBLIC")
         cur.execute(f"CREATE TABLE IF NOT EXISTS {self.book} (owner text PRIMARY KEY, "
                     "login text NOT NULL UNIQUE, password text NOT NULL, bound text)")
-        self._book_ready = True
+        # Ready once this transaction commits (the callers say so): a failure rolls
+        # the table back with the rest.
 
     def _read(self, cur: Any, owner: str) -> Owner | None:
         cur.execute(f"SELECT login, password, bound FROM {self.book} WHERE owner = $1",
