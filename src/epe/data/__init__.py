@@ -25,16 +25,31 @@ def open_catalog(url: str, query_timeout: float, role_prefix: str = "epe_") -> C
     parts = urlsplit(url)
     if parts.scheme in _POSTGRES:
         if not parts.hostname and "host=" not in parts.query:
-            raise InvalidSetting(f"the data URL {url!r} names no server: use "
+            raise InvalidSetting(f"the data URL {shown(url)!r} names no server: use "
                                  "postgresql://USER@HOST:PORT/DATABASE")
         from epe.data.postgres.catalog import PostgresCatalog
 
         return PostgresCatalog(url, query_timeout, role_prefix)
     if parts.scheme != "duckdb":
-        raise InvalidSetting(f"the data URL {url!r} names a place epe cannot keep tables in; "
+        raise InvalidSetting(f"the data URL {shown(url)!r} names a place epe cannot keep "
+                             "tables in; "
                              "use duckdb:///FOLDER or postgresql://USER@HOST:PORT/DATABASE")
     if not parts.path:
         raise InvalidSetting(f"the data URL {url!r} names no folder: use duckdb:///FOLDER")
     from epe.data.duckdb.catalog import DuckDBCatalog
 
     return DuckDBCatalog(Path(parts.path), query_timeout)
+
+
+def is_shared(url: str) -> bool:
+    """Whether the catalog at ``url`` is one every server that names it shares (a
+    database server), rather than files of this server's own."""
+    return urlsplit(url).scheme in _POSTGRES
+
+
+def shown(url: str) -> str:
+    """``url`` with its password masked, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)

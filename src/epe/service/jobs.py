@@ -31,6 +31,7 @@ import orjson
 
 from epe.core.jobs import Status, status_for
 from epe.core.results import wrap_result
+from epe.data import is_shared
 from epe.errors import (
     Conflict,
     EpeError,
@@ -160,7 +161,7 @@ class JobManager:
         server has its own), or reads tables, which are this server's own unless the
         data layer is shared."""
         reads_tables = job.op.input in ("whole", "chunks", "groups")
-        tables_here = not self.settings.tables_url.startswith("postgresql")
+        tables_here = not is_shared(self.settings.tables_url)
         return job.body.env_name is not None or (reads_tables and tables_here)
 
     def _create(self, **values: Any) -> JobRecord:
