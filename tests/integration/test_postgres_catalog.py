@@ -104,3 +104,17 @@ def test_a_role_epe_did_not_make_is_not_taken_over(catalog: Catalog, url: str,
         catalog.add_owner("A" * 70)
     with pytest.raises(InvalidRequest, match="no role"):
         catalog.add_owner("ANN", db_role="nobody here")
+
+
+def test_an_overwrite_that_fails_in_the_database_keeps_the_old_table(catalog: Catalog) -> None:
+    from epe.errors import InvalidRequest
+
+    catalog.put("ANN", "T", pa.table({"X": [1, 2, 3]}), overwrite=False)
+    with pytest.raises(InvalidRequest, match="could not store table T"):
+        # The old table is dropped, then text with a NUL, which PostgreSQL refuses.
+        catalog.put("ANN", "T", pa.table({"X": ["a\x00b"]}), overwrite=True)
+    with pytest.raises(InvalidRequest, match="bigint"):  # ADBC alone would wrap it
+        catalog.put("ANN", "T", pa.table({"X": pa.array([2**64 - 1], pa.uint64())}),
+                    overwrite=True)
+    assert catalog.query("ANN", 'SELECT * FROM "T"').to_pylist() == [{"X": 1}, {"X": 2},
+                                                                      {"X": 3}]

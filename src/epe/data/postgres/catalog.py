@@ -97,8 +97,7 @@ class PostgresCatalog:
     # Tables -----------------------------------------------------------------------
     def put(self, owner: str, name: str, table: pa.Table, overwrite: bool) -> TableInfo:
         check_table_name(name)
-        table = storable(table)
-        check_storable(table)
+        table = check_storable(storable(table))
         who = self.owners.ensure(owner)
         with self._pools.connection(self.url) as conn, \
                 transaction(conn, role=who.login, schema=who.login) as cur:
@@ -243,14 +242,24 @@ def plain(batch: pa.RecordBatch, schema: pa.Schema, numeric: list[int]) -> pa.Re
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-def check_storable(table: pa.Table) -> None:
-    """Refuse, with a message, the column types PostgreSQL's ingest cannot make."""
-    for field in table.schema:
+def check_storable(table: pa.Table) -> pa.Table:
+    """``table`` as PostgreSQL's ingest can store it: records refused with a message,
+    unsigned 64-bit integers as ``bigint`` when they fit (ADBC would wrap them)."""
+    for i, field in enumerate(table.schema):
         if pa.types.is_struct(field.type) or pa.types.is_map(field.type) \
                 or pa.types.is_union(field.type):
             raise InvalidRequest(f"column {field.name!r} holds records ({field.type}), which "
                                  "users' tables in PostgreSQL cannot store: flatten them "
                                  "into columns")
+        if pa.types.is_uint64(field.type):
+            try:
+                column = table.column(i).cast(pa.int64())  # safe: refuses what overflows
+            except pa.ArrowInvalid:
+                raise InvalidRequest(f"column {field.name!r} holds integers above "
+                                     f"{2**63 - 1}, more than PostgreSQL's bigint "
+                                     "holds") from None
+            table = table.set_column(i, field.name, column)
+    return table
 
 
 def find_table(cur: Any, schema: str, name: str) -> str | None:
