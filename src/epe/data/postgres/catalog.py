@@ -37,6 +37,7 @@ from epe.data.names import check_table_name, quote
 from epe.data.postgres.connections import (
     Pools,
     alive,
+    driver,
     is_unavailable,
     login_url,
     message,
@@ -44,6 +45,7 @@ from epe.data.postgres.connections import (
     sqlstate,
     transaction,
     unavailable,
+    with_connect_timeout,
 )
 from epe.data.postgres.owners import Owner, Owners
 from epe.errors import Conflict, InvalidRequest, NotFound, NotReady
@@ -79,6 +81,8 @@ _NUMERIC = re.compile(r"numeric(\(\d+,\d+\))?")
 
 class PostgresCatalog:
     def __init__(self, url: str, query_timeout: float, role_prefix: str = "epe_") -> None:
+        driver()  # not installed: say so when the server starts, not at the first request
+        url = with_connect_timeout(url)
         self.url = url
         self.query_timeout = query_timeout
         self._pools = Pools()

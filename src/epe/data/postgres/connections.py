@@ -23,6 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 from epe.data.names import quote
 from epe.errors import EpeError, InvalidRequest, ServerBusy, TimeLimitExceeded
 
+# Seconds to wait for the database to accept a connection.
+CONNECT_TIMEOUT = 10
 # Idle connections kept per role; more are opened when busy and closed when returned.
 KEEP_IDLE = 4
 # A connection idle longer than this is checked before use: the server may have
@@ -49,6 +51,17 @@ def driver() -> Any:
         raise InvalidSetting("EPE_DATA_URL names PostgreSQL, but its driver is not installed: "
                              "pip install 'epe[postgres]'") from None
     return dbapi
+
+
+def with_connect_timeout(url: str, seconds: int = CONNECT_TIMEOUT) -> str:
+    """``url`` with libpq's ``connect_timeout`` unless it sets one: libpq waits forever
+    by default, and a request should rather fail with a 503 than hang."""
+    parts = urlsplit(url)
+    if "connect_timeout=" in parts.query:
+        return url
+    query = f"{parts.query}&connect_timeout={seconds}" if parts.query \
+        else f"connect_timeout={seconds}"
+    return urlunsplit(parts._replace(query=query))
 
 
 def login_url(url: str, login: str, password: str) -> str:
