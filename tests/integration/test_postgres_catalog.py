@@ -118,3 +118,22 @@ def test_an_overwrite_that_fails_in_the_database_keeps_the_old_table(catalog: Ca
                     overwrite=True)
     assert catalog.query("ANN", 'SELECT * FROM "T"').to_pylist() == [{"X": 1}, {"X": 2},
                                                                       {"X": 3}]
+
+
+def test_a_role_owning_things_elsewhere_is_not_dropped_half_way(
+        catalog: Catalog, postgres: PostgresServer, prefix: str) -> None:
+    from epe.errors import InvalidRequest
+
+    catalog.put("ANN", "T", pa.table({"X": [1]}), overwrite=False)
+    elsewhere = postgres.new_database("elsewhere")
+    try:
+        with psycopg.connect(elsewhere, autocommit=True) as conn:
+            conn.execute("CREATE TABLE kept (x int)")
+            conn.execute(f'ALTER TABLE kept OWNER TO "{prefix}ann"')
+        with pytest.raises(InvalidRequest, match="other databases"):
+            catalog.drop_owner("ANN")
+        assert [t.name for t in catalog.tables("ANN")] == ["T"]  # nothing dropped
+    finally:
+        postgres.drop_database(elsewhere)
+    catalog.drop_owner("ANN")
+    assert catalog.tables("ANN") == []

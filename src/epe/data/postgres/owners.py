@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from epe.data.names import check_owner, quote
-from epe.data.postgres.connections import Pools, sqlstate, transaction
+from epe.data.postgres.connections import Pools, message, sqlstate, transaction
 from epe.errors import InvalidRequest
 
 # PostgreSQL truncates longer identifiers (NAMEDATALEN - 1 bytes): two long user names
@@ -104,7 +104,16 @@ class Owners:
                 cur.execute(f"DROP SCHEMA IF EXISTS {role} CASCADE")
                 if _role_exists(cur, known.login):
                     cur.execute(f"DROP OWNED BY {role}")
-                    cur.execute(f"DROP ROLE {role}")
+                    try:
+                        cur.execute(f"DROP ROLE {role}")
+                    except Exception as e:
+                        if sqlstate(e) == "2BP01":  # it owns things in other databases
+                            raise InvalidRequest(
+                                f"the database role {known.login} still owns objects in "
+                                f"other databases of the server ({message(e)}): drop or "
+                                "reassign them (DROP OWNED / REASSIGN OWNED there), then "
+                                "delete the user again") from None
+                        raise
                 cur.execute(f"DELETE FROM {self.book} WHERE owner = $1", parameters=(owner,))
         self._book_ready = True
         with self._lock:
