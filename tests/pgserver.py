@@ -108,6 +108,15 @@ class PostgresServer:
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w",
                   "-o", options, "start")
 
+    def require_passwords(self) -> None:
+        """From now on, roles other than ``postgres`` log in over TCP with a password
+        (SCRAM), as on a real server; ``postgres`` itself still needs none."""
+        (self.data / "pg_hba.conf").write_text(
+            "local all all trust\n"
+            "host all postgres 127.0.0.1/32 trust\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n")
+        self._run("pg_ctl", "-D", str(self.data), "reload")
+
     def log(self) -> str:
         with contextlib.suppress(OSError):
             return (self.root / "log").read_text(errors="replace")

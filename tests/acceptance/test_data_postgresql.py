@@ -4,7 +4,8 @@ SQL read by the role they were granted to and refused to another, ``--db-role``
 binding, the role as a boundary (a query cannot switch to another role), names as
 PostgreSQL's rules say, a query past its time cancelled by the database, and the
 database stopped mid-service (a 503 with ``Retry-After`` for those requests, the rest
-served, and everything again once it is back).
+served, and everything again once it is back), and users' roles logging in with their
+passwords.
 
 The shared ``pg_data_server`` for most; the faults stop a PostgreSQL server of their
 own.
@@ -230,3 +231,20 @@ def test_the_database_stopped_mid_service(limited: EpeServer,
             own_postgres.resume()
         assert rows(query(c, 'select 1 as "N"')) == [{"N": 1}]
         assert limited.http().get("/health/ready").status_code == 200
+
+
+def test_roles_log_in_with_their_passwords(limited: EpeServer,
+                                           own_postgres: PostgresServer) -> None:
+    own_postgres.require_passwords()
+    user, c = limited.new_client()
+    role = role_of(limited, user)
+    with c:
+        assert rows(query(c, 'select current_user as "u"')) == [{"u": role}]
+        # As if another server had made the user again: a new password, which this
+        # server has not read, and its connection as the role cut.
+        book = f'"{limited.env["EPE_DATA_ROLE_PREFIX"]}_catalog".owners'
+        sql(limited, f"ALTER ROLE \"{role}\" PASSWORD 'changed-elsewhere'",
+            f"UPDATE {book} SET password = 'changed-elsewhere' WHERE owner = '{user}'",
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'")
+        assert query(c, 'select 1 as "N"').status_code in (200, 503)  # the cut connection
+        assert rows(query(c, 'select 1 as "N"')) == [{"N": 1}]

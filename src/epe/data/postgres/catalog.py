@@ -35,6 +35,7 @@ from epe.data.catalog import ColumnInfo, TableInfo
 from epe.data.ingest import storable
 from epe.data.names import check_table_name, quote
 from epe.data.postgres.connections import (
+    LoginRefused,
     Pools,
     alive,
     driver,
@@ -48,7 +49,7 @@ from epe.data.postgres.connections import (
     with_connect_timeout,
 )
 from epe.data.postgres.owners import Owner, Owners
-from epe.errors import Conflict, InvalidRequest, NotFound, NotReady
+from epe.errors import Conflict, InvalidRequest, NotFound, NotReady, ServerBusy
 
 _TABLES = """
     SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -144,9 +145,8 @@ class PostgresCatalog:
     def stream(self, owner: str, sql: str) -> Iterator[pa.RecordBatchReader]:
         """The result as record batches, read within the block; the transaction (and the
         time limit) lasts as long as the block."""
-        who = self.owners.ensure(owner)
         seconds = self.query_timeout
-        with self._pools.connection(self._login_url(who), reset=True) as conn, \
+        with self._as_user(owner) as (who, conn), \
                 transaction(conn, role=who.login, schema=who.login, read_only=True,
                             timeout=seconds) as cur:
             try:
@@ -185,6 +185,28 @@ class PostgresCatalog:
     # ------------------------------------------------------------------------------
     def _login_url(self, who: Owner) -> str:
         return login_url(self.url, who.login, who.password)
+
+    @contextmanager
+    def _as_user(self, owner: str) -> Iterator[tuple[Owner, Any]]:
+        """A connection logged in as ``owner``'s role. A refused login is tried once
+        more with what the database says now: another server may have made the user
+        again, with a new password, since this one read it."""
+        with contextlib.ExitStack() as stack:
+            who = self.owners.ensure(owner)
+            try:
+                conn = stack.enter_context(self._pools.connection(self._login_url(who),
+                                                                  reset=True))
+            except LoginRefused:
+                self.owners.forget(owner)
+                who = self.owners.ensure(owner)
+                try:
+                    conn = stack.enter_context(self._pools.connection(self._login_url(who),
+                                                                      reset=True))
+                except LoginRefused as e:
+                    raise ServerBusy(f"the database refused the login of role {who.login} "
+                                     f"({e}): its pg_hba.conf must let users' roles log in "
+                                     "with a password from this host") from None
+            yield who, conn
 
     @contextmanager
     def _snapshot(self, conn: Any) -> Iterator[Any]:

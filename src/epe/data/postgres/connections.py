@@ -72,6 +72,11 @@ def login_url(url: str, login: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+class LoginRefused(Exception):
+    """The database refused a role's login (its password changed: the user was made
+    again through another server)."""
+
+
 def unavailable() -> ServerBusy:
     return ServerBusy("the PostgreSQL database of users' tables cannot be reached; try "
                       "again shortly")
@@ -128,6 +133,8 @@ class Pools:
         try:
             return driver().connect(url, autocommit=True)
         except Exception as e:  # which classes ADBC raises is its business
+            if sqlstate(e) in ("28P01", "28000") or "authentication failed" in str(e):
+                raise LoginRefused(message(e)) from None
             if is_unavailable(e):
                 raise unavailable() from None
             raise

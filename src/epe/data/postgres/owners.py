@@ -74,6 +74,11 @@ class Owners:
                 self._known[owner] = found
         return found
 
+    def forget(self, owner: str) -> None:
+        """Read ``owner``'s role from the database next time, not from memory."""
+        with self._lock:
+            self._known.pop(owner, None)
+
     def ensure(self, owner: str) -> Owner:
         """``owner``'s role, made now if it was not (a user made before the catalog
         was PostgreSQL's)."""
