@@ -18,6 +18,7 @@ import pytest
 from epe.data import Catalog, open_catalog
 from epe.data.postgres.catalog import duckdb_type
 from tests.pgserver import PostgresServer
+from tests.serverproc import wait_for
 
 _prefixes = itertools.count(1)
 
@@ -137,3 +138,21 @@ def test_a_role_owning_things_elsewhere_is_not_dropped_half_way(
         postgres.drop_database(elsewhere)
     catalog.drop_owner("ANN")
     assert catalog.tables("ANN") == []
+
+
+def test_idle_connections_do_not_add_up_with_users(catalog: Catalog, url: str,
+                                                   prefix: str) -> None:
+    from epe.data.postgres.connections import MAX_IDLE
+
+    for i in range(MAX_IDLE + 8):
+        catalog.query(f"U{i}", "SELECT 1")
+
+    def open_as_users() -> int:
+        with psycopg.connect(url, autocommit=True) as conn:
+            [(count,)] = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND usename LIKE %s", (prefix + "%",)).fetchall()
+        return int(count)
+
+    # A closed connection's backend takes a moment to leave pg_stat_activity.
+    assert wait_for(lambda: open_as_users() <= MAX_IDLE)

@@ -27,6 +27,11 @@ from epe.errors import EpeError, InvalidRequest, ServerBusy, TimeLimitExceeded
 CONNECT_TIMEOUT = 10
 # Idle connections kept per role; more are opened when busy and closed when returned.
 KEEP_IDLE = 4
+# Idle connections kept in all, and how long one may stay idle: each user's queries
+# have connections of their own, which would otherwise add up to PostgreSQL's
+# max_connections.
+MAX_IDLE = 32
+IDLE_CLOSE = 60.0
 # A connection idle longer than this is checked before use: the server may have
 # restarted meanwhile, and a request should not fail for a connection that died idle.
 CHECK_AFTER = 2.0
@@ -140,13 +145,30 @@ class Pools:
             raise
 
     def _give_back(self, url: str, conn: Any, healthy: bool) -> None:
+        now = time.monotonic()
         with self._lock:
             idle = self._idle.setdefault(url, [])
             if healthy and not self._closed and len(idle) < KEEP_IDLE:
-                idle.append((conn, time.monotonic()))
-                return
-        with contextlib.suppress(Exception):
-            conn.close()
+                idle.append((conn, now))
+                conn = None
+            stale = self._stale(now)
+        for old in ([conn] if conn is not None else []) + stale:
+            with contextlib.suppress(Exception):
+                old.close()
+
+    def _stale(self, now: float) -> list[Any]:
+        """Take out the idle connections to close: idle past ``IDLE_CLOSE``, and the
+        oldest beyond ``MAX_IDLE`` in all (a connection per user adds up). Under the lock."""
+        every = sorted(((since, url, conn) for url, idle in self._idle.items()
+                        for conn, since in idle), key=lambda entry: entry[0])
+        excess = max(0, len(every) - MAX_IDLE)
+        drop = [entry for i, entry in enumerate(every)
+                if i < excess or now - entry[0] > IDLE_CLOSE]
+        for since, url, conn in drop:
+            self._idle[url].remove((conn, since))
+            if not self._idle[url]:
+                del self._idle[url]
+        return [conn for _since, _url, conn in drop]
 
     def forget(self, url: str) -> None:
         """Close the idle connections of ``url`` (its role is being dropped)."""
