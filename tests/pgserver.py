@@ -65,6 +65,7 @@ class PostgresServer:
         self.root = root or Path(tempfile.mkdtemp(prefix="epe-pg-"))
         self.data, self.sockets = self.root / "data", self.root / "sock"
         self.port = 0
+        self._options = ""
         self._template: str | None = None
         self._owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
 
@@ -91,13 +92,25 @@ class PostgresServer:
         for _attempt in range(5):  # a free port may be taken between the probe and the bind
             self.port = free_port()
             try:
-                self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w",
-                          "-o", options.format(port=self.port), "start")
+                self._options = options.format(port=self.port)
+                self._pg_ctl_start()
                 return self
             except RuntimeError:
                 if "could not bind" not in self.log():
                     raise
         raise RuntimeError("PostgreSQL found no free port:\n" + self.log())
+
+    def _pg_ctl_start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w",
+                  "-o", self._options, "start")
+
+    def halt(self) -> None:
+        """Shut the server down, clients cut off, its data kept for ``resume``."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start a ``halt``-ed server again, on the same port."""
+        self._pg_ctl_start()
 
     def log(self) -> str:
         with contextlib.suppress(OSError):
