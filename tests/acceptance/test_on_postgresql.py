@@ -147,6 +147,10 @@ def test_metadata_database_down_is_503_then_served_again(tmp_path: Path) -> None
             assert r.headers["Retry-After"] == "5"
             assert "metadata database cannot be reached" in r.json()["errorMessage"]
         assert "unhandled error" not in "".join(srv.output)
+        with srv.http() as anonymous:
+            down = anonymous.get("/health/ready")
+        assert down.status_code == 503, down.text
+        assert down.json()["parts"]["store"]["state"] != "ok"
 
         pg.resume()  # the pool replaces the connections the restart cut
         assert wait_for(lambda: client.get(f"{API}/scripts").status_code == 200)
