@@ -66,6 +66,7 @@ class PostgresServer:
         self.root = root or Path(tempfile.mkdtemp(prefix="epe-pg-"))
         self.data, self.sockets = self.root / "data", self.root / "sock"
         self.port = 0
+        self._options = ""
         self._template: str | None = None
         self._owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
 
@@ -86,27 +87,31 @@ class PostgresServer:
                 os.chown(path, self._owner.pw_uid, self._owner.pw_gid)
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
                   "-E", "UTF8", "--no-locale", "--no-sync")
+        options = f"-p {{port}} -k {self.sockets} -h 127.0.0.1 -c max_connections=300"
+        if not self.fsync:  # a test cluster thrown away at the end: no need to sync
+            options += " -F -c synchronous_commit=off -c full_page_writes=off"
         for _attempt in range(5):  # a free port may be taken between the probe and the bind
             self.port = free_port()
             try:
-                self.resume()
+                self._options = options.format(port=self.port)
+                self._pg_ctl_start()
                 return self
             except RuntimeError:
                 if "could not bind" not in self.log():
                     raise
         raise RuntimeError("PostgreSQL found no free port:\n" + self.log())
 
+    def _pg_ctl_start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w",
+                  "-o", self._options, "start")
+
     def halt(self) -> None:
-        """Stop the server as a crash would, keeping its data (``resume`` starts it)."""
-        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        """Shut the server down, clients cut off, its data kept for ``resume``."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def resume(self) -> None:
-        """Start the server on its port again."""
-        options = f"-p {self.port} -k {self.sockets} -h 127.0.0.1 -c max_connections=300"
-        if not self.fsync:  # a test cluster thrown away at the end: no need to sync
-            options += " -F -c synchronous_commit=off -c full_page_writes=off"
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w",
-                  "-o", options, "start")
+        """Start a ``halt``-ed server again, on the same port."""
+        self._pg_ctl_start()
 
     def require_passwords(self) -> None:
         """From now on, roles other than ``postgres`` log in over TCP with a password
