@@ -1,0 +1,218 @@
+"""OML's SQL side over HTTP (docs/sql.md): the PYQ views, the pyq*Eval table functions,
+async jobs from SQL, and Oracle's dialect in ``POST /query`` and ``input``.
+
+One server for the module (the session's), users of its own: ``owner`` has IRIS,
+GRADE and Oracle's example scripts; ``other`` is a second user who sees only what
+is granted to them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.serverproc import API, EpeServer, assert_error, iris_csv, put_table, unique_name, \
+    wait_for
+
+# Oracle's lab: fit in table-apply, keep the model in a datastore.
+BUILD_LM = (
+    "def build_lm(dat, dsname):\n"
+    "    import oml\n"
+    "    from sklearn.linear_model import LinearRegression\n"
+    "    regr = LinearRegression()\n"
+    '    regr.fit(dat[["SEPAL_WIDTH", "PETAL_LENGTH", "PETAL_WIDTH"]], dat["SEPAL_LENGTH"])\n'
+    "    oml.ds.save(objs={'regr': regr}, name=dsname, overwrite=True)\n"
+    "    return str(regr)\n")
+
+# Oracle's pyqFun1 (its pyqEval and output-format examples).
+PYQ_FUN1 = (
+    "def fun_tab():\n"
+    "    import pandas as pd\n"
+    "    names = ['demo_' + str(i) for i in range(10)]\n"
+    "    ids = [x for x in range(10)]\n"
+    "    floats = [float(x) / 10 for x in range(10)]\n"
+    "    d = {'ID': ids, 'NAME': names, 'FLOAT': floats}\n"
+    "    scores_table = pd.DataFrame(d)\n"
+    "    return scores_table\n")
+
+# Oracle's computeGradeDiff (its relational output example), on its GRADE table.
+GRADE_DIFF = (
+    "def computeGradeDiff(df):\n"
+    "    import pandas as pd\n"
+    "    df['DIFF'] = df['FINALGRADE'] - df['MIDTERMGRADE']\n"
+    "    return df[['NAME', 'DIFF']]\n")
+GRADE_CSV = ("NAME,GENDER,MIDTERMGRADE,FINALGRADE\n"
+             "Abbott,F,90,93\nBranford,M,92,87\nCrandell,M,81,91\nDennison,M,85,98\n"
+             "Edgar,F,89,98\nFaust,M,82,87\nGreeley,F,91,82\nHart,F,90,94\n"
+             "Isley,M,93,95\nJasper,M,89,97\n")
+
+# A figure and a value: PNG output.
+PLOT = (
+    "def plot(n=3):\n"
+    "    import matplotlib.pyplot as plt\n"
+    "    plt.figure()\n"
+    "    plt.plot(range(n))\n"
+    "    plt.title('Line of ' + str(n))\n"
+    "    plt.show()\n"
+    "    return n\n")
+
+GROUP_COUNT = (
+    "def group_count(dat):\n"
+    "    import pandas as pd\n"
+    '    return pd.DataFrame([(dat["SPECIES"][0], dat.shape[0])],\n'
+    '                        columns=["SPECIES", "CNT"])\n')
+
+ROW_SUM = (
+    "def row_sum(dat):\n"
+    "    import pandas as pd\n"
+    "    return pd.DataFrame({'N': [len(dat)], 'S': [float(dat['SEPAL_LENGTH'].sum())]})\n")
+
+SQUARE = "def square(i):\n    return {'I': i, 'SQ': i * i}\n"
+
+SLOW = "def slow(s=1):\n    import time\n    time.sleep(s)\n    return {'DONE': s}\n"
+
+SCRIPTS = {"build_lm": BUILD_LM, "pyqFun1": PYQ_FUN1, "computeGradeDiff": GRADE_DIFF,
+           "plot": PLOT, "group_count": GROUP_COUNT, "row_sum": ROW_SUM, "square": SQUARE,
+           "slow": SLOW}
+
+
+# -- fixtures and helpers -------------------------------------------------------------------
+
+
+def create_script(c: httpx.Client, name: str, source: str, description: str = "") -> None:
+    r = c.post(f"{API}/scripts", json={"name": name, "script": source,
+                                       "description": description, "overwrite": True})
+    assert r.status_code == 201, r.text
+
+
+@pytest.fixture(scope="module")
+def owner(server: EpeServer) -> tuple[str, httpx.Client]:
+    user, c = server.new_client()
+    put_table(c, "IRIS", iris_csv())
+    put_table(c, "GRADE", GRADE_CSV)
+    for name, source in SCRIPTS.items():
+        create_script(c, name, source, f"{name} example")
+    return user, c
+
+
+@pytest.fixture(scope="module")
+def oml(owner: tuple[str, httpx.Client]) -> httpx.Client:
+    return owner[1]
+
+
+@pytest.fixture(scope="module")
+def other(server: EpeServer) -> tuple[str, httpx.Client]:
+    return server.new_client()
+
+
+def query(c: httpx.Client, sql: str, **extra: Any) -> list[dict[str, Any]]:
+    r = c.post(f"{API}/query", json={"input": sql, **extra})
+    assert r.status_code == 200, r.text
+    rows: list[dict[str, Any]] = r.json()["result"]
+    return rows
+
+
+def query_error(c: httpx.Client, sql: str, status: int = 400, **extra: Any) -> str:
+    r = c.post(f"{API}/query", json={"input": sql, **extra})
+    return str(assert_error(r, status)["errorMessage"])
+
+
+# -- the views ------------------------------------------------------------------------------
+
+
+def test_the_labs_datastore_contents_after_build_lm(oml: httpx.Client,
+                                                    owner: tuple[str, httpx.Client]) -> None:
+    """Oracle's lab: build_lm saves its model from table-apply, then
+    SELECT * FROM ALL_PYQ_DATASTORE_CONTENTS shows it with its class."""
+    r = oml.post(f"{API}/table-apply/build_lm",
+                 json={"input": "select * from IRIS", "parameters": '{"dsname":"ds_pymodel"}'})
+    assert r.status_code == 200, r.text
+    assert r.json()["result"] == "LinearRegression()"
+    rows = query(oml, "SELECT * FROM ALL_PYQ_DATASTORE_CONTENTS")
+    assert list(rows[0]) == ["DSOWNER", "DSNAME", "OBJNAME", "CLASS", "OBJSIZE", "LENGTH",
+                             "NROW", "NCOL"]
+    [row] = [r for r in rows if r["DSNAME"] == "ds_pymodel"]
+    assert row["DSOWNER"] == owner[0]
+    assert (row["OBJNAME"], row["CLASS"], row["LENGTH"], row["NROW"], row["NCOL"]) == \
+        ("regr", "LinearRegression", 1, 1, 1)
+    assert row["OBJSIZE"] > 0
+    # The lab's own SQL paragraph, in Oracle's dialect.
+    assert query(oml, "SELECT DSNAME, OBJNAME, CLASS FROM ALL_PYQ_DATASTORE_CONTENTS "
+                      "WHERE DSNAME = 'ds_pymodel' AND ROWNUM <= 1") == \
+        [{"DSNAME": "ds_pymodel", "OBJNAME": "regr", "CLASS": "LinearRegression"}]
+
+
+SHAPES = (
+    "def shapes(ds):\n"
+    "    import oml\n"
+    "    import pandas as pd\n"
+    "    oml.ds.save({'frame': pd.DataFrame({'A': range(5), 'B': 1.0, 'C': 'x'}),\n"
+    "                 'words': ['a', 'b', 'c'], 'table': {'x': 1, 'y': 2}, 'n': 7}, ds,\n"
+    "                description='shapes', grantable=True)\n"
+    "    return True\n")
+
+
+def test_length_nrow_ncol_as_oml_defines_them(oml: httpx.Client) -> None:
+    name = unique_name("ds_shapes_")
+    r = oml.post(f"{API}/do-eval", json={"script": SHAPES,
+                                         "parameters": json.dumps({"ds": name})})
+    assert r.status_code == 200, r.text
+    rows = query(oml, "SELECT OBJNAME, CLASS, LENGTH, NROW, NCOL FROM "
+                      f"ALL_PYQ_DATASTORE_CONTENTS WHERE DSNAME = '{name}' ORDER BY OBJNAME")
+    assert rows == [
+        {"OBJNAME": "frame", "CLASS": "DataFrame", "LENGTH": 5, "NROW": 5, "NCOL": 3},
+        {"OBJNAME": "n", "CLASS": "int", "LENGTH": 1, "NROW": 1, "NCOL": 1},
+        {"OBJNAME": "table", "CLASS": "dict", "LENGTH": 2, "NROW": 1, "NCOL": 2},
+        {"OBJNAME": "words", "CLASS": "list", "LENGTH": 3, "NROW": 1, "NCOL": 3}]
+    [ds] = query(oml, f"SELECT * FROM USER_PYQ_DATASTORES WHERE DSNAME = '{name}'")
+    assert list(ds) == ["DSNAME", "NOBJ", "DSSIZE", "CDATE", "DESCRIPTION", "GRANTABLE"]
+    assert (ds["NOBJ"], ds["DESCRIPTION"], ds["GRANTABLE"]) == (4, "shapes", "T")
+
+
+def test_two_users_see_only_what_each_may(oml: httpx.Client, owner: tuple[str, httpx.Client],
+                                         other: tuple[str, httpx.Client]) -> None:
+    me, (them, c) = owner[0], other
+    create_script(c, "theirs", "def theirs():\n    return 1\n")
+    r = oml.post(f"{API}/do-eval", json={"script": SHAPES, "parameters": '{"ds":"ds_shared"}'})
+    assert r.status_code == 200, r.text
+    mine = {r["NAME"] for r in query(oml, "SELECT NAME FROM USER_PYQ_SCRIPTS")}
+    assert set(SCRIPTS) <= mine and "theirs" not in mine
+    assert query(c, "SELECT OWNER, NAME FROM ALL_PYQ_SCRIPTS ORDER BY NAME") == \
+        [{"OWNER": them, "NAME": "theirs"}]
+    assert query(c, "SELECT * FROM ALL_PYQ_DATASTORE_CONTENTS") == []
+    # Granted, a script and a datastore appear in the other's ALL_ views, never USER_.
+    r = oml.post(f"{API}/scripts/square/grants", json={"user": them})
+    assert r.status_code in (200, 201), r.text
+    r = oml.post(f"{API}/datastores/ds_shared/grants", json={"user": them})
+    assert r.status_code in (200, 201), r.text
+    assert query(c, "SELECT OWNER, NAME, SCRIPT FROM ALL_PYQ_SCRIPTS WHERE OWNER <> '"
+                    f"{them}'") == [{"OWNER": me, "NAME": "square", "SCRIPT": SQUARE}]
+    assert query(c, "SELECT NAME FROM USER_PYQ_SCRIPTS") == [{"NAME": "theirs"}]
+    assert query(c, "SELECT DSOWNER, DSNAME, OBJNAME FROM ALL_PYQ_DATASTORE_CONTENTS "
+                    "ORDER BY OBJNAME") == [{"DSOWNER": me, "DSNAME": "ds_shared", "OBJNAME": o}
+                                            for o in ("frame", "n", "table", "words")]
+    assert query(c, "SELECT DSOWNER, DSNAME FROM ALL_PYQ_DATASTORES") == \
+        [{"DSOWNER": me, "DSNAME": "ds_shared"}]
+    assert query(c, "SELECT * FROM USER_PYQ_DATASTORES") == []
+
+
+def test_a_users_own_table_of_a_views_name_wins(other: tuple[str, httpx.Client]) -> None:
+    _them, c = other
+    put_table(c, "USER_PYQ_SCRIPTS", "NAME,X\nmine,1\n")
+    assert query(c, "SELECT * FROM user_pyq_scripts") == [{"NAME": "mine", "X": 1}]
+    assert {"NAME": "theirs"} in query(c, "SELECT NAME FROM ALL_PYQ_SCRIPTS")
+    r = c.delete(f"{API}/tables/USER_PYQ_SCRIPTS")
+    assert r.status_code in (200, 204), r.text
+    assert query(c, "SELECT NAME FROM user_pyq_scripts") == [{"NAME": "theirs"}]
+
+
+def test_a_view_as_a_runs_input(oml: httpx.Client) -> None:
+    r = oml.post(f"{API}/table-apply", json={
+        "script": "def f(d):\n    return sorted(d['NAME'])\n",
+        "input": "SELECT NAME FROM USER_PYQ_SCRIPTS WHERE NAME LIKE 's%'"})
+    assert r.status_code == 200, r.text
+    assert r.json()["result"] == ["slow", "square"]
