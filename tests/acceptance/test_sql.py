@@ -216,3 +216,164 @@ def test_a_view_as_a_runs_input(oml: httpx.Client) -> None:
         "input": "SELECT NAME FROM USER_PYQ_SCRIPTS WHERE NAME LIKE 's%'"})
     assert r.status_code == 200, r.text
     assert r.json()["result"] == ["slow", "square"]
+
+
+# -- the table functions --------------------------------------------------------------------
+
+# Oracle's output-format example: pyqFun1's DataFrame as one JSON value.
+PYQ_FUN1_ROWS = [{"ID": i, "NAME": f"demo_{i}", "FLOAT": i / 10} for i in range(10)]
+
+
+def test_pyq_eval_json_as_oracles_example(oml: httpx.Client) -> None:
+    rows = query(oml, "select * from table(pyqEval(par_lst => '{\"oml_service_level\":"
+                      "\"MEDIUM\"}', out_fmt => 'JSON', scr_name => 'pyqFun1'))")
+    assert len(rows) == 1 and list(rows[0]) == ["NAME", "VALUE"]
+    assert rows[0]["NAME"] is None
+    assert json.loads(rows[0]["VALUE"]) == PYQ_FUN1_ROWS
+
+
+def test_pyq_eval_relational_positional_without_table(oml: httpx.Client) -> None:
+    rows = query(oml, "SELECT * FROM pyqEval(NULL, '{\"ID\":\"number\",\"NAME\":\"varchar2(6)\"}',"
+                      " 'pyqFun1') WHERE ID < 3")
+    assert rows == [{"ID": 0.0, "NAME": "demo_0"}, {"ID": 1.0, "NAME": "demo_1"},
+                    {"ID": 2.0, "NAME": "demo_2"}]
+
+
+def test_pyq_table_eval_relational_as_oracles_example(oml: httpx.Client) -> None:
+    """Oracle's computeGradeDiff: NAME cut to varchar2(7) as Oracle cuts it."""
+    rows = query(oml, "select * from table(pyqTableEval(inp_nam => 'GRADE', par_lst => "
+                      "'{\"oml_input_type\":\"pandas.DataFrame\"}', out_fmt => "
+                      "'{\"NAME\":\"varchar2(7)\",\"DIFF\":\"number\"}', scr_name => "
+                      "'computeGradeDiff'))")
+    assert rows[:4] == [{"NAME": "Abbott", "DIFF": 3.0}, {"NAME": "Branfor", "DIFF": -5.0},
+                        {"NAME": "Crandel", "DIFF": 10.0}, {"NAME": "Denniso", "DIFF": 13.0}]
+    assert len(rows) == 10
+
+
+def test_pyq_table_eval_json(oml: httpx.Client) -> None:
+    [row] = query(oml, "select * from table(pyqTableEval('GRADE', NULL, 'JSON', "
+                       "'computeGradeDiff'))")
+    assert json.loads(row["VALUE"])[0] == {"NAME": "Abbott", "DIFF": 3}
+
+
+def test_pyq_row_eval_json_and_relational(oml: httpx.Client) -> None:
+    sql = ("select * from table(pyqRowEval(inp_nam => 'IRIS', par_lst => NULL, out_fmt => {fmt},"
+           " row_num => 50, scr_name => 'row_sum'))")
+    [row] = query(oml, sql.format(fmt="'JSON'"))
+    assert [r["N"] for r in json.loads(row["VALUE"])] == [50, 50, 50]
+    rows = query(oml, sql.format(fmt="'{\"N\":\"integer\",\"S\":\"binary_double\"}'"))
+    assert [r["N"] for r in rows] == [50, 50, 50]
+    assert sum(r["S"] for r in rows) == pytest.approx(876.5)
+
+
+def test_pyq_group_eval_relational_and_json(oml: httpx.Client) -> None:
+    rows = query(oml, "select * from table(pyqGroupEval(inp_nam => 'IRIS', par_lst => "
+                      "'{\"oml_parallel_flag\":true}', out_fmt => '{\"SPECIES\":\"varchar2(10)\","
+                      "\"CNT\":\"number\"}', grp_col => 'SPECIES', scr_name => 'group_count')) "
+                      "order by SPECIES")
+    assert rows == [{"SPECIES": s, "CNT": 50.0} for s in ("setosa", "versicolor", "virginica")]
+    [row] = query(oml, "select * from pyqGroupEval('IRIS', NULL, 'JSON', 'SPECIES', NULL, "
+                       "'group_count')")
+    assert set(json.loads(row["VALUE"])) == {"setosa", "versicolor", "virginica"}
+
+
+def test_pyq_index_eval_relational(oml: httpx.Client) -> None:
+    rows = query(oml, "select * from table(pyqIndexEval(par_lst => NULL, out_fmt => "
+                      "'{\"I\":\"number\",\"SQ\":\"number\"}', times_num => 4, scr_name => "
+                      "'square'))")
+    assert rows == [{"I": float(i), "SQ": float(i * i)} for i in range(1, 5)]
+
+
+def test_png_output_as_images_with_their_ids(oml: httpx.Client) -> None:
+    rows = query(oml, "select * from table(pyqEval(par_lst => '{\"n\":4}', out_fmt => 'PNG', "
+                      "scr_name => 'plot'))")
+    [row] = rows
+    assert list(row) == ["NAME", "ID", "VALUE", "TITLE", "IMAGE"]
+    assert (row["NAME"], row["ID"], row["VALUE"], row["TITLE"]) == (None, 1, "4", "Line of 4")
+    assert base64.b64decode(row["IMAGE"]).startswith(b"\x89PNG\r\n\x1a\n")
+    rows = query(oml, "select NAME, ID, TITLE from table(pyqIndexEval(NULL, 'PNG', 2, 'plot'))"
+                      " order by NAME")
+    assert rows == [{"NAME": "0", "ID": 1, "TITLE": "Line of 1"},
+                    {"NAME": "1", "ID": 1, "TITLE": "Line of 2"}]
+
+
+def test_png_images_as_binary_in_arrow(oml: httpx.Client) -> None:
+    import pyarrow as pa
+
+    r = oml.post(f"{API}/query", json={"input": "select IMAGE from pyqEval(NULL, 'PNG', 'plot')"},
+                 headers={"Accept": "application/vnd.apache.arrow.stream"})
+    assert r.status_code == 200, r.text
+    table = pa.ipc.open_stream(r.content).read_all()
+    assert table.schema.field("IMAGE").type == pa.binary()
+    assert table.column("IMAGE")[0].as_py().startswith(b"\x89PNG")
+
+
+def test_a_table_function_joined_and_used_as_a_runs_input(oml: httpx.Client) -> None:
+    rows = query(oml, "select g.NAME, g.DIFF, i.SQ from table(pyqTableEval('GRADE', NULL, "
+                      "'{\"NAME\":\"varchar2(20)\",\"DIFF\":\"number\"}', 'computeGradeDiff')) g "
+                      "join pyqIndexEval(NULL, '{\"I\":\"number\",\"SQ\":\"number\"}', 3, 'square')"
+                      " i on g.DIFF = i.I order by g.NAME")
+    assert rows == [{"NAME": "Abbott", "DIFF": 3.0, "SQ": 9.0},
+                    {"NAME": "Isley", "DIFF": 2.0, "SQ": 4.0}]
+    r = oml.post(f"{API}/table-apply", json={
+        "script": "def f(d):\n    return int(d['SQ'].sum())\n",
+        "input": "select * from pyqIndexEval(NULL, '{\"SQ\":\"number\"}', 3, 'square')"})
+    assert r.status_code == 200, r.text
+    assert r.json()["result"] == 14
+
+
+def test_table_functions_fail_as_rest_does(oml: httpx.Client,
+                                           other: tuple[str, httpx.Client]) -> None:
+    # A script the caller may not run is the same 404 as over REST.
+    _them, c = other
+    rest = c.post(f"{API}/do-eval/pyqFun1")
+    sql = c.post(f"{API}/query", json={"input": "select * from pyqEval(NULL, 'JSON', 'pyqFun1')"})
+    assert sql.status_code == rest.status_code == 404
+    assert sql.json()["errorCode"] == rest.json()["errorCode"]
+    # A failing function: the same error, the same code.
+    bad = "def bad():\n    raise ValueError('no good')\n"
+    create_script(oml, "bad", bad)
+    rest = oml.post(f"{API}/do-eval/bad")
+    sql = oml.post(f"{API}/query", json={"input": "select * from pyqEval(NULL, 'JSON', 'bad')"})
+    assert sql.status_code == rest.status_code
+    assert sql.json()["errorCode"] == rest.json()["errorCode"]
+    assert "no good" in sql.json()["errorMessage"]
+    assert "unknown_arg" in query_error(oml, "select * from pyqEval(unknown_arg => 1)")
+    assert "PNG" in query_error(oml, "select * from pyqEval(NULL, 'XML', 'pyqFun1')")
+    assert "row_num" in query_error(oml, "select * from pyqRowEval('IRIS', NULL, 'JSON', NULL,"
+                                         " 'row_sum')")
+    assert "pyqNope" in query_error(oml, "select * from pyqNope()") or \
+        "PYQNOPE" in query_error(oml, "select * from pyqNope()")
+
+
+# -- async from SQL --------------------------------------------------------------------------
+
+
+def test_async_then_job_status_and_result(oml: httpx.Client) -> None:
+    [row] = query(oml, "select * from table(pyqEval(par_lst => '{\"oml_async_flag\":true,"
+                       "\"s\":1}', out_fmt => 'JSON', scr_name => 'slow'))")
+    url = row["VALUE"]
+    assert "/jobs/" in url
+    job_id = url.rsplit("/", 1)[-1]
+
+    def status() -> str:
+        [r] = query(oml, f"select * from table(pyqJobStatus(job_id => '{job_id}'))")
+        return str(r["VALUE"])
+
+    done = wait_for(lambda: (s := status()) != "job is still running" and s)
+    assert done.endswith(f"/jobs/{job_id}/result")
+    assert query(oml, f"select * from pyqJobResult('{job_id}', '{{\"DONE\":\"number\"}}')") \
+        == [{"DONE": 1.0}]
+    [row] = query(oml, f"select * from pyqJobResult(job_id => '{job_id}', out_fmt => 'JSON')")
+    assert json.loads(row["VALUE"]) == {"DONE": 1}
+    # The REST API sees the same job.
+    assert oml.get(f"{API}/jobs/{job_id}/result").json() == {"result": {"DONE": 1}}
+
+
+def test_an_async_job_that_failed_gives_its_error(oml: httpx.Client) -> None:
+    [row] = query(oml, "select * from pyqEval('{\"oml_async_flag\":true}', 'JSON', 'bad')")
+    job_id = row["VALUE"].rsplit("/", 1)[-1]
+    wait_for(lambda: query(oml, f"select * from pyqJobStatus('{job_id}')")[0]["VALUE"]
+             != "job is still running")
+    assert "no good" in query_error(oml, f"select * from pyqJobResult('{job_id}')")
+    assert query_error(oml, "select * from pyqJobStatus('nosuchjob')", 404)

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 import pyarrow as pa
@@ -37,13 +38,19 @@ class Functions(Protocol):
 
 @dataclass
 class Ready:
-    """A statement with its relations computed: what the catalog is handed."""
+    """A statement with its relations computed: what the catalog is handed. A statement
+    made only if the one before it fails (``later``) is read then: a query that never
+    mentions ``pyq`` needs no relations, and no parsing while it runs as written."""
 
-    statement: Statement
+    statement: Statement | None
     relations: dict[str, pa.Table] = field(default_factory=dict)
+    later: Callable[[], Statement] | None = None
 
     @property
     def sql(self) -> str:
+        if self.statement is None:
+            assert self.later is not None
+            self.statement = self.later()
         return self.statement.sql
 
 
@@ -63,9 +70,10 @@ def _has_table(services: Services, caller: Caller, name: str) -> bool:
 
 
 def statements(services: Services, caller: Caller, text: str,
-               mode: Mode) -> list[Statement]:
+               mode: Mode) -> list[Statement | Callable[[], Statement]]:
     """The ways to run ``text``, in the order they are tried (blocking: a PYQ view's
-    name is looked up among the caller's tables)."""
+    name is looked up among the caller's tables); a function where the statement is
+    read only if the one before it fails."""
     dialect = services.catalog.dialect
 
     def has_table(name: str) -> bool:
@@ -73,10 +81,13 @@ def statements(services: Services, caller: Caller, text: str,
 
     if mode == "oracle":
         return [reading.read(text, dialect, oracle=True, has_table=has_table)]
-    found: list[Statement] = []
+    found: list[Statement | Callable[[], Statement]] = []
     native_error: InvalidRequest | None = None
     if not reading.mentions_pyq(text):
         found.append(Statement(text))  # untouched: nothing of OML's in it
+        if mode == "auto":
+            found.append(partial(reading.read, text, dialect, True))
+        return found
     else:
         try:
             found.append(reading.read(text, dialect, oracle=False, has_table=has_table))
@@ -91,7 +102,7 @@ def statements(services: Services, caller: Caller, text: str,
             if native_error is not None:
                 raise native_error from None
         else:
-            if not found or oracle.sql != found[0].sql:
+            if not found or not isinstance(found[0], Statement) or oracle.sql != found[0].sql:
                 found.append(oracle)
     return found
 
@@ -105,6 +116,9 @@ async def prepare(services: Services, caller: Caller, text: str, mode: Mode,
     views: dict[str, pa.Table] = {}
     ready = []
     for statement in options:
+        if not isinstance(statement, Statement):
+            ready.append(Ready(None, later=statement))
+            continue
         relations = {}
         for relation, name in statement.views:
             if name not in views:
@@ -121,6 +135,13 @@ async def prepare(services: Services, caller: Caller, text: str, mode: Mode,
     return ready
 
 
+def _both(native: InvalidRequest, oracle: InvalidRequest) -> InvalidRequest:
+    """The backend's refusal, and why reading the query as Oracle's SQL did not help."""
+    if oracle.message in native.message:
+        return native
+    return InvalidRequest(f"{native.message}; read as Oracle SQL instead: {oracle.message}")
+
+
 def _first(options: list[Ready]) -> Ready:
     if not options:
         raise InvalidRequest("input is empty: give one SELECT query")
@@ -134,6 +155,8 @@ def run_query(services: Services, caller: Caller, options: list[Ready]) -> pa.Ta
         try:
             return services.catalog.query(caller.name, option.sql, option.relations)
         except InvalidRequest as e:
+            if first_error is not None and option.statement is None:
+                raise _both(first_error, e) from None
             first_error = first_error or e
     assert first_error is not None
     raise first_error
@@ -150,6 +173,8 @@ def run_stream(services: Services, caller: Caller,
                 rows = stack.enter_context(
                     services.catalog.stream(caller.name, option.sql, option.relations))
             except InvalidRequest as e:
+                if first_error is not None and option.statement is None:
+                    raise _both(first_error, e) from None
                 first_error = first_error or e
                 continue
             yield rows
