@@ -317,6 +317,7 @@ def test_a_table_function_joined_and_used_as_a_runs_input(oml: httpx.Client) -> 
                     {"NAME": "Isley", "DIFF": 2.0, "SQ": 4.0}]
     r = oml.post(f"{API}/table-apply", json={
         "script": "def f(d):\n    return int(d['SQ'].sum())\n",
+        "parameters": '{"oml_input_type":"pandas.DataFrame"}',
         "input": "select * from pyqIndexEval(NULL, '{\"SQ\":\"number\"}', 3, 'square')"})
     assert r.status_code == 200, r.text
     assert r.json()["result"] == 14
