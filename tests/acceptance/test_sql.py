@@ -378,3 +378,120 @@ def test_an_async_job_that_failed_gives_its_error(oml: httpx.Client) -> None:
              != "job is still running")
     assert "no good" in query_error(oml, f"select * from pyqJobResult('{job_id}')")
     assert query_error(oml, "select * from pyqJobStatus('nosuchjob')", 404)
+
+
+# -- Oracle's dialect ----------------------------------------------------------------------
+
+EMP_CSV = ("EMPNO,ENAME,JOB,MGR,HIREDATE,SAL,COMM,DEPTNO\n"
+           "7369,SMITH,CLERK,7902,1980-12-17,800,,20\n"
+           "7499,ALLEN,SALESMAN,7698,1981-02-20,1600,300,30\n"
+           "7521,WARD,SALESMAN,7698,1981-02-22,1250,500,30\n"
+           "7566,JONES,MANAGER,7839,1981-04-02,2975,,20\n"
+           "7839,KING,PRESIDENT,,1981-11-17,5000,,10\n")
+DEPT_CSV = ("DEPTNO,DNAME,LOC\n10,ACCOUNTING,NEW YORK\n20,RESEARCH,DALLAS\n30,SALES,CHICAGO\n"
+            "40,OPERATIONS,BOSTON\n")
+
+# Oracle's SQL, as Oracle's examples write it, and the same by hand in the backend's own.
+ORACLE_AND_NATIVE = [
+    ("SELECT ENAME, NVL(COMM, 0) AS C FROM EMP ORDER BY EMPNO",
+     "SELECT ENAME, coalesce(COMM, 0) AS C FROM EMP ORDER BY EMPNO"),
+    ("SELECT ENAME, DECODE(DEPTNO, 10, 'ACCOUNTING', 20, 'RESEARCH', 'OTHER') AS D FROM EMP "
+     "ORDER BY EMPNO",
+     "SELECT ENAME, CASE DEPTNO WHEN 10 THEN 'ACCOUNTING' WHEN 20 THEN 'RESEARCH' "
+     "ELSE 'OTHER' END AS D FROM EMP ORDER BY EMPNO"),
+    ("SELECT ENAME FROM (SELECT ENAME FROM EMP ORDER BY SAL DESC) WHERE ROWNUM <= 2",
+     "SELECT ENAME FROM EMP ORDER BY SAL DESC LIMIT 2"),
+    ("SELECT ROWNUM AS RN, ENAME FROM (SELECT ENAME FROM EMP ORDER BY EMPNO) WHERE ROWNUM < 3",
+     "SELECT row_number() OVER (ORDER BY EMPNO) AS RN, ENAME FROM EMP ORDER BY EMPNO LIMIT 2"),
+    ("SELECT ENAME FROM EMP ORDER BY SAL DESC FETCH FIRST 2 ROWS ONLY",
+     "SELECT ENAME FROM EMP ORDER BY SAL DESC LIMIT 2"),
+    ("SELECT ENAME FROM EMP ORDER BY SAL DESC OFFSET 1 ROWS FETCH NEXT 2 ROWS ONLY",
+     "SELECT ENAME FROM EMP ORDER BY SAL DESC LIMIT 2 OFFSET 1"),
+    ("SELECT ENAME, TO_CHAR(HIREDATE, 'YYYY-MM-DD') AS H FROM EMP ORDER BY EMPNO",
+     "SELECT ENAME, strftime(HIREDATE, '%Y-%m-%d') AS H FROM EMP ORDER BY EMPNO"),
+    ("SELECT 1 + 1 AS TWO, DUMMY FROM DUAL", "SELECT 2 AS TWO, 'X' AS DUMMY"),
+    ("SELECT COUNT(*) AS N FROM EMP WHERE HIREDATE < SYSDATE",
+     "SELECT count(*) AS N FROM EMP WHERE HIREDATE < current_date"),
+    ('SELECT "ENAME", "SAL" FROM "EMP" WHERE "DEPTNO" = 30 ORDER BY "EMPNO"',
+     "SELECT ENAME, SAL FROM EMP WHERE DEPTNO = 30 ORDER BY EMPNO"),
+    ("SELECT DEPTNO FROM DEPT MINUS SELECT DEPTNO FROM EMP",
+     "SELECT DEPTNO FROM DEPT EXCEPT SELECT DEPTNO FROM EMP"),
+    ("SELECT SUBSTR(ENAME, 1, 3) AS S, INSTR(ENAME, 'A') AS I FROM EMP ORDER BY EMPNO",
+     "SELECT substring(ENAME, 1, 3) AS S, strpos(ENAME, 'A') AS I FROM EMP ORDER BY EMPNO"),
+    ("SELECT NVL2(COMM, 'Y', 'N') AS HAS_COMM FROM EMP ORDER BY EMPNO",
+     "SELECT CASE WHEN COMM IS NULL THEN 'N' ELSE 'Y' END AS HAS_COMM FROM EMP ORDER BY EMPNO"),
+    ("SELECT DEPTNO, LISTAGG(ENAME, ',') WITHIN GROUP (ORDER BY ENAME) AS NAMES FROM EMP "
+     "GROUP BY DEPTNO ORDER BY DEPTNO",
+     "SELECT DEPTNO, string_agg(ENAME, ',' ORDER BY ENAME) AS NAMES FROM EMP GROUP BY DEPTNO "
+     "ORDER BY DEPTNO"),
+    ("SELECT TO_CHAR(ADD_MONTHS(HIREDATE, 2), 'YYYY-MM-DD') AS H FROM EMP ORDER BY EMPNO",
+     "SELECT strftime(HIREDATE + INTERVAL 2 MONTH, '%Y-%m-%d') AS H FROM EMP ORDER BY EMPNO"),
+    ("SELECT ENAME FROM EMP WHERE HIREDATE > TO_DATE('01-06-1981', 'DD-MM-YYYY')",
+     "SELECT ENAME FROM EMP WHERE HIREDATE > DATE '1981-06-01'"),
+    ("SELECT TO_CHAR(TRUNC(HIREDATE, 'YYYY'), 'YYYY-MM-DD') AS Y FROM EMP ORDER BY EMPNO",
+     "SELECT strftime(date_trunc('year', HIREDATE), '%Y-%m-%d') AS Y FROM EMP ORDER BY EMPNO"),
+    ("SELECT MOD(SAL, 300) AS M, EXTRACT(YEAR FROM HIREDATE) AS Y FROM EMP ORDER BY EMPNO",
+     "SELECT SAL % 300 AS M, year(HIREDATE) AS Y FROM EMP ORDER BY EMPNO"),
+    ("SELECT TO_NUMBER('42') + 1 AS N FROM DUAL", "SELECT 43.0 AS N"),
+    ("SELECT d.DNAME, COUNT(e.EMPNO) AS N FROM DEPT d LEFT OUTER JOIN EMP e "
+     "ON d.DEPTNO = e.DEPTNO GROUP BY d.DNAME HAVING COUNT(e.EMPNO) < 2 ORDER BY d.DNAME",
+     "SELECT DNAME, count(EMPNO) AS N FROM DEPT LEFT JOIN EMP USING (DEPTNO) GROUP BY DNAME "
+     "HAVING count(EMPNO) < 2 ORDER BY DNAME"),
+]
+
+
+@pytest.fixture(scope="module")
+def scott(server: EpeServer) -> httpx.Client:
+    _user, c = server.new_client()
+    put_table(c, "EMP", EMP_CSV)
+    put_table(c, "DEPT", DEPT_CSV)
+    return c
+
+
+@pytest.mark.parametrize(("oracle", "native"), ORACLE_AND_NATIVE,
+                         ids=[f"q{i + 1:02d}" for i in range(len(ORACLE_AND_NATIVE))])
+def test_oracle_sql_gives_the_rows_of_its_native_equivalent(scott: httpx.Client, oracle: str,
+                                                            native: str) -> None:
+    expected = query(scott, native, dialect="native")
+    assert expected
+    assert query(scott, oracle, dialect="oracle") == expected
+    assert query(scott, oracle) == expected  # auto: translated once the backend refuses it
+
+
+def test_a_runs_input_in_oracles_dialect(scott: httpx.Client) -> None:
+    r = scott.post(f"{API}/table-apply", json={
+        "script": "def f(d):\n    return list(d['ENAME'])\n",
+        "parameters": '{"oml_input_type":"pandas.DataFrame"}',
+        "input": "SELECT ENAME FROM (SELECT * FROM EMP ORDER BY EMPNO) WHERE ROWNUM <= 2"})
+    assert r.status_code == 200, r.text
+    assert r.json()["result"] == ["SMITH", "ALLEN"]
+
+
+@pytest.mark.parametrize("sql", [
+    "CREATE TABLE X AS SELECT * FROM DUAL",
+    "INSERT INTO EMP (EMPNO, ENAME) SELECT 1, 'X' FROM DUAL",
+    "MERGE INTO EMP e USING DUAL ON (1 = 1) WHEN MATCHED THEN UPDATE SET SAL = 0",
+    "UPDATE EMP SET SAL = NVL(SAL, 0) * 2",
+    "DELETE FROM EMP WHERE ROWNUM <= 1",
+    "TRUNCATE TABLE EMP",
+    "ALTER TABLE EMP ADD (X NUMBER)",
+    "BEGIN EXECUTE IMMEDIATE 'DROP TABLE EMP'; END;",
+    "SELECT * FROM DUAL; DROP TABLE EMP",
+    "DROP TABLE EMP PURGE",
+])
+def test_ddl_hidden_in_oracle_syntax_is_refused(scott: httpx.Client, sql: str) -> None:
+    for dialect in ("oracle", "auto"):
+        query_error(scott, sql, dialect=dialect)
+    assert query(scott, "SELECT COUNT(*) AS N, SUM(SAL) AS S FROM EMP") == [{"N": 5, "S": 11625}]
+    assert {t["name"] for t in scott.get(f"{API}/tables").json()["result"]} == {"EMP", "DEPT"}
+
+
+def test_what_has_no_translation_says_which_construct(scott: httpx.Client) -> None:
+    assert "CONNECT BY" in query_error(scott, "SELECT LEVEL FROM DUAL CONNECT BY LEVEL <= 3",
+                                       dialect="oracle")
+    assert "(+)" in query_error(scott, "SELECT e.ENAME, d.DNAME FROM EMP e, DEPT d "
+                                       "WHERE e.DEPTNO = d.DEPTNO(+)")
+    assert "ROWNUM" in query_error(scott, "SELECT ENAME FROM EMP WHERE ROWNUM <= 2 ORDER BY SAL",
+                                   dialect="oracle")
+    # A native query stays native: no translation, the backend's own error.
+    assert "ROWNUM" in query_error(scott, "SELECT * FROM EMP WHERE ROWNUM <= 2", dialect="native")

@@ -273,6 +273,8 @@ def _from_oracle(tree: exp.Expr, dialect: str) -> exp.Expr:
             table.replace(_dual(table))
     for select in list(tree.find_all(exp.Select)):
         _rownum_limit(select)
+    for node in list(tree.find_all(exp.ToChar, exp.ToNumber, exp.DateTrunc)):
+        _oracle_function(node)
     for column in list(tree.find_all(exp.Column)):
         if _is_rownum(column):
             if column.find_ancestor(exp.Where) is not None:
@@ -285,6 +287,45 @@ def _from_oracle(tree: exp.Expr, dialect: str) -> exp.Expr:
     if dialect == "postgres":
         tree = normalize_identifiers(tree, dialect="oracle")
     return tree
+
+
+# TRUNC(date, fmt)'s format models, as the units of DATE_TRUNC.
+_TRUNC_UNITS = {"DD": "DAY", "DDD": "DAY", "J": "DAY", "DAY": "DAY", "MM": "MONTH",
+                "MON": "MONTH", "MONTH": "MONTH", "RM": "MONTH", "YYYY": "YEAR",
+                "YEAR": "YEAR", "YYY": "YEAR", "YY": "YEAR", "Y": "YEAR", "SYYYY": "YEAR",
+                "Q": "QUARTER", "HH": "HOUR", "HH12": "HOUR", "HH24": "HOUR", "MI": "MINUTE",
+                "IW": "WEEK", "WW": "WEEK"}
+# A TO_CHAR format that is a number's (9s and 0s), not a date's.
+_NUMBER_FORMAT = re.compile(r"[09.,$GDSLMIPRVXBEFM\s]*[09][09.,$GDSLMIPRVXBEFM\s]*", re.I)
+
+
+def _oracle_function(node: exp.Expr) -> None:
+    """TO_CHAR of a date, TO_NUMBER and TRUNC of a date as the targets have them (sqlglot
+    leaves TO_CHAR of a column of unknown type, TO_NUMBER and TRUNC's units to us)."""
+    from sqlglot import exp
+    from sqlglot.dialects.oracle import Oracle
+    from sqlglot.time import format_time
+
+    fmt = node.args.get("format")
+    if isinstance(node, exp.ToChar) and isinstance(fmt, exp.Literal):
+        if _NUMBER_FORMAT.fullmatch(str(fmt.this)):
+            raise InvalidRequest("this Oracle SQL has no translation: TO_CHAR with a number "
+                                 f"format ({fmt.this}); use ROUND, or CAST(x AS VARCHAR)")
+        python = format_time(str(fmt.this), Oracle.TIME_MAPPING, Oracle.TIME_TRIE)
+        node.replace(exp.TimeToStr(this=node.this, format=exp.Literal.string(python)))
+    elif isinstance(node, exp.ToNumber):
+        if fmt is not None:
+            raise InvalidRequest("this Oracle SQL has no translation: TO_NUMBER with a format "
+                                 "model; give the number without separators")
+        node.replace(exp.cast(node.this, exp.DataType.build("DOUBLE")))
+    elif isinstance(node, exp.DateTrunc):
+        unit = node.args.get("unit")
+        if isinstance(unit, exp.Literal | exp.Var):
+            name = str(unit.this).upper()
+            if name not in _TRUNC_UNITS:
+                raise InvalidRequest(f"this Oracle SQL has no translation: TRUNC(date, "
+                                     f"'{unit.this}')")
+            node.set("unit", exp.Literal.string(_TRUNC_UNITS[name]))
 
 
 def _dual(table: exp.Table) -> exp.Expr:
