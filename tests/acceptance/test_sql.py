@@ -15,8 +15,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serverproc import API, EpeServer, assert_error, iris_csv, put_table, unique_name, \
-    wait_for
+from tests.serverproc import (
+    API,
+    EpeServer,
+    assert_error,
+    iris_csv,
+    put_table,
+    unique_name,
+    wait_for,
+)
 
 # Oracle's lab: fit in table-apply, keep the model in a datastore.
 BUILD_LM = (
