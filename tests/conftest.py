@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -7,6 +9,8 @@ import pytest
 
 from tests.pgserver import INSTALL_HINT, PostgresServer, binaries
 from tests.serverproc import EpeServer
+
+_data_prefixes = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +39,33 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EpeServer]:
     srv = EpeServer(tmp_path_factory.mktemp("epe-data")).start()
     yield srv
     srv.stop()
+
+
+def on_postgresql_data(postgres: PostgresServer, env: dict[str, str] | None = None
+                       ) -> dict[str, str]:
+    """``env`` with users' tables in a new database of the session's PostgreSQL server,
+    under role names no other server of the session uses (roles are the server's)."""
+    prefix = f"d{os.getpid()}_{next(_data_prefixes)}_"
+    return {"EPE_DATA_URL": postgres.new_database("data"), "EPE_DATA_ROLE_PREFIX": prefix,
+            **(env or {})}
+
+
+@pytest.fixture(scope="session")
+def pg_data_server(postgres: PostgresServer,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[EpeServer]:
+    """One server whose users' tables are in PostgreSQL, shared like ``server``."""
+    srv = EpeServer(tmp_path_factory.mktemp("epe-pg-data"), on_postgresql_data(postgres)).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module", params=["duckdb", "postgresql"])
+def data_server(request: pytest.FixtureRequest) -> EpeServer:
+    """The shared server of each backend of users' tables: a test that takes it runs
+    on both."""
+    name = "server" if request.param == "duckdb" else "pg_data_server"
+    srv: EpeServer = request.getfixturevalue(name)
+    return srv
 
 
 @pytest.fixture

@@ -2,11 +2,14 @@
 in and out as Arrow, atomic replacement, read-only queries as tables and streams,
 a time limit, and the errors of ``epe.data.catalog``.
 
-Run on embedded DuckDB files in a temporary folder; a second backend is one more
-entry of ``BACKENDS``. (``test_catalog.py`` tests what is DuckDB's own.)"""
+Run on embedded DuckDB files in a temporary folder and on a new database of the
+session's PostgreSQL server; another backend is one more entry of ``BACKENDS``.
+(``test_catalog.py`` and ``test_postgres_catalog.py`` test what is each one's own.)"""
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,25 +26,39 @@ from epe.errors import (
     TimeLimitExceeded,
 )
 
-SLOW = "SELECT count(*) FROM range(1000000000) a, range(1000000000) b"
+# A query that runs until stopped, in each backend's SQL.
+SLOW = {"duckdb": "SELECT count(*) FROM range(1000000000) a, range(1000000000) b",
+        "postgresql": "SELECT pg_sleep(600)"}
+_prefixes = itertools.count(1)
 
 
-def duckdb_url(folder: Path) -> str:
+def duckdb_url(request: pytest.FixtureRequest, folder: Path) -> str:
     return f"duckdb:///{folder / 'tables'}"
 
 
-# Each backend: how to name a fresh, empty catalog in a folder of the test's own.
-BACKENDS: dict[str, Callable[[Path], str]] = {"duckdb": duckdb_url}
+def postgresql_url(request: pytest.FixtureRequest, folder: Path) -> str:
+    return str(request.getfixturevalue("postgres").new_database("catalog"))
+
+
+# Each backend: how to name a fresh, empty catalog (given a folder of the test's own).
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
+    "duckdb": duckdb_url, "postgresql": postgresql_url}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return BACKENDS[request.param](tmp_path)
+    return BACKENDS[request.param](request, tmp_path)
 
 
 @pytest.fixture
-def catalog(url: str) -> Iterator[Catalog]:
-    cat = open_catalog(url, query_timeout=60)
+def prefix() -> str:
+    """Roles are the whole PostgreSQL server's: each test's users get names of their own."""
+    return f"c{os.getpid()}_{next(_prefixes)}_"
+
+
+@pytest.fixture
+def catalog(url: str, prefix: str) -> Iterator[Catalog]:
+    cat = open_catalog(url, query_timeout=60, role_prefix=prefix)
     yield cat
     cat.close()
 
@@ -118,12 +135,12 @@ def test_a_bad_query_in_a_stream_is_refused_before_any_row(catalog: Catalog) -> 
         list(rows)
 
 
-def test_a_query_past_its_time_limit_is_stopped(url: str) -> None:
-    catalog = open_catalog(url, query_timeout=0.5)
+def test_a_query_past_its_time_limit_is_stopped(url: str, prefix: str) -> None:
+    catalog = open_catalog(url, query_timeout=0.5, role_prefix=prefix)
     try:
         with pytest.raises(TimeLimitExceeded):
-            catalog.query("ANN", SLOW)
-        assert catalog.query("ANN", "SELECT 1 AS X").to_pylist() == [{"X": 1}]
+            catalog.query("ANN", SLOW[url.split(":", 1)[0]])
+        assert catalog.query("ANN", 'SELECT 1 AS "X"').to_pylist() == [{"X": 1}]
     finally:
         catalog.close()
 
@@ -145,10 +162,17 @@ def test_a_bad_table_name_is_refused(catalog: Catalog, name: str) -> None:
 
 def test_warm_up_then_work(catalog: Catalog) -> None:
     catalog.warm_up()
-    assert catalog.query("ANN", "SELECT 42 AS X").to_pylist() == [{"X": 42}]
+    assert catalog.query("ANN", 'SELECT 42 AS "X"').to_pylist() == [{"X": 42}]
 
 
-@pytest.mark.parametrize("bad", ["postgres://host/db", "duckdb://", "tables"])
+def test_adding_an_owner_twice_changes_nothing(catalog: Catalog) -> None:
+    catalog.add_owner("ANN")
+    catalog.put("ANN", "T", fruit(), overwrite=False)
+    catalog.add_owner("ANN")
+    assert [t.name for t in catalog.tables("ANN")] == ["T"]
+
+
+@pytest.mark.parametrize("bad", ["mysql://host/db", "duckdb://", "tables", "postgresql:///db"])
 def test_a_url_that_names_no_catalog_is_a_clear_error(bad: str) -> None:
     with pytest.raises(InvalidSetting, match="data URL"):
         open_catalog(bad, query_timeout=1)

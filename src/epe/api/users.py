@@ -15,8 +15,8 @@ router = APIRouter(prefix="/omlusers/api/v1/users", tags=["users"])
 
 @router.post("", status_code=201)
 def add_user(body: UserCreate, admin: AdminDep, services: ServicesDep) -> Response:
-    user = create_user(services.store, services.audit, admin.name, body.username,
-                       body.password, body.admin)
+    user = create_user(services.store, services.audit, services.catalog, admin.name,
+                       body.username, body.password, body.admin)
     return json_response({"result": {"username": user.name, "admin": user.is_admin}}, 201)
 
 

@@ -4,7 +4,8 @@ Every method names the owner and sees only that owner's tables; rows go in and
 out as Arrow, never row by row. ``epe.data.duckdb`` implements it over one
 embedded DuckDB file per user; a second backend is one more implementation that
 passes ``tests/integration/test_catalog_conformance.py``, picked from
-``EPE_DATA_URL`` by ``epe.data.open_catalog``.
+``EPE_DATA_URL`` by ``epe.data.open_catalog``; ``epe.data.postgres`` is the second,
+over a PostgreSQL database with a role and a schema per user.
 
 Errors follow ``epe.errors``: a missing table is ``NotFound``, an existing one
 without ``overwrite`` is ``Conflict``, bad SQL or a bad name ``InvalidRequest``,
@@ -29,7 +30,9 @@ import pyarrow as pa
 @dataclass(frozen=True)
 class ColumnInfo:
     name: str
-    type: str  # the backend's own type name (DuckDB's: BIGINT, DOUBLE, VARCHAR...)
+    # DuckDB's type names (BIGINT, DOUBLE, VARCHAR, TIMESTAMP WITH TIME ZONE...) on every
+    # backend, so that a table describes the same wherever it is kept.
+    type: str
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,12 @@ class Catalog(Protocol):
         ...
 
     def drop(self, owner: str, name: str) -> None: ...
+
+    def add_owner(self, owner: str, db_role: str | None = None) -> None:
+        """Make a place for a new user's tables (PostgreSQL: a role and a schema), or
+        with ``db_role`` bind the user to that existing database role; a no-op when the
+        place exists, so that it may be retried."""
+        ...
 
     def drop_owner(self, owner: str) -> None:
         """Everything of ``owner``'s, gone (the user is being deleted)."""

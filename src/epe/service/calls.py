@@ -101,9 +101,11 @@ async def sync(services: Services, caller: Caller, call: dict[str, Any],
     """A table or query's rows, as an Arrow IPC stream the worker turns into pandas; a
     query is read as any other (docs/sql.md): OML's views and table functions too."""
     if call.get("table") is not None:
-        name = check_table_name(str(call["table"]))
+        # The stored spelling, matched ignoring case: PostgreSQL's quoted names are exact.
+        stored = await asyncio.to_thread(services.catalog.describe, caller.name,
+                                         check_table_name(str(call["table"])))
         table = await asyncio.to_thread(services.catalog.query, caller.name,
-                                        f"SELECT * FROM {quote(name)}")
+                                        f"SELECT * FROM {quote(stored.name)}")
     elif call.get("query") is not None:
         table = await user_sql.query(services, caller, str(call["query"]), None, functions)
     else:

@@ -80,6 +80,12 @@ class DuckDBCatalog:
         with self._dbs.cursor(owner, write=True) as cur:
             cur.execute(f"DROP TABLE {quote(existing_table(cur, name))}")
 
+    def add_owner(self, owner: str, db_role: str | None = None) -> None:
+        """Nothing to make: a user's database file is made by their first upload."""
+        if db_role is not None:
+            raise InvalidRequest("a database role can be bound only when users' tables are "
+                                 "in PostgreSQL (EPE_DATA_URL=postgresql://...)")
+
     def drop_owner(self, owner: str) -> None:
         with self._dbs.cursor(owner, write=True) as cur:
             for (name,) in cur.execute(_TABLES).fetchall():
