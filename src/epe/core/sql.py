@@ -275,6 +275,19 @@ def _from_oracle(tree: exp.Expr, dialect: str) -> exp.Expr:
         _rownum_limit(select)
     for node in list(tree.find_all(exp.ToChar, exp.ToNumber, exp.DateTrunc)):
         _oracle_function(node)
+    for number, subquery in enumerate(list(tree.find_all(exp.Subquery)), start=1):
+        # Oracle (and DuckDB) take a subquery in FROM without a name; PostgreSQL wants one.
+        if not subquery.alias and isinstance(subquery.parent, exp.From | exp.Join):
+            subquery.set("alias", exp.TableAlias(
+                this=exp.to_identifier(f"__epe_subquery_{number}", quoted=True)))
+    if dialect == "postgres":
+        for months in list(tree.find_all(exp.AddMonths)):
+            # Oracle's ADD_MONTHS: PostgreSQL adds months as an interval, keeping the day
+            # or the month's last day when it has no such day.
+            months.replace(exp.Add(this=months.this, expression=exp.Mul(
+                this=exp.Paren(this=months.expression),
+                expression=exp.Interval(this=exp.Literal.string("1"),
+                                        unit=exp.var("MONTH")))))
     for column in list(tree.find_all(exp.Column)):
         if _is_rownum(column):
             if column.find_ancestor(exp.Where) is not None:
