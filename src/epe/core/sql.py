@@ -293,10 +293,10 @@ def _from_oracle(tree: exp.Expr, dialect: str) -> exp.Expr:
             if column.find_ancestor(exp.Where) is not None:
                 raise InvalidRequest("this Oracle SQL has no translation: ROWNUM in a WHERE "
                                      "clause other than ROWNUM <= n, ROWNUM < n or ROWNUM = 1")
-            number = exp.Window(this=exp.RowNumber())
+            row_number = exp.Window(this=exp.RowNumber())
             # Selected as such, the column is named ROWNUM, as in Oracle.
-            column.replace(exp.alias_(number, "ROWNUM") if isinstance(column.parent, exp.Select)
-                           else number)
+            column.replace(exp.alias_(row_number, "ROWNUM") if isinstance(column.parent, exp.Select)
+                           else row_number)
     if dialect == "postgres":
         tree = normalize_identifiers(tree, dialect="oracle")
     return tree
