@@ -47,8 +47,10 @@ SPELLING = {name.upper(): name for name in (
     "pyqEval", "pyqTableEval", "pyqRowEval", "pyqGroupEval", "pyqIndexEval", "pyqJobStatus",
     "pyqJobResult")}
 
-# The relations standing for views and function calls are named so that no table can
-# be: table names are checked (data/names.py) and never start with an underscore.
+# The relations standing for views and function calls. For the one statement that
+# reads them they come before a table of the same name (DuckDB's temporary views,
+# PostgreSQL's WITH), so a user's table named so is not readable in a query that names
+# OML's views or functions (docs/sql.md).
 RELATION_PREFIX = "__epe_pyq_"
 VIEW_PREFIX = "__epe_view_"
 

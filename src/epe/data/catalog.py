@@ -13,8 +13,9 @@ a query past its time limit ``TimeLimitExceeded``.
 
 A query may be given ``relations``: Arrow tables it reads by name, as if they were
 tables, for that one statement (OML's PYQ views and the results of ``pyq*`` table
-functions, computed by ``epe.service.sql``). Their names are ours (they start with
-an underscore, which no table name can) and the query names them quoted.
+functions, computed by ``epe.service.sql``). Their names are ours (``__epe_...``), the
+query names them quoted, and for that statement they come before a table of the same
+name.
 """
 
 from __future__ import annotations
