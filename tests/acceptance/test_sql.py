@@ -229,6 +229,13 @@ def test_a_view_as_a_runs_input(oml: httpx.Client) -> None:
         "input": "SELECT NAME FROM USER_PYQ_SCRIPTS WHERE NAME LIKE 's%'"})
     assert r.status_code == 200, r.text
     assert r.json()["result"] == ["slow", "square"]
+    # oml.sync inside a function reads SQL the same way: a view, Oracle's dialect.
+    r = oml.post(f"{API}/do-eval", json={"script": (
+        "def f():\n    import oml\n"
+        "    q = \"SELECT NAME FROM USER_PYQ_SCRIPTS WHERE NAME LIKE 's%' AND ROWNUM <= 5\"\n"
+        "    return sorted(oml.sync(query=q).pull()['NAME'])\n")})
+    assert r.status_code == 200, r.text
+    assert r.json()["result"] == ["slow", "square"]
 
 
 # -- the table functions --------------------------------------------------------------------
