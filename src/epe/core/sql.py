@@ -283,6 +283,9 @@ def _from_oracle(tree: exp.Expr, dialect: str) -> exp.Expr:
             subquery.set("alias", exp.TableAlias(
                 this=exp.to_identifier(f"__epe_subquery_{number}", quoted=True)))
     if dialect == "postgres":
+        if tree.find(exp.MonthsBetween) is not None:
+            raise InvalidRequest("this Oracle SQL has no translation for PostgreSQL: "
+                                 "MONTHS_BETWEEN; use age() and extract()")
         for months in list(tree.find_all(exp.AddMonths)):
             # Oracle's ADD_MONTHS: PostgreSQL adds months as an interval, keeping the day
             # or the month's last day when it has no such day.
