@@ -99,12 +99,13 @@ def read(text: str, dialect: str, oracle: bool,
     (``has_table``) means the table, as in Oracle, where a schema's own object is
     found before a public synonym."""
     import sqlglot
-    from sqlglot.errors import ErrorLevel, ParseError, TokenError, UnsupportedError
+    from sqlglot.errors import ErrorLevel, SqlglotError, UnsupportedError
 
     source = "oracle" if oracle else dialect
     try:
         trees = [t for t in sqlglot.parse(text, read=source) if t is not None]
-    except (ParseError, TokenError) as e:
+    except (SqlglotError, ValueError, RecursionError) as e:
+        # RecursionError: a query nested deeper than the parser goes is refused as such.
         raise InvalidRequest(f"invalid SQL in input{' (read as Oracle SQL)' if oracle else ''}"
                              f": {_first_line(e)}") from None
     if len(trees) != 1:
@@ -118,8 +119,10 @@ def read(text: str, dialect: str, oracle: bool,
         sql = tree.sql(dialect=dialect, unsupported_level=ErrorLevel.RAISE,
                        identify=oracle and dialect == "postgres")
     except UnsupportedError as e:
-        raise InvalidRequest(f"this Oracle SQL has no translation for this data backend: "
-                             f"{_first_line(e)}") from None
+        what = "this Oracle SQL has no translation" if oracle else "this SQL cannot be written"
+        raise InvalidRequest(f"{what} for this data backend: {_first_line(e)}") from None
+    except (SqlglotError, ValueError, RecursionError) as e:
+        raise InvalidRequest(f"invalid SQL in input: {_first_line(e)}") from None
     return Statement(sql, views, calls, translated=oracle)
 
 
