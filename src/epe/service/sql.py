@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -28,6 +29,11 @@ from epe.errors import InvalidRequest, NotFound
 from epe.service.services import Services
 from epe.service.sessions import Caller
 from epe.service.views import view
+
+# sqlglot warns, with the query's text, of every statement it cannot parse and keeps as a
+# bare command (the backend then refuses it, and the user gets that error): users' SQL
+# is theirs, and not the server log's.
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 
 class Functions(Protocol):
