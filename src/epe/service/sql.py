@@ -94,19 +94,18 @@ def statements(services: Services, caller: Caller, text: str,
         if mode == "auto":
             found.append(partial(reading.read, text, dialect, True))
         return found
-    else:
-        try:
-            found.append(reading.read(text, dialect, oracle=False, has_table=has_table))
-        except InvalidRequest as e:
-            if mode == "native":
-                raise
-            native_error = e
+    try:
+        found.append(reading.read(text, dialect, oracle=False, has_table=has_table))
+    except InvalidRequest as e:
+        if mode == "native":
+            raise
+        native_error = e
     if mode == "auto":
         try:
             oracle = reading.read(text, dialect, oracle=True, has_table=has_table)
-        except InvalidRequest:
+        except InvalidRequest as e:
             if native_error is not None:
-                raise native_error from None
+                raise _both(native_error, e) from None
         else:
             if not found or not isinstance(found[0], Statement) or oracle.sql != found[0].sql:
                 found.append(oracle)
@@ -148,16 +147,10 @@ def _both(native: InvalidRequest, oracle: InvalidRequest) -> InvalidRequest:
     return InvalidRequest(f"{native.message}; read as Oracle SQL instead: {oracle.message}")
 
 
-def _first(options: list[Ready]) -> Ready:
-    if not options:
-        raise InvalidRequest("input is empty: give one SELECT query")
-    return options[0]
-
-
 def run_query(services: Services, caller: Caller, options: list[Ready]) -> pa.Table:
     """The first way that the backend runs (blocking); if none does, the first's error."""
     first_error: InvalidRequest | None = None
-    for option in options or [_first(options)]:
+    for option in options:
         try:
             return services.catalog.query(caller.name, option.sql, option.relations)
         except InvalidRequest as e:
@@ -173,7 +166,7 @@ def run_stream(services: Services, caller: Caller,
                options: list[Ready]) -> Iterator[pa.RecordBatchReader]:
     """The same as a stream of record batches, read within the block (blocking)."""
     first_error: InvalidRequest | None = None
-    for option in options or [_first(options)]:
+    for option in options:
         with contextlib.ExitStack() as stack:
             try:
                 rows = stack.enter_context(
