@@ -83,9 +83,11 @@ SQUARE = "def square(i):\n    return {'I': i, 'SQ': i * i}\n"
 
 SLOW = "def slow(s=1):\n    import time\n    time.sleep(s)\n    return {'DONE': s}\n"
 
+BAD = "def bad():\n    raise ValueError('no good')\n"
+
 SCRIPTS = {"build_lm": BUILD_LM, "pyqFun1": PYQ_FUN1, "computeGradeDiff": GRADE_DIFF,
            "plot": PLOT, "group_count": GROUP_COUNT, "row_sum": ROW_SUM, "square": SQUARE,
-           "slow": SLOW}
+           "slow": SLOW, "bad": BAD}
 
 
 # -- fixtures and helpers -------------------------------------------------------------------
@@ -215,6 +217,7 @@ def test_two_users_see_only_what_each_may(oml: httpx.Client, owner: tuple[str, h
 
 def test_a_users_own_table_of_a_views_name_wins(other: tuple[str, httpx.Client]) -> None:
     _them, c = other
+    create_script(c, "theirs", "def theirs():\n    return 1\n")
     put_table(c, "USER_PYQ_SCRIPTS", "NAME,X\nmine,1\n")
     assert query(c, "SELECT * FROM user_pyq_scripts") == [{"NAME": "mine", "X": 1}]
     assert {"NAME": "theirs"} in query(c, "SELECT NAME FROM ALL_PYQ_SCRIPTS")
@@ -352,8 +355,6 @@ def test_table_functions_fail_as_rest_does(oml: httpx.Client,
     assert sql.status_code == rest.status_code == 404
     assert sql.json()["errorCode"] == rest.json()["errorCode"]
     # A failing function: the same error, the same code.
-    bad = "def bad():\n    raise ValueError('no good')\n"
-    create_script(oml, "bad", bad)
     rest = oml.post(f"{API}/do-eval/bad")
     sql = oml.post(f"{API}/query", json={"input": "select * from pyqEval(NULL, 'JSON', 'bad')"})
     assert sql.status_code == rest.status_code

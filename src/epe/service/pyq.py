@@ -58,8 +58,9 @@ def default_job_url(job_id: str) -> str:
 class TableFunctions:
     """The table functions as one caller calls them (``epe.service.sql.Functions``).
 
-    ``jobs`` is where async calls go and job functions look; without it (a run's
-    input, where no job manager is at hand) they are refused."""
+    ``jobs`` is where async calls go and job functions look (the server's job manager;
+    without one, those are refused); ``job_url`` makes a job's URL as the caller's API
+    version spells it."""
 
     def __init__(self, services: Services, caller: Caller, jobs: Jobs | None = None,
                  job_url: Callable[[str], str] = default_job_url) -> None:
@@ -89,8 +90,8 @@ class TableFunctions:
                                            name, _text(call, "scr_owner"))
         if prepared.asynchronous:
             if self.jobs is None:
-                raise InvalidRequest(f"{call.name} with oml_async_flag runs in POST /query "
-                                     "only, not in a run's input")
+                raise InvalidRequest(f"{call.name} with oml_async_flag cannot run here: no "
+                                     "job manager")
             job = await self.jobs.submit(prepared, None)
             return fmt.one_value(None, self.job_url(job.id))
         result = await runs.run(self.services, prepared, functions=self)
@@ -100,7 +101,7 @@ class TableFunctions:
 
     def _job(self, call: Call) -> tuple[Jobs, JobRecord]:
         if self.jobs is None:
-            raise InvalidRequest(f"{call.name} runs in POST /query only, not in a run's input")
+            raise InvalidRequest(f"{call.name} cannot run here: no job manager")
         job_id = _text(call, "job_id")
         if not job_id:
             raise InvalidRequest(f"{call.name} needs job_id")

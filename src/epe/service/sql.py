@@ -81,9 +81,12 @@ def statements(services: Services, caller: Caller, text: str,
     name is looked up among the caller's tables); a function where the statement is
     read only if the one before it fails."""
     dialect = services.catalog.dialect
+    tables: dict[str, bool] = {}
 
-    def has_table(name: str) -> bool:
-        return _has_table(services, caller, name)
+    def has_table(name: str) -> bool:  # asked once per name, whichever reading asks
+        if name.upper() not in tables:
+            tables[name.upper()] = _has_table(services, caller, name)
+        return tables[name.upper()]
 
     if mode == "oracle":
         return [reading.read(text, dialect, oracle=True, has_table=has_table)]
@@ -133,7 +136,8 @@ async def prepare(services: Services, caller: Caller, text: str, mode: Mode,
             if call not in done:
                 if functions is None:
                     raise InvalidRequest(f"{call.name} cannot be called here: OML's table "
-                                         "functions run in POST /query and in a run's input")
+                                         "functions run in POST /query, a run's input and "
+                                         "oml.sync")
                 done[call] = await functions(call)
             relations[relation] = done[call]
         ready.append(Ready(statement, relations))
