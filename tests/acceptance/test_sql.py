@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -537,3 +538,14 @@ def test_what_has_no_translation_says_which_construct(scott: httpx.Client) -> No
     # A native query stays native: no translation, the backend's own error.
     assert "rownum" in query_error(scott, 'SELECT * FROM "EMP" WHERE ROWNUM <= 2',
                                    dialect="native").lower()
+
+
+def test_the_setting_reads_every_query_as_oracles(make_server: Callable[..., EpeServer]) -> None:
+    """EPE_SQL_DIALECT=oracle: what DuckDB alone understands (``//``) is refused unless the
+    request says ``"dialect": "native"`` (or ``auto``); Oracle's SQL is read at once."""
+    _user, c = make_server(EPE_SQL_DIALECT="oracle").new_client()
+    assert "Oracle" in query_error(c, "SELECT 7 // 2 AS D")
+    assert query(c, "SELECT 7 // 2 AS D", dialect="native") == [{"D": 3}]
+    assert query(c, "SELECT 7 // 2 AS D", dialect="auto") == [{"D": 3}]
+    assert query(c, "SELECT NVL(NULL, 1) AS N FROM DUAL WHERE ROWNUM = 1") == [{"N": 1}]
+    assert_error(c.post(f"{API}/query", json={"input": "SELECT 1", "dialect": "mysql"}), 400)
