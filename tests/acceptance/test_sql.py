@@ -385,6 +385,10 @@ def test_async_then_job_status_and_result(oml: httpx.Client) -> None:
 
     done = wait_for(lambda: (s := status()) != "job is still running" and s)
     assert done.endswith(f"/jobs/{job_id}/result")
+    # The URLs the calls answered with are ids too.
+    assert query(oml, f"select VALUE from pyqJobStatus('{url}')") == [{"VALUE": done}]
+    assert query(oml, f"select * from pyqJobResult('{done}', '{{\"DONE\":\"integer\"}}')") \
+        == [{"DONE": 1}]
     assert query(oml, f"select * from pyqJobResult('{job_id}', '{{\"DONE\":\"number\"}}')") \
         == [{"DONE": 1.0}]
     [row] = query(oml, f"select * from pyqJobResult(job_id => '{job_id}', out_fmt => 'JSON')")

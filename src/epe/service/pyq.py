@@ -105,7 +105,11 @@ class TableFunctions:
         job_id = _text(call, "job_id")
         if not job_id:
             raise InvalidRequest(f"{call.name} needs job_id")
-        return self.jobs, self.jobs.get(job_id.rsplit("/", 1)[-1], self.caller.name)
+        # The id, or the job's URL (or its result's) as the async call or pyqJobStatus gave it.
+        parts = [p for p in job_id.strip().split("/") if p]
+        if len(parts) > 1 and parts[-1] == "result":
+            parts.pop()
+        return self.jobs, self.jobs.get(parts[-1] if parts else job_id, self.caller.name)
 
     def job_status(self, call: Call) -> pa.Table:
         """'job is still running', or where the result is, as OML's pyqJobStatus."""
