@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     query_timeout: float = Field(
         300.0, gt=0, description="Seconds an input query may run before it is interrupted."
     )
+    sql_dialect: Literal["auto", "oracle", "native"] = Field(
+        "auto", description="How users' SQL is read when a request does not say (docs/sql.md)."
+    )
 
     # Graphics (docs/graphics.md): the size and resolution of captured figures.
     graphics_dpi: int = Field(100, ge=10, le=600, description="Resolution of images, in DPI.")

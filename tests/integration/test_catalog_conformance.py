@@ -1,5 +1,6 @@
 """The table catalog's contract, which every backend must pass: owner-scoped tables
-in and out as Arrow, atomic replacement, read-only queries as tables and streams,
+in and out as Arrow, atomic replacement, read-only queries as tables and streams (with
+relations handed in for one statement),
 a time limit, and the errors of ``epe.data.catalog``.
 
 Run on embedded DuckDB files in a temporary folder and on a new database of the
@@ -185,3 +186,23 @@ def test_a_catalog_says_whether_it_can_serve(catalog: Catalog) -> None:
     catalog.close()
     with pytest.raises(NotReady):
         catalog.check()
+
+
+def test_relations_are_read_by_name_for_one_statement(catalog: Catalog) -> None:
+    """Arrow tables handed with a query (OML's views, table functions' results) are read
+    as relations of that statement only, typed as they are, empty ones too."""
+    catalog.put("ANN", "FRUIT", fruit(), overwrite=False)
+    extra = pa.table({"ID": pa.array([2, 3], pa.int64()), "TAG": ["it's", None],
+                      "IMAGE": pa.array([b"\x89PNG", None], pa.binary())})
+    empty = extra.slice(0, 0)
+    sql = ('SELECT f."NAME", x."TAG", x."IMAGE", (SELECT count(*) FROM "__epe_none") AS "N" '
+           'FROM "FRUIT" f JOIN "__epe_x" x ON f."ID" = x."ID" ORDER BY f."ID"')
+    relations = {"__epe_x": extra, "__epe_none": empty}
+    rows = catalog.query("ANN", sql, relations).to_pylist()
+    assert rows == [{"NAME": "pear", "TAG": "it's", "IMAGE": b"\x89PNG", "N": 0},
+                    {"NAME": None, "TAG": None, "IMAGE": None, "N": 0}]
+    with catalog.stream("ANN", sql, relations) as reader:
+        assert reader.read_all().to_pylist() == rows
+    with pytest.raises(InvalidRequest):  # gone after the statement
+        catalog.query("ANN", 'SELECT * FROM "__epe_x"')
+    assert catalog.query("ANN", 'SELECT count(*) AS "N" FROM "FRUIT"').to_pylist() == [{"N": 3}]

@@ -10,10 +10,17 @@ over a PostgreSQL database with a role and a schema per user.
 Errors follow ``epe.errors``: a missing table is ``NotFound``, an existing one
 without ``overwrite`` is ``Conflict``, bad SQL or a bad name ``InvalidRequest``,
 a query past its time limit ``TimeLimitExceeded``.
+
+A query may be given ``relations``: Arrow tables it reads by name, as if they were
+tables, for that one statement (OML's PYQ views and the results of ``pyq*`` table
+functions, computed by ``epe.service.sql``). Their names are ours (``__epe_...``), the
+query names them quoted, and for that statement they come before a table of the same
+name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -36,7 +43,13 @@ class TableInfo:
     columns: list[ColumnInfo]
 
 
+Relations = Mapping[str, pa.Table]
+
+
 class Catalog(Protocol):
+    # sqlglot's name of the SQL dialect queries are written in ("duckdb", "postgres").
+    dialect: str
+
     def tables(self, owner: str) -> list[TableInfo]:
         """The owner's tables, by name, seen in one snapshot."""
         ...
@@ -61,11 +74,12 @@ class Catalog(Protocol):
         """Everything of ``owner``'s, gone (the user is being deleted)."""
         ...
 
-    def query(self, owner: str, sql: str) -> pa.Table:
+    def query(self, owner: str, sql: str, relations: Relations | None = None) -> pa.Table:
         """The result of one read-only query over the owner's tables (blocking)."""
         ...
 
-    def stream(self, owner: str, sql: str) -> AbstractContextManager[pa.RecordBatchReader]:
+    def stream(self, owner: str, sql: str, relations: Relations | None = None
+               ) -> AbstractContextManager[pa.RecordBatchReader]:
         """The same result as record batches, read within the block (blocking)."""
         ...
 

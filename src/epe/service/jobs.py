@@ -44,6 +44,7 @@ from epe.observe import metrics
 from epe.observe.logs import JOB_ID
 from epe.service import runs as execution
 from epe.service.answers import Answer, Answers, FolderAnswers, StoreAnswers
+from epe.service.pyq import TableFunctions
 from epe.service.queue import Accepted, Queue, restore
 from epe.service.services import Services
 from epe.store.jobs import JobRecord, QueueFull
@@ -231,7 +232,8 @@ class JobManager:
             job = accepted.job if accepted else await asyncio.to_thread(
                 restore, self.services, record)
             return await execution.run(self.services, job, self._progress(record.id), output,
-                                       min_batches=PROGRESS_BATCHES)
+                                       min_batches=PROGRESS_BATCHES,
+                                       functions=TableFunctions(self.services, job.caller, self))
 
         try:
             await self._settle(record.id, running(), output)

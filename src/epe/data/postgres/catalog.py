@@ -31,7 +31,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from epe.data.catalog import ColumnInfo, TableInfo
+from epe.data.catalog import ColumnInfo, Relations, TableInfo
 from epe.data.ingest import storable
 from epe.data.names import check_table_name, quote
 from epe.data.postgres.connections import (
@@ -49,6 +49,7 @@ from epe.data.postgres.connections import (
     with_connect_timeout,
 )
 from epe.data.postgres.owners import Owner, Owners
+from epe.data.postgres.relations import with_relations
 from epe.errors import Conflict, InvalidRequest, NotFound, NotReady, ServerBusy
 
 _TABLES = """
@@ -81,6 +82,8 @@ _NUMERIC = re.compile(r"numeric(\(\d+,\d+\))?")
 
 
 class PostgresCatalog:
+    dialect = "postgres"
+
     def __init__(self, url: str, query_timeout: float, role_prefix: str = "epe_") -> None:
         driver()  # not installed: say so when the server starts, not at the first request
         url = with_connect_timeout(url)
@@ -137,14 +140,17 @@ class PostgresCatalog:
             cur.execute(f"DROP TABLE {quote(schema)}.{quote(existing_table(cur, schema, name))}")
 
     # Queries ----------------------------------------------------------------------
-    def query(self, owner: str, sql: str) -> pa.Table:
-        with self.stream(owner, sql) as rows:
+    def query(self, owner: str, sql: str, relations: Relations | None = None) -> pa.Table:
+        with self.stream(owner, sql, relations) as rows:
             return rows.read_all()
 
     @contextmanager
-    def stream(self, owner: str, sql: str) -> Iterator[pa.RecordBatchReader]:
+    def stream(self, owner: str, sql: str,
+               relations: Relations | None = None) -> Iterator[pa.RecordBatchReader]:
         """The result as record batches, read within the block; the transaction (and the
-        time limit) lasts as long as the block."""
+        time limit) lasts as long as the block. ``relations`` travel in the statement,
+        as a WITH clause (``relations.py``)."""
+        sql = with_relations(sql, relations)
         seconds = self.query_timeout
         with self._as_user(owner) as (who, conn), \
                 transaction(conn, role=who.login, schema=who.login, read_only=True,
