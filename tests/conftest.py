@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.pgserver import INSTALL_HINT, PostgresServer, binaries
+from tests.raycluster import RayCluster, stop_orphans
 from tests.serverproc import EpeServer
 
 
@@ -19,6 +20,16 @@ def postgres() -> Iterator[PostgresServer]:
     pg = PostgresServer(bin_dir).start()
     yield pg
     pg.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    """One real Ray cluster of two nodes on this machine for the whole session, started
+    by the first test that needs it (tests/raycluster.py)."""
+    stop_orphans()
+    cluster = RayCluster().start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture
