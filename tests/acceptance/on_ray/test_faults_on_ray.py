@@ -1,0 +1,68 @@
+"""A Ray node killed while a group-apply job runs on it: the job fails, naming the node
+that left, instead of hanging; the next run goes to the node that is left; and the
+cluster is whole again (a new node joins, its agent placed) before the next test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.acceptance.test_datastores import listed
+from tests.acceptance.test_jobs import result, status_of, submit
+from tests.raycluster import RayCluster
+from tests.serverproc import API, EpeServer, assert_error, put_table, wait_for
+
+GROUPS = 4  # one per worker: two workers per node, two nodes
+
+# Each group says it has started (a datastore of its own, saved through the call
+# channel), then works a while: the node is killed with every group under way.
+STARTED_THEN_WORK = """def f(df):
+    import time
+    import oml
+    g = str(df['G'].iloc[0])
+    oml.ds.save({'g': g}, 'started_' + g, overwrite=True)
+    time.sleep(5)
+    return len(df)
+"""
+
+
+@pytest.fixture(scope="module")
+def c(ray_server: EpeServer) -> Iterator[httpx.Client]:
+    _user, client = ray_server.new_client()
+    with client:
+        rows = "\n".join(f"g{i},{i}" for i in range(GROUPS))
+        put_table(client, "GROUPS", "G,X\n" + rows + "\n")
+        yield client
+
+
+def executor_health(server: EpeServer) -> dict[str, Any]:
+    with server.http() as h:
+        return dict(h.get("/health/ready").json()["parts"]["executor"])
+
+
+def test_a_node_killed_mid_group_apply_fails_the_job_and_never_hangs_it(
+        c: httpx.Client, ray_server: EpeServer, ray_cluster: RayCluster) -> None:
+    assert executor_health(ray_server)["nodes"] == 2
+    url = submit(c, f"{API}/group-apply", {"input": "select * from GROUPS", "groupBy": "G",
+                                           "script": STARTED_THEN_WORK, "parallel": GROUPS})
+    started = {f"started_g{i}" for i in range(GROUPS)}
+    wait_for(lambda: started <= {name for _owner, name in listed(c)}, timeout=60)
+    head, worker = ray_cluster.raylets()
+    ray_cluster.kill_node(worker)
+    try:
+        failed = assert_error(result(c, url, timeout=90), 400, 1013)
+        assert "left the cluster" in failed["errorMessage"]
+        assert status_of(c, url) == "FAILED"
+        # The node that is left serves the next run, and health says one node.
+        r = c.post(f"{API}/group-apply", json={"input": "select * from GROUPS",
+                                               "groupBy": "G", "script": "def f(df):\n"
+                                               "    return len(df)\n"})
+        assert r.status_code == 200, r.text
+        assert r.json()["result"] == {f"g{i}": 1 for i in range(GROUPS)}
+        wait_for(lambda: executor_health(ray_server)["nodes"] == 1, timeout=30)
+    finally:
+        ray_cluster.add_node()
+        wait_for(lambda: executor_health(ray_server)["nodes"] == 2, timeout=120)
