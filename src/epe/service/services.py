@@ -110,6 +110,10 @@ def check_settings(settings: Settings) -> None:
         if importlib.util.find_spec("ray") is None:
             raise InvalidSetting("EPE_EXECUTOR=ray, but Ray is not installed: install epe's "
                                  "ray extra (pip install 'epe[ray]')")
+        from epe.runner.ray.host import unreachable
+
+        if refused := unreachable(settings.ray_address, settings.ray_connect_timeout):
+            raise InvalidSetting(f"EPE_EXECUTOR=ray: {refused}")
         return  # isolation is the nodes' to say: the Ray backend checks it at start
     if settings.require_isolation and (refused := isolation_refused()):
         raise InvalidSetting("EPE_REQUIRE_ISOLATION is set, but workers cannot be isolated "

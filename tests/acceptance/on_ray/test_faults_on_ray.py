@@ -1,10 +1,12 @@
 """A Ray node killed while a group-apply job runs on it: the job fails, naming the node
 that left, instead of hanging; the next run goes to the node that is left; and the
-cluster is whole again (a new node joins, its agent placed) before the next test."""
+cluster is whole again (a new node joins, its agent placed) before the next test. A
+cluster that cannot be reached at start is one line and exit code 1."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,8 +14,16 @@ import pytest
 
 from tests.acceptance.test_datastores import listed
 from tests.acceptance.test_jobs import result, status_of, submit
+from tests.pgserver import free_port
 from tests.raycluster import RayCluster
-from tests.serverproc import API, EpeServer, assert_error, put_table, wait_for
+from tests.serverproc import (
+    API,
+    EpeServer,
+    assert_error,
+    put_table,
+    run_cli,
+    wait_for,
+)
 
 GROUPS = 4  # one per worker: two workers per node, two nodes
 
@@ -50,7 +60,7 @@ def test_a_node_killed_mid_group_apply_fails_the_job_and_never_hangs_it(
                                            "script": STARTED_THEN_WORK, "parallel": GROUPS})
     started = {f"started_g{i}" for i in range(GROUPS)}
     wait_for(lambda: started <= {name for _owner, name in listed(c)}, timeout=60)
-    head, worker = ray_cluster.raylets()
+    _head, worker = ray_cluster.raylets()
     ray_cluster.kill_node(worker)
     try:
         failed = assert_error(result(c, url, timeout=90), 400, 1013)
@@ -66,3 +76,11 @@ def test_a_node_killed_mid_group_apply_fails_the_job_and_never_hangs_it(
     finally:
         ray_cluster.add_node()
         wait_for(lambda: executor_health(ray_server)["nodes"] == 2, timeout=120)
+
+
+def test_an_unreachable_cluster_is_one_line_at_start(tmp_path: Path) -> None:
+    env = {"EPE_EXECUTOR": "ray", "EPE_RAY_ADDRESS": f"127.0.0.1:{free_port()}"}
+    done = run_cli("serve", "--data-dir", str(tmp_path), "--port", "0", env=env, check=False)
+    assert done.returncode == 1
+    assert "cannot reach the Ray cluster at '127.0.0.1:" in done.stderr
+    assert "Traceback" not in done.stderr

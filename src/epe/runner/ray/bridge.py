@@ -292,6 +292,7 @@ async def serve(channel: Any, start: dict[str, Any]) -> None:
                                                       channel)
     writer = asyncio.StreamWriter(transport, stream, None, loop)
     bridge = Bridge(writer)
+    bridge.send({"id": start["id"], "connected": True})
     bridge.send({"id": start["id"], **await bridge.start(start)})
     while True:
         try:

@@ -15,6 +15,7 @@ import contextlib
 import importlib.util
 import itertools
 import logging
+import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -40,6 +41,7 @@ log = logging.getLogger("epe.runner")
 
 GRACE = 30.0  # seconds past a task's own time limit before the server stops waiting
 STOP_TIMEOUT = 10.0
+AGENTS_TIMEOUT = 180.0  # seconds for the agents of a cluster just reached to start
 
 _LOST = {"event": "lost"}  # a stream's end when the bridge is gone
 
@@ -176,14 +178,27 @@ class RayHost:
         bridge.reader = asyncio.ensure_future(self._read(bridge))
         settings = self.settings.model_dump(mode="json")
         timeout = self.settings.ray_connect_timeout
+        rid, queue = bridge.open()
         try:
-            reply = await bridge.request({"op": "start", "address": self.settings.ray_address,
-                                          "settings": settings, "timeout": timeout},
-                                         timeout + 120)
-        except (TimeoutError, BridgeLost):
-            reply = {"ok": False, "message": f"the Ray cluster at "
-                                             f"{self.settings.ray_address!r} did not answer "
-                                             f"within {timeout:g} s"}
+            bridge.send({"op": "start", "id": rid, "address": self.settings.ray_address,
+                         "settings": settings})
+            # First the driver joins the cluster, then agents start on its nodes (a
+            # fork server each: slower on a busy node).
+            reply, _ = await asyncio.wait_for(queue.get(), timeout)
+            if reply.get("connected"):
+                reply, _ = await asyncio.wait_for(queue.get(), AGENTS_TIMEOUT)
+        except TimeoutError:
+            reply = {"ok": False, "message": f"no answer from the Ray cluster at "
+                                             f"{self.settings.ray_address!r} within "
+                                             f"{timeout:g} s"}
+        except BridgeLost:
+            reply = {"ok": False, "message": "the Ray bridge ended at start"}
+        finally:
+            bridge.waiting.pop(rid, None)
+        if reply is _LOST:
+            code = await bridge.proc.wait()
+            reply = {"ok": False, "message": f"the Ray bridge ended at start (exit code {code}"
+                                             "; its log lines above say why)"}
         if not reply.get("ok"):
             await self._end(bridge)
             return reply
@@ -341,6 +356,23 @@ class RayPool:
                 raised.extra["retry_after"] = self.host.settings.retry_after
             raise raised
         return protocol.task_result(reply, payload)
+
+
+def unreachable(address: str, timeout: float) -> str | None:
+    """Why the cluster at ``address`` cannot be reached, or ``None`` (checked before the
+    server starts: a TCP connection to the address named, without Ray; ``auto`` and
+    ``local`` are Ray's to find or start)."""
+    if address in ("auto", "local"):
+        return None
+    where = address.removeprefix("ray://")
+    host, _, port = where.rpartition(":")
+    if not host or not port.isdigit():
+        return f"EPE_RAY_ADDRESS={address!r} is not auto, local, HOST:PORT or ray://HOST:PORT"
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        return f"cannot reach the Ray cluster at {address!r}: {e.strerror or e}"
+    return None
 
 
 def _remove(path: str) -> None:
