@@ -77,12 +77,13 @@ class RayCluster:
         if done.returncode != 0:
             raise RuntimeError(f"ray start failed: {done.stdout}\n{done.stderr}")
 
-    def start(self) -> RayCluster:
+    def start(self, nodes: int = 2) -> RayCluster:
         (self.root / "owner").write_text(str(os.getpid()))
         self._ray_start("--head", f"--port={self.port}", "--include-dashboard=false",
                         f"--ray-client-server-port={free_port()}",
                         f"--temp-dir={self.root / 't'}")
-        self.add_node()
+        for _ in range(nodes - 1):
+            self.add_node()
         return self
 
     def add_node(self) -> None:

@@ -57,6 +57,20 @@ class PoolSpec:
                    str(fields["user"]), fields.get("uid"))
 
 
+@dataclass(frozen=True)
+class _Held:
+    shared: Shared
+    stack: contextlib.AsyncExitStack  # closing it removes the file
+
+
+async def _release(future: asyncio.Future[_Held]) -> None:
+    """Remove an input's file, now or (still being written) once it is written."""
+    if not future.done():
+        future.add_done_callback(lambda f: asyncio.ensure_future(_release(f)))
+    elif not future.cancelled() and future.exception() is None:
+        await future.result().stack.aclose()
+
+
 @dataclass(eq=False)
 class _Running:
     """A task under way on this node, and the events its caller has not read yet."""
@@ -83,8 +97,8 @@ class NodeAgent:
         self.settings = Settings(**settings)
         self.host = LocalHost(self.settings)
         self._pools: dict[str, asyncio.Future[LocalPool]] = {}
-        self._inputs: dict[tuple[str, str], asyncio.Future[Shared]] = {}
-        self._held = contextlib.AsyncExitStack()
+        # (pool, run input) -> the file shared with the pool's workers, and what removes it
+        self._inputs: dict[tuple[str, str], asyncio.Future[_Held]] = {}
         self._running: dict[str, _Running] = {}
 
     async def start(self) -> dict[str, Any]:
@@ -110,7 +124,7 @@ class NodeAgent:
     async def close(self, pool_id: str) -> None:
         future = self._pools.pop(pool_id, None)
         for key in [k for k in self._inputs if k[0] == pool_id]:
-            del self._inputs[key]
+            await _release(self._inputs.pop(key))
         if future is not None and future.done() and future.exception() is None:
             await future.result().stop()
 
@@ -141,19 +155,18 @@ class NodeAgent:
         if future is None or (future.done() and future.exception() is not None):
             future = self._inputs[(spec.id, key)] = asyncio.ensure_future(
                 self._materialize(pool, ref))
-        return (await asyncio.shield(future)).ref
+        return (await asyncio.shield(future)).shared.ref
 
-    async def _materialize(self, pool: LocalPool, ref: Any) -> Shared:
+    async def _materialize(self, pool: LocalPool, ref: Any) -> _Held:
         table = await ref
-        return await self._held.enter_async_context(pool.share(table))
+        stack = contextlib.AsyncExitStack()
+        shared = await stack.enter_async_context(pool.share(table))
+        return _Held(shared, stack)
 
     async def forget(self, key: str) -> None:
-        """The run ``key`` was for has ended: its files may go (once every pool's ends)."""
+        """The run that ``key`` was the input of has ended: its files go."""
         for pool_key in [k for k in self._inputs if k[1] == key]:
-            del self._inputs[pool_key]
-        if not self._inputs:  # files are removed when their share blocks close
-            held, self._held = self._held, contextlib.AsyncExitStack()
-            await held.aclose()
+            await _release(self._inputs.pop(pool_key))
 
     # -- tasks --------------------------------------------------------------------------
 

@@ -171,12 +171,15 @@ class RayHost:
             self.bridge().send({"id": 0, **header}, payload)
 
     async def _connect(self) -> dict[str, Any]:
+        # -P: not the working folder first on sys.path (one holding a ray.py would be
+        # imported as Ray, there and, through the driver's path, on the nodes).
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "epe.runner.ray.bridge", stdin=asyncio.subprocess.PIPE,
+            sys.executable, "-P", "-m", "epe.runner.ray.bridge", stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, limit=1 << 30)
         bridge = _Bridge(proc)
         bridge.reader = asyncio.ensure_future(self._read(bridge))
         settings = self.settings.model_dump(mode="json")
+        settings["data_dir"] = str(self.settings.data_dir.absolute())  # what nodes hide
         timeout = self.settings.ray_connect_timeout
         rid, queue = bridge.open()
         try:

@@ -1,0 +1,142 @@
+"""group-apply and table-apply on the local pool, on Ray with one node and on Ray with
+two nodes, in one run on this machine (docs/benchmarks.md#ray).
+
+Starts a Ray cluster on 127.0.0.1 (tests/raycluster.py: one CPU per node), then one
+``epe serve`` after another on the same data folder (the table is uploaded once):
+
+* ``local``: ``EPE_EXECUTOR=local``, ``EPE_WORKERS=2``;
+* ``ray, 1 node``: ``EPE_EXECUTOR=ray`` on the head alone, 2 workers on it;
+* ``ray, 2 nodes``: a second node joined, 1 worker per node (the same 2 workers, the
+  same 2 cores: what changes is only where they are and how tasks reach them).
+
+Each case runs ``--repeat`` times, the backends taking turns within a round, and the
+median is reported with its ratio to the local pool's:
+
+* group-apply over 10,000 groups of a 1,000,000 x 5 table, ``df["a"].mean()`` per
+  group, ``parallelFlag`` (degree 2); per-group cost in microseconds (wall time over
+  groups), and the part of it above the same groupby done in this process;
+* table-apply of ``len(df)`` over the whole table (as a DataFrame).
+
+Run: ``.venv/bin/python bench/ray.py [--quick] [--repeat N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from apply import (
+    AS_FRAME,
+    LEN,
+    MEAN,
+    PASSWORD,
+    QUERY,
+    USER,
+    Client,
+    compile_function,
+    make_table,
+    setup,
+)
+from benchserver import BenchServer, commit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.raycluster import RayCluster
+
+BACKENDS = ("local", "ray, 1 node", "ray, 2 nodes")
+
+
+def server_env(backend: str, address: str) -> dict[str, str]:
+    if backend == "local":
+        return {"EPE_EXECUTOR": "local", "EPE_WORKERS": "2"}
+    per_node = "2" if backend == "ray, 1 node" else "1"
+    return {"EPE_EXECUTOR": "ray", "EPE_RAY_ADDRESS": address, "EPE_WORKERS": per_node}
+
+
+def run_cases(url: str, groups: int) -> dict[str, float]:
+    c = Client(url)
+    try:
+        took, value = c.post("/group-apply/MEAN", {"input": QUERY, "groupBy": "g",
+                                                   "parallelFlag": True,
+                                                   "parameters": AS_FRAME})
+        assert len(value) == groups, len(value)
+        table_took, rows = c.post("/table-apply/LEN", {"input": QUERY,
+                                                       "parameters": AS_FRAME})
+        return {"group": took, "table": table_took, "rows": float(rows)}
+    finally:
+        c.close()
+
+
+def in_process_groupby(table: Any) -> float:
+    """The same groups' function called by pandas in this process (from a DataFrame)."""
+    f = compile_function(MEAN)
+    df = table.to_pandas()
+    start = time.perf_counter()
+    df.groupby("g").apply(f)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="100,000 rows, 1,000 groups")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    rows, groups = (100_000, 1_000) if args.quick else (1_000_000, 10_000)
+    table = make_table(rows, groups)
+    cluster = RayCluster()
+    root = Path(tempfile.mkdtemp(prefix="epe-bench-ray-"))
+    data = root / "data"
+    times: dict[str, dict[str, list[float]]] = {b: {"group": [], "table": []} for b in BACKENDS}
+    try:
+        print("starting a Ray head node...", flush=True)
+        cluster.start(nodes=1)
+        for round_ in range(args.repeat):
+            for backend in BACKENDS:
+                if backend == "ray, 2 nodes" and len(cluster.raylets()) < 2:
+                    print("joining a second Ray node...", flush=True)
+                    cluster.add_node()
+                if backend == "ray, 1 node" and len(cluster.raylets()) > 1:
+                    cluster.kill_node(cluster.raylets()[-1])
+                server = BenchServer(data, server_env(backend, cluster.address))
+                with server.guarded():
+                    if round_ == 0 and backend == "local":
+                        server.add_user(USER, PASSWORD)
+                    server.start(timeout=300)
+                    if round_ == 0 and backend == "local":
+                        setup(server.url, table, {"MEAN": MEAN, "LEN": LEN})
+                    run_cases(server.url, groups)  # warm: pools, the first query
+                    got = run_cases(server.url, groups)
+                    assert got["rows"] == rows
+                times[backend]["group"].append(got["group"])
+                times[backend]["table"].append(got["table"])
+                print(f"  round {round_ + 1} {backend}: group-apply {got['group']:.3f} s, "
+                      f"table-apply {got['table']:.3f} s", flush=True)
+        baseline = statistics.median(in_process_groupby(table) for _ in range(3))
+    finally:
+        cluster.stop()
+    report(times, baseline, rows, groups, args.repeat)
+
+
+def report(times: dict[str, dict[str, list[float]]], baseline: float, rows: int, groups: int,
+           repeat: int) -> None:
+    med = {b: {k: statistics.median(v) for k, v in cases.items()} for b, cases in times.items()}
+    print(f"\nepe {commit()}, {platform.python_version()}, {rows:,} rows x 5, {groups:,} "
+          f"groups, median of {repeat}; in-process pandas groupby.apply: {baseline:.3f} s "
+          f"({baseline / groups * 1e6:.0f} us/group)\n")
+    print("| backend | group-apply | x local | us/group | us/group above pandas "
+          "| table-apply | x local |")
+    print("|---|---|---|---|---|---|---|")
+    for b in BACKENDS:
+        g, t = med[b]["group"], med[b]["table"]
+        print(f"| {b} | {g:.3f} s | {g / med['local']['group']:.2f} | {g / groups * 1e6:.0f} "
+              f"| {(g - baseline) / groups * 1e6:.0f} | {t:.3f} s "
+              f"| {t / med['local']['table']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
