@@ -17,14 +17,21 @@ median is reported with its ratio to the local pool's:
   groups), and the part of it above the same groupby done in this process;
 * table-apply of ``len(df)`` over the whole table (as a DataFrame).
 
-Run: ``.venv/bin/python bench/ray.py [--quick] [--repeat N]``.
+Side by side, with ``--spark PYTHON`` (a Python that has ``pyspark``, and a Java
+runtime): Spark's ``applyInPandas`` over the same groups of the same table (read from
+Parquet, ``local[2]``: the same two cores), measured in a subprocess, median of
+``--repeat`` runs after a warm one. Spark is not one of epe's dependencies.
+
+Run: ``.venv/bin/python bench/ray.py [--quick] [--repeat N] [--spark PYTHON]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -81,10 +88,48 @@ def in_process_groupby(table: Any) -> float:
     return time.perf_counter() - start
 
 
+# Spark's grouped map over the same table, the same function per group; the time of
+# one action that runs every group (the result collected, as epe's answer is).
+SPARK = """
+import json, statistics, sys, time
+from pyspark.sql import SparkSession
+path, repeat = sys.argv[1], int(sys.argv[2])
+spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+         .config("spark.sql.shuffle.partitions", "2").getOrCreate())
+df = spark.read.parquet(path).cache()
+df.count()
+def f(pdf):
+    import pandas as pd
+    return pd.DataFrame({"g": [pdf["g"].iloc[0]], "m": [pdf["a"].mean()]})
+def once():
+    start = time.perf_counter()
+    n = len(df.groupBy("g").applyInPandas(f, "g long, m double").collect())
+    return time.perf_counter() - start, n
+once()
+runs = [once() for _ in range(repeat)]
+print(json.dumps({"seconds": statistics.median(t for t, _ in runs), "groups": runs[0][1],
+                  "version": spark.version}))
+spark.stop()
+"""
+
+
+def measure_spark(python: str, table: Any, folder: Path, repeat: int) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    path = folder / "table.parquet"
+    pq.write_table(table, path)
+    done = subprocess.run([python, "-c", SPARK, str(path), str(repeat)], capture_output=True,
+                          text=True, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"the Spark measurement failed:\n{done.stderr[-3000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="100,000 rows, 1,000 groups")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--spark", metavar="PYTHON", help="also measure Spark's applyInPandas")
     args = parser.parse_args()
     rows, groups = (100_000, 1_000) if args.quick else (1_000_000, 10_000)
     table = make_table(rows, groups)
@@ -119,11 +164,15 @@ def main() -> None:
         baseline = statistics.median(in_process_groupby(table) for _ in range(3))
     finally:
         cluster.stop()
-    report(times, baseline, rows, groups, args.repeat)
+    spark = None
+    if args.spark:
+        print("Spark's applyInPandas...", flush=True)
+        spark = measure_spark(args.spark, table, root, args.repeat)
+    report(times, baseline, rows, groups, args.repeat, spark)
 
 
 def report(times: dict[str, dict[str, list[float]]], baseline: float, rows: int, groups: int,
-           repeat: int) -> None:
+           repeat: int, spark: dict[str, Any] | None) -> None:
     med = {b: {k: statistics.median(v) for k, v in cases.items()} for b, cases in times.items()}
     print(f"\nepe {commit()}, {platform.python_version()}, {rows:,} rows x 5, {groups:,} "
           f"groups, median of {repeat}; in-process pandas groupby.apply: {baseline:.3f} s "
@@ -136,6 +185,11 @@ def report(times: dict[str, dict[str, list[float]]], baseline: float, rows: int,
         print(f"| {b} | {g:.3f} s | {g / med['local']['group']:.2f} | {g / groups * 1e6:.0f} "
               f"| {(g - baseline) / groups * 1e6:.0f} | {t:.3f} s "
               f"| {t / med['local']['table']:.2f} |")
+    if spark is not None:
+        g = spark["seconds"]
+        print(f"| Spark {spark['version']} applyInPandas, local[2] | {g:.3f} s "
+              f"| {g / med['local']['group']:.2f} | {g / groups * 1e6:.0f} "
+              f"| {(g - baseline) / groups * 1e6:.0f} | | |")
 
 
 if __name__ == "__main__":
