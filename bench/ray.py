@@ -91,7 +91,8 @@ def in_process_groupby(table: Any) -> float:
 # Spark's grouped map over the same table, the same function per group; the time of
 # one action that runs every group (the result collected, as epe's answer is).
 SPARK = """
-import json, statistics, sys, time
+import json, os, statistics, sys, time
+os.environ["PYSPARK_PYTHON"] = sys.executable  # Spark's Python workers: this one
 from pyspark.sql import SparkSession
 path, repeat = sys.argv[1], int(sys.argv[2])
 spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
@@ -167,7 +168,10 @@ def main() -> None:
     spark = None
     if args.spark:
         print("Spark's applyInPandas...", flush=True)
-        spark = measure_spark(args.spark, table, root, args.repeat)
+        try:
+            spark = measure_spark(args.spark, table, root, args.repeat)
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            print(e, file=sys.stderr)
     report(times, baseline, rows, groups, args.repeat, spark)
 
 
