@@ -46,6 +46,7 @@ class _Agent:
     address: str
     handle: Any
     load: dict[str, int] = field(default_factory=dict)  # tasks under way, per pool
+    given: dict[str, int] = field(default_factory=dict)  # tasks ever sent, per pool
 
 
 class Bridge:
@@ -177,6 +178,7 @@ class Bridge:
             for agent in self.agents.values():
                 agent.handle.close.remote(request["pool"])
                 agent.load.pop(request["pool"], None)
+                agent.given.pop(request["pool"], None)
         elif op == "stop_fork_server":
             for agent in self.agents.values():
                 agent.handle.stop_fork_server.remote(request["python"])
@@ -249,11 +251,14 @@ class Bridge:
 
     def _pick(self, pool: str) -> _Agent | None:
         """The node with the fewest of this pool's tasks under way (a run's batches
-        spread over every node)."""
+        spread over every node), of those the one given fewest so far (one call after
+        another takes turns over the nodes)."""
         agents = list(self.agents.values())
         if not agents:
             return None
-        return min(agents, key=lambda a: a.load.get(pool, 0))
+        chosen = min(agents, key=lambda a: (a.load.get(pool, 0), a.given.get(pool, 0)))
+        chosen.given[pool] = chosen.given.get(pool, 0) + 1
+        return chosen
 
     def _done(self, rid: int, raised: str, message: str) -> None:
         self.send({"id": rid, "event": "done",
