@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,6 +28,10 @@ def ray_cluster() -> Iterator[RayCluster]:
     """One real Ray cluster of two nodes on this machine for the whole session, started
     by the first test that needs it (tests/raycluster.py)."""
     stop_orphans()
+    # Without Ray's token authentication, whatever a ~/.ray/auth_token left by another
+    # Ray says (Ray turns it on when that file exists): for the nodes, and for the
+    # bridges the servers and the executor suite start.
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     cluster = RayCluster().start()
     yield cluster
     cluster.stop()

@@ -72,7 +72,7 @@ class RayCluster:
         command = [RAY, "start", "--num-cpus=1", "--disable-usage-stats",
                    "--node-ip-address=127.0.0.1",
                    *(f"{k}={v}" for k, v in ports.items()), *args]
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
         done = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
         if done.returncode != 0:
             raise RuntimeError(f"ray start failed: {done.stdout}\n{done.stderr}")

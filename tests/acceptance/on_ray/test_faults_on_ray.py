@@ -1,10 +1,14 @@
 """A Ray node killed while a group-apply job runs on it: the job fails, naming the node
 that left, instead of hanging; the next run goes to the node that is left; and the
-cluster is whole again (a new node joins, its agent placed) before the next test. A
-cluster that cannot be reached at start is one line and exit code 1."""
+cluster is whole again (a new node joins, its agent placed) before the next test. The
+server's link to the cluster cut (its bridge process killed, as when the cluster goes
+away): runs are 503 with Retry-After and health says so until it is back. A cluster that
+cannot be reached at start is one line and exit code 1."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +19,7 @@ import pytest
 from tests.acceptance.test_datastores import listed
 from tests.acceptance.test_jobs import result, status_of, submit
 from tests.pgserver import free_port
-from tests.raycluster import RayCluster
+from tests.raycluster import RayCluster, _children, _cmdline
 from tests.serverproc import (
     API,
     EpeServer,
@@ -76,6 +80,27 @@ def test_a_node_killed_mid_group_apply_fails_the_job_and_never_hangs_it(
     finally:
         ray_cluster.add_node()
         wait_for(lambda: executor_health(ray_server)["nodes"] == 2, timeout=120)
+
+
+def bridge_of(server: EpeServer) -> int:
+    assert server.proc is not None
+    [pid] = [p for p in _children().get(server.proc.pid, [])
+             if "epe.runner.ray.bridge" in _cmdline(p)]
+    return pid
+
+
+def test_runs_are_503_while_the_cluster_cannot_be_reached_and_served_once_it_can(
+        c: httpx.Client, ray_server: EpeServer) -> None:
+    os.kill(bridge_of(ray_server), signal.SIGKILL)
+    wait_for(lambda: executor_health(ray_server)["state"] == "unavailable", timeout=30)
+    assert executor_health(ray_server)["cluster"] == "unreachable"
+    r = c.post(f"{API}/do-eval", json={"script": "def f():\n    return 1\n"})
+    assert_error(r, 503, 5003)
+    assert int(r.headers["Retry-After"]) >= 1
+    # A new bridge reaches the cluster again: runs are served.
+    wait_for(lambda: executor_health(ray_server)["state"] == "ok", timeout=120)
+    r = c.post(f"{API}/do-eval", json={"script": "def f():\n    return 1\n"})
+    assert r.status_code == 200, r.text
 
 
 def test_an_unreachable_cluster_is_one_line_at_start(tmp_path: Path) -> None:
