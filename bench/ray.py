@@ -62,7 +62,8 @@ def server_env(backend: str, address: str) -> dict[str, str]:
     if backend == "local":
         return {"EPE_EXECUTOR": "local", "EPE_WORKERS": "2"}
     per_node = "2" if backend == "ray, 1 node" else "1"
-    return {"EPE_EXECUTOR": "ray", "EPE_RAY_ADDRESS": address, "EPE_WORKERS": per_node}
+    return {"EPE_EXECUTOR": "ray", "EPE_RAY_ADDRESS": address, "EPE_WORKERS": per_node,
+            "RAY_AUTH_MODE": "disabled"}  # as the cluster of tests/raycluster.py
 
 
 def run_cases(url: str, groups: int) -> dict[str, float]:
