@@ -19,7 +19,9 @@ def ray_server(ray_cluster: RayCluster,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[EpeServer]:
     """One server on the cluster: two workers per user on each node, the demo's user and
     scripts (the apply tests' OMLUSER)."""
+    # EPE_RETRY_AFTER: how soon it tries the cluster again after losing it (the fault tests).
     env = {"EPE_EXECUTOR": "ray", "EPE_RAY_ADDRESS": ray_cluster.address, "EPE_WORKERS": "2",
+           "EPE_RETRY_AFTER": "1",
            **{f"EPE_SERVICE_{level}_PARALLEL": str(cap) for level, cap in CAPS.items()}}
     server = EpeServer(tmp_path_factory.mktemp("epe-on-ray"), env).start(timeout=180)
     try:

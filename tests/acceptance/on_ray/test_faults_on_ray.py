@@ -38,7 +38,7 @@ STARTED_THEN_WORK = """def f(df):
     import oml
     g = str(df['G'].iloc[0])
     oml.ds.save({'g': g}, 'started_' + g, overwrite=True)
-    time.sleep(5)
+    time.sleep(3)
     return len(df)
 """
 
