@@ -107,14 +107,6 @@ class NodeAgent:
         return {"isolated": self.host.isolated, "why": self.host.why_not_isolated,
                 "pid": os.getpid()}
 
-    async def ping(self) -> bool:
-        return True
-
-    async def status(self) -> dict[str, Any]:
-        alive, detail = self.host.status()
-        return {"alive": alive, **detail, "pools": len(self._pools),
-                "running": len(self._running)}
-
     # -- pools --------------------------------------------------------------------------
 
     async def open(self, spec: dict[str, Any]) -> None:
