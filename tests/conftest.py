@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.pgserver import INSTALL_HINT, PostgresServer, binaries, on_postgresql_data
+from tests.raycluster import RayCluster, stop_orphans
 from tests.serverproc import EpeServer
 
 
@@ -19,6 +21,20 @@ def postgres() -> Iterator[PostgresServer]:
     pg = PostgresServer(bin_dir).start()
     yield pg
     pg.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    """One real Ray cluster of two nodes on this machine for the whole session, started
+    by the first test that needs it (tests/raycluster.py)."""
+    stop_orphans()
+    # Without Ray's token authentication, whatever a ~/.ray/auth_token left by another
+    # Ray says (Ray turns it on when that file exists): for the nodes, and for the
+    # bridges the servers and the executor suite start.
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    cluster = RayCluster().start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture

@@ -52,7 +52,20 @@ class Settings(BaseSettings):
     )
     login_window: float = Field(300.0, gt=0, description="Seconds failed logins are counted.")
 
-    # Workers (the local executor).
+    # Where users' code runs (docs/scale-out.md).
+    executor: Literal["local", "ray"] = Field(
+        "local", description="Where users' functions run: this machine, or a Ray cluster."
+    )
+    ray_address: str = Field(
+        "auto", min_length=1,
+        description="The Ray cluster (EPE_EXECUTOR=ray): auto, HOST:PORT, ray://HOST:PORT, "
+        "or local to start one on this machine.",
+    )
+    ray_connect_timeout: float = Field(
+        60.0, gt=0, description="Seconds to wait for the Ray cluster at start before giving up."
+    )
+
+    # Workers (the local executor; on Ray, each node's).
     workers: int = Field(2, ge=1, description="Worker processes in the default pool.")
     worker_max_tasks: int = Field(500, ge=1, description="Tasks a worker runs before recycling.")
     worker_memory_limit: int = Field(

@@ -4,8 +4,10 @@ of the unit that failed; a timeout kills the worker and the next task still runs
 printed output and figures come back; the worker's calls reach the task's handler;
 input reaches the worker by reference.
 
-Run on the local pool of real worker processes; a second backend is one more entry
-of ``BACKENDS``. Tasks are built here as the services build them."""
+Run on the local pool of real worker processes, and on a real two-node Ray cluster
+(``runner.ray``: the same worker machinery on each node, reached through the bridge);
+a further backend is one more entry of ``BACKENDS``. Tasks are built here as the
+services build them."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from epe.errors import (
 )
 from epe.runner.executor import Executor, Task, TaskFailed, TaskResult, Tenant
 from epe.runner.local.host import LocalHost
+from epe.runner.ray.host import RayHost
 from epe.settings import Settings
 
 T = TypeVar("T")
@@ -47,7 +50,7 @@ class Backend(Protocol):
 
 
 # Each backend: given settings with a data folder of its own, what makes its executors.
-BACKENDS: dict[str, Callable[[Settings], Backend]] = {"local": LocalHost}
+BACKENDS: dict[str, Callable[[Settings], Backend]] = {"local": LocalHost, "ray": RayHost}
 
 
 class Loop:
@@ -77,7 +80,10 @@ def loop() -> Iterator[Loop]:
 @pytest.fixture(scope="module", params=sorted(BACKENDS))
 def executor(request: pytest.FixtureRequest, loop: Loop,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Executor]:
-    settings = Settings(data_dir=Path(tmp_path_factory.mktemp("executor")))
+    where: dict[str, Any] = {}
+    if request.param == "ray":  # the session's cluster (tests/raycluster.py)
+        where = {"executor": "ray", "ray_address": request.getfixturevalue("ray_cluster").address}
+    settings = Settings(data_dir=Path(tmp_path_factory.mktemp("executor")), **where)
     backend = BACKENDS[request.param](settings)
     loop.run(backend.start())
     # One user's pool of two workers (with isolation: as the first uid a user gets).

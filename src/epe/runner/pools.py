@@ -153,6 +153,9 @@ class Pools:
         try:
             await executor.start()
             metrics.POOLS_WARM.labels(_kind(key)).inc()
+        except ServerBusy:  # where workers run cannot be reached now (a cluster): a 503
+            await executor.stop()
+            raise
         except Exception as e:
             await executor.stop()
             log.exception("could not start the workers of %s", key)

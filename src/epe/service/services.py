@@ -2,12 +2,14 @@
 
 The application picks each backend here from settings: the metadata store from
 ``EPE_METADATA_URL``, the table catalog from ``EPE_DATA_URL``, and where users'
-code runs (this machine: ``runner.local.host``), in pools kept per user and
-environment (``runner.pools``).
+code runs (``EPE_EXECUTOR``: this machine, ``runner.local.host``, or a Ray
+cluster, ``runner.ray.host``), in pools kept per user and environment
+(``runner.pools``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field
 
@@ -18,6 +20,7 @@ from epe.errors import InvalidSetting
 from epe.runner.environments import EnvironmentPools
 from epe.runner.executor import Tenant
 from epe.runner.local.host import LocalHost
+from epe.runner.pools import Backend
 from epe.runner.worker.sandbox import probe as isolation_refused
 from epe.service.audit import AuditTrail
 from epe.service.datastores import Datastores
@@ -103,6 +106,15 @@ def check_settings(settings: Settings) -> None:
     """Refuse, before serving, settings the server could not start with: a catalog it
     cannot open, isolation required where it cannot be had (the store: ``open_store_of``)."""
     open_catalog_of(settings).close()
+    if settings.executor == "ray":
+        if importlib.util.find_spec("ray") is None:
+            raise InvalidSetting("EPE_EXECUTOR=ray, but Ray is not installed: install epe's "
+                                 "ray extra (pip install 'epe[ray]')")
+        from epe.runner.ray.host import unreachable
+
+        if refused := unreachable(settings.ray_address, settings.ray_connect_timeout):
+            raise InvalidSetting(f"EPE_EXECUTOR=ray: {refused}")
+        return  # isolation is the nodes' to say: the Ray backend checks it at start
     if settings.require_isolation and (refused := isolation_refused()):
         raise InvalidSetting("EPE_REQUIRE_ISOLATION is set, but workers cannot be isolated "
                              f"here: {refused}")
@@ -114,4 +126,13 @@ def open_services(settings: Settings, store: Store | None = None) -> Services:
     tokens = TokenService(signing_key(settings, store), settings.token_lifetime,
                           settings.token_chain_lifetime)
     return Services(settings, store, tokens, open_catalog_of(settings),
-                    EnvironmentPools(settings, LocalHost(settings)))
+                    EnvironmentPools(settings, backend_of(settings)))
+
+
+def backend_of(settings: Settings) -> Backend:
+    """Where users' code runs: this machine, or the Ray cluster ``EPE_RAY_ADDRESS``."""
+    if settings.executor == "ray":
+        from epe.runner.ray.host import RayHost  # Ray itself: only in its bridge process
+
+        return RayHost(settings)
+    return LocalHost(settings)
