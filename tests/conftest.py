@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pgserver import INSTALL_HINT, PostgresServer, binaries
+from tests.pgserver import INSTALL_HINT, PostgresServer, binaries, on_postgresql_data
 from tests.raycluster import RayCluster, stop_orphans
 from tests.serverproc import EpeServer
 
@@ -51,6 +51,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EpeServer]:
     srv = EpeServer(tmp_path_factory.mktemp("epe-data")).start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_data_server(postgres: PostgresServer,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[EpeServer]:
+    """One server whose users' tables are in PostgreSQL, shared like ``server``."""
+    srv = EpeServer(tmp_path_factory.mktemp("epe-pg-data"), on_postgresql_data(postgres)).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module", params=["duckdb", "postgresql"])
+def data_server(request: pytest.FixtureRequest) -> EpeServer:
+    """The shared server of each backend of users' tables: a test that takes it runs
+    on both."""
+    name = "server" if request.param == "duckdb" else "pg_data_server"
+    srv: EpeServer = request.getfixturevalue(name)
+    return srv
 
 
 @pytest.fixture

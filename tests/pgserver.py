@@ -24,6 +24,7 @@ from pathlib import Path
 INSTALL_HINT = ("PostgreSQL's server binaries are not installed: `make test` installs "
                 "Debian's package (apt-get install postgresql)")
 _databases = itertools.count(1)
+_data_prefixes = itertools.count(1)
 
 
 def binaries() -> Path | None:
@@ -65,6 +66,7 @@ class PostgresServer:
         self.root = root or Path(tempfile.mkdtemp(prefix="epe-pg-"))
         self.data, self.sockets = self.root / "data", self.root / "sock"
         self.port = 0
+        self._options = ""
         self._template: str | None = None
         self._owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
 
@@ -91,13 +93,34 @@ class PostgresServer:
         for _attempt in range(5):  # a free port may be taken between the probe and the bind
             self.port = free_port()
             try:
-                self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w",
-                          "-o", options.format(port=self.port), "start")
+                self._options = options.format(port=self.port)
+                self._pg_ctl_start()
                 return self
             except RuntimeError:
                 if "could not bind" not in self.log():
                     raise
         raise RuntimeError("PostgreSQL found no free port:\n" + self.log())
+
+    def _pg_ctl_start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w",
+                  "-o", self._options, "start")
+
+    def halt(self) -> None:
+        """Shut the server down, clients cut off, its data kept for ``resume``."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start a ``halt``-ed server again, on the same port."""
+        self._pg_ctl_start()
+
+    def require_passwords(self) -> None:
+        """From now on, roles other than ``postgres`` log in over TCP with a password
+        (SCRAM), as on a real server; ``postgres`` itself still needs none."""
+        (self.data / "pg_hba.conf").write_text(
+            "local all all trust\n"
+            "host all postgres 127.0.0.1/32 trust\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n")
+        self._run("pg_ctl", "-D", str(self.data), "reload")
 
     def log(self) -> str:
         with contextlib.suppress(OSError):
@@ -137,3 +160,12 @@ class PostgresServer:
         with contextlib.suppress(RuntimeError):
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def on_postgresql_data(postgres: PostgresServer, env: dict[str, str] | None = None
+                       ) -> dict[str, str]:
+    """A server's ``env`` with users' tables in a new database of ``postgres``, under
+    role names no other server of the session uses (roles are the whole server's)."""
+    prefix = f"d{os.getpid()}_{next(_data_prefixes)}_"
+    return {"EPE_DATA_URL": postgres.new_database("data"), "EPE_DATA_ROLE_PREFIX": prefix,
+            **(env or {})}

@@ -52,9 +52,11 @@ function setSession(next, message = "") {
   for (const fn of subscribers) fn(session);
 }
 
-function fromToken(user, body) {
+// ``admin`` only decides which controls the console offers: the server checks the
+// role on every call whatever the page shows.
+function fromToken(user, admin, body) {
   const lifetime = body.expiresIn * 1000;
-  return { user, token: body.accessToken, lifetime, expiresAt: Date.now() + lifetime };
+  return { user, admin, token: body.accessToken, lifetime, expiresAt: Date.now() + lifetime };
 }
 
 // Refresh five minutes before expiry, or halfway through a token's life when it is
@@ -75,7 +77,7 @@ async function refresh() {
     json: { grant_type: "refresh_token", refresh_token: current.token },
   }).catch(() => null);
   if (session !== current) return; // signed out meanwhile
-  if (r && r.status === 200) setSession(fromToken(current.user, r.data));
+  if (r && r.status === 200) setSession(fromToken(current.user, current.admin, r.data));
   else if (r && r.status === 401) setSession(null, "Your session has ended: sign in again.");
   else timer = setTimeout(refresh, RETRY_REFRESH_MS); // the server is unreachable: retry
 }
@@ -86,7 +88,9 @@ export async function signIn(username, password) {
     json: { grant_type: "password", username, password },
   });
   if (r.status !== 200) throw new ApiError(r.status, r.data);
-  setSession(fromToken(username.trim().toUpperCase(), r.data));
+  const me = await send(`${USERS}/me`, { token: r.data.accessToken });
+  if (me.status !== 200) throw new ApiError(me.status, me.data);
+  setSession(fromToken(me.data.result.username, me.data.result.admin, r.data));
 }
 
 export async function signOut() {

@@ -11,21 +11,23 @@ import { ScriptsPage } from "./pages/Scripts.jsx";
 import { TablesPage } from "./pages/Tables.jsx";
 import { UsersPage } from "./pages/Users.jsx";
 
+// [route, title, page, for admins only]
 const PAGES = [
-  ["scripts", "Scripts", ScriptsPage],
-  ["run", "Run", RunPage],
-  ["jobs", "Jobs", JobsPage],
-  ["tables", "Tables", TablesPage],
-  ["datastores", "Datastores", DatastoresPage],
-  ["environments", "Environments", EnvironmentsPage],
-  ["users", "Users", UsersPage],
+  ["scripts", "Scripts", ScriptsPage, false],
+  ["run", "Run", RunPage, false],
+  ["jobs", "Jobs", JobsPage, false],
+  ["tables", "Tables", TablesPage, false],
+  ["datastores", "Datastores", DatastoresPage, false],
+  ["environments", "Environments", EnvironmentsPage, false],
+  ["users", "Users", UsersPage, true],
 ];
 
 export function App() {
   const session = useSession();
   const route = useRoute();
   if (!session) return <SignIn notice={currentNotice()} />;
-  const [, , Page] = PAGES.find(([name]) => name === route.page) || PAGES[0];
+  const pages = PAGES.filter(([, , , adminOnly]) => session.admin || !adminOnly);
+  const [, , Page] = pages.find(([name]) => name === route.page) || pages[0];
   return (
     <>
       <header class="top container-fluid">
@@ -34,7 +36,7 @@ export function App() {
             <li>
               <strong class="brand">epe</strong>
             </li>
-            {PAGES.map(([name, title]) => (
+            {pages.map(([name, title]) => (
               <li>
                 <a href={href(name)} aria-current={route.page === name ? "page" : undefined}>
                   {title}
@@ -45,6 +47,7 @@ export function App() {
           <ul>
             <li class="who">
               Signed in as <strong data-testid="user">{session.user}</strong>
+              {session.admin && <span class="muted small"> (admin)</span>}
             </li>
             <li>
               <button type="button" class="secondary outline" onClick={signOut}>

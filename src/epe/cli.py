@@ -107,19 +107,25 @@ def user() -> None:
 @click.option("--password-stdin", is_flag=True, required=True,
               help="Read the password from standard input.")
 @click.option("--admin", is_flag=True, help="Give the user the admin role.")
-def user_add(name: str, data_dir: Path | None, password_stdin: bool, admin: bool) -> None:
+@click.option("--db-role", metavar="ROLE",
+              help="Bind the user to this existing PostgreSQL role (tables in PostgreSQL "
+                   "only): their queries read what it may read.")
+def user_add(name: str, data_dir: Path | None, password_stdin: bool, admin: bool,
+             db_role: str | None) -> None:
     """Create user NAME."""
     from epe.service.audit import AuditTrail
-    from epe.service.services import open_store_of
+    from epe.service.services import open_catalog_of, open_store_of
     from epe.service.users import create_user
 
     settings = build_settings(data_dir=data_dir)
     password = sys.stdin.readline().rstrip("\r\n")
     store = open_store_of(settings)
     audit = AuditTrail(store.audit)
+    catalog = open_catalog_of(settings)
     try:
-        created = create_user(store, audit, None, name, password, admin)
+        created = create_user(store, audit, catalog, None, name, password, admin, db_role)
     finally:
+        catalog.close()
         audit.close()
         store.close()
     click.echo(f"user {created.name} created" + (" (admin)" if admin else ""))

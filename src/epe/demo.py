@@ -60,9 +60,10 @@ SCRIPTS: dict[str, tuple[str, str]] = {
 def load_demo(settings: Settings, password: str) -> Iterator[str]:
     store = open_store_of(settings)
     audit = AuditTrail(store.audit)
+    catalog = open_catalog_of(settings)
     try:
         if store.get_user(DEMO_USER) is None:
-            create_user(store, audit, None, DEMO_USER, password)
+            create_user(store, audit, catalog, None, DEMO_USER, password)
             yield f"user {DEMO_USER} created"
         else:
             store.set_password(DEMO_USER, hash_password(password))
@@ -74,6 +75,7 @@ def load_demo(settings: Settings, password: str) -> Iterator[str]:
                              overwrite=True)
         yield f"scripts loaded: {', '.join(SCRIPTS)}"
     finally:
+        catalog.close()
         audit.close()
         store.close()
     yield load_iris(settings)

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     # Where metadata and users' tables are kept (empty: embedded, in the data folder).
     metadata_url: str = Field("", description="Database URL of the metadata store.")
     data_url: str = Field("", description="Where users' tables are kept.")
+    data_role_prefix: str = Field(
+        "epe_", max_length=30,
+        description="Prefix of the PostgreSQL role and schema made for each user (data URL "
+                    "postgresql://).")
     metadata_pool_size: int = Field(
         10, ge=1, description="Connections each server keeps open to a PostgreSQL metadata store."
     )
@@ -119,6 +123,9 @@ class Settings(BaseSettings):
     )
     query_timeout: float = Field(
         300.0, gt=0, description="Seconds an input query may run before it is interrupted."
+    )
+    sql_dialect: Literal["auto", "oracle", "native"] = Field(
+        "auto", description="How users' SQL is read when a request does not say (docs/sql.md)."
     )
 
     # Graphics (docs/graphics.md): the size and resolution of captured figures.

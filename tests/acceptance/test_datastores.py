@@ -568,9 +568,11 @@ def test_describe_shows_class_size_and_shape(alice: httpx.Client) -> None:
     assert set(rows) == {"frame", "matrix", "words"}
     assert (rows["frame"]["class"], rows["frame"]["length"], rows["frame"]["row_count"],
             rows["frame"]["col_count"]) == ("DataFrame", 150, 150, 3)
+    # OML counts 1, 1, 1 for what is not a list, dict or DataFrame, an array too.
     assert (rows["matrix"]["class"], rows["matrix"]["length"], rows["matrix"]["row_count"],
-            rows["matrix"]["col_count"]) == ("ndarray", 4, 4, 3)
-    assert (rows["words"]["class"], rows["words"]["length"]) == ("list", 2)
+            rows["matrix"]["col_count"]) == ("ndarray", 1, 1, 1)
+    assert (rows["words"]["class"], rows["words"]["length"], rows["words"]["row_count"],
+            rows["words"]["col_count"]) == ("list", 2, 1, 2)
     assert all(isinstance(r["size"], int) and r["size"] > 0 for r in rows.values())
     # REST shows the same objects, sizes and shapes.
     objects = rest_objects(alice, name)
@@ -713,7 +715,8 @@ def test_rest_list_describe_delete(alice: httpx.Client, names: dict[str, str]) -
     objects = rest_objects(alice, name)
     assert {k: o["class"] for k, o in objects.items()} == \
         {"a": "int", "b": "list", "arr": "ndarray"}
-    assert (objects["arr"]["rowCount"], objects["arr"]["colCount"]) == (2, 3)
+    # OML counts 1 row and 1 column for what is not a DataFrame (or a list or dict).
+    assert (objects["arr"]["rowCount"], objects["arr"]["colCount"]) == (1, 1)
     assert set(rest_objects(alice, name, names["alice"])) == set(objects)
 
     r = alice.delete(f"{DS}/{name}")

@@ -49,7 +49,7 @@ def test_unknown_route_is_404(c: httpx.Client, path: str) -> None:
     ("DELETE", f"{API}/scripts"),
     ("GET", f"{API}/do-eval/x"),
     ("PUT", f"{API}/do-eval/x"),
-    ("GET", "/omlusers/api/v1/users"),
+    ("PUT", "/omlusers/api/v1/users"),
     ("POST", "/health"),
     ("POST", ROOT),
 ])

@@ -73,8 +73,8 @@ from tests.acceptance.test_users import (  # noqa: F401
     test_delete_user,
     test_duplicate_user_is_409,
 )
-from tests.pgserver import PostgresServer
-from tests.serverproc import API, EpeServer
+from tests.pgserver import PostgresServer, binaries
+from tests.serverproc import API, EpeServer, wait_for
 
 
 def on_postgresql(postgres: PostgresServer, env: dict[str, str]) -> dict[str, str]:
@@ -124,3 +124,37 @@ def make_server(postgres: PostgresServer, tmp_path: Path) -> Iterator[Callable[.
 def api() -> str:
     """The script tests' API version: v2 only here (v1 is the same code path)."""
     return API
+
+
+def test_metadata_database_down_is_503_then_served_again(tmp_path: Path) -> None:
+    # A PostgreSQL server of this test's own: stopping the session's would fail others.
+    bin_dir = binaries()
+    assert bin_dir is not None
+    pg = PostgresServer(bin_dir).start()
+    srv = EpeServer(tmp_path / "data", {"EPE_METADATA_URL": pg.new_database(migrated=True)})
+    try:
+        srv.start()
+        name, password = srv.add_user()
+        client = srv.client(name, password)
+        assert client.get(f"{API}/scripts").status_code == 200
+
+        pg.halt()
+        # The token and its user are still known (a short-lived cache): the read and the
+        # write below are what reach the database.
+        script = {"name": "f", "script": "def f():\n    return 1\n"}
+        for r in (client.get(f"{API}/scripts"), client.post(f"{API}/scripts", json=script)):
+            assert r.status_code == 503, r.text
+            assert r.headers["Retry-After"] == "5"
+            assert "metadata database cannot be reached" in r.json()["errorMessage"]
+        assert "unhandled error" not in "".join(srv.output)
+        with srv.http() as anonymous:
+            down = anonymous.get("/health/ready")
+        assert down.status_code == 503, down.text
+        assert down.json()["parts"]["store"]["state"] != "ok"
+
+        pg.resume()  # the pool replaces the connections the restart cut
+        assert wait_for(lambda: client.get(f"{API}/scripts").status_code == 200)
+        assert client.post(f"{API}/scripts", json=script).status_code == 201
+    finally:
+        srv.stop()
+        pg.stop()

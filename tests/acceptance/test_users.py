@@ -45,6 +45,28 @@ def test_admin_creates_a_user_who_can_log_in(server: EpeServer, admin: httpx.Cli
         assert_error(c.post(USERS, json={"username": unique_name(), "password": "x"}), 403)
 
 
+def test_users_list_for_admins_and_each_user_reads_their_own_account(
+        server: EpeServer, admin: httpx.Client) -> None:
+    name = unique_name("who")
+    assert create(admin, name, "Secret-pw").status_code == 201
+    listed = admin.get(USERS)
+    assert listed.status_code == 200, listed.text
+    rows = listed.json()["result"]
+    assert [r["username"] for r in rows] == sorted(r["username"] for r in rows)
+    mine = next(r for r in rows if r["username"] == name.upper())
+    assert mine["admin"] is False and mine["createdDate"].endswith("+00:00")
+    assert "password" not in str(rows).lower()  # no hash, ever
+
+    token = login(server, name, "Secret-pw").json()["accessToken"]
+    with server.http(headers={"Authorization": f"Bearer {token}"}) as c:
+        assert c.get(f"{USERS}/me").json() == {"result": {"username": name.upper(),
+                                                           "admin": False}}
+        assert_error(c.get(USERS), 403, 3001)  # the list is for admins only
+    assert admin.get(f"{USERS}/me").json()["result"]["admin"] is True
+    with server.http() as anonymous:
+        assert_error(anonymous.get(f"{USERS}/me"), 401)
+
+
 def test_admin_can_create_an_admin(server: EpeServer, admin: httpx.Client) -> None:
     name = unique_name("adm")
     r = create(admin, name, "Secret-pw", admin=True)

@@ -385,27 +385,39 @@ def test_an_admin_builds_an_environment_watching_its_log(
     expect(page.get_by_role("status")).to_have_text("Environment forecasting deleted.")
 
 
-def test_an_admin_adds_and_deletes_a_user(page: Page, console: Console) -> None:
+def test_an_admin_lists_adds_and_deletes_users(page: Page, console: Console) -> None:
     sign_in(page, console, *console.admin)
+    expect(page.locator(".who")).to_contain_text("(admin)")
     open_page(page, "Users")
+    users = page.get_by_role("table", name="users")
+    expect(users).to_contain_text("OMLUSER")
     adding = page.get_by_role("region", name="Add a user")
     adding.get_by_label("User name").fill("analyst")
     adding.get_by_label("Password").fill("pw-Secret1")
     adding.get_by_role("button", name="Add user").click()
     expect(adding.get_by_role("status")).to_have_text("User ANALYST created.")
-    deleting = page.get_by_role("region", name="Delete a user")
-    deleting.get_by_label("User name").fill("analyst")
-    deleting.get_by_role("button", name="Delete user").click()
-    deleting.get_by_role("button", name="Delete user").click()
-    expect(deleting.get_by_role("status")).to_have_text("user ANALYST deleted")
+    row = users.get_by_role("row", name=re.compile("ANALYST"))
+    expect(row).to_contain_text("user")
+    # No way to delete oneself is offered.
+    expect(users.get_by_role("row", name=re.compile(console.admin[0])).get_by_role(
+        "button")).to_have_count(0)
+    row.get_by_role("button", name="Delete").click()
+    row.get_by_role("button", name="Delete").click()
+    listing = page.get_by_role("region", name="Users")
+    expect(listing.get_by_role("status")).to_have_text("user ANALYST deleted")
+    expect(users).not_to_contain_text("ANALYST")
 
 
-def test_a_user_who_is_not_an_admin_is_refused_admin_actions(signed_in: Page) -> None:
+def test_a_user_who_is_not_an_admin_is_offered_no_admin_controls(signed_in: Page) -> None:
     page = signed_in
-    open_page(page, "Users")
-    add = page.get_by_role("form", name="add a user")
-    add.get_by_label("User name").fill("SOMEONE")
-    add.get_by_label("Password").fill("pw-Secret1")
-    add.get_by_role("button", name="Add user").click()
-    expect(page.get_by_role("alert")).to_contain_text("needs the admin role")
-
+    nav = page.get_by_role("navigation", name="main")
+    expect(nav.get_by_role("link", name="Environments")).to_be_visible()
+    expect(nav.get_by_role("link", name="Users")).to_have_count(0)
+    expect(page.locator(".who")).not_to_contain_text("(admin)")
+    open_page(page, "Environments")
+    expect(page.get_by_role("heading", name="Environments")).to_be_visible()
+    expect(page.get_by_role("form", name="create an environment")).to_have_count(0)
+    # Typing the admin page's address leads to the first page, not to its controls.
+    page.goto(page.url.split("#")[0] + "#/users")
+    expect(page.get_by_role("form", name="add a user")).to_have_count(0)
+    expect(page.get_by_role("heading", name="Scripts", exact=True)).to_be_visible()

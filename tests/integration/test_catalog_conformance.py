@@ -1,12 +1,16 @@
 """The table catalog's contract, which every backend must pass: owner-scoped tables
-in and out as Arrow, atomic replacement, read-only queries as tables and streams,
+in and out as Arrow, atomic replacement, read-only queries as tables and streams (with
+relations handed in for one statement),
 a time limit, and the errors of ``epe.data.catalog``.
 
-Run on embedded DuckDB files in a temporary folder; a second backend is one more
-entry of ``BACKENDS``. (``test_catalog.py`` tests what is DuckDB's own.)"""
+Run on embedded DuckDB files in a temporary folder and on a new database of the
+session's PostgreSQL server; another backend is one more entry of ``BACKENDS``.
+(``test_catalog.py`` and ``test_postgres_catalog.py`` test what is each one's own.)"""
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,25 +27,39 @@ from epe.errors import (
     TimeLimitExceeded,
 )
 
-SLOW = "SELECT count(*) FROM range(1000000000) a, range(1000000000) b"
+# A query that runs until stopped, in each backend's SQL.
+SLOW = {"duckdb": "SELECT count(*) FROM range(1000000000) a, range(1000000000) b",
+        "postgresql": "SELECT pg_sleep(600)"}
+_prefixes = itertools.count(1)
 
 
-def duckdb_url(folder: Path) -> str:
+def duckdb_url(request: pytest.FixtureRequest, folder: Path) -> str:
     return f"duckdb:///{folder / 'tables'}"
 
 
-# Each backend: how to name a fresh, empty catalog in a folder of the test's own.
-BACKENDS: dict[str, Callable[[Path], str]] = {"duckdb": duckdb_url}
+def postgresql_url(request: pytest.FixtureRequest, folder: Path) -> str:
+    return str(request.getfixturevalue("postgres").new_database("catalog"))
+
+
+# Each backend: how to name a fresh, empty catalog (given a folder of the test's own).
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
+    "duckdb": duckdb_url, "postgresql": postgresql_url}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return BACKENDS[request.param](tmp_path)
+    return BACKENDS[request.param](request, tmp_path)
 
 
 @pytest.fixture
-def catalog(url: str) -> Iterator[Catalog]:
-    cat = open_catalog(url, query_timeout=60)
+def prefix() -> str:
+    """Roles are the whole PostgreSQL server's: each test's users get names of their own."""
+    return f"c{os.getpid()}_{next(_prefixes)}_"
+
+
+@pytest.fixture
+def catalog(url: str, prefix: str) -> Iterator[Catalog]:
+    cat = open_catalog(url, query_timeout=60, role_prefix=prefix)
     yield cat
     cat.close()
 
@@ -118,12 +136,12 @@ def test_a_bad_query_in_a_stream_is_refused_before_any_row(catalog: Catalog) -> 
         list(rows)
 
 
-def test_a_query_past_its_time_limit_is_stopped(url: str) -> None:
-    catalog = open_catalog(url, query_timeout=0.5)
+def test_a_query_past_its_time_limit_is_stopped(url: str, prefix: str) -> None:
+    catalog = open_catalog(url, query_timeout=0.5, role_prefix=prefix)
     try:
         with pytest.raises(TimeLimitExceeded):
-            catalog.query("ANN", SLOW)
-        assert catalog.query("ANN", "SELECT 1 AS X").to_pylist() == [{"X": 1}]
+            catalog.query("ANN", SLOW[url.split(":", 1)[0]])
+        assert catalog.query("ANN", 'SELECT 1 AS "X"').to_pylist() == [{"X": 1}]
     finally:
         catalog.close()
 
@@ -145,13 +163,22 @@ def test_a_bad_table_name_is_refused(catalog: Catalog, name: str) -> None:
 
 def test_warm_up_then_work(catalog: Catalog) -> None:
     catalog.warm_up()
-    assert catalog.query("ANN", "SELECT 42 AS X").to_pylist() == [{"X": 42}]
+    assert catalog.query("ANN", 'SELECT 42 AS "X"').to_pylist() == [{"X": 42}]
 
 
-@pytest.mark.parametrize("bad", ["postgres://host/db", "duckdb://", "tables"])
+def test_adding_an_owner_twice_changes_nothing(catalog: Catalog) -> None:
+    catalog.add_owner("ANN")
+    catalog.put("ANN", "T", fruit(), overwrite=False)
+    catalog.add_owner("ANN")
+    assert [t.name for t in catalog.tables("ANN")] == ["T"]
+
+
+@pytest.mark.parametrize("bad", ["mysql://host/db", "duckdb://", "tables", "postgresql:///db",
+                                 "postgresql://u:secret@/db"])
 def test_a_url_that_names_no_catalog_is_a_clear_error(bad: str) -> None:
-    with pytest.raises(InvalidSetting, match="data URL"):
+    with pytest.raises(InvalidSetting, match="data URL") as e:
         open_catalog(bad, query_timeout=1)
+    assert "secret" not in str(e.value)  # a password is never shown
 
 
 def test_a_catalog_says_whether_it_can_serve(catalog: Catalog) -> None:
@@ -159,3 +186,23 @@ def test_a_catalog_says_whether_it_can_serve(catalog: Catalog) -> None:
     catalog.close()
     with pytest.raises(NotReady):
         catalog.check()
+
+
+def test_relations_are_read_by_name_for_one_statement(catalog: Catalog) -> None:
+    """Arrow tables handed with a query (OML's views, table functions' results) are read
+    as relations of that statement only, typed as they are, empty ones too."""
+    catalog.put("ANN", "FRUIT", fruit(), overwrite=False)
+    extra = pa.table({"ID": pa.array([2, 3], pa.int64()), "TAG": ["it's", None],
+                      "IMAGE": pa.array([b"\x89PNG", None], pa.binary())})
+    empty = extra.slice(0, 0)
+    sql = ('SELECT f."NAME", x."TAG", x."IMAGE", (SELECT count(*) FROM "__epe_none") AS "N" '
+           'FROM "FRUIT" f JOIN "__epe_x" x ON f."ID" = x."ID" ORDER BY f."ID"')
+    relations = {"__epe_x": extra, "__epe_none": empty}
+    rows = catalog.query("ANN", sql, relations).to_pylist()
+    assert rows == [{"NAME": "pear", "TAG": "it's", "IMAGE": b"\x89PNG", "N": 0},
+                    {"NAME": None, "TAG": None, "IMAGE": None, "N": 0}]
+    with catalog.stream("ANN", sql, relations) as reader:
+        assert reader.read_all().to_pylist() == rows
+    with pytest.raises(InvalidRequest):  # gone after the statement
+        catalog.query("ANN", 'SELECT * FROM "__epe_x"')
+    assert catalog.query("ANN", 'SELECT count(*) AS "N" FROM "FRUIT"').to_pylist() == [{"N": 3}]

@@ -79,6 +79,13 @@ def test_adding_an_existing_user_is_a_conflict_and_keeps_the_first(store: Store)
     assert user is not None and (user.password_hash, user.is_admin) == ("first", False)
 
 
+def test_users_are_listed_by_name_and_a_deleted_one_is_gone(store: Store) -> None:
+    for name in ("CAROL", "ALICE", "BOB"):
+        store.add_user(name, "h", name == "BOB")
+    store.delete_user("CAROL")
+    assert [(u.name, u.is_admin) for u in store.users()] == [("ALICE", False), ("BOB", True)]
+
+
 def test_user_names_are_stored_as_given(store: Store) -> None:
     # Normalising to upper case is the caller's job (epe.core.names); the store is exact.
     store.add_user("ALICE", "h", False)

@@ -1,5 +1,6 @@
 // Environments: the named Python environments runs may ask for with envName;
-// admins build them (a job whose log is shown as pip writes it) and delete them.
+// admins build them (a job whose log is shown as pip writes it) and delete them; the
+// controls for that are shown to admins only.
 import { useState } from "preact/hooks";
 import { API, ApiError, api, exchange, seg } from "../api.js";
 import { ConfirmButton, ErrorBox, Loading, Notice } from "../components/common.jsx";
@@ -9,7 +10,7 @@ import { ENDED, Status } from "./Jobs.jsx";
 
 const POLL_MS = 1000;
 
-export function EnvironmentsPage() {
+export function EnvironmentsPage({ session }) {
   const envs = useResource(() => api.get("/envs").then((b) => b.result.envs), []);
   const action = useAction();
   const remove = (name) =>
@@ -37,9 +38,11 @@ export function EnvironmentsPage() {
                 <th scope="col">Installed</th>
                 <th scope="col">Python</th>
                 <th scope="col">Size</th>
-                <th scope="col">
-                  <span class="visually-hidden">Actions</span>
-                </th>
+                {session.admin && (
+                  <th scope="col">
+                    <span class="visually-hidden">Actions</span>
+                  </th>
+                )}
               </tr>
             </thead>
             <tbody>
@@ -51,9 +54,11 @@ export function EnvironmentsPage() {
                   <td>{e.number_of_installed_packages}</td>
                   <td>{e.tags?.python}</td>
                   <td>{e.size}</td>
-                  <td>
-                    <ConfirmButton label="Delete" question={`Delete ${e.name}?`} onConfirm={() => remove(e.name)} />
-                  </td>
+                  {session.admin && (
+                    <td>
+                      <ConfirmButton label="Delete" question={`Delete ${e.name}?`} onConfirm={() => remove(e.name)} />
+                    </td>
+                  )}
                 </tr>
               ))}
             </tbody>
@@ -62,7 +67,7 @@ export function EnvironmentsPage() {
         <Notice>{action.done}</Notice>
         <ErrorBox error={action.error} />
       </section>
-      <CreateEnvironment onBuilt={envs.reload} />
+      {session.admin && <CreateEnvironment onBuilt={envs.reload} />}
     </div>
   );
 }

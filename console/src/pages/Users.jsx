@@ -1,23 +1,74 @@
-// Users: admins add and delete accounts (the API has no list of users).
+// Users (admins only; the navigation offers it to no one else): every account, adding
+// one, and deleting one with everything it owns.
 import { useState } from "preact/hooks";
 import { USERS, call, seg } from "../api.js";
-import { ConfirmButton, ErrorBox, Notice } from "../components/common.jsx";
-import { useAction } from "../hooks.js";
+import { ConfirmButton, ErrorBox, Loading, Notice } from "../components/common.jsx";
+import { useAction, useResource } from "../hooks.js";
 
 export function UsersPage({ session }) {
+  const users = useResource(() => call("GET", USERS).then((b) => b.result), []);
   return (
-    <>
-      <h2>Users</h2>
-      <p class="muted small">Only admins may add and delete users; the server refuses everyone else.</p>
-      <div class="split even">
-        <AddUser />
-        <DeleteUser me={session.user} />
-      </div>
-    </>
+    <div class="split even">
+      <UserList users={users} me={session.user} />
+      <AddUser onAdded={users.reload} />
+    </div>
   );
 }
 
-function AddUser() {
+function UserList({ users, me }) {
+  const action = useAction();
+  const remove = (name) =>
+    action.run(async () => {
+      const body = await call("DELETE", `${USERS}${seg(name)}`);
+      users.reload();
+      return body.result;
+    });
+  return (
+    <section aria-labelledby="users-title">
+      <h2 id="users-title">Users</h2>
+      <p class="muted small">
+        Deleting a user stops and deletes their jobs and deletes their tables, datastores, scripts and grants.
+      </p>
+      <Loading resource={users} what="users" />
+      {users.data && (
+        <table class="list striped" aria-label="users">
+          <thead>
+            <tr>
+              <th scope="col">Name</th>
+              <th scope="col">Role</th>
+              <th scope="col">Created</th>
+              <th scope="col">
+                <span class="visually-hidden">Actions</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {users.data.map((u) => (
+              <tr>
+                <td>{u.username}</td>
+                <td>{u.admin ? "admin" : "user"}</td>
+                <td>{u.createdDate}</td>
+                <td>
+                  {u.username !== me && (
+                    <ConfirmButton
+                      label="Delete"
+                      question={`Delete ${u.username} and everything they own?`}
+                      onConfirm={() => remove(u.username)}
+                    />
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      <Notice>{action.done}</Notice>
+      <ErrorBox error={action.error} title="Could not delete the user" />
+    </section>
+  );
+}
+
+function AddUser({ onAdded }) {
   const [form, setForm] = useState({ username: "", password: "", admin: false });
   const action = useAction();
   const set = (key) => (e) => {
@@ -31,6 +82,7 @@ function AddUser() {
         json: { username: form.username.trim(), password: form.password, admin: form.admin },
       });
       setForm({ username: "", password: "", admin: false });
+      onAdded();
       const u = body.result;
       return `User ${u.username} created${u.admin ? " (admin)" : ""}.`;
     });
@@ -65,45 +117,6 @@ function AddUser() {
       </form>
       <Notice>{action.done}</Notice>
       <ErrorBox error={action.error} title="Could not add the user" />
-    </section>
-  );
-}
-
-function DeleteUser({ me }) {
-  const [name, setName] = useState("");
-  const action = useAction();
-  const remove = () =>
-    action.run(async () => {
-      const body = await call("DELETE", `${USERS}${seg(name.trim())}`);
-      setName("");
-      return body.result;
-    });
-  return (
-    <section aria-labelledby="delete-user-title">
-      <h3 id="delete-user-title">Delete a user</h3>
-      <p class="muted small">
-        Deleting a user stops and deletes their jobs and deletes their tables, datastores, scripts and grants.
-      </p>
-      <form onSubmit={(e) => e.preventDefault()} aria-label="delete a user">
-        <label>
-          User name
-          <input
-            name="deleteUsername"
-            required
-            autocomplete="off"
-            value={name}
-            onInput={(e) => setName(e.currentTarget.value)}
-          />
-        </label>
-        <ConfirmButton
-          label="Delete user"
-          question={`Delete ${name.trim().toUpperCase() || "?"} and everything they own?`}
-          disabled={!name.trim() || name.trim().toUpperCase() === me}
-          onConfirm={remove}
-        />
-      </form>
-      <Notice>{action.done}</Notice>
-      <ErrorBox error={action.error} title="Could not delete the user" />
     </section>
   );
 }

@@ -19,6 +19,7 @@ from epe.api.responses import result_response
 from epe.core.operations import OPERATIONS, Operation
 from epe.core.requests import RunRequest
 from epe.errors import InvalidRequest
+from epe.service.pyq import TableFunctions
 from epe.service.runs import prepare, run
 from epe.service.services import Services
 from epe.service.sessions import Caller
@@ -32,11 +33,13 @@ async def respond(request: Request, services: Services, caller: Caller, op: Oper
                   body: RunRequest, name: str | None, owner: str | None) -> Response:
     """Run now and answer 200, or as a job and answer 201 with its ``Location``."""
     prepared = prepare(services, caller, op, body, name, owner)
+    jobs = await get_jobs(request)
     if prepared.asynchronous:
-        job = await (await get_jobs(request)).submit(prepared,
-                                                     request.headers.get("idempotency-key"))
+        job = await jobs.submit(prepared, request.headers.get("idempotency-key"))
         return Response(status_code=201, headers={"Location": job_url(request, job.id)})
-    return result_response(await run(services, prepared))
+    # OML's table functions in the input run as in POST /query.
+    functions = TableFunctions(services, caller, jobs, lambda job_id: job_url(request, job_id))
+    return result_response(await run(services, prepared, functions=functions))
 
 
 def _endpoints(op: Operation) -> list[tuple[str, Endpoint]]:

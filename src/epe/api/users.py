@@ -1,23 +1,45 @@
-"""User administration: admin only (docs/api.md, users)."""
+"""User administration: admins only, but for a caller's own account (docs/api.md, users)."""
 
 from __future__ import annotations
+
+import asyncio
 
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from epe.api.deps import AdminDep, JobsDep, ServicesDep
+from epe.api.deps import AdminDep, CallerDep, JobsDep, ServicesDep
 from epe.api.responses import json_response
+from epe.core.names import iso_date
 from epe.core.requests import UserCreate
 from epe.service.users import create_user, delete_user
+from epe.store import UserRecord
 
 router = APIRouter(prefix="/omlusers/api/v1/users", tags=["users"])
 
 
+def _shown(user: UserRecord) -> dict[str, object]:
+    return {"username": user.name, "admin": user.is_admin,
+            "createdDate": iso_date(user.created)}
+
+
+@router.get("")
+async def list_users(_admin: AdminDep, services: ServicesDep) -> Response:
+    """Every user, by name."""
+    users = await asyncio.to_thread(services.store.users)
+    return json_response({"result": [_shown(user) for user in users]})
+
+
+@router.get("/me")
+def whoami(caller: CallerDep) -> Response:
+    """The caller's own account: what the console shows and which controls it offers."""
+    return json_response({"result": {"username": caller.name, "admin": caller.user.is_admin}})
+
+
 @router.post("", status_code=201)
 def add_user(body: UserCreate, admin: AdminDep, services: ServicesDep) -> Response:
-    user = create_user(services.store, services.audit, admin.name, body.username,
-                       body.password, body.admin)
-    return json_response({"result": {"username": user.name, "admin": user.is_admin}}, 201)
+    user = create_user(services.store, services.audit, services.catalog, admin.name,
+                       body.username, body.password, body.admin)
+    return json_response({"result": _shown(user)}, 201)
 
 
 @router.delete("/{name}")

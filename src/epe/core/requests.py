@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 Service = Literal["LOW", "MEDIUM", "HIGH"]
+# How ``input`` is read: Oracle's SQL translated, the backend's own, or either (docs/sql.md).
+Dialect = Literal["auto", "oracle", "native"]
 
 
 class _Body(BaseModel):
@@ -43,15 +45,18 @@ class ParallelRequest(RunRequest):
 
 class TableApplyRequest(RunRequest):
     input: StrictStr = Field(min_length=1)
+    dialect: Dialect | None = None
 
 
 class RowApplyRequest(ParallelRequest):
     input: StrictStr = Field(min_length=1)
+    dialect: Dialect | None = None
     rows: StrictInt = Field(gt=0)
 
 
 class GroupApplyRequest(ParallelRequest):
     input: StrictStr = Field(min_length=1)
+    dialect: Dialect | None = None
     group_by: StrictStr = Field(alias="groupBy", min_length=1)
     order_by: StrictStr | None = Field(None, alias="orderBy")
 
@@ -67,6 +72,7 @@ class IndexApplyRequest(ParallelRequest):
 
 class QueryRequest(_Body):
     input: StrictStr = Field(min_length=1)
+    dialect: Dialect | None = None
 
 
 class ScriptCreate(_Body):

@@ -4,15 +4,23 @@ Every method names the owner and sees only that owner's tables; rows go in and
 out as Arrow, never row by row. ``epe.data.duckdb`` implements it over one
 embedded DuckDB file per user; a second backend is one more implementation that
 passes ``tests/integration/test_catalog_conformance.py``, picked from
-``EPE_DATA_URL`` by ``epe.data.open_catalog``.
+``EPE_DATA_URL`` by ``epe.data.open_catalog``; ``epe.data.postgres`` is the second,
+over a PostgreSQL database with a role and a schema per user.
 
 Errors follow ``epe.errors``: a missing table is ``NotFound``, an existing one
 without ``overwrite`` is ``Conflict``, bad SQL or a bad name ``InvalidRequest``,
 a query past its time limit ``TimeLimitExceeded``.
+
+A query may be given ``relations``: Arrow tables it reads by name, as if they were
+tables, for that one statement (OML's PYQ views and the results of ``pyq*`` table
+functions, computed by ``epe.service.sql``). Their names are ours (``__epe_...``), the
+query names them quoted, and for that statement they come before a table of the same
+name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -23,7 +31,9 @@ import pyarrow as pa
 @dataclass(frozen=True)
 class ColumnInfo:
     name: str
-    type: str  # the backend's own type name (DuckDB's: BIGINT, DOUBLE, VARCHAR...)
+    # DuckDB's type names (BIGINT, DOUBLE, VARCHAR, TIMESTAMP WITH TIME ZONE...) on every
+    # backend, so that a table describes the same wherever it is kept.
+    type: str
 
 
 @dataclass(frozen=True)
@@ -33,7 +43,13 @@ class TableInfo:
     columns: list[ColumnInfo]
 
 
+Relations = Mapping[str, pa.Table]
+
+
 class Catalog(Protocol):
+    # sqlglot's name of the SQL dialect queries are written in ("duckdb", "postgres").
+    dialect: str
+
     def tables(self, owner: str) -> list[TableInfo]:
         """The owner's tables, by name, seen in one snapshot."""
         ...
@@ -48,15 +64,22 @@ class Catalog(Protocol):
 
     def drop(self, owner: str, name: str) -> None: ...
 
+    def add_owner(self, owner: str, db_role: str | None = None) -> None:
+        """Make a place for a new user's tables (PostgreSQL: a role and a schema), or
+        with ``db_role`` bind the user to that existing database role; a no-op when the
+        place exists, so that it may be retried."""
+        ...
+
     def drop_owner(self, owner: str) -> None:
         """Everything of ``owner``'s, gone (the user is being deleted)."""
         ...
 
-    def query(self, owner: str, sql: str) -> pa.Table:
+    def query(self, owner: str, sql: str, relations: Relations | None = None) -> pa.Table:
         """The result of one read-only query over the owner's tables (blocking)."""
         ...
 
-    def stream(self, owner: str, sql: str) -> AbstractContextManager[pa.RecordBatchReader]:
+    def stream(self, owner: str, sql: str, relations: Relations | None = None
+               ) -> AbstractContextManager[pa.RecordBatchReader]:
         """The same result as record batches, read within the block (blocking)."""
         ...
 

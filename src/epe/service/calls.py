@@ -15,6 +15,7 @@ from epe.core.results import arrow_stream
 from epe.data.names import check_table_name, quote
 from epe.errors import InvalidRequest
 from epe.runner.executor import CallHandler
+from epe.service import sql as user_sql
 from epe.service.grants import object_type
 from epe.service.services import Services
 from epe.service.sessions import Caller
@@ -26,8 +27,11 @@ Op = Callable[[Services, str, dict[str, Any], bytes], Reply]
 _META = ("name", "class_name", "size", "length", "row_count", "col_count", "versions")
 
 
-def handler(services: Services, caller: Caller) -> CallHandler:
+def handler(services: Services, caller: Caller,
+            functions: user_sql.Functions | None = None) -> CallHandler:
     async def handle(call: dict[str, Any], payload: bytes) -> Reply:
+        if call.get("call") == "sync":
+            return await sync(services, caller, call, functions)
         op = _OPS.get(str(call.get("call")))
         if op is None:
             raise InvalidRequest(f"unknown call {call.get('call')!r}")
@@ -92,19 +96,24 @@ def revoke(services: Services, user: str, call: dict[str, Any], _payload: bytes)
     return {}, b""
 
 
-def sync(services: Services, user: str, call: dict[str, Any], _payload: bytes) -> Reply:
-    """A table or query's rows, as an Arrow IPC stream the worker turns into pandas."""
+async def sync(services: Services, caller: Caller, call: dict[str, Any],
+               functions: user_sql.Functions | None) -> Reply:
+    """A table or query's rows, as an Arrow IPC stream the worker turns into pandas; a
+    query is read as any other (docs/sql.md): OML's views and table functions too."""
     if call.get("table") is not None:
-        sql = f"SELECT * FROM {quote(check_table_name(str(call['table'])))}"
+        # The stored spelling, matched ignoring case: PostgreSQL's quoted names are exact.
+        stored = await asyncio.to_thread(services.catalog.describe, caller.name,
+                                         check_table_name(str(call["table"])))
+        table = await asyncio.to_thread(services.catalog.query, caller.name,
+                                        f"SELECT * FROM {quote(stored.name)}")
     elif call.get("query") is not None:
-        sql = str(call["query"])
+        table = await user_sql.query(services, caller, str(call["query"]), None, functions)
     else:
         raise InvalidRequest("oml.sync needs table= or query=")
-    table = services.catalog.query(user, sql)
-    return {"rows": table.num_rows}, arrow_stream(table)
+    return {"rows": table.num_rows}, await asyncio.to_thread(arrow_stream, table)
 
 
 _OPS: dict[str, Op] = {
     "ds.save": ds_save, "ds.load": ds_load, "ds.dir": ds_dir, "ds.describe": ds_describe,
-    "ds.delete": ds_delete, "grant": grant, "revoke": revoke, "sync": sync,
+    "ds.delete": ds_delete, "grant": grant, "revoke": revoke,
 }

@@ -31,6 +31,7 @@ import orjson
 
 from epe.core.jobs import Status, status_for
 from epe.core.results import wrap_result
+from epe.data import is_shared
 from epe.errors import (
     Conflict,
     EpeError,
@@ -43,6 +44,7 @@ from epe.observe import metrics
 from epe.observe.logs import JOB_ID
 from epe.service import runs as execution
 from epe.service.answers import Answer, Answers, FolderAnswers, StoreAnswers
+from epe.service.pyq import TableFunctions
 from epe.service.queue import Accepted, Queue, restore
 from epe.service.services import Services
 from epe.store.jobs import JobRecord, QueueFull
@@ -160,7 +162,7 @@ class JobManager:
         server has its own), or reads tables, which are this server's own unless the
         data layer is shared."""
         reads_tables = job.op.input in ("whole", "chunks", "groups")
-        tables_here = not self.settings.tables_url.startswith("postgresql")
+        tables_here = not is_shared(self.settings.tables_url)
         return job.body.env_name is not None or (reads_tables and tables_here)
 
     def _create(self, **values: Any) -> JobRecord:
@@ -230,7 +232,8 @@ class JobManager:
             job = accepted.job if accepted else await asyncio.to_thread(
                 restore, self.services, record)
             return await execution.run(self.services, job, self._progress(record.id), output,
-                                       min_batches=PROGRESS_BATCHES)
+                                       min_batches=PROGRESS_BATCHES,
+                                       functions=TableFunctions(self.services, job.caller, self))
 
         try:
             await self._settle(record.id, running(), output)

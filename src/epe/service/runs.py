@@ -44,6 +44,7 @@ from epe.runner.executor import (
     TaskResult,
 )
 from epe.service import calls, scripts
+from epe.service import sql as user_sql
 from epe.service.services import Services
 from epe.service.sessions import Caller
 
@@ -102,10 +103,10 @@ def check_environment(services: Services, body: RunRequest) -> None:
 
 
 @contextmanager
-def streamed_input(services: Services, caller: Caller, sql: str,
+def streamed_input(services: Services, caller: Caller, sql: list[user_sql.Ready],
                    controls: Controls) -> Iterator[pa.RecordBatchReader]:
     """The input query's rows as they come (blocking; read within the block)."""
-    with services.catalog.stream(caller.name, sql) as rows:
+    with user_sql.run_stream(services, caller, sql) as rows:
         if not controls.na_omit:
             yield rows
         else:
@@ -113,27 +114,33 @@ def streamed_input(services: Services, caller: Caller, sql: str,
                                                     (b.drop_null() for b in rows))
 
 
-def whole_input(services: Services, caller: Caller, sql: str, controls: Controls) -> pa.Table:
-    table = services.catalog.query(caller.name, sql)
+def whole_input(services: Services, caller: Caller, sql: list[user_sql.Ready],
+                controls: Controls) -> pa.Table:
+    table = user_sql.run_query(services, caller, sql)
     return table.drop_null() if controls.na_omit else table
 
 
 async def plan_work(services: Services, caller: Caller, op: Operation, body: RunRequest,
-                    controls: Controls) -> Work:
+                    controls: Controls, functions: user_sql.Functions | None = None) -> Work:
     """The units of a run, and its input, as its operation takes them."""
     if op.input == "none":
         return Work([(0, 0)])
     if op.input == "index":
         assert isinstance(body, IndexApplyRequest)
         return Work(plan.index_units(body.times), unit_name=op.unit)
+    assert isinstance(body, TableApplyRequest | RowApplyRequest | GroupApplyRequest)
+    # The input read as docs/sql.md says: translated if need be, OML's views and table
+    # functions computed, before any of its rows are.
+    sql = await user_sql.prepare(services, caller, body.input,
+                                 user_sql.mode_of(services, body.dialect), functions)
     if op.input == "groups":
         assert isinstance(body, GroupApplyRequest)
         # Sorting a large input takes a while: off the event loop, so other
         # requests are not held up meanwhile.
-        grouping = await asyncio.to_thread(group_input, services, caller, body, controls)
+        grouping = await asyncio.to_thread(group_input, services, caller, body, sql, controls)
         return Work(grouping.units, grouping.table, labels=grouping.keys, unit_name=op.unit)
     assert isinstance(body, TableApplyRequest | RowApplyRequest)
-    stream = partial(streamed_input, services, caller, body.input, controls)
+    stream = partial(streamed_input, services, caller, sql, controls)
     if op.input == "chunks":
         assert isinstance(body, RowApplyRequest)
         return Work(rows=stream, cut=partial(plan.chunk_units, rows=body.rows),
@@ -142,9 +149,9 @@ async def plan_work(services: Services, caller: Caller, op: Operation, body: Run
 
 
 def group_input(services: Services, caller: Caller, body: GroupApplyRequest,
-                controls: Controls) -> plan.Grouping:
+                sql: list[user_sql.Ready], controls: Controls) -> plan.Grouping:
     """The input, sorted into its groups (blocking)."""
-    table = whole_input(services, caller, body.input, controls)
+    table = whole_input(services, caller, sql, controls)
     group_by = plan.resolve_columns(table.schema, body.group_by, "groupBy")
     order_by = plan.resolve_columns(table.schema, body.order_by, "orderBy") \
         if body.order_by else []
@@ -224,9 +231,11 @@ def prepare(services: Services, caller: Caller, op: Operation, body: RunRequest,
 
 
 async def run(services: Services, job: Prepared, progress: Progress | None = None,
-              output: Output | None = None, min_batches: int = 1) -> bytes:
+              output: Output | None = None, min_batches: int = 1,
+              functions: user_sql.Functions | None = None) -> bytes:
     """Run a prepared request in the workers of its environment (``envName``); its
-    metrics and audit entry are recorded however it ends."""
+    metrics and audit entry are recorded however it ends. ``functions`` run OML's
+    table functions where its input or its function's ``oml.sync`` call them."""
     stats, start, error = RunStats(), time.perf_counter(), None
     try:
         tenant = services.known_tenant(job.caller.name)
@@ -234,7 +243,7 @@ async def run(services: Services, job: Prepared, progress: Progress | None = Non
             tenant = await asyncio.to_thread(services.tenant, job.caller.name)
         async with services.environments.executor(job.body.env_name, tenant) as executor:
             payload = await run_on(executor, services, job, progress, output, min_batches,
-                                   stats)
+                                   stats, functions)
         stats.output_bytes = len(payload)
         return payload
     except BaseException as e:
@@ -246,11 +255,12 @@ async def run(services: Services, job: Prepared, progress: Progress | None = Non
 
 async def run_on(executor: Executor, services: Services, job: Prepared,
                  progress: Progress | None = None, output: Output | None = None,
-                 min_batches: int = 1, stats: RunStats | None = None) -> bytes:
+                 min_batches: int = 1, stats: RunStats | None = None,
+                 functions: user_sql.Functions | None = None) -> bytes:
     """Run a prepared request: plan, share the input, run the batches, shape the result."""
     stats = stats or RunStats()
     start = time.perf_counter()
-    work = await plan_work(services, job.caller, job.op, job.body, job.controls)
+    work = await plan_work(services, job.caller, job.op, job.body, job.controls, functions)
     async with share(executor, work, stats) as ref:
         if job.op.input not in ("none", "index"):  # it has an input query
             stats.input_seconds = time.perf_counter() - start
@@ -265,7 +275,7 @@ async def run_on(executor: Executor, services: Services, job: Prepared,
                       input_type=job.controls.input_type,
                       pickled_kwargs=job.body.pickled_parameters,
                       result_format=job.body.result_format,
-                      calls=calls.handler(services, job.caller)) for b in batches]
+                      calls=calls.handler(services, job.caller, functions)) for b in batches]
         outcomes = await run_batches(executor, tasks, dop, job.timeout, progress)
     if output is not None:
         output.parts += [printed(o) for o in outcomes]

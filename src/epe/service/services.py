@@ -99,7 +99,7 @@ def signing_key(settings: Settings, store: Store) -> bytes:
 
 
 def open_catalog_of(settings: Settings) -> Catalog:
-    return open_catalog(settings.tables_url, settings.query_timeout)
+    return open_catalog(settings.tables_url, settings.query_timeout, settings.data_role_prefix)
 
 
 def check_settings(settings: Settings) -> None:

@@ -19,14 +19,22 @@ from epe.service.sessions import Caller
 from epe.store import Store, UserRecord
 
 
-def create_user(store: Store, audit: AuditTrail, by: str | None, name: str, password: str,
-                admin: bool = False) -> UserRecord:
-    """Create a user; ``by`` is the admin who asks (``None``: the command line)."""
+def create_user(store: Store, audit: AuditTrail, catalog: Catalog, by: str | None, name: str,
+                password: str, admin: bool = False, db_role: str | None = None) -> UserRecord:
+    """Create a user, and the place of their tables (with PostgreSQL, a role and a
+    schema, or the binding to the existing role ``db_role``); ``by`` is the admin who
+    asks (``None``: the command line)."""
     if not password:
         raise InvalidRequest("the password must not be empty")
     user = store.add_user(normalize_user(name), hash_password(password), admin)
+    try:
+        catalog.add_owner(user.name, db_role)
+    except BaseException:
+        store.delete_user(user.name)  # no user without a place for their tables
+        raise
     audit.record("user", "create", by, name=user.name, admin=admin,
-                 via=None if by else "command line")
+                 via=None if by else "command line",
+                 **({"db_role": db_role} if db_role is not None else {}))
     return user
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import URL, Connection, Engine, Table, create_engine, event, func, literal
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 
 _IMMEDIATE = "epe_immediate"
@@ -101,3 +102,25 @@ def db_now(conn: Connection) -> Any:
     if conn.dialect.name == "postgresql":
         return func.extract("epoch", func.clock_timestamp())
     return literal(time.time())
+
+
+# What the database layer raises; ``unreachable`` tells which of them are worth a retry.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (sa_exc.DBAPIError, sa_exc.TimeoutError)
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says the database could not serve now (down, restarting, its
+    connections all taken, SQLite locked past ``busy_timeout``) rather than that a
+    statement was wrong: the first is worth a retry, the second is a bug."""
+    if isinstance(error, sa_exc.TimeoutError):  # no pooled connection came free in time
+        return True
+    if not isinstance(error, sa_exc.DBAPIError):
+        return False
+    if error.connection_invalidated or isinstance(error, sa_exc.InterfaceError):
+        return True
+    if not isinstance(error, sa_exc.OperationalError):
+        return False
+    # psycopg's OperationalError is about the connection or the server (refused, shut
+    # down by an administrator, terminated); SQLite's also covers a missing table, a bug,
+    # so only its lock timeout counts there.
+    return "sqlite" not in type(error.orig).__module__ or "locked" in str(error.orig)

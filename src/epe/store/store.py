@@ -116,6 +116,12 @@ class Store:
         self._users.put(name, user)
         return user
 
+    def users(self) -> list[UserRecord]:
+        """Every user, by name."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(schema.users).order_by(schema.users.c.name))
+            return [UserRecord(**row._mapping) for row in rows]
+
     def set_password(self, name: str, password_hash: str) -> None:
         with writing(self.engine) as conn:
             conn.execute(update(schema.users).where(schema.users.c.name == name)

@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from epe.data.catalog import ColumnInfo, TableInfo
+from epe.data.catalog import ColumnInfo, Relations, TableInfo
 from epe.data.duckdb.databases import CONFIG, UserDatabases
 from epe.data.duckdb.query import (
     BATCH_ROWS,
@@ -42,6 +42,8 @@ _COLUMNS = """
 
 
 class DuckDBCatalog:
+    dialect = "duckdb"
+
     def __init__(self, root: Path, query_timeout: float, idle_close: float = 5.0) -> None:
         self.query_timeout = query_timeout
         self._dbs = UserDatabases(root, idle_close)
@@ -78,23 +80,31 @@ class DuckDBCatalog:
         with self._dbs.cursor(owner, write=True) as cur:
             cur.execute(f"DROP TABLE {quote(existing_table(cur, name))}")
 
+    def add_owner(self, owner: str, db_role: str | None = None) -> None:
+        """Nothing to make: a user's database file is made by their first upload."""
+        if db_role is not None:
+            raise InvalidRequest("a database role can be bound only when users' tables are "
+                                 "in PostgreSQL (EPE_DATA_URL=postgresql://...)")
+
     def drop_owner(self, owner: str) -> None:
         with self._dbs.cursor(owner, write=True) as cur:
             for (name,) in cur.execute(_TABLES).fetchall():
                 cur.execute(f"DROP TABLE {quote(name)}")
 
-    def query(self, owner: str, sql: str) -> pa.Table:
+    def query(self, owner: str, sql: str, relations: Relations | None = None) -> pa.Table:
         """The result of a read-only query over ``owner``'s tables (blocking)."""
         check_read_only(sql)
-        with self._dbs.cursor(owner) as cur:
+        with self._dbs.cursor(owner) as cur, registered(cur, relations):
             return run_query(cur, sql, self.query_timeout)
 
     @contextmanager
-    def stream(self, owner: str, sql: str) -> Iterator[pa.RecordBatchReader]:
+    def stream(self, owner: str, sql: str,
+               relations: Relations | None = None) -> Iterator[pa.RecordBatchReader]:
         """The same result as a stream of record batches, read within the block (blocking):
         no copy of the whole result is ever held here."""
         check_read_only(sql)
-        with self._dbs.cursor(owner) as cur, stream_query(cur, sql, self.query_timeout) as rows:
+        with self._dbs.cursor(owner) as cur, registered(cur, relations), \
+                stream_query(cur, sql, self.query_timeout) as rows:
             yield rows
 
     def check(self) -> None:
@@ -111,6 +121,21 @@ class DuckDBCatalog:
 
     def close(self) -> None:
         self._dbs.close()
+
+
+@contextmanager
+def registered(cur: duckdb.DuckDBPyConnection, relations: Relations | None) -> Iterator[None]:
+    """The Arrow tables readable by name on this cursor (its own temporary views, which
+    come before the database's tables of the same name) while the block runs."""
+    names = list(relations or {})
+    try:
+        for name in names:
+            cur.register(name, (relations or {})[name])
+        yield
+    finally:
+        for name in names:
+            with contextlib.suppress(duckdb.Error):
+                cur.unregister(name)
 
 
 def find_table(cur: duckdb.DuckDBPyConnection, name: str) -> str | None:

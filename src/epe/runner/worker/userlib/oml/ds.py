@@ -30,16 +30,16 @@ def _versions(obj: Any, compressed: bool) -> str:
                          "compressed": compressed}).decode()
 
 
-def _shape(obj: Any) -> tuple[int | None, int | None, int | None]:
-    """(length, row_count, col_count) as OML4Py's describe shows them."""
-    shape = getattr(obj, "shape", None)
-    rows = int(shape[0]) if isinstance(shape, tuple) and len(shape) >= 1 else None
-    cols = int(shape[1]) if isinstance(shape, tuple) and len(shape) >= 2 else None
-    try:
-        length = len(obj)
-    except TypeError:
-        length = 1
-    return length, rows, cols
+def _shape(obj: Any) -> tuple[int, int, int]:
+    """(length, row_count, col_count) as OML4Py defines them for ``oml.ds.describe`` and
+    the ALL_PYQ_DATASTORE_CONTENTS view: a list's or dict's length is len(obj), its
+    columns len(obj) too; a DataFrame's length and rows are len(df), its columns
+    len(df.columns); every other object counts 1, 1, 1."""
+    if isinstance(obj, pd.DataFrame):
+        return len(obj), len(obj), len(obj.columns)
+    if isinstance(obj, list | dict):
+        return len(obj), 1, len(obj)
+    return 1, 1, 1
 
 
 def _request(op: str, args: dict[str, Any], payload: bytes = b"") -> tuple[dict[str, Any], bytes]:
