@@ -37,11 +37,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from apply import AS_FRAME, LEN, MEAN, PASSWORD, TOKEN_URL, USER, make_table
+from apply import AS_FRAME, LEN, MEAN, PASSWORD, USER, Client, make_table
 from benchserver import BenchServer, commit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -64,23 +63,6 @@ class Case:
     @property
     def ratio(self) -> float:
         return statistics.median(self.epe_s) / statistics.median(self.baseline_s)
-
-
-class Client:
-    def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=httpx.Timeout(900.0))
-        r = self.http.post(TOKEN_URL, json={"grant_type": "password", "username": USER,
-                                            "password": PASSWORD})
-        r.raise_for_status()
-        self.http.headers["Authorization"] = f"Bearer {r.json()['accessToken']}"
-
-    def post(self, path: str, body: dict[str, Any]) -> tuple[float, Any]:
-        start = time.perf_counter()
-        r = self.http.post(API + path, json=body)
-        elapsed = time.perf_counter() - start
-        if r.status_code != 200:
-            raise RuntimeError(f"POST {path}: {r.status_code} {r.text[:1000]}")
-        return elapsed, r.json()["result"]
 
 
 def prepare(server: BenchServer, table: pa.Table) -> Client:
