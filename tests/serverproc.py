@@ -10,6 +10,7 @@ import io
 import itertools
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import httpx
 EPE = [sys.executable, "-m", "epe"]
 API = "/oml/api/py-scripts/v2"
 TOKEN_URL = "/omlusers/api/oauth2/v1/token"
+USERS = "/omlusers/api/v1/users"
 _READY = re.compile(r"epe serving on (http://\S+)")
 _names = itertools.count(1)
 
@@ -47,6 +49,7 @@ class EpeServer:
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
         self.output: list[str] = []
+        self._bootstrap: tuple[str, str] | None = None  # the admin add_user works as
 
     def start(self, timeout: float = 60) -> EpeServer:
         self.output = []
@@ -82,10 +85,27 @@ class EpeServer:
 
     def add_user(self, name: str | None = None, password: str = "pw-Secret1",
                  admin: bool = False) -> tuple[str, str]:
+        """A new user. While the server runs, through the admin API as an admin of the
+        tests' own (``epe user add`` once per data folder): a CLI process per user costs
+        two seconds of imports and migration checks, hundreds of times a session. The
+        CLI itself is tested in tests/acceptance/test_users.py."""
         name = name or unique_name()
+        if self.proc is None or self.proc.poll() is not None:
+            self._add_with_cli(name, password, admin)
+            return name.upper(), password
+        if self._bootstrap is None:
+            self._bootstrap = (unique_name("TESTS_ADMIN_"), secrets.token_urlsafe(12))
+            self._add_with_cli(*self._bootstrap, admin=True)
+        token = self.token(*self._bootstrap)  # a fresh one: some tests' tokens live 1 s
+        with self.http(headers={"Authorization": f"Bearer {token}"}) as c:
+            r = c.post(USERS, json={"username": name, "password": password, "admin": admin})
+        if r.status_code != 201:
+            raise RuntimeError(f"creating user {name} failed: {r.status_code} {r.text}")
+        return name.upper(), password
+
+    def _add_with_cli(self, name: str, password: str, admin: bool) -> None:
         args = ["user", "add", name, "--data-dir", str(self.data_dir), "--password-stdin"]
         run_cli(*args, *(["--admin"] if admin else []), stdin=password + "\n", env=self.env)
-        return name.upper(), password
 
     def http(self, **kw: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=120, **kw)

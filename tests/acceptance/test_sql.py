@@ -192,26 +192,33 @@ def test_length_nrow_ncol_as_oml_defines_them(oml: httpx.Client) -> None:
 def test_two_users_see_only_what_each_may(oml: httpx.Client, owner: tuple[str, httpx.Client],
                                          other: tuple[str, httpx.Client]) -> None:
     me, (them, c) = owner[0], other
+
+    def of_us(sql: str, column: str) -> list[dict[str, Any]]:
+        # The shared server holds other tests' users, some of whose scripts and
+        # datastores are granted to everyone: only these two users' rows are compared.
+        return [row for row in query(c, sql) if row[column] in (me, them)]
+
     create_script(c, "theirs", "def theirs():\n    return 1\n")
     r = oml.post(f"{API}/do-eval", json={"script": SHAPES, "parameters": '{"ds":"ds_shared"}'})
     assert r.status_code == 200, r.text
     mine = {r["NAME"] for r in query(oml, "SELECT NAME FROM USER_PYQ_SCRIPTS")}
     assert set(SCRIPTS) <= mine and "theirs" not in mine
-    assert query(c, "SELECT OWNER, NAME FROM ALL_PYQ_SCRIPTS ORDER BY NAME") == \
+    assert of_us("SELECT OWNER, NAME FROM ALL_PYQ_SCRIPTS ORDER BY NAME", "OWNER") == \
         [{"OWNER": them, "NAME": "theirs"}]
-    assert query(c, "SELECT * FROM ALL_PYQ_DATASTORE_CONTENTS") == []
+    assert of_us("SELECT * FROM ALL_PYQ_DATASTORE_CONTENTS", "DSOWNER") == []
     # Granted, a script and a datastore appear in the other's ALL_ views, never USER_.
     r = oml.post(f"{API}/scripts/square/grants", json={"user": them})
     assert r.status_code in (200, 201), r.text
     r = oml.post(f"{API}/datastores/ds_shared/grants", json={"user": them})
     assert r.status_code in (200, 201), r.text
-    assert query(c, "SELECT OWNER, NAME, SCRIPT FROM ALL_PYQ_SCRIPTS WHERE OWNER <> '"
-                    f"{them}'") == [{"OWNER": me, "NAME": "square", "SCRIPT": SQUARE}]
+    assert of_us(f"SELECT OWNER, NAME, SCRIPT FROM ALL_PYQ_SCRIPTS WHERE OWNER <> '{them}'",
+                 "OWNER") == [{"OWNER": me, "NAME": "square", "SCRIPT": SQUARE}]
     assert query(c, "SELECT NAME FROM USER_PYQ_SCRIPTS") == [{"NAME": "theirs"}]
-    assert query(c, "SELECT DSOWNER, DSNAME, OBJNAME FROM ALL_PYQ_DATASTORE_CONTENTS "
-                    "ORDER BY OBJNAME") == [{"DSOWNER": me, "DSNAME": "ds_shared", "OBJNAME": o}
-                                            for o in ("frame", "n", "table", "words")]
-    assert query(c, "SELECT DSOWNER, DSNAME FROM ALL_PYQ_DATASTORES") == \
+    assert of_us("SELECT DSOWNER, DSNAME, OBJNAME FROM ALL_PYQ_DATASTORE_CONTENTS "
+                 "ORDER BY OBJNAME", "DSOWNER") == \
+        [{"DSOWNER": me, "DSNAME": "ds_shared", "OBJNAME": o}
+         for o in ("frame", "n", "table", "words")]
+    assert of_us("SELECT DSOWNER, DSNAME FROM ALL_PYQ_DATASTORES", "DSOWNER") == \
         [{"DSOWNER": me, "DSNAME": "ds_shared"}]
     assert query(c, "SELECT * FROM USER_PYQ_DATASTORES") == []
 
