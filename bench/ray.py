@@ -53,6 +53,7 @@ from apply import (
 from benchserver import BenchServer, commit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.raycluster import ENV as RAY_ENV
 from tests.raycluster import RayCluster
 
 BACKENDS = ("local", "ray, 1 node", "ray, 2 nodes")
@@ -62,8 +63,9 @@ def server_env(backend: str, address: str) -> dict[str, str]:
     if backend == "local":
         return {"EPE_EXECUTOR": "local", "EPE_WORKERS": "2"}
     per_node = "2" if backend == "ray, 1 node" else "1"
+    # The bridge is a driver of the cluster of tests/raycluster.py: its environment.
     return {"EPE_EXECUTOR": "ray", "EPE_RAY_ADDRESS": address, "EPE_WORKERS": per_node,
-            "RAY_AUTH_MODE": "disabled"}  # as the cluster of tests/raycluster.py
+            **RAY_ENV}
 
 
 def run_cases(url: str, groups: int) -> dict[str, float]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.pgserver import INSTALL_HINT, PostgresServer, binaries, on_postgresql_data
+from tests.raycluster import ENV as RAY_ENV
 from tests.raycluster import RayCluster, stop_orphans
 from tests.serverproc import EpeServer
 
@@ -28,10 +29,9 @@ def ray_cluster() -> Iterator[RayCluster]:
     """One real Ray cluster of two nodes on this machine for the whole session, started
     by the first test that needs it (tests/raycluster.py)."""
     stop_orphans()
-    # Without Ray's token authentication, whatever a ~/.ray/auth_token left by another
-    # Ray says (Ray turns it on when that file exists): for the nodes, and for the
-    # bridges the servers and the executor suite start.
-    os.environ["RAY_AUTH_MODE"] = "disabled"
+    # The bridges the servers and the executor suite start are the cluster's drivers:
+    # they need its environment (loopback as the node IP, no token authentication).
+    os.environ.update(RAY_ENV)
     cluster = RayCluster().start()
     yield cluster
     cluster.stop()

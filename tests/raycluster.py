@@ -1,16 +1,32 @@
 """A real Ray cluster of two nodes on this machine for the tests (and the benchmark):
-``ray start --head`` on free ports, then ``ray start --address`` for a second node,
+``ray start --head`` on free ports, then a second node joining it (tests/raynode.py),
 each with one CPU, both under a temporary folder of this session's own.
 
-``ray start`` daemonizes, so the cluster's processes are found by that folder in
-their command lines; a node is its raylet and everything under it (Ray's workers,
-epe's agent, its fork server and sandboxed workers). Stopping kills exactly those,
-never another session's Ray (``ray stop`` would stop every Ray on the machine).
+**Loopback only.** Ray binds its servers (GCS, raylets and object managers, dashboard
+and runtime-env agents, metrics exporters, the Ray client server, every worker's and
+driver's gRPC server) to ``127.0.0.1`` when, and only when, the node's IP address is
+``127.0.0.1``; for any other node IP most of them listen on every interface. Given
+``--node-ip-address=127.0.0.1``, ``ray start`` still swaps in the machine's outward
+address, unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (what Ray does by default on
+macOS and Windows: loopback as the node IP). So ``ENV`` sets it, for the cluster's
+processes and for every driver joining it (a driver with it unset turns
+``127.0.0.1:PORT`` into the outward address, where nothing listens). ``ray start``
+refuses to add a node under that variable, so the second node is started the way Ray's
+own multi-node test cluster starts its nodes (tests/raynode.py).
+tests/acceptance/on_ray/test_loopback_on_ray.py checks every listening socket.
+
+``ray start`` daemonizes, so the cluster's processes are found by that folder (or, for
+the Ray client server, the cluster's address) in their command lines, and everything
+under them; a node is its raylet and everything under it (Ray's workers, epe's agent,
+its fork server and sandboxed workers). Stopping kills exactly those, never another
+session's Ray (``ray stop`` would stop every Ray on the machine).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import json
 import os
 import shutil
 import signal
@@ -23,6 +39,14 @@ from pathlib import Path
 from tests.pgserver import alive, free_port
 
 RAY = str(Path(sys.executable).parent / "ray")
+NODE = str(Path(__file__).with_name("raynode.py"))
+
+# The environment of the cluster's processes and of the drivers that join it (the
+# servers' bridges, the executor suite's): loopback as the node IP (above), and without
+# Ray's token authentication, whatever a ~/.ray/auth_token left by another Ray says
+# (Ray turns it on when that file exists).
+ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
+       "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def _cmdline(pid: int) -> str:
@@ -46,16 +70,58 @@ def _children() -> dict[int, list[int]]:
     return tree
 
 
-def _kill_trees(roots: list[int]) -> None:
-    """SIGKILL ``roots`` and every process under them."""
-    tree, doomed, todo = _children(), [], list(roots)
+def descendants(roots: list[int]) -> list[int]:
+    """``roots`` and every process under them."""
+    tree, found, todo = _children(), [], list(roots)
     while todo:
         pid = todo.pop()
-        doomed.append(pid)
+        found.append(pid)
         todo.extend(tree.get(pid, []))
-    for pid in doomed:
+    return found
+
+
+def _kill_trees(roots: list[int]) -> None:
+    """SIGKILL ``roots`` and every process under them."""
+    for pid in descendants(roots):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
+
+
+def _listening() -> dict[int, tuple[str, int]]:
+    """Every listening TCP socket of this network namespace: inode -> (address, port)."""
+    found: dict[int, tuple[str, int]] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A":  # TCP_LISTEN
+                continue
+            raw, port = fields[1].split(":")
+            # The kernel prints the address as 32-bit words in host (little-endian) order.
+            packed = b"".join(bytes.fromhex(raw[i:i + 8])[::-1] for i in range(0, len(raw), 8))
+            found[int(fields[9])] = (str(ipaddress.ip_address(packed)), int(port, 16))
+    return found
+
+
+def listeners(pids: list[int]) -> list[tuple[int, str, int]]:
+    """The listening TCP sockets the processes ``pids`` hold: (pid, address, port)."""
+    sockets = _listening()
+    found = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if link.startswith("socket:[") and int(link[8:-1]) in sockets:
+                        found.append((pid, *sockets[int(link[8:-1])]))
+    return found
+
+
+def is_loopback(address: str) -> bool:
+    """127.0.0.0/8 or ::1, written either way (IPv4 on a dual-stack socket is ::ffff:…)."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
 
 
 class RayCluster:
@@ -64,39 +130,49 @@ class RayCluster:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
 
-    def _ray_start(self, *args: str) -> None:
-        ports = {"--dashboard-agent-listen-port": free_port(),
-                 "--dashboard-agent-grpc-port": free_port(),
-                 "--metrics-export-port": free_port(),
-                 "--runtime-env-agent-port": free_port()}
-        command = [RAY, "start", "--num-cpus=1", "--disable-usage-stats",
-                   "--node-ip-address=127.0.0.1",
-                   *(f"{k}={v}" for k, v in ports.items()), *args]
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-        done = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
+    def _ports(self) -> dict[str, int]:
+        """A node's own ports (Ray's defaults would collide between two nodes here)."""
+        return {"dashboard_agent_listen_port": free_port(), "metrics_agent_port": free_port(),
+                "metrics_export_port": free_port(), "runtime_env_agent_port": free_port()}
+
+    def _run(self, command: list[str]) -> None:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=180,
+                              env={**os.environ, **ENV})
         if done.returncode != 0:
-            raise RuntimeError(f"ray start failed: {done.stdout}\n{done.stderr}")
+            raise RuntimeError(f"{command[1]} failed: {done.stdout}\n{done.stderr}")
 
     def start(self, nodes: int = 2) -> RayCluster:
         (self.root / "owner").write_text(str(os.getpid()))
-        self._ray_start("--head", f"--port={self.port}", "--include-dashboard=false",
-                        f"--ray-client-server-port={free_port()}",
-                        f"--temp-dir={self.root / 't'}")
+        (self.root / "address").write_text(self.address)
+        flags = {"dashboard_agent_grpc_port" if k == "metrics_agent_port" else k: v
+                 for k, v in self._ports().items()}
+        self._run([RAY, "start", "--head", "--num-cpus=1", "--disable-usage-stats",
+                   "--node-ip-address=127.0.0.1", f"--port={self.port}",
+                   "--include-dashboard=false", f"--ray-client-server-port={free_port()}",
+                   f"--temp-dir={self.root / 't'}",
+                   *(f"--{k.replace('_', '-')}={v}" for k, v in flags.items())])
         for _ in range(nodes - 1):
             self.add_node()
         return self
 
     def add_node(self) -> None:
         before = set(self.raylets())
-        self._ray_start(f"--address={self.address}", f"--temp-dir={self.root / 't'}")
+        params = {"gcs_address": self.address, "node_ip_address": "127.0.0.1", "num_cpus": 1,
+                  "temp_dir": str(self.root / "t"), **self._ports()}
+        self._run([sys.executable, NODE, json.dumps(params)])
         deadline = time.monotonic() + 60
         while not set(self.raylets()) - before and time.monotonic() < deadline:
             time.sleep(0.2)
 
     def pids(self) -> list[int]:
-        marker = str(self.root)
-        return [int(p) for p in os.listdir("/proc")
-                if p.isdigit() and int(p) != os.getpid() and marker in _cmdline(int(p))]
+        """Every process of the cluster: Ray's daemons (their command lines name its
+        folder), the Ray client server (it names the cluster's address), and all under
+        them (agents, workers)."""
+        markers = [str(self.root)] + ([f"--address={self.address} "] if self.address else [])
+        roots = [int(p) for p in os.listdir("/proc")
+                 if p.isdigit() and int(p) != os.getpid()
+                 and any(m in _cmdline(int(p)) for m in markers)]
+        return sorted(set(descendants(roots)))
 
     def raylets(self) -> list[int]:
         """The nodes' raylets, the head's first."""
@@ -122,4 +198,6 @@ def stop_orphans() -> None:
             if not alive(int(owner.read_text())):
                 cluster = RayCluster.__new__(RayCluster)
                 cluster.root = owner.parent
+                address = owner.parent / "address"  # none from before it was written
+                cluster.address = address.read_text() if address.exists() else ""
                 cluster.stop()
