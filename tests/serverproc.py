@@ -42,8 +42,12 @@ def run_cli(*args: str, stdin: str = "", env: dict[str, str] | None = None,
 class EpeServer:
     """``epe serve`` on a free port with its own data folder."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None,
+                 wrapper: tuple[str, ...] = ()) -> None:
+        """``wrapper``: a command that runs the server as its arguments (it must ``exec``
+        them, so that the process the tests signal is the server)."""
         self.data_dir = data_dir
+        self.wrapper = wrapper
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("EPE_")}
         self.env.update(env or {})
         self.proc: subprocess.Popen[str] | None = None
@@ -54,7 +58,7 @@ class EpeServer:
     def start(self, timeout: float = 60) -> EpeServer:
         self.output = []
         self.proc = subprocess.Popen(
-            [*EPE, "serve", "--data-dir", str(self.data_dir), "--port", "0"],
+            [*self.wrapper, *EPE, "serve", "--data-dir", str(self.data_dir), "--port", "0"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env)
         ready = threading.Event()
         threading.Thread(target=self._pump, args=(ready,), daemon=True).start()

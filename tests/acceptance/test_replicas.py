@@ -37,7 +37,7 @@ from tests.acceptance.test_jobs import (
     submit,
     wait_status,
 )
-from tests.pgserver import PostgresServer
+from tests.pgserver import PostgresServer, on_postgresql_data
 from tests.serverproc import (
     API,
     TOKEN_URL,
@@ -343,6 +343,43 @@ def test_a_job_that_reads_tables_runs_where_they_are(replicas: list[EpeServer],
         assert on_a.delete(busy).json() == DELETED
         assert result(on_a, reading).json() == {"result": 6}
         assert ran_here(a, job_id(reading)) and not ran_here(b, job_id(reading))
+
+
+@pytest.fixture(scope="module")
+def pg_replicas(postgres: PostgresServer,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[EpeServer]]:
+    """Two replicas sharing users' tables too: one PostgreSQL database of tables (and
+    its roles) beside the shared metadata database."""
+    started = start_replicas(postgres.new_database(migrated=True),
+                             tmp_path_factory.mktemp("pg-replicas"),
+                             **on_postgresql_data(postgres))
+    yield started
+    for replica in started:
+        replica.stop()
+
+
+def test_tables_in_postgresql_are_every_replicas_and_so_are_jobs_reading_them(
+        pg_replicas: list[EpeServer]) -> None:
+    a, b = pg_replicas
+    user = a.add_user()  # made through A: its database role too
+    total = {"script": "def f(d):\n    return int(d.sum())\n",
+             "input": "select * from NUMS"}
+    with client(a, a.token(*user)) as on_a, client(b, b.token(*user)) as on_b:
+        put_table(on_a, "NUMS", "X\n1\n2\n3\n")
+        assert [t["name"] for t in on_b.get(f"{API}/tables").json()["result"]] == ["NUMS"]
+        r = on_b.post(f"{API}/table-apply", json=total)  # B logs in as the role A made
+        assert r.status_code == 200, r.text
+        assert r.json() == {"result": 6}
+        # A is busy (one job at a time): the job reading tables it accepts is B's to run.
+        busy = submit(on_a, f"{API}/do-eval", {"script": SLEEPER})
+        wait_for(lambda: ran_here(a, job_id(busy)))
+        reading = submit(on_a, f"{API}/table-apply", total)
+        assert result(on_a, reading).json() == {"result": 6}
+        assert ran_here(b, job_id(reading)) and not ran_here(a, job_id(reading))
+        assert on_a.delete(busy).json() == DELETED
+        # Dropped through B: gone for A.
+        assert on_b.delete(f"{API}/tables/NUMS").status_code in (200, 204)
+        assert_error(on_a.post(f"{API}/table-apply", json=total), 400)
 
 
 @pytest.mark.parametrize("url", ["mysql://epe@localhost/epe", "postgresql://epe@localhost/"])

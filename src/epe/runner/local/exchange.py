@@ -85,6 +85,19 @@ class Exchange:
             # and not before the answer goes out.
             asyncio.get_running_loop().run_in_executor(None, _remove, shared.ref.location)
 
+    @asynccontextmanager
+    async def adopt(self, path: str, rows: int) -> AsyncIterator[Shared]:
+        """Another process's Arrow file on this machine, shared without writing it again:
+        a hard link in this folder, readable by this folder's workers. ``OSError`` when
+        the file cannot be linked here (another file system, not ours to link)."""
+        mine = os.path.join(self.dir, f"{uuid.uuid4().hex}.arrow")
+        os.link(path, mine)
+        try:
+            self._restrict(mine, 0o640)
+            yield Shared(InputRef("mmap", mine), rows)
+        finally:
+            _remove(mine)
+
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 

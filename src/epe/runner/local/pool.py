@@ -151,6 +151,12 @@ class LocalPool:
         assert self._exchange is not None, "the pool is not started"
         return self._exchange.share(rows)
 
+    def adopt(self, path: str, rows: int) -> AbstractAsyncContextManager[Shared]:
+        """An Arrow file already on this machine, shared with the workers as it is
+        (``Exchange.adopt``)."""
+        assert self._exchange is not None, "the pool is not started"
+        return self._exchange.adopt(path, rows)
+
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:

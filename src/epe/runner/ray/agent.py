@@ -8,9 +8,10 @@ limits, with the same time limit, kill and capture as on the server's machine.
 
 What it is asked and answers is plain data (JSON-able headers and bytes, as a
 worker's frames are), so that nothing of the server's classes crosses the cluster:
-a task arrives as ``protocol.task_header``'s header; its input as a Ray object
-reference, written once per node and user as a memory-mapped Arrow file
-(``runner.local.exchange``) for that user's workers to map; calls the function
+a task arrives as ``protocol.task_header``'s header; its input, once per node and
+user, as a memory-mapped Arrow file (``runner.local.exchange``) for that user's
+workers to map: on the server's own node the server's file itself, linked; on
+another node a Ray object reference, fetched and written; calls the function
 makes back to the server (``oml.ds.*``, ``oml.grant``) leave ``run``/``resume`` as
 events and their answers come back through ``resume``.
 """
@@ -39,6 +40,10 @@ log = logging.getLogger("epe.runner")
 Event = tuple[str, dict[str, Any], bytes]
 
 _ERRORS = {cls.__name__: cls for cls in errors.all_errors()}
+
+
+class FileUnreachable(Exception):
+    """The server's input file cannot be shared on this node (see ``Exchange.adopt``)."""
 
 
 @dataclass(frozen=True)
@@ -140,19 +145,29 @@ class NodeAgent:
 
     # -- inputs -------------------------------------------------------------------------
 
-    async def _input(self, spec: PoolSpec, pool: LocalPool, key: str, ref: Any) -> InputRef:
-        """The run's input as a file the user's workers here can map: fetched from the
-        object store and written once per node and pool, whatever the tasks."""
-        future = self._inputs.get((spec.id, key))
+    async def _input(self, spec: PoolSpec, pool: LocalPool, source: dict[str, Any],
+                     refs: list[Any]) -> InputRef:
+        """The run's input as a file the user's workers here can map, made once per node
+        and pool whatever the tasks: the server's own file linked (``source["file"]``, on
+        the server's node), or the object fetched from the store and written."""
+        key = (spec.id, str(source["location"]))
+        future = self._inputs.get(key)
         if future is None or (future.done() and future.exception() is not None):
-            future = self._inputs[(spec.id, key)] = asyncio.ensure_future(
-                self._materialize(pool, ref))
+            future = self._inputs[key] = asyncio.ensure_future(
+                self._materialize(pool, source, refs))
         return (await asyncio.shield(future)).shared.ref
 
-    async def _materialize(self, pool: LocalPool, ref: Any) -> _Held:
-        table = await ref
+    async def _materialize(self, pool: LocalPool, source: dict[str, Any],
+                           refs: list[Any]) -> _Held:
         stack = contextlib.AsyncExitStack()
-        shared = await stack.enter_async_context(pool.share(table))
+        if refs:
+            shared = await stack.enter_async_context(pool.share(await refs[0]))
+        else:
+            try:
+                shared = await stack.enter_async_context(
+                    pool.adopt(str(source["file"]), int(source["rows"])))
+            except OSError as e:
+                raise FileUnreachable(f"{source['file']}: {e.strerror or e}") from None
         return _Held(shared, stack)
 
     async def forget(self, key: str) -> None:
@@ -198,11 +213,13 @@ class NodeAgent:
             pool = await self._pool(spec)
             task = _task(header, running)
             if header.get("input") is not None:
-                key = str(header["input"]["location"])
-                task = replace(task, input_ref=await self._input(spec, pool, key, refs[0]))
+                task = replace(task, input_ref=await self._input(spec, pool, header["input"],
+                                                                 refs))
             event = _done(await pool.run(task, timeout))
         except TaskFailed as failed:
             event = _failed(failed)
+        except FileUnreachable as e:  # nothing ran: the bridge sends the object instead
+            event = "done", {"ok": False, "raised": "FileUnreachable", "message": str(e)}, b""
         except errors.EpeError as e:
             event = "done", {"ok": False, "raised": type(e).__name__, "message": e.message}, b""
         except asyncio.CancelledError:

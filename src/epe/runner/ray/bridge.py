@@ -8,10 +8,14 @@ process's stdin and stdout, each carrying the ``id`` of the request it belongs t
 
 - ``start``: connect to ``address``, place a ``NodeAgent`` on every node with CPUs;
 - ``open``/``close``: a user's pool on every node; ``stop_fork_server``;
-- ``put``: read the Arrow file at ``path`` (memory-mapped) into the object store,
-  once per run; ``forget`` it when the run ends;
-- ``run``: one task on the least busy node of its pool, answered by ``call``
-  events the server answers with ``answer``, then one ``done``; ``cancel`` stops it.
+- ``offer``: a run's input, the Arrow file the server wrote at ``path``; ``forget``
+  it when the run ends. On the node this process runs on (the server's), the agent
+  links that file for its workers: no copy. For the other nodes it is read
+  (memory-mapped) into Ray's object store once, when a task first goes to one of
+  them, and every node fetches it from there once;
+- ``run``: one task on the least busy node of its pool (a task with an input, the
+  server's node when the load is equal), answered by ``call`` events the server
+  answers with ``answer``, then one ``done``; ``cancel`` stops it.
 
 It tells the server, unasked (``id`` 0), which nodes serve whenever that changes.
 """
@@ -24,6 +28,7 @@ import logging
 import os
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,15 +50,42 @@ class _Agent:
     node: str
     address: str
     handle: Any
+    files: bool  # on the server's node: may link the server's input files
     load: dict[str, int] = field(default_factory=dict)  # tasks under way, per pool
     given: dict[str, int] = field(default_factory=dict)  # tasks ever sent, per pool
+
+
+@dataclass(eq=False)
+class _Input:
+    """A run's input: the server's Arrow file, and its object in Ray's store once a task
+    on another node needs it (put once, whatever the tasks)."""
+
+    path: str
+    rows: int
+    stored: asyncio.Future[Any] | None = None
+
+    async def object(self) -> Any:
+        if self.stored is None:
+            self.stored = asyncio.ensure_future(asyncio.to_thread(_put, self.path))
+        return await asyncio.shield(self.stored)
+
+
+def _put(path: str) -> Any:
+    """The Arrow file at ``path`` into the object store (Ray copies it once; workers on
+    the node of the store read it without another)."""
+    import ray
+
+    with pa.memory_map(path) as source:
+        table = pa.ipc.open_file(source).read_all()
+    return ray.put(table)
 
 
 class Bridge:
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
         self.agents: dict[str, _Agent] = {}
-        self.objects: dict[str, Any] = {}  # run input key -> object reference
+        self.inputs: dict[str, _Input] = {}  # by the key the server names them by
+        self.node: str | None = None  # the Ray node this process and the server are on
         self.answers: dict[int, asyncio.Future[tuple[dict[str, Any], bytes]]] = {}
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.settings: dict[str, Any] = {}
@@ -70,6 +102,7 @@ class Bridge:
     async def start(self, request: dict[str, Any]) -> dict[str, Any]:
         """Agents on the nodes of the cluster ``connect`` reached."""
         self.settings = request["settings"]
+        self.node = _own_node(str(request["address"]))
         await self.look()
         if not self.agents:
             return {"ok": False, "message": f"the Ray cluster at {request['address']!r} has "
@@ -133,7 +166,8 @@ class Bridge:
             self._starting.discard(node)
         if not started["isolated"]:
             self.isolated, self.why = False, f"on {info['NodeManagerAddress']}: {started['why']}"
-        self.agents[node] = _Agent(node, str(info.get("NodeManagerAddress", node)), handle)
+        self.agents[node] = _Agent(node, str(info.get("NodeManagerAddress", node)), handle,
+                                   files=node == self.node)
         log.info("epe's agent runs on Ray node %s", node)
         return True
 
@@ -182,48 +216,36 @@ class Bridge:
         elif op == "stop_fork_server":
             for agent in self.agents.values():
                 agent.handle.stop_fork_server.remote(request["python"])
-        elif op == "put":
-            return {"ok": True, **await asyncio.to_thread(self.put, request["path"])}
+        elif op == "offer":
+            key = uuid.uuid4().hex
+            self.inputs[key] = _Input(str(request["path"]), int(request["rows"]))
+            return {"ok": True, "key": key}
         elif op == "forget":
-            self.objects.pop(request["key"], None)
+            self.inputs.pop(request["key"], None)
             for agent in self.agents.values():
                 agent.handle.forget.remote(request["key"])
         else:
             return {"ok": False, "message": f"no such request: {op!r}"}
         return {"ok": True}
 
-    def put(self, path: str) -> dict[str, Any]:
-        """The Arrow file at ``path`` into the object store (Ray copies it once; workers
-        on the node of the store read it without another)."""
-        import ray
-
-        with pa.memory_map(path) as source:
-            table = pa.ipc.open_file(source).read_all()
-        ref = ray.put(table)
-        key = ref.hex()
-        self.objects[key] = ref
-        return {"key": key, "rows": table.num_rows}
-
     async def run(self, rid: int, request: dict[str, Any]) -> None:
         import ray
 
-        pool = request["pool"]
-        agent = self._pick(pool["id"])
+        pool, header = request["pool"], request["task"]
+        given: _Input | None = None
+        if header.get("input") is not None:
+            given = self.inputs.get(header["input"]["location"])
+            if given is None:
+                self._done(rid, "InternalError", "the run's input was not offered to Ray")
+                return
+        agent = self._pick(pool["id"], near=given is not None)
         if agent is None:
             self._done(rid, "ServerBusy", "no Ray node can run users' code now; try again later")
             return
-        header = request["task"]
-        refs: list[Any] = []
-        if header.get("input") is not None:
-            ref = self.objects.get(header["input"]["location"])
-            if ref is None:
-                self._done(rid, "InternalError", "the run's input is not in the object store")
-                return
-            refs = [ref]
         agent.load[pool["id"]] = agent.load.get(pool["id"], 0) + 1
         try:
-            kind, reply, data = await agent.handle.run.remote(pool, str(rid), header, refs,
-                                                              request["timeout"])
+            kind, reply, data = await self._start(agent, pool, rid, header, given,
+                                                  request["timeout"])
             while kind == "call":
                 answer = self.answers[rid] = asyncio.get_running_loop().create_future()
                 self.send({"id": rid, "event": "call", "header": reply}, data)
@@ -249,15 +271,36 @@ class Bridge:
             self.answers.pop(rid, None)
             agent.load[pool["id"]] = agent.load.get(pool["id"], 1) - 1
 
-    def _pick(self, pool: str) -> _Agent | None:
+    async def _start(self, agent: _Agent, pool: dict[str, Any], rid: int,
+                     header: dict[str, Any], given: _Input | None, timeout: float) -> Any:
+        """The task started on ``agent``; its first event. Its input: the server's file
+        on the server's node, else the object in the store."""
+        refs: list[Any] = []
+        if given is not None and agent.files:
+            linked = {**header, "input": {**header["input"], "file": given.path,
+                                          "rows": given.rows}}
+            event = await agent.handle.run.remote(pool, str(rid), linked, refs, timeout)
+            if event[1].get("raised") != "FileUnreachable":
+                return event
+            agent.files = False  # nothing ran; from now on the store, as for other nodes
+            log.warning("Ray node %s cannot link the server's input files (%s); they reach "
+                        "it through the object store", agent.address, event[1]["message"])
+        if given is not None:
+            refs = [await given.object()]
+        return await agent.handle.run.remote(pool, str(rid), header, refs, timeout)
+
+    def _pick(self, pool: str, near: bool) -> _Agent | None:
         """The node with the fewest of this pool's tasks under way (a run's batches
-        spread over every node), of those the one given fewest so far (one call after
-        another takes turns over the nodes)."""
+        spread over every node); for a task with an input (``near``), the server's node
+        of those, where the input is already; else the one given fewest tasks without an
+        input so far (one call after another takes turns over the nodes)."""
         agents = list(self.agents.values())
         if not agents:
             return None
-        chosen = min(agents, key=lambda a: (a.load.get(pool, 0), a.given.get(pool, 0)))
-        chosen.given[pool] = chosen.given.get(pool, 0) + 1
+        chosen = min(agents, key=lambda a: (a.load.get(pool, 0), near and not a.files,
+                                            a.given.get(pool, 0)))
+        if not near:
+            chosen.given[pool] = chosen.given.get(pool, 0) + 1
         return chosen
 
     def _done(self, rid: int, raised: str, message: str) -> None:
@@ -268,6 +311,16 @@ class Bridge:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _own_node(address: str) -> str | None:
+    """The Ray node this driver runs on: the server's machine, whose files its agent can
+    link. ``None`` through Ray Client (``ray://``), where the driver is not on a node."""
+    import ray
+
+    if address.startswith("ray://"):
+        return None
+    return str(ray.get_runtime_context().get_node_id())
 
 
 def connect(request: dict[str, Any]) -> str | None:

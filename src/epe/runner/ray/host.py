@@ -305,21 +305,25 @@ class RayPool:
 
     @contextlib.asynccontextmanager
     async def _share(self, rows: Rows) -> AsyncIterator[Shared]:
-        """Written once as an Arrow file here, put once in the object store by the bridge;
-        each node fetches it once for its workers."""
+        """Written once as an Arrow file here and offered to the bridge, which links it
+        for the workers on this node and puts it in the object store for other nodes
+        (``runner.ray.bridge``). The file stays until the run ends."""
         assert self.host.exchange is not None, "the host is not started"
         pending = [rows]
         del rows
         written = await asyncio.to_thread(self.host.exchange.write, pending.pop())
+        path = written.ref.location
         try:
-            reply = await self.host.request({"op": "put", "path": written.ref.location})
+            reply = await self.host.request({"op": "offer", "path": path,
+                                             "rows": written.rows})
+            key = str(reply["key"])
+            try:
+                yield Shared(InputRef("ray", key), written.rows)
+            finally:
+                self.host.tell({"op": "forget", "key": key})
         finally:
-            await asyncio.to_thread(_remove, written.ref.location)
-        key = str(reply["key"])
-        try:
-            yield Shared(InputRef("ray", key), written.rows)
-        finally:
-            self.host.tell({"op": "forget", "key": key})
+            # Freeing a large file's pages takes milliseconds: not on the event loop.
+            asyncio.get_running_loop().run_in_executor(None, _remove, path)
 
     async def run(self, task: Task, timeout: float) -> TaskResult:
         bridge = self.host.bridge()
