@@ -63,6 +63,7 @@ class RayCluster:
         self.root = Path(tempfile.mkdtemp(prefix="epe-ray-"))
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.client_address = f"ray://127.0.0.1:{free_port()}"  # the head's Ray Client server
 
     def _ray_start(self, *args: str) -> None:
         ports = {"--dashboard-agent-listen-port": free_port(),
@@ -80,7 +81,7 @@ class RayCluster:
     def start(self, nodes: int = 2) -> RayCluster:
         (self.root / "owner").write_text(str(os.getpid()))
         self._ray_start("--head", f"--port={self.port}", "--include-dashboard=false",
-                        f"--ray-client-server-port={free_port()}",
+                        f"--ray-client-server-port={self.client_address.rsplit(':', 1)[1]}",
                         f"--temp-dir={self.root / 't'}")
         for _ in range(nodes - 1):
             self.add_node()
