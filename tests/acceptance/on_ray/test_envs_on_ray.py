@@ -28,13 +28,19 @@ from tests.serverproc import API, EpeServer, assert_error, put_table, unique_nam
 
 GROUPS = 8  # over four workers: two on each node
 
+# The input folders a worker sees (its pool's on its node), as a function's code.
+NODE_FOLDERS = """
+def node_folders():
+    with open('/proc/self/mountinfo') as table:
+        return sorted({line.split()[4] for line in table if '/epe-exchange-' in line})
+"""
+
 # Per group: the environment's Python and package, and the node's input folder.
-WHERE = """def f(df):
+WHERE = NODE_FOLDERS + """
+def f(df):
     import sys
     import epe_envtest_pkg
-    with open('/proc/self/mountinfo') as table:
-        folders = sorted({line.split()[4] for line in table if '/epe-exchange-' in line})
-    return {'prefix': sys.prefix, 'value': epe_envtest_pkg.VALUE, 'folders': folders,
+    return {'prefix': sys.prefix, 'value': epe_envtest_pkg.VALUE, 'folders': node_folders(),
             'rows': len(df)}
 """
 
