@@ -30,8 +30,9 @@ def ray_server(ray_cluster: RayCluster) -> Iterator[EpeServer]:
            **{f"EPE_SERVICE_{level}_PARALLEL": str(cap) for level, cap in CAPS.items()}}
     parent = Path(tempfile.mkdtemp(prefix="epe-on-ray-"))
     os.chmod(parent, 0o711)
-    server = EpeServer(parent / "data", env).start(timeout=180)
+    server = EpeServer(parent / "data", env)
     try:
+        server.start(timeout=180)
         run_cli("demo", "--data-dir", str(server.data_dir),
                 env={**env, "EPE_DEMO_PASSWORD": DEMO_PASSWORD})
         yield server
