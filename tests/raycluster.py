@@ -129,6 +129,8 @@ class RayCluster:
         self.root = Path(tempfile.mkdtemp(prefix="epe-ray-"))
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.client_port = free_port()  # the head's Ray Client server
+        self.client_address = f"ray://127.0.0.1:{self.client_port}"
 
     def _ports(self) -> dict[str, int]:
         """A node's own ports (Ray's defaults would collide between two nodes here)."""
@@ -148,7 +150,7 @@ class RayCluster:
                  for k, v in self._ports().items()}
         self._run([RAY, "start", "--head", "--num-cpus=1", "--disable-usage-stats",
                    "--node-ip-address=127.0.0.1", f"--port={self.port}",
-                   "--include-dashboard=false", f"--ray-client-server-port={free_port()}",
+                   "--include-dashboard=false", f"--ray-client-server-port={self.client_port}",
                    f"--temp-dir={self.root / 't'}",
                    *(f"--{k.replace('_', '-')}={v}" for k, v in flags.items())])
         for _ in range(nodes - 1):

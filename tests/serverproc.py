@@ -57,12 +57,13 @@ class EpeServer:
 
     def start(self, timeout: float = 60) -> EpeServer:
         self.output = []
+        self.url = ""
         self.proc = subprocess.Popen(
             [*self.wrapper, *EPE, "serve", "--data-dir", str(self.data_dir), "--port", "0"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env)
         ready = threading.Event()
         threading.Thread(target=self._pump, args=(ready,), daemon=True).start()
-        if not ready.wait(timeout):
+        if not ready.wait(timeout) or not self.url:
             self.stop()
             raise RuntimeError("epe serve did not start:\n" + "".join(self.output))
         return self
@@ -74,6 +75,7 @@ class EpeServer:
             if (m := _READY.search(line)) and not ready.is_set():
                 self.url = m.group(1)
                 ready.set()
+        ready.set()  # it ended: a start still waiting fails now, not at its timeout
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
         if self.proc is None:

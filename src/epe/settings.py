@@ -101,7 +101,8 @@ class Settings(BaseSettings):
     worker_idle_timeout: float = Field(
         300.0, gt=0, description="Seconds a user's pool may stay unused before it stops."
     )
-    max_workers: int = Field(8, ge=1, description="Workers warm at once, every pool together.")
+    max_workers: int = Field(8, ge=1, description="Workers warm at once, every pool together "
+                                                  "(on Ray: on each node).")
     max_pools: int = Field(16, ge=1, description="Users' pools warm at once.")
     pool_queue_limit: int = Field(
         64, ge=0, description="Runs waiting for room in the pools before a 503."

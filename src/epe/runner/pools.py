@@ -3,7 +3,8 @@
 A pool serves one user in one environment for its whole life (``Tenant``): two
 users never share a worker. Pools start on first use and stop when idle for
 ``EPE_WORKER_IDLE_TIMEOUT``. At most ``EPE_MAX_POOLS`` pools and ``EPE_MAX_WORKERS``
-workers are warm at once; a pool that would pass either bound first stops the
+workers are warm at once (on a Ray cluster: on each node, every pool having its
+workers on every node); a pool that would pass either bound first stops the
 least recently used idle pool, and when every pool is busy the run waits its turn
 (first come, first served; a user's own runs queue on their pool's workers). More
 than ``EPE_POOL_QUEUE_LIMIT`` runs waiting is a 503 with ``Retry-After``.
@@ -180,6 +181,9 @@ class Pools:
                     self._waiting -= 1
 
     def _fits(self, size: int) -> bool:
+        # A pool's size is its workers on each machine that runs them: the server's, or
+        # every node of a Ray cluster. The sum bounds each machine's warm workers, which
+        # is what they cost (memory, processes); nodes joining add room, not use it.
         if not self._entries:
             return True  # one pool always fits, whatever the settings
         workers = sum(e.size for e in self._entries.values())
