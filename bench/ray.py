@@ -58,8 +58,7 @@ from apply import (
 from benchserver import BenchServer, commit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.raycluster import ENV as RAY_ENV
-from tests.raycluster import RayCluster
+from tests.raycluster import DRIVER_ENV, RayCluster
 
 BACKENDS = ("local", "ray, 1 node", "ray, 2 nodes", "ray, 2 nodes, via the store")
 # A /dev/shm of the server's own (root only): no node can link the server's input file,
@@ -76,7 +75,7 @@ def server_env(backend: str, address: str) -> dict[str, str]:
     per_node = "2" if backend == "ray, 1 node" else "1"
     # The bridge is a driver of the cluster of tests/raycluster.py: its environment.
     return {"EPE_EXECUTOR": "ray", "EPE_RAY_ADDRESS": address, "EPE_WORKERS": per_node,
-            **RAY_ENV}
+            **DRIVER_ENV}
 
 
 def run_cases(url: str, groups: int) -> dict[str, float]:

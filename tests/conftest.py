@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.pgserver import INSTALL_HINT, PostgresServer, binaries, on_postgresql_data
-from tests.raycluster import ENV as RAY_ENV
-from tests.raycluster import RayCluster, stop_orphans
+from tests.raycluster import DRIVER_ENV, RayCluster, stop_orphans
 from tests.serverproc import EpeServer
 
 
@@ -29,9 +28,8 @@ def ray_cluster() -> Iterator[RayCluster]:
     """One real Ray cluster of two nodes on this machine for the whole session, started
     by the first test that needs it (tests/raycluster.py)."""
     stop_orphans()
-    # The bridges the servers and the executor suite start are the cluster's drivers:
-    # they need its environment (loopback as the node IP, no token authentication).
-    os.environ.update(RAY_ENV)
+    # The bridges the servers and the executor suite start are the cluster's drivers.
+    os.environ.update(DRIVER_ENV)
     cluster = RayCluster().start()
     yield cluster
     cluster.stop()

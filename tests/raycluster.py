@@ -41,12 +41,14 @@ from tests.pgserver import alive, free_port
 RAY = str(Path(sys.executable).parent / "ray")
 NODE = str(Path(__file__).with_name("raynode.py"))
 
-# The environment of the cluster's processes and of the drivers that join it (the
-# servers' bridges, the executor suite's): loopback as the node IP (above), and without
-# Ray's token authentication, whatever a ~/.ray/auth_token left by another Ray says
-# (Ray turns it on when that file exists).
-ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
-       "RAY_USAGE_STATS_ENABLED": "0"}
+# What the drivers that join the cluster (the servers' bridges, the executor suite's)
+# need of the tests: no Ray token authentication, whatever a ~/.ray/auth_token left by
+# another Ray says (Ray turns it on when that file exists). Loopback as the node IP is
+# the bridge's own to ask for (runner/ray/bridge.py), on an address of 127.0.0.1.
+DRIVER_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+# The environment of the cluster's own processes: the same, and loopback as the node IP
+# (above).
+ENV = {**DRIVER_ENV, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 def _cmdline(pid: int) -> str:

@@ -5,10 +5,12 @@ and of the server whose bridge is one of its drivers is bound to loopback
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
-from tests.raycluster import RayCluster, _cmdline, descendants, is_loopback, listeners
-from tests.serverproc import API, EpeServer
+from tests.pgserver import alive
+from tests.raycluster import DRIVER_ENV, RayCluster, _cmdline, descendants, is_loopback, listeners
+from tests.serverproc import API, EpeServer, wait_for
 
 
 def test_every_listening_socket_of_the_cluster_and_the_server_is_on_loopback(
@@ -31,3 +33,28 @@ def test_every_listening_socket_of_the_cluster_and_the_server_is_on_loopback(
     for raylet in raylets:
         under = set(descendants([raylet])) - {raylet}
         assert {pid for pid, _, _ in found} & under, f"no listener under the raylet {raylet}"
+
+
+def test_a_ray_of_its_own_listens_on_loopback_only_and_ends_with_the_server(
+        tmp_path: Path) -> None:
+    # EPE_RAY_ADDRESS=local: the bridge starts a one-machine Ray, so all of it is under
+    # the server's process.
+    server = EpeServer(tmp_path / "data", {"EPE_EXECUTOR": "ray", "EPE_RAY_ADDRESS": "local",
+                                           **DRIVER_ENV})
+    # What keeps Ray on loopback is the server's to ask for, not the environment's.
+    server.env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+    server.start(timeout=180)
+    try:
+        _user, client = server.new_client()
+        with client:
+            r = client.post(f"{API}/do-eval", json={"script": "def f():\n    return 1\n"})
+            assert r.status_code == 200, r.text
+        assert server.proc is not None
+        pids = descendants([server.proc.pid])
+        found = listeners(pids)
+        assert [(address, port, _cmdline(pid)[:120]) for pid, address, port in found
+                if not is_loopback(address)] == []
+        assert any("raylet" in _cmdline(pid) for pid, _, _ in found)  # Ray's were looked at
+    finally:
+        server.stop()
+    wait_for(lambda: not any(alive(pid) for pid in pids))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import sys
@@ -323,18 +324,38 @@ def _own_node(address: str) -> str | None:
     return str(ray.get_runtime_context().get_node_id())
 
 
+def _loopback(address: str) -> bool:
+    """Whether a cluster's ``HOST:PORT`` names this machine's loopback."""
+    host = address.rpartition(":")[0].strip("[]")
+    if address.startswith("ray://") or not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def connect(request: dict[str, Any]) -> str | None:
     """Join the cluster as its driver (on the main thread: Ray wants it); why not, or
     ``None``."""
-    import ray
-
     address = request["address"]
     kwargs: dict[str, Any] = {"namespace": "epe", "log_to_driver": False,
                               "logging_level": logging.WARNING}
+    if address == "local" or _loopback(address):
+        # Ray binds its servers to loopback only when the node's address is 127.0.0.1,
+        # and on Linux swaps 127.0.0.1 for the machine's outward address unless told
+        # not to (docs/scale-out.md): a cluster on loopback would not be found, and a
+        # Ray of our own would listen on every interface. Ray reads this when
+        # imported; the processes it starts inherit it.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     if address == "local":  # a one-machine Ray of our own, to try things
-        kwargs["include_dashboard"] = False
+        kwargs.update(include_dashboard=False, _node_ip_address="127.0.0.1")
     else:
         kwargs["address"] = address
+    import ray
+
     try:
         ray.init(**kwargs)
     except Exception as e:
