@@ -82,19 +82,32 @@ class Task:
 
 
 @dataclass(frozen=True)
+class Usage:
+    """What the kernel counted for the workers while they ran one task: CPU seconds
+    (user and system) and peak resident memory in bytes. Read by the executor from
+    outside the worker (cgroup or /proc statistics), never from what user code reports;
+    usage accounting (docs/operations.md) sums it per run."""
+
+    cpu_seconds: float = 0.0
+    peak_memory: int = 0
+
+
+@dataclass(frozen=True)
 class TaskResult:
     fragments: list[Fragment]
     stdout: str = ""
     stderr: str = ""
+    usage: Usage = Usage()
 
 
 class TaskFailed(Exception):
     """User code failed at position ``unit`` of the task's units (``None``: before any)."""
 
-    def __init__(self, error: EpeError, unit: int | None) -> None:
+    def __init__(self, error: EpeError, unit: int | None, usage: Usage = Usage()) -> None:
         super().__init__(error.message)
         self.error = error
         self.unit = unit
+        self.usage = usage
 
 
 @dataclass(frozen=True)
