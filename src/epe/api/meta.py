@@ -21,16 +21,21 @@ VERSIONS = {
     "v1": {"isLatest": False, "lifecycle": "DEPRECATED@2026-03-31"},
     "v2": {"isLatest": True, "lifecycle": "ACTIVE"},
 }
-CHILDREN = ("scripts", "envs", "jobs/{jobId}", "jobs/{jobId}/result",
+
+
+def child_paths() -> list[str]:
+    """The paths a version lists: its operations' are read when asked, so that those a
+    plugin registers are there too."""
+    return ["scripts", "envs", "jobs/{jobId}", "jobs/{jobId}/result",
             *(f"{op.path}/{{scriptName}}{owner}" for op in OPERATIONS.values()
-              for owner in ("", "/{ownerName}")))
+              for owner in ("", "/{ownerName}"))]
 
 
 def version_info(request: Request, version: str, children: bool) -> dict[str, Any]:
     base = str(request.base_url).rstrip("/") + f"{API_ROOT}/{version}"
     links = [{"rel": "self", "href": base}]
     if children:
-        links += [{"rel": "child", "href": f"{base}/{c}"} for c in CHILDREN]
+        links += [{"rel": "child", "href": f"{base}/{c}"} for c in child_paths()]
     return {"version": version, **VERSIONS[version], "links": links}
 
 

@@ -1,8 +1,8 @@
 """The run endpoints: thin routes over ``epe.service.runs``, one set per operation.
 
-Each operation of ``core.operations`` answers at ``/{op}/{scriptName}``,
-``/{op}/{scriptName}/{ownerName}`` and, for inline functions, ``/{op}`` with
-``"script"`` in the body (docs/api.md).
+Each operation of ``core.operations`` (its own, and those plugins register) answers
+at ``/{op}/{scriptName}``, ``/{op}/{scriptName}/{ownerName}`` and, for inline
+functions, ``/{op}`` with ``"script"`` in the body (docs/api.md).
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ from epe.service.pyq import TableFunctions
 from epe.service.runs import prepare, run
 from epe.service.services import Services
 from epe.service.sessions import Caller
-
-router = APIRouter(tags=["run"])
 
 Endpoint = Callable[..., Awaitable[Response]]
 
@@ -83,7 +81,12 @@ def _endpoints(op: Operation) -> list[tuple[str, Endpoint]]:
             (path, inline)]
 
 
-for _op in OPERATIONS.values():
-    for _path, _endpoint in _endpoints(_op):
-        router.add_api_route(_path, _endpoint, methods=["POST"],
-                             name=f"{_op.kind}:{_path.count('/')}")
+def router() -> APIRouter:
+    """The routes of every operation, those plugins registered included: made when the
+    app is, after ``EPE_PLUGINS`` were imported."""
+    made = APIRouter(tags=["run"])
+    for op in OPERATIONS.values():
+        for path, endpoint in _endpoints(op):
+            made.add_api_route(path, endpoint, methods=["POST"],
+                               name=f"{op.kind}:{path.count('/')}")
+    return made

@@ -161,9 +161,8 @@ class JobManager:
         """Whether only this server may run the job: it names an environment (each
         server has its own), or reads tables, which are this server's own unless the
         data layer is shared."""
-        reads_tables = job.op.input in ("whole", "chunks", "groups")
         tables_here = not is_shared(self.settings.tables_url)
-        return job.body.env_name is not None or (reads_tables and tables_here)
+        return job.body.env_name is not None or (job.op.input.query and tables_here)
 
     def _create(self, **values: Any) -> JobRecord:
         """A new job held by this server (blocking); 503 when it holds all it may."""

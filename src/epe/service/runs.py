@@ -12,23 +12,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any, cast
 
 import pyarrow as pa
 
 from epe.core import assemble, plan
-from epe.core.operations import Operation
+from epe.core.operations import CHUNKS, GROUPS, INDEX, NONE, WHOLE, Operation
 from epe.core.params import Controls, parse_parameters
 from epe.core.requests import (
     GroupApplyRequest,
     IndexApplyRequest,
+    InputRequest,
     ParallelRequest,
     RowApplyRequest,
     RunRequest,
-    TableApplyRequest,
 )
 from epe.core.scripts import parse_script
 from epe.errors import EpeError, InvalidRequest, TimeLimitExceeded
@@ -120,32 +121,63 @@ def whole_input(services: Services, caller: Caller, sql: list[user_sql.Ready],
     return table.drop_null() if controls.na_omit else table
 
 
-async def plan_work(services: Services, caller: Caller, op: Operation, body: RunRequest,
-                    controls: Controls, functions: user_sql.Functions | None = None) -> Work:
+@dataclass(frozen=True)
+class Planning:
+    """What planning a run's units reads: who runs it, with what, and how."""
+
+    services: Services
+    caller: Caller
+    op: Operation
+    controls: Controls
+    functions: user_sql.Functions | None = None
+
+    async def input_sql(self, body: InputRequest) -> list[user_sql.Ready]:
+        """The input read as docs/sql.md says: translated if need be, OML's views and
+        table functions computed, before any of its rows are."""
+        return await user_sql.prepare(self.services, self.caller, body.input,
+                                      user_sql.mode_of(self.services, body.dialect),
+                                      self.functions)
+
+    def stream(self, sql: list[user_sql.Ready]) -> Rows:
+        return partial(streamed_input, self.services, self.caller, sql, self.controls)
+
+
+async def _no_input(_how: Planning, _body: RunRequest) -> Work:
+    return Work([(0, 0)])
+
+
+async def _index(how: Planning, body: IndexApplyRequest) -> Work:
+    return Work(plan.index_units(body.times), unit_name=how.op.unit)
+
+
+async def _whole(how: Planning, body: InputRequest) -> Work:
+    return Work(rows=how.stream(await how.input_sql(body)), cut=lambda n: [(0, n)])
+
+
+async def _chunks(how: Planning, body: RowApplyRequest) -> Work:
+    return Work(rows=how.stream(await how.input_sql(body)),
+                cut=partial(plan.chunk_units, rows=body.rows), unit_name=how.op.unit)
+
+
+async def _groups(how: Planning, body: GroupApplyRequest) -> Work:
+    sql = await how.input_sql(body)
+    # Sorting a large input takes a while: off the event loop, so other requests are
+    # not held up meanwhile.
+    grouping = await asyncio.to_thread(group_input, how.services, how.caller, body, sql,
+                                       how.controls)
+    return Work(grouping.units, grouping.table, labels=grouping.keys, unit_name=how.op.unit)
+
+
+# One planner per input (core.operations): each reads the fields of its input's request
+# class, from which every operation taking that input derives its request model.
+PLANNERS: dict[str, Callable[[Planning, Any], Awaitable[Work]]] = {
+    NONE.name: _no_input, INDEX.name: _index, WHOLE.name: _whole, CHUNKS.name: _chunks,
+    GROUPS.name: _groups}
+
+
+async def plan_work(how: Planning, body: RunRequest) -> Work:
     """The units of a run, and its input, as its operation takes them."""
-    if op.input == "none":
-        return Work([(0, 0)])
-    if op.input == "index":
-        assert isinstance(body, IndexApplyRequest)
-        return Work(plan.index_units(body.times), unit_name=op.unit)
-    assert isinstance(body, TableApplyRequest | RowApplyRequest | GroupApplyRequest)
-    # The input read as docs/sql.md says: translated if need be, OML's views and table
-    # functions computed, before any of its rows are.
-    sql = await user_sql.prepare(services, caller, body.input,
-                                 user_sql.mode_of(services, body.dialect), functions)
-    if op.input == "groups":
-        assert isinstance(body, GroupApplyRequest)
-        # Sorting a large input takes a while: off the event loop, so other
-        # requests are not held up meanwhile.
-        grouping = await asyncio.to_thread(group_input, services, caller, body, sql, controls)
-        return Work(grouping.units, grouping.table, labels=grouping.keys, unit_name=op.unit)
-    assert isinstance(body, TableApplyRequest | RowApplyRequest)
-    stream = partial(streamed_input, services, caller, sql, controls)
-    if op.input == "chunks":
-        assert isinstance(body, RowApplyRequest)
-        return Work(rows=stream, cut=partial(plan.chunk_units, rows=body.rows),
-                    unit_name=op.unit)
-    return Work(rows=stream, cut=lambda n: [(0, n)])
+    return await PLANNERS[how.op.input.name](how, body)
 
 
 def group_input(services: Services, caller: Caller, body: GroupApplyRequest,
@@ -158,9 +190,11 @@ def group_input(services: Services, caller: Caller, body: GroupApplyRequest,
     return plan.group_units(table, group_by, order_by)
 
 
-def degree(services: Services, body: RunRequest, controls: Controls, capacity: int) -> int:
-    if not isinstance(body, ParallelRequest):  # an operation whose units run one by one
+def degree(services: Services, job: Prepared, capacity: int) -> int:
+    if not job.op.parallel:  # an operation of one unit
         return 1
+    # Its request derives from ParallelRequest (core.operations checks it).
+    body, controls = cast(ParallelRequest, job.body), job.controls
     level = controls.service or body.service
     flag = body.parallel_flag or bool(controls.parallel)
     return plan.degree_of_parallelism(flag, body.parallel,
@@ -260,19 +294,20 @@ async def run_on(executor: Executor, services: Services, job: Prepared,
     """Run a prepared request: plan, share the input, run the batches, shape the result."""
     stats = stats or RunStats()
     start = time.perf_counter()
-    work = await plan_work(services, job.caller, job.op, job.body, job.controls, functions)
+    work = await plan_work(Planning(services, job.caller, job.op, job.controls, functions),
+                           job.body)
     async with share(executor, work, stats) as ref:
-        if job.op.input not in ("none", "index"):  # it has an input query
+        if job.op.input.query:
             stats.input_seconds = time.perf_counter() - start
-        dop = degree(services, job.body, job.controls, executor.capacity)
+        dop = degree(services, job, executor.capacity)
         batches = plan.batches(work.units, dop, min_batches=min_batches)
         stats.invocations, stats.batches = len(work.units), len(batches)
         log.info("%s by %s: %d invocations in %d batches, degree of parallelism %d",
                  job.op.kind, job.caller.name, len(work.units), len(batches), dop)
         graphics = bool(job.body.graphics_flag or job.controls.graphics)
-        tasks = [Task(kind=job.op.kind, source=job.source, script_key=job.script_key,
-                      kwargs=job.kwargs, graphics=graphics, units=tuple(b), input_ref=ref,
-                      input_type=job.controls.input_type,
+        tasks = [Task(kind=job.op.kind, calling=job.op.calling, source=job.source,
+                      script_key=job.script_key, kwargs=job.kwargs, graphics=graphics,
+                      units=tuple(b), input_ref=ref, input_type=job.controls.input_type,
                       pickled_kwargs=job.body.pickled_parameters,
                       result_format=job.body.result_format,
                       calls=calls.handler(services, job.caller, functions)) for b in batches]
