@@ -124,7 +124,8 @@ def user_add(name: str, data_dir: Path | None, password_stdin: bool, admin: bool
     audit = AuditTrail(store.audit)
     catalog = open_catalog_of(settings)
     try:
-        created = create_user(store, audit, catalog, None, name, password, admin, db_role)
+        created = create_user(store, audit, catalog, name=name, password=password, admin=admin,
+                              db_role=db_role)
     finally:
         catalog.close()
         audit.close()

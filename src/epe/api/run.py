@@ -28,9 +28,10 @@ Endpoint = Callable[..., Awaitable[Response]]
 
 
 async def respond(request: Request, services: Services, caller: Caller, op: Operation,
-                  body: RunRequest, name: str | None, owner: str | None) -> Response:
+                  body: RunRequest, *, name: str | None = None,
+                  owner: str | None = None) -> Response:
     """Run now and answer 200, or as a job and answer 201 with its ``Location``."""
-    prepared = prepare(services, caller, op, body, name, owner)
+    prepared = prepare(services, caller, op, body, name=name, owner=owner)
     jobs = await get_jobs(request)
     if prepared.asynchronous:
         job = await jobs.submit(prepared, request.headers.get("idempotency-key"))
@@ -58,17 +59,17 @@ def _endpoints(op: Operation) -> list[tuple[str, Endpoint]]:
 
     async def named(scriptName: str, request: Request, caller: CallerDep,
                     services: ServicesDep, body: RunRequest | None = None) -> Response:
-        return await respond(request, services, caller, op, given(body), scriptName, None)
+        return await respond(request, services, caller, op, given(body), name=scriptName)
 
     async def owned(scriptName: str, ownerName: str, request: Request,
                     caller: CallerDep, services: ServicesDep,
                     body: RunRequest | None = None) -> Response:
-        return await respond(request, services, caller, op, given(body), scriptName,
-                             ownerName)
+        return await respond(request, services, caller, op, given(body), name=scriptName,
+                             owner=ownerName)
 
     async def inline(request: Request, caller: CallerDep, services: ServicesDep,
                      body: RunRequest | None = None) -> Response:
-        return await respond(request, services, caller, op, given(body), None, None)
+        return await respond(request, services, caller, op, given(body))
 
     for endpoint in (named, owned, inline):
         # FastAPI reads the body's model from the annotation: make it this operation's.

@@ -54,8 +54,9 @@ def _objects(call: dict[str, Any], payload: bytes) -> list[StoredObject]:
 
 def ds_save(services: Services, user: str, call: dict[str, Any], payload: bytes) -> Reply:
     services.datastores.save(
-        user, call["name"], _objects(call, payload), str(call.get("description", " ")),
-        bool(call.get("grantable")), bool(call.get("overwrite")), bool(call.get("append")))
+        user, call["name"], _objects(call, payload),
+        description=str(call.get("description", " ")), grantable=bool(call.get("grantable")),
+        overwrite=bool(call.get("overwrite")), append=bool(call.get("append")))
     return {}, b""
 
 
@@ -78,8 +79,8 @@ def ds_describe(services: Services, user: str, call: dict[str, Any], _payload: b
 
 
 def ds_delete(services: Services, user: str, call: dict[str, Any], _payload: bytes) -> Reply:
-    names = services.datastores.delete(user, call["name"], call.get("objs"),
-                                              bool(call.get("regex_match")))
+    names = services.datastores.delete(user, call["name"], objs=call.get("objs"),
+                                       regex=bool(call.get("regex_match")))
     return {"deleted": names}, b""
 
 

@@ -25,7 +25,6 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import orjson
 
@@ -47,7 +46,7 @@ from epe.service.answers import Answer, Answers, FolderAnswers, StoreAnswers
 from epe.service.pyq import TableFunctions
 from epe.service.queue import Accepted, Queue, restore
 from epe.service.services import Services
-from epe.store.jobs import JobRecord, QueueFull
+from epe.store.jobs import JobRecord, NewJob, QueueFull
 
 log = logging.getLogger("epe.jobs")
 
@@ -117,11 +116,10 @@ class JobManager:
             accepted.hold = self.services.environments.hold(job.body.env_name)
         now = self.queue.take(level)  # a free slot here: it runs at once, never waits
         try:
-            record = await asyncio.to_thread(
-                self._create, owner=owner, kind=job.op.kind,
-                request=job.body.model_dump_json(by_alias=True),
+            record = await asyncio.to_thread(self._create, NewJob(
+                owner, job.op.kind, job.body.model_dump_json(by_alias=True),
                 idempotency_key=idempotency_key, service=level, source=job.source,
-                pinned=self._pinned(job), running=now)
+                pinned=self._pinned(job)), running=now)
         except BaseException as e:
             accepted.release()
             if now:
@@ -148,9 +146,8 @@ class JobManager:
         Its answer is ``{"result": R}``, R the JSON ``work`` returns, or the error body of
         the ``EpeError`` it raises; what it adds to its ``Output`` is the job's log.
         """
-        record = await asyncio.to_thread(self._create, owner=owner, kind=kind,
-                                         request=request, idempotency_key=None, service=None,
-                                         source=None, pinned=True)
+        record = await asyncio.to_thread(self._create, NewJob(owner, kind, request,
+                                                              pinned=True))
         self._admitted(record, Status.RUNNING)
         self.queue.started(record.id)
         task = self._tasks[record.id] = asyncio.create_task(self._run_work(record.id, work))
@@ -164,12 +161,12 @@ class JobManager:
         tables_here = not is_shared(self.settings.tables_url)
         return job.body.env_name is not None or (job.op.input.query and tables_here)
 
-    def _create(self, **values: Any) -> JobRecord:
+    def _create(self, job: NewJob, running: bool = False) -> JobRecord:
         """A new job held by this server (blocking); 503 when it holds all it may."""
         try:
-            record = self.store.create(id=uuid.uuid4().hex, server=self.queue.name,
+            record = self.store.create(job, id=uuid.uuid4().hex, server=self.queue.name,
                                        lease=self.settings.job_lease,
-                                       limit=self.settings.job_queue_limit, **values)
+                                       limit=self.settings.job_queue_limit, running=running)
         except QueueFull:
             metrics.REFUSED.labels("job_queue_full").inc()
             raise ServerBusy("the server has as many jobs waiting as it can hold; try again "
@@ -230,8 +227,8 @@ class JobManager:
         async def running() -> bytes:
             job = accepted.job if accepted else await asyncio.to_thread(
                 restore, self.services, record)
-            return await execution.run(self.services, job, self._progress(record.id), output,
-                                       min_batches=PROGRESS_BATCHES,
+            return await execution.run(self.services, job, progress=self._progress(record.id),
+                                       output=output, min_batches=PROGRESS_BATCHES,
                                        functions=TableFunctions(self.services, job.caller, self))
 
         try:

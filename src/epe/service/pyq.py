@@ -87,7 +87,7 @@ class TableFunctions:
             raise InvalidRequest(f"{call.name} needs scr_name, the name of a script you may "
                                  "run")
         prepared = await asyncio.to_thread(runs.prepare, self.services, self.caller, op, body,
-                                           name, _text(call, "scr_owner"))
+                                           name=name, owner=_text(call, "scr_owner"))
         if prepared.asynchronous:
             if self.jobs is None:
                 raise InvalidRequest(f"{call.name} with oml_async_flag cannot run here: no "

@@ -254,8 +254,8 @@ class Output:
 Progress = Callable[[int, int], None]
 
 
-def prepare(services: Services, caller: Caller, op: Operation, body: RunRequest,
-            name: str | None, owner: str | None) -> Prepared:
+def prepare(services: Services, caller: Caller, op: Operation, body: RunRequest, *,
+            name: str | None = None, owner: str | None = None) -> Prepared:
     """Everything that can be refused before running: script, parameters, limits."""
     source = resolve_source(services, caller, body, name, owner)
     kwargs, controls = parse_parameters(body.parameters)
@@ -264,7 +264,7 @@ def prepare(services: Services, caller: Caller, op: Operation, body: RunRequest,
                     scripts.source_hash(source.text))
 
 
-async def run(services: Services, job: Prepared, progress: Progress | None = None,
+async def run(services: Services, job: Prepared, *, progress: Progress | None = None,
               output: Output | None = None, min_batches: int = 1,
               functions: user_sql.Functions | None = None) -> bytes:
     """Run a prepared request in the workers of its environment (``envName``); its
@@ -276,8 +276,8 @@ async def run(services: Services, job: Prepared, progress: Progress | None = Non
         if tenant is None:  # the user's first run since start: their uid is looked up
             tenant = await asyncio.to_thread(services.tenant, job.caller.name)
         async with services.environments.executor(job.body.env_name, tenant) as executor:
-            payload = await run_on(executor, services, job, progress, output, min_batches,
-                                   stats, functions)
+            payload = await run_on(executor, services, job, progress=progress, output=output,
+                                   min_batches=min_batches, stats=stats, functions=functions)
         stats.output_bytes = len(payload)
         return payload
     except BaseException as e:
@@ -287,7 +287,7 @@ async def run(services: Services, job: Prepared, progress: Progress | None = Non
         record(services, job, stats, time.perf_counter() - start, error)
 
 
-async def run_on(executor: Executor, services: Services, job: Prepared,
+async def run_on(executor: Executor, services: Services, job: Prepared, *,
                  progress: Progress | None = None, output: Output | None = None,
                  min_batches: int = 1, stats: RunStats | None = None,
                  functions: user_sql.Functions | None = None) -> bytes:
