@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
+import epe.observe.metrics
 from epe import __version__, console
 from epe.api import (
     audit,
@@ -36,7 +37,6 @@ from epe.api.middleware import (
 )
 from epe.core.operations import API_ROOT, API_VERSIONS
 from epe.errors import InvalidSetting
-from epe.observe import metrics as measures
 from epe.service.jobs import JobManager
 from epe.service.services import open_services
 from epe.settings import Settings
@@ -91,7 +91,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             await services.environments.stop()
             services.close()  # the audit trail's last entries are written here
             stop_metrics()
-            measures.process_exit()
+            epe.observe.metrics.process_exit()
 
     app = FastAPI(title="epe", version=__version__, lifespan=lifespan,
                   description="Embedded Python Execution, OML4Py-compatible.")
@@ -118,6 +118,6 @@ def serve_metrics(settings: Settings) -> Callable[[], None]:
     """Start the metrics listener ``EPE_METRICS_ADDRESS`` names; how to stop it."""
     if not settings.metrics_address:
         return lambda: None
-    address, stop = measures.serve(settings.metrics_address)
+    address, stop = epe.observe.metrics.serve(settings.metrics_address)
     log.info("metrics on http://%s/metrics", address)
     return stop

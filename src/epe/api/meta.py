@@ -13,7 +13,7 @@ from epe.api.errors import error_response
 from epe.api.responses import json_response
 from epe.core.operations import API_ROOT, OPERATIONS
 from epe.errors import NotFound, NotReady
-from epe.service import health as checks
+from epe.service.health import all_ready, readiness
 
 router = APIRouter(tags=["meta"])
 
@@ -62,8 +62,8 @@ async def health(services: ServicesDep) -> Response:
 @router.get("/health/ready")
 async def ready(services: ServicesDep) -> Response:
     """Readiness: the store, the data layer and the executor can serve; 503 if one cannot."""
-    parts = await checks.readiness(services)
-    if checks.ready(parts):
+    parts = await readiness(services)
+    if all_ready(parts):
         return json_response({"status": "ready", "parts": parts})
     down = ", ".join(name for name, part in parts.items() if part["state"] != "ok")
     return error_response(NotReady(f"not ready: {down} cannot serve", status="unready",

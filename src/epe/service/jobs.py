@@ -41,7 +41,7 @@ from epe.errors import (
 )
 from epe.observe import metrics
 from epe.observe.logs import JOB_ID
-from epe.service import runs as execution
+from epe.service import runs
 from epe.service.answers import Answer, Answers, FolderAnswers, StoreAnswers
 from epe.service.pyq import TableFunctions
 from epe.service.queue import Accepted, Queue, restore
@@ -56,7 +56,7 @@ PROGRESS_BATCHES = 20  # an async run is cut into at least this many batches, fo
 SWEEP_INTERVAL = 3600.0
 
 # Work a job does that is not a run: given the job's output, it returns its result's JSON.
-Work = Callable[[execution.Output], Awaitable[bytes]]
+Work = Callable[[runs.Output], Awaitable[bytes]]
 
 
 def answers_for(services: Services) -> Answers:
@@ -77,7 +77,7 @@ class JobManager:
         self._progress_writes: dict[str, asyncio.Task[None]] = {}
         self._latest: dict[str, tuple[int, int]] = {}
         self._loops: list[asyncio.Task[None]] = []
-        self._outputs: dict[str, execution.Output] = {}  # of the jobs running here
+        self._outputs: dict[str, runs.Output] = {}  # of the jobs running here
         self._states: dict[str, Status] = {}  # live jobs here, as the gauge counts them
 
     # -- lifecycle ---------------------------------------------------------------
@@ -105,7 +105,7 @@ class JobManager:
 
     # -- submitting ----------------------------------------------------------------
 
-    async def submit(self, job: execution.Prepared, idempotency_key: str | None) -> JobRecord:
+    async def submit(self, job: runs.Prepared, idempotency_key: str | None) -> JobRecord:
         owner = job.caller.name
         if idempotency_key and (same := await asyncio.to_thread(
                 self.store.by_idempotency_key, owner, idempotency_key)):
@@ -154,7 +154,7 @@ class JobManager:
         task.add_done_callback(lambda _task: self.queue.freed(record.id, None))
         return record
 
-    def _pinned(self, job: execution.Prepared) -> bool:
+    def _pinned(self, job: runs.Prepared) -> bool:
         """Whether only this server may run the job: it names an environment (each
         server has its own), or reads tables, which are this server's own unless the
         data layer is shared."""
@@ -222,12 +222,12 @@ class JobManager:
         JOB_ID.set(record.id)  # this task's own context: every line it logs names the job
         log.info("job %s runs here%s", record.id, "" if accepted else
                  " (accepted by another server)")
-        output = self._outputs[record.id] = execution.Output()
+        output = self._outputs[record.id] = runs.Output()
 
         async def running() -> bytes:
             job = accepted.job if accepted else await asyncio.to_thread(
                 restore, self.services, record)
-            return await execution.run(self.services, job, progress=self._progress(record.id),
+            return await runs.run(self.services, job, progress=self._progress(record.id),
                                        output=output, min_batches=PROGRESS_BATCHES,
                                        functions=TableFunctions(self.services, job.caller, self))
 
@@ -239,7 +239,7 @@ class JobManager:
 
     async def _run_work(self, job_id: str, work: Work) -> None:
         JOB_ID.set(job_id)
-        output = self._outputs[job_id] = execution.Output()
+        output = self._outputs[job_id] = runs.Output()
 
         async def running() -> bytes | None:
             if not await asyncio.to_thread(self.store.move, job_id, Status.RUNNING):
@@ -249,7 +249,7 @@ class JobManager:
         await self._settle(job_id, running(), output)
 
     async def _settle(self, job_id: str, running: Awaitable[bytes | None],
-                      output: execution.Output) -> None:
+                      output: runs.Output) -> None:
         """Wait for the job's work and keep its answer, however it ends."""
         try:
             if (body := await running) is None:
@@ -286,7 +286,7 @@ class JobManager:
         if (state := self._states.pop(job_id, None)) is not None:
             metrics.JOBS.labels(state.value).dec()
 
-    def _progress(self, job_id: str) -> execution.Progress:
+    def _progress(self, job_id: str) -> runs.Progress:
         # Every update is written, the latest first if several wait: a job has at most a
         # few dozen batches, and a throttle would drop the last update before a long pause.
         def report(done: int, total: int) -> None:
@@ -304,7 +304,7 @@ class JobManager:
             self._progress_writes.pop(job_id, None)
 
     async def _finish(self, job_id: str, status: Status, answer: Answer,
-                      output: execution.Output) -> None:
+                      output: runs.Output) -> None:
         if (writing := self._progress_writes.get(job_id)) is not None:
             await asyncio.gather(writing, return_exceptions=True)  # progress lands first
         await asyncio.to_thread(self.answers.keep, job_id, self.queue.name, status, answer,
