@@ -19,7 +19,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from epe.core.operations import operation
+from epe.core.operations import Calling
 from epe.core.results import dataframe_columns, to_json
 from epe.errors import InvalidRequest, OutputTooLarge
 from epe.runner.worker.graphics import FigureCapture, entry
@@ -106,7 +106,8 @@ class Batch:
         self.func = func
         self.capture = capture
         self.graphics = bool(header.get("graphics"))
-        self.op = operation(header["kind"])
+        self.calling = Calling(header["call"], bool(header.get("frames_as_columns")),
+                               bool(header.get("images_as_list")))
         self.kwargs: dict[str, Any] = {**(header.get("kwargs") or {}),
                                        **unpickle_kwargs(header.get("pickled_kwargs"))}
         self.pickle = header.get("result_format") == "pickle"
@@ -125,9 +126,9 @@ class Batch:
             if self.pickle:
                 fragment, is_frame = pickled(value, images if self.graphics else None)
             else:
-                fragment, is_frame = encode(value, self.op.frames_as_columns, self.limit)
+                fragment, is_frame = encode(value, self.calling.frames_as_columns, self.limit)
                 if self.graphics:
-                    fragment = entry(images, fragment, time, self.op.images_as_list)
+                    fragment = entry(images, fragment, time, self.calling.images_as_list)
             out.size += len(fragment)
             if out.size > self.limit:
                 raise OutputTooLarge(f"Output exceeds maximum length {self.limit} bytes")
@@ -138,9 +139,9 @@ class Batch:
 
     def _calls(self) -> Iterator[tuple[int | None, Callable[[], Any]]]:
         """Each invocation as (its index-apply ``TIME`` or None, the call to make)."""
-        if self.op.call == "kwargs":
+        if self.calling.call == "kwargs":
             yield None, partial(self.func, **self.kwargs)
-        elif self.op.call == "index":
+        elif self.calling.call == "index":
             for index, _ in self.units:
                 yield index, partial(self.func, index, **self.kwargs)
         else:
