@@ -49,17 +49,24 @@ def as_input_type(df: pd.DataFrame, input_type: str, numeric: bool) -> Any:
 
 
 def frames(table: pa.Table, units: list[list[int]]) -> Iterator[pd.DataFrame]:
-    """One DataFrame per ``(offset, length)`` unit, converting the batch's span once."""
+    """One DataFrame per ``(offset, length)`` unit, converting the batch's span once.
+
+    Each unit is cut from the converted span's block manager, as pandas' own groupby
+    cuts its groups: ``iloc`` plus a new index costs three times as much, which is most
+    of the per-group cost of a cheap function over many small groups. The frames share
+    the span's memory until written to (copy-on-write), and each has a 0..n-1 index of
+    its own (an index's ``name`` can be set, so units never share one).
+    """
     if not units:
         return
     base = units[0][0]
     end = units[-1][0] + units[-1][1]
     whole = table.slice(base, end - base).to_pandas()
+    manager = whole._mgr
     for offset, length in units:
-        start = offset - base
-        part = whole.iloc[start:start + length]
-        part.index = pd.RangeIndex(length)
-        yield part
+        part = manager.get_slice(slice(offset - base, offset - base + length), axis=1)
+        part.set_axis(1, pd.RangeIndex._simple_new(range(length)))
+        yield pd.DataFrame._from_mgr(part, axes=part.axes)
 
 
 def encode(value: Any, columns: bool, limit: int) -> tuple[bytes, bool]:
