@@ -19,6 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from epe.api.deps import TOKEN_FREE
 from epe.core.names import OBJECT_NAME as DATASTORE_NAME
 from epe.core.names import OBJECT_NAME as SCRIPT_NAME
 from epe.core.names import TABLE_NAME, USER_NAME
@@ -41,7 +42,6 @@ ERROR_SCHEMA: Schema = {
 }
 BEARER = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
           "description": "A token from POST /omlusers/api/oauth2/v1/token."}
-PUBLIC_PATHS = ("/health", "/omlusers/api/oauth2/v1/token")
 
 # What a name in a path may look like, by resource: the server's own checks.
 NAMES = {"scripts": SCRIPT_NAME, "datastores": DATASTORE_NAME, "tables": TABLE_NAME,
@@ -134,7 +134,7 @@ def _each_of_type(prop: Schema, kind: str, change: Callable[[Schema], None]) -> 
 
 
 def _refine_operation(path: str, method: str, operation: Schema) -> None:
-    secured = path not in PUBLIC_PATHS
+    secured = path not in TOKEN_FREE
     if secured:
         operation["security"] = [{"bearer": []}]
     elif path.endswith("/token"):
