@@ -13,7 +13,6 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ServiceLevel = Literal["LOW", "MEDIUM", "HIGH"]
 # HOST:PORT, the host a name, an IPv4 address or a bracketed IPv6 one.
 _ADDRESS = r"^$|^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):[0-9]{1,5}$"
 
@@ -189,19 +188,15 @@ class Settings(BaseSettings):
                         "each may register operations of its own."
     )
 
-    def job_concurrency(self, level: ServiceLevel) -> int:
-        return {
-            "LOW": self.job_concurrency_low,
-            "MEDIUM": self.job_concurrency_medium,
-            "HIGH": self.job_concurrency_high,
-        }[level]
+    # The service levels themselves are the core's (``core.requests.SERVICE_LEVELS``):
+    # here they are only the fields' names.
+    def job_concurrency(self, level: str) -> int:
+        """Jobs of service ``level`` that run at once."""
+        return int(getattr(self, f"job_concurrency_{level.lower()}"))
 
-    def parallel_cap(self, level: ServiceLevel) -> int:
-        return {
-            "LOW": self.service_low_parallel,
-            "MEDIUM": self.service_medium_parallel,
-            "HIGH": self.service_high_parallel,
-        }[level]
+    def parallel_cap(self, level: str) -> int:
+        """The highest degree of parallelism service ``level`` allows."""
+        return int(getattr(self, f"service_{level.lower()}_parallel"))
 
     @property
     def metadata_path(self) -> Path:

@@ -17,6 +17,7 @@ import click
 import orjson
 
 from epe.core.operations import OPERATIONS, Operation
+from epe.core.requests import SERVICE_LEVELS
 
 if TYPE_CHECKING:
     from epe.client._connection import Connection
@@ -191,7 +192,7 @@ def _run_command(op: Operation) -> click.Command:
         click.option("--order-by", help="Ordering column(s) in a group (group-apply)."),
         click.option("--times", type=int, help="Number of invocations (index-apply)."),
         click.option("--parallel", type=int, help="Degree of parallelism."),
-        click.option("--service", type=click.Choice(["LOW", "MEDIUM", "HIGH"]),
+        click.option("--service", type=click.Choice(SERVICE_LEVELS),
                      help="Service level."),
         click.option("--env", help="Run in this named environment."),
         click.option("--timeout", type=int, help="Time limit, seconds."),

@@ -29,17 +29,16 @@ from typing import IO, Any
 from epe.auth.tokens import TokenClaims
 from epe.core.operations import OPERATIONS
 from epe.core.params import parse_parameters
+from epe.core.requests import SERVICE_LEVELS
 from epe.errors import NotFound
 from epe.service import runs
 from epe.service.scripts import source_hash
 from epe.service.services import Services
 from epe.service.sessions import Caller
-from epe.settings import ServiceLevel
 from epe.store.jobs import JobRecord
 
 log = logging.getLogger("epe.jobs")
 
-LEVELS: tuple[ServiceLevel, ...] = ("LOW", "MEDIUM", "HIGH")
 HEARTBEATS_PER_LEASE = 5
 
 
@@ -85,7 +84,7 @@ class Queue:
         self.shared = services.store.shared
         self.name, self._name_file = server_name(self.settings.data_dir)
         self.free: dict[str, int] = {level: self.settings.job_concurrency(level)
-                                     for level in LEVELS}
+                                     for level in SERVICE_LEVELS}
         self.accepted: dict[str, Accepted] = {}
         self.running: dict[str, float] = {}  # jobs running here: since when (monotonic)
         self.wake = asyncio.Event()
@@ -124,7 +123,7 @@ class Queue:
         """Jobs claimed for this server's free slots, and what it kept of those it
         accepted itself."""
         found: list[tuple[JobRecord, Accepted | None]] = []
-        for level in LEVELS:
+        for level in SERVICE_LEVELS:
             # One server alone looks only when it has accepted something of this level.
             if self.free[level] <= 0 or not (self.shared or any(
                     a.level == level for a in self.accepted.values())):
