@@ -20,11 +20,10 @@ from typing import Any
 from fastapi import FastAPI
 
 from epe.api.deps import TOKEN_FREE
+from epe.core.names import ENV_NAME, TABLE_NAME, USER_NAME
 from epe.core.names import OBJECT_NAME as DATASTORE_NAME
 from epe.core.names import OBJECT_NAME as SCRIPT_NAME
-from epe.core.names import TABLE_NAME, USER_NAME
 from epe.core.operations import OPERATIONS
-from epe.envs.registry import NAME as ENV_NAME
 
 Schema = dict[str, Any]
 
