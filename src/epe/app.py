@@ -37,6 +37,7 @@ from epe.api.middleware import (
 )
 from epe.core.operations import API_ROOT, API_VERSIONS
 from epe.errors import InvalidSetting
+from epe.runner.local.forkserver import Launched
 from epe.service.jobs import JobManager
 from epe.service.services import open_services
 from epe.settings import Settings
@@ -70,14 +71,16 @@ def load_plugins(settings: Settings) -> None:
                                  ) from None
 
 
-def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
+def create_app(settings: Settings, store: Store | None = None,
+               launched: Launched | None = None) -> FastAPI:
     """The app; ``store``: the metadata store, if the caller opened it already (``epe serve``
-    does, to say in one line why it cannot)."""
+    does, to say in one line why it cannot); ``launched``: the default fork server, if the
+    caller launched it already (``epe serve`` does, before it imports this module)."""
     load_plugins(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = open_services(settings, store)
+        services = open_services(settings, store, launched)
         await asyncio.gather(services.environments.start(),
                              asyncio.to_thread(services.catalog.warm_up))
         manager = JobManager(services)

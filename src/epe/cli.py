@@ -12,7 +12,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import uvicorn
@@ -21,6 +21,9 @@ from pydantic import ValidationError
 from epe.client._cli import COMMANDS as CLIENT_COMMANDS
 from epe.errors import EpeError
 from epe.settings import Settings
+
+if TYPE_CHECKING:
+    from epe.runner.local.forkserver import Launched
 
 DATA_DIR = click.option("--data-dir", type=click.Path(path_type=Path), default=None,
                         envvar="EPE_DATA_DIR", help="Folder holding everything epe keeps.")
@@ -77,20 +80,34 @@ class _Server(uvicorn.Server):
 @click.option("--port", type=int, default=None, envvar="EPE_PORT", help="Port to listen on.")
 def serve(data_dir: Path | None, host: str | None, port: int | None) -> None:
     """Serve the API until SIGTERM or SIGINT."""
+    from epe.runner.local.forkserver import launch_default
+
+    settings = build_settings(data_dir=data_dir, host=host, port=port)
+    # The default fork server imports numpy, pandas and matplotlib while this process
+    # imports the app, opens the store and checks the settings: they overlap, on
+    # machines with two cores or more. The server adopts it when it starts.
+    launched = launch_default(settings) if settings.executor == "local" else None
+    try:
+        _serve(settings, launched)
+    finally:
+        if launched is not None:
+            launched.discard()  # stopped with the server, or never adopted
+
+
+def _serve(settings: Settings, launched: Launched | None) -> None:
     from epe.app import create_app, load_plugins
     from epe.observe import logs
     from epe.service.services import check_settings, open_store_of
 
-    settings = build_settings(data_dir=data_dir, host=host, port=port)
     logs.configure(settings.log_format, settings.log_level)
     load_plugins(settings)  # a module that cannot be imported: one line, before anything
     store = open_store_of(settings)  # before uvicorn: a bad URL is one line, no traceback
     check_settings(settings)  # what else would stop the server: one line and exit 1
     # uvicorn's own lines go through the same handler (log_config=None), so that in
     # JSON mode every line is JSON; epe writes its own access lines (api/middleware.py).
-    config = uvicorn.Config(create_app(settings, store=store), host=settings.host,
-                            port=settings.port, log_level="warning", access_log=False,
-                            lifespan="on", log_config=None)
+    config = uvicorn.Config(create_app(settings, store=store, launched=launched),
+                            host=settings.host, port=settings.port, log_level="warning",
+                            access_log=False, lifespan="on", log_config=None)
     try:
         _Server(config).run()
     finally:
