@@ -16,6 +16,7 @@ from epe.api import (
     datastores,
     envs,
     errors,
+    groups,
     jobs,
     meta,
     metrics,
@@ -23,7 +24,9 @@ from epe.api import (
     query,
     run,
     scripts,
+    signin,
     tables,
+    tokens,
     users,
 )
 from epe.api.middleware import (
@@ -92,6 +95,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(auth.router)
     app.include_router(users.router)
+    app.include_router(tokens.router)
+    app.include_router(groups.router)
+    app.include_router(signin.router)
     app.include_router(audit.router)
     for version in API_VERSIONS:
         app.include_router(versioned_router(), prefix=f"{API_ROOT}/{version}")
