@@ -43,10 +43,13 @@ class EpeServer:
     """``epe serve`` on a free port with its own data folder."""
 
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None,
-                 wrapper: tuple[str, ...] = ()) -> None:
+                 wrapper: tuple[str, ...] = (), port: int = 0) -> None:
         """``wrapper``: a command that runs the server as its arguments (it must ``exec``
-        them, so that the process the tests signal is the server)."""
+        them, so that the process the tests signal is the server). ``port``: 0, a free
+        one; a fixed one where another party must know it first (an OpenID provider's
+        redirect URIs)."""
         self.data_dir = data_dir
+        self.port = port
         self.wrapper = wrapper
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("EPE_")}
         self.env.update(env or {})
@@ -59,7 +62,8 @@ class EpeServer:
         self.output = []
         self.url = ""
         self.proc = subprocess.Popen(
-            [*self.wrapper, *EPE, "serve", "--data-dir", str(self.data_dir), "--port", "0"],
+            [*self.wrapper, *EPE, "serve", "--data-dir", str(self.data_dir), "--port",
+             str(self.port)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env)
         ready = threading.Event()
         threading.Thread(target=self._pump, args=(ready,), daemon=True).start()

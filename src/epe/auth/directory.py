@@ -15,6 +15,7 @@ ldap3 is imported here only, and only when ``EPE_LDAP_URL`` is set.
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 import time
 from collections.abc import Iterator
@@ -141,7 +142,7 @@ class Directory:
     def _connection(self, user: str | None, password: str | None) -> Any:
         ldap3 = self._ldap3
         return ldap3.Connection(self.server, user=user, password=password, read_only=True,
-                                receive_timeout=self.settings.ldap_timeout,
+                                receive_timeout=math.ceil(self.settings.ldap_timeout),
                                 auto_bind=ldap3.AUTO_BIND_NONE, raise_exceptions=False)
 
     def _bind(self, conn: Any) -> bool:
