@@ -174,7 +174,7 @@ class Slapd:
                 conn.unbind()
                 return
             except ldap3.core.exceptions.LDAPException:
-                if self.proc is not None and self.proc.poll() is not None or \
+                if (self.proc is not None and self.proc.poll() is not None) or \
                         time.monotonic() > deadline:
                     err = self.proc.stderr.read().decode() if self.proc and self.proc.stderr \
                         else ""
@@ -203,5 +203,5 @@ class Slapd:
 
 
 def installed() -> bool:
-    return Path(SLAPD).exists() and shutil.which("slapadd") is not None or \
+    return (Path(SLAPD).exists() and shutil.which("slapadd") is not None) or \
         Path("/usr/sbin/slapadd").exists()
