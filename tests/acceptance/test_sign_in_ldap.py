@@ -163,12 +163,29 @@ def test_a_script_granted_to_a_group_runs_for_members_until_membership_ends(
         assert_error(erin.post(run), 404)  # the grant itself is gone now
 
 
-def test_the_python_client_signs_in_with_directory_credentials(ldap_server: EpeServer) -> None:
+def test_the_python_client_signs_in_and_grants_a_datastore_to_a_group(
+        ldap_server: EpeServer) -> None:
+    save = ("def f():\n    import oml\n"
+            "    oml.ds.save({'m': [1, 2]}, 'team_ds', grantable=True, overwrite=True)\n"
+            "    return 'saved'\n")
     oml.connect(ldap_server.url, "alice", "alice-pw")
     try:
-        assert oml.do_eval("def f():\n    return 'from the directory'") == "from the directory"
+        assert oml.do_eval(save) == "saved"
+        oml.grant("team_ds", "datastore", group="data-science")
     finally:
         oml.disconnect()
+    with signed_in(ldap_server, "erin", "erin-pw") as erin, \
+            signed_in(ldap_server, "bob", "bob-pw") as bob:
+        r = erin.get(f"{API}/datastores/team_ds/ALICE")
+        assert r.status_code == 200 and r.json()["result"]["objects"][0]["name"] == "m", r.text
+        assert_error(bob.get(f"{API}/datastores/team_ds/ALICE"), 404)
+    oml.connect(ldap_server.url, "alice", "alice-pw")
+    try:
+        oml.revoke("team_ds", "datastore", group="DATA-SCIENCE")
+    finally:
+        oml.disconnect()
+    with signed_in(ldap_server, "erin", "erin-pw") as erin:
+        assert_error(erin.get(f"{API}/datastores/team_ds/ALICE"), 404)
 
 
 def test_dbt_oracle_client_signs_in_with_directory_credentials(ldap_server: EpeServer) -> None:
