@@ -26,7 +26,7 @@ def sso_console(oidc_provider: OidcProvider, tmp_path_factory: pytest.TempPathFa
 
 
 def provider_sign_in(page: Page, user: str, password: str) -> None:
-    page.get_by_role("link", name="Sign in with Example SSO").click()
+    page.get_by_role("button", name="Sign in with Example SSO").click()
     page.locator("input[name=login]").fill(user)
     page.locator("input[name=password]").fill(password)
     page.get_by_role("button", name="Sign-in").click()
@@ -40,7 +40,7 @@ def test_sign_in_with_the_provider_and_grant_a_script_to_a_group(
     expect(page.get_by_text("Wrong login or password")).to_be_visible()  # the provider's page
 
     page.goto(sso_console.url + "/console")
-    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    expect(page.get_by_role("button", name="Sign in", exact=True)).to_be_visible()
     shot(page, "sign-in-sso")  # type: ignore[operator]
     provider_sign_in(page, "oscar", "oscar-pw")
     expect(page.get_by_test_id("user")).to_have_text("OSCAR")
@@ -57,7 +57,7 @@ def test_sign_in_with_the_provider_and_grant_a_script_to_a_group(
     grants.get_by_label("Grant to user").fill("data-science")
     grants.get_by_role("button", name="Grant to group").click()
     expect(grants.get_by_role("status")).to_have_text("Granted to group DATA-SCIENCE.")
-    expect(grants.get_by_text("group DATA-SCIENCE")).to_be_visible()
+    expect(grants.get_by_role("listitem")).to_have_text("group DATA-SCIENCE Revoke")
     with sso_console.http(headers={"Authorization": f"Bearer {token}"}) as c:
         listed = {s["name"]: s for s in c.get(f"{API}/scripts").json()["result"]}
         assert listed["team_report"]["groupGrantees"] == ["DATA-SCIENCE"]
