@@ -9,7 +9,7 @@ DATA_DIR ?= ./epe-data
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint bench clean chromium postgresql console-assets console-check console-screenshots
+.PHONY: run test lint bench clean chromium postgresql slapd nodejs console-assets console-check console-screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import ensurepip' 2>/dev/null || (apt-get update -q && apt-get install -y -q python3.11-venv)
@@ -27,7 +27,18 @@ postgresql:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql)
 
-test: $(STAMP) chromium postgresql
+# The sign-in tests start a real OpenLDAP (tests/ldapserver.py) and a real OpenID provider,
+# oidc-provider from npm under Node.js (tests/oidcprovider.py): Debian's packages, when missing.
+slapd:
+	@test -x /usr/sbin/slapd || (apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q slapd)
+
+nodejs:
+	@command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q nodejs npm)
+	test -d tests/oidc/node_modules/oidc-provider || \
+		(cd tests/oidc && npm ci --no-audit --no-fund)
+
+test: $(STAMP) chromium postgresql slapd nodejs
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
