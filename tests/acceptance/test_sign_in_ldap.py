@@ -238,3 +238,11 @@ def test_directory_down_is_503_and_local_admins_still_sign_in(make_server: objec
     with srv.client(admin, password) as c:
         assert me(c)["admin"] is True
         assert c.get("/omlusers/api/v1/users").status_code == 200
+
+
+def test_a_directory_without_a_way_to_find_users_stops_the_server_at_start(
+        tmp_path: Path, slapd: Slapd) -> None:
+    srv = EpeServer(tmp_path / "data", {"EPE_LDAP_URL": slapd.url})
+    with pytest.raises(RuntimeError) as refused:
+        srv.start()
+    assert "set EPE_LDAP_USER_DN" in str(refused.value)

@@ -19,9 +19,9 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from epe.core.names import GROUP_NAME, TABLE_NAME, USER_NAME
 from epe.core.names import OBJECT_NAME as DATASTORE_NAME
 from epe.core.names import OBJECT_NAME as SCRIPT_NAME
-from epe.core.names import GROUP_NAME, TABLE_NAME, USER_NAME
 from epe.envs.registry import NAME as ENV_NAME
 
 Schema = dict[str, Any]

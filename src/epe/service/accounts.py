@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from epe.core.names import normalize_group, user_name_from
+from epe.core.names import ADMIN_GROUP, normalize_group, user_name_from
 from epe.data import Catalog
 from epe.errors import Conflict, EpeError, Unauthorized
 from epe.service.audit import AuditTrail
@@ -72,8 +72,13 @@ def vouched(services: Services, *, name: str, source: str, external_id: str,
 
 
 def _groups(names: Iterable[str]) -> Iterable[str]:
+    """The directory's or provider's group names as epe's; ADMIN is epe's own (the admin
+    role, from the admin group setting alone), and a name epe cannot carry in a path is
+    no group here."""
     for name in names:
         try:
-            yield normalize_group(name)
+            group = normalize_group(name)
         except EpeError:
-            continue  # a name epe cannot carry in a path: not a group here
+            continue
+        if group != ADMIN_GROUP:
+            yield group
