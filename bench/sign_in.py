@@ -14,7 +14,7 @@ alike, for four callers:
 * ``automation``: a local user's automation token as the bearer token.
 
 Each caller makes one call before the timing starts (the first call makes the user,
-starts their workers, fetches the provider's keys). Target: each median ≤ 1.1× epe's.
+starts their workers, fetches the provider's keys). Target: each median <= 1.1x epe's.
 
 Run: ``.venv/bin/python bench/sign_in.py [--quick] [--json]``
 """
