@@ -84,7 +84,9 @@ def test_first_sign_in_creates_the_user_with_the_directory_groups(ldap_server: E
                          "WHERE name = 'ALICE'").fetchone()
         uid = db.execute("SELECT uid FROM worker_uids WHERE owner = 'ALICE'").fetchone()
     assert row == ("ldap", "alice", "")  # no password of theirs is kept here
-    assert uid is not None  # given at first sign-in
+    with ldap_server.http() as h:
+        isolated = h.get("/health").json()["tenantIsolation"]
+    assert (uid is not None) == isolated  # given at first sign-in, where users are isolated
 
 
 def test_the_directory_admin_group_makes_an_admin(ldap_server: EpeServer) -> None:
