@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.pgserver import free_port
+from tests.pgserver import free_port, terminate
 
 INSTALL_HINT = ("OpenLDAP's slapd is not installed: `make test` installs Debian's package "
                 "(apt-get install slapd)")
@@ -192,13 +192,8 @@ class Slapd:
             conn.unbind()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc)
         shutil.rmtree(self.root, ignore_errors=True)
 
 

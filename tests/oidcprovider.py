@@ -26,7 +26,7 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.pgserver import free_port
+from tests.pgserver import free_port, terminate
 
 HERE = Path(__file__).parent / "oidc"
 AUDIENCE = "https://epe.example.org/api"
@@ -100,13 +100,8 @@ class OidcProvider:
         ready.set()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc)
 
     def restart(self, keys: list[SigningKey]) -> None:
         """The provider again on the same port, publishing ``keys`` (it signs with the
