@@ -63,17 +63,23 @@ class Caller:
 # -- bearer tokens -------------------------------------------------------------------------
 
 
+def _providers(services: Services, token: str) -> bool:
+    """Whether ``token`` is to be checked as the provider's access token."""
+    return (services.provider is not None and bool(services.settings.oidc_audience)
+            and not apitokens.looks_like(token) and not is_ours(token))
+
+
 def needs_network(services: Services, token: str) -> bool:
     """Whether checking ``token`` may wait on the provider (run it off the event loop)."""
-    return (services.provider is not None and not apitokens.looks_like(token)
-            and not is_ours(token) and services.provider.cached(token) is None)
+    return _providers(services, token) and services.provider is not None \
+        and services.provider.cached(token) is None
 
 
 def authenticate(services: Services, token: str) -> Caller:
     """The caller a token speaks for: valid, unrevoked, and its user still there."""
     if apitokens.looks_like(token):
         return _automation(services, token)
-    if services.provider is not None and not is_ours(token):
+    if _providers(services, token):
         return _provider(services, token)
     claims = services.tokens.decode(token)
     if services.store.is_revoked(claims.jti):
@@ -124,9 +130,6 @@ def _live_token(services: Services, token_id: str, user: str) -> None:
 def _provider(services: Services, token: str) -> Caller:
     provider = services.provider
     assert provider is not None
-    if not services.settings.oidc_audience:
-        raise Unauthorized("the token is not valid (the provider's tokens are accepted only "
-                           "with EPE_OIDC_AUDIENCE set)")
     identity = provider.verify_access_token(token)
     name = accounts.epe_name(identity.username, "the provider's user name")
     user = accounts.vouched(services, name=name, source="oidc", external_id=identity.subject,
