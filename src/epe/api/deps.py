@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from epe.errors import Unauthorized
+from epe.service.audit import VIA_TOKEN
 from epe.service.jobs import JobManager
 from epe.service.services import Services
 from epe.service.sessions import Caller, authenticate, needs_network
@@ -39,10 +40,12 @@ def bearer_token(request: Request) -> str:
 # threadpool, a hop that costs more than the (cached) lookups themselves.
 async def current_caller(request: Request, services: ServicesDep) -> Caller:
     token = bearer_token(request)
-    if needs_network(services, token):  # the provider's keys may be fetched: not on the loop
+    if needs_network(services, token):  # the provider or the directory: not on the loop
         caller = await asyncio.to_thread(authenticate, services, token)
     else:
         caller = authenticate(services, token)
+    if caller.token_name is not None:
+        VIA_TOKEN.set(caller.token_name)  # every audit entry of this request names it
     return caller.may(request.method, request.url.path)
 
 

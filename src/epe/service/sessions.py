@@ -35,6 +35,7 @@ _WRONG = "invalid username or password"
 class Caller:
     user: UserRecord
     claims: TokenClaims
+    token_name: str | None = None  # the automation token it came with, for the audit trail
 
     @property
     def name(self) -> str:
@@ -70,7 +71,10 @@ def _providers(services: Services, token: str) -> bool:
 
 
 def needs_network(services: Services, token: str) -> bool:
-    """Whether checking ``token`` may wait on the provider (run it off the event loop)."""
+    """Whether checking ``token`` may wait on the provider or the directory (an
+    automation token of a directory user): run it off the event loop."""
+    if apitokens.looks_like(token):
+        return services.directory is not None
     return _providers(services, token) and services.provider is not None \
         and services.provider.cached(token) is None
 
@@ -90,7 +94,7 @@ def authenticate(services: Services, token: str) -> Caller:
     if user is None or claims.chain_start < int(user.created):
         raise Unauthorized("the token's user no longer exists")
     if claims.token_id is not None:
-        _live_token(services, claims.token_id, user.name)
+        return Caller(user, claims, _live_token(services, claims.token_id, user.name))
     return Caller(user, claims)
 
 
@@ -104,7 +108,8 @@ def _automation(services: Services, token: str) -> Caller:
     now = time.time()
     return Caller(user, TokenClaims(user.name, jti="", issued=found.created,
                                     expires=found.expires or now + 3600, chain_start=now,
-                                    token_id=found.id, scope=found.scope, via="token"))
+                                    token_id=found.id, scope=found.scope, via="token"),
+                  found.name)
 
 
 def _check_automation(services: Services, token: str) -> ApiToken:
@@ -114,17 +119,18 @@ def _check_automation(services: Services, token: str) -> ApiToken:
         raise Unauthorized("the token is not valid")
     if found.expires is not None and found.expires <= time.time():
         raise Unauthorized(f"the automation token {found.name} has expired")
-    VIA_TOKEN.set(found.name)
+    VIA_TOKEN.set(found.name)  # the password grant's own audit entry names it
     return found
 
 
-def _live_token(services: Services, token_id: str, user: str) -> None:
+def _live_token(services: Services, token_id: str, user: str) -> str:
+    """The name of the automation token a token of ours came from, if it still holds."""
     found = services.store.identity.token(token_id)
     if found is None or found.owner != user:
         raise Unauthorized("the automation token this token came from has been revoked")
     if found.expires is not None and found.expires <= time.time():
         raise Unauthorized(f"the automation token {found.name} has expired")
-    VIA_TOKEN.set(found.name)
+    return found.name
 
 
 def _provider(services: Services, token: str) -> Caller:
