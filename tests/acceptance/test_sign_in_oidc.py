@@ -31,7 +31,9 @@ def oidc_settings(provider: OidcProvider) -> dict[str, str]:
     return {"EPE_OIDC_ISSUER": provider.issuer, "EPE_OIDC_CLIENT_ID": CLIENT_ID,
             "EPE_OIDC_CLIENT_SECRET": CLIENT_SECRET, "EPE_OIDC_AUDIENCE": AUDIENCE,
             "EPE_OIDC_ADMIN_GROUP": ADMIN_GROUP, "EPE_OIDC_NAME": "Example SSO",
-            "EPE_OIDC_TIMEOUT": "3"}
+            "EPE_OIDC_TIMEOUT": "3",
+            # Keys a second old are fetched again: an outage then meets old keys.
+            "EPE_SIGNIN_CACHE_TTL": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +143,8 @@ def test_a_rotated_key_is_picked_up_and_the_provider_down_is_503(
                      interval=0.5)
         assert int(r.headers["Retry-After"]) >= 1
         assert assert_error(r, 503, 5005)["errorMessage"].startswith("the identity provider")
-        # A token signed by a key already known needs no provider.
+        # A token signed by a key already known needs no provider, even once the keys
+        # are older than EPE_SIGNIN_CACHE_TTL: they serve on while it cannot answer.
         assert me(oidc_server, old.sign(oidc_provider.claims("otto"))).status_code == 200
     finally:
         oidc_provider.restart([new, old])  # the new key first: it signs from now on

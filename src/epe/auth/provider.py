@@ -75,7 +75,8 @@ class Provider:
         self._lock = threading.Lock()
         self._metadata: tuple[float, dict[str, Any]] | None = None
         self._keys: dict[str, jwt.PyJWK] = {}
-        self._keys_fetched = 0.0
+        self._keys_fetched = 0.0  # when the keys held were fetched
+        self._keys_asked = -REFETCH_INTERVAL  # when the provider was last asked for them
         self._verified: dict[str, ProviderIdentity] = {}
 
     def close(self) -> None:
@@ -98,10 +99,12 @@ class Provider:
     def _key(self, kid: str | None) -> jwt.PyJWK:
         now = time.monotonic()
         with self._lock:
-            stale = now - self._keys_fetched >= self.settings.signin_cache_ttl
+            may_ask = now - self._keys_asked >= REFETCH_INTERVAL
             unknown = kid not in self._keys if kid else len(self._keys) != 1
-            if stale or (unknown and now - self._keys_fetched >= REFETCH_INTERVAL):
+            if unknown and may_ask:
                 self._fetch_keys()
+            elif may_ask and now - self._keys_fetched >= self.settings.signin_cache_ttl:
+                self._refresh_keys()
         if kid is None and len(self._keys) == 1:
             return next(iter(self._keys.values()))
         if kid is None or kid not in self._keys:
@@ -109,7 +112,18 @@ class Provider:
                                "provider publishes")
         return self._keys[kid]
 
+    def _refresh_keys(self) -> None:
+        """The keys fetched again because they are old; while the provider cannot answer,
+        the ones held serve on (asked again every ``REFETCH_INTERVAL`` seconds), so tokens
+        signed by a known key outlive an outage."""
+        try:
+            self._fetch_keys()
+        except SignInUnavailable:
+            if not self._keys:
+                raise
+
     def _fetch_keys(self) -> None:
+        self._keys_asked = time.monotonic()
         document = self._get_json(str(self.metadata()["jwks_uri"]))
         keys = {}
         for entry in document.get("keys", []):
