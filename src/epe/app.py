@@ -32,6 +32,7 @@ from epe.api.middleware import (
     FormBodyAsJson,
     Observe,
     RefuseLoneSurrogates,
+    TenantPaths,
 )
 from epe.core.operations import API_ROOT, API_VERSIONS
 from epe.observe import metrics as measures
@@ -84,6 +85,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     openapi.install(app, settings.max_timeout)
     app.add_middleware(RefuseLoneSurrogates)
     app.add_middleware(DeprecateV1)
+    app.add_middleware(TenantPaths)  # outside DeprecateV1: a tenant-scoped v1 path is v1
     app.add_middleware(FormBodyAsJson)
     app.add_middleware(BodyLimit, limit=settings.max_body_size,
                        upload_limit=settings.max_upload_size)

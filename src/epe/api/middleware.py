@@ -1,6 +1,6 @@
 """ASGI middleware: each request's id, metrics and access log line; the request body
-limit (413); v1's deprecation headers; reading form-typed bodies as JSON; refusing JSON
-bodies with lone surrogates."""
+limit (413); v1's deprecation headers; OML's tenant-scoped paths; reading form-typed
+bodies as JSON; refusing JSON bodies with lone surrogates."""
 
 from __future__ import annotations
 
@@ -158,6 +158,37 @@ class DeprecateV1:
             await send(message)
 
         await self.app(scope, receive, marked)
+
+
+# OML's older URL form names the cloud tenant and database before ``/api``:
+# /oml/tenants/{tenant}/databases/{database}/api/py-scripts/... and
+# /omlusers/tenants/{tenant}/databases/{database}/api/oauth2/v1/token.
+TENANT_PATH = re.compile(r"^/(oml|omlusers)/tenants/[^/]+/databases/[^/]+(/api(?:/.*)?)$")
+TENANT_RAW_PATH = re.compile(rb"^/(oml|omlusers)/tenants/[^/]+/databases/[^/]+(/api(?:/.*)?)$")
+
+
+class TenantPaths:
+    """Answer OML's tenant-scoped paths as the plain ones (docs/api.md#tenant-scoped-paths).
+
+    An epe server is one tenant with one database, so the two names are accepted
+    whatever they are and dropped: ``/oml/tenants/T/databases/D/api/py-scripts/v2/jobs``
+    is ``/oml/api/py-scripts/v2/jobs``. The path is rewritten in place, before the
+    router (and ``DeprecateV1``) see it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and "/tenants/" in scope["path"]:
+            match = TENANT_PATH.match(scope["path"])
+            if match is not None:
+                # In place: ``Observe`` reads the route the router leaves in this scope.
+                scope["path"] = f"/{match.group(1)}{match.group(2)}"
+                raw = TENANT_RAW_PATH.match(scope.get("raw_path") or b"")
+                if raw is not None:  # still percent-encoded, as the client sent it
+                    scope["raw_path"] = b"/" + raw.group(1) + raw.group(2)
+        await self.app(scope, receive, send)
 
 
 class FormBodyAsJson:

@@ -21,6 +21,7 @@ import pandas as pd
 from epe.client._connection import Connection, current, segment
 from epe.client._errors import error_from_refusal
 from epe.client._functions import dumps
+from epe.client._proxy import keep_tables
 from epe.client._results import unpickle
 
 __all__ = ["delete", "describe", "dir", "load", "save"]
@@ -62,6 +63,7 @@ def save(objs: dict[str, Any], name: str, description: str = " ",
         raise TypeError("objs must be a non-empty dict of name -> object")
     if overwrite and append:
         raise ValueError("overwrite and append cannot both be True")
+    keep_tables(objs)  # a pushed table a saved proxy reads lives on, as in OML
     call(current(), "save", {"objs": objs, "name": name, "description": description,
                              "grantable": grantable, "overwrite": overwrite, "append": append,
                              "compression": compression})
