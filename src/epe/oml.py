@@ -33,6 +33,7 @@ See docs/client.md.
 from __future__ import annotations
 
 from epe.client import _datastores as ds
+from epe.client import _graphics as graphics
 from epe.client import _scripts as script
 from epe.client._connection import Connection, connect_from, current, has_current, set_current
 from epe.client._datastores import grant, revoke
@@ -62,6 +63,7 @@ __all__ = [
     "drop",
     "ds",
     "grant",
+    "graphics",
     "group_apply",
     "index_apply",
     "isconnected",

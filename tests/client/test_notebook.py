@@ -220,8 +220,8 @@ def test_task3_1_the_udf_in_the_script_repository(IRIS: oml.DataFrame) -> None:
     oml.script.create("build_lm_1", func=build_lm_1, overwrite=True)
     scripts = oml.script.dir(sctype="user")
     print(scripts)
-    assert list(scripts["NAME"]) == ["build_lm_1"]
-    assert "def build_lm_1(dat):" in scripts["SCRIPT"][0]
+    assert list(scripts["name"]) == ["build_lm_1"]
+    assert "def build_lm_1(dat):" in scripts["script"][0]
     build_lm_1_again = oml.script.load(name="build_lm_1")
     mod2 = oml.table_apply(data=IRIS, func="build_lm_1")
     assert mod2.coef_ == pytest.approx(np.array([[2.2299405]]))

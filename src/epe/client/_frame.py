@@ -99,21 +99,25 @@ class Series(Lazy):
 
     _value: Any  # an ibis value over _rel
     _name: str | None  # None for a comparison's result (concat names it COLn)
+    _order: tuple[Any, ...]  # sort keys over _rel, as its DataFrame's
 
     @classmethod
-    def _of(cls, source: Lazy, rel: Any, value: Any, name: str | None) -> Series:
+    def _of(cls, source: Lazy, rel: Any, value: Any, name: str | None,
+            order: tuple[Any, ...] = ()) -> Series:
         kind = column_class(value.type())
         column = kind.__new__(kind)
         column._connection, column._rel = source._connection, rel
         column._sources, column._keep = source._sources, source._keep
-        column._value, column._name = value, name
+        column._value, column._name, column._order = value, name, order
         return column
 
     def _derived(self, value: Any, keep_name: bool = True) -> Series:
-        return Series._of(self, self._rel, value, self._name if keep_name else None)
+        return Series._of(self, self._rel, value, self._name if keep_name else None,
+                          self._order)
 
     def _expr(self) -> Any:
-        return self._rel.select(self._value.name(self._name or "COL1"))
+        rel = self._rel.order_by(list(self._order)) if self._order else self._rel
+        return rel.select(self._value.name(self._name or "COL1"))
 
     @property
     def name(self) -> str | None:
@@ -192,7 +196,8 @@ class Series(Lazy):
     # -- rows ----------------------------------------------------------------------------
 
     def _frame(self) -> DataFrame:
-        return DataFrame._of(self, self._rel, {self._name or "COL1": self._value})
+        return DataFrame._of(self, self._rel, {self._name or "COL1": self._value},
+                             order=self._order)
 
     def head(self, n: int = 5) -> Series:
         return self._frame().head(n)[self._name or "COL1"]
@@ -321,7 +326,8 @@ class Boolean(Series):
     def __invert__(self) -> Series: return self._derived(~self._value, keep_name=False)
 
     def sum(self) -> Any: return _numpy(self._scalar(self._value.cast("int64").sum()))
-    def mean(self) -> np.float64: return np.float64(self._scalar(self._value.cast("float64").mean()))
+    def mean(self) -> np.float64:
+        return np.float64(self._scalar(self._value.cast("float64").mean()))
 
 
 class Bytes(Series):
@@ -480,11 +486,9 @@ class DataFrame(Lazy):
     def _select(self, key: Any) -> DataFrame | Series:
         if isinstance(key, str):
             name = self._resolve([key])[0]
-            return Series._of(self, self._rel, self._cols[name], name)
+            return Series._of(self, self._rel, self._cols[name], name, self._order)
         if isinstance(key, slice):
             names = self.columns[key]
-        elif isinstance(key, int) and not isinstance(key, bool):
-            return self._select(self.columns[key])
         elif isinstance(key, list | tuple) and all(isinstance(k, str) for k in key):
             names = self._resolve(list(key))
         elif isinstance(key, list | tuple) and all(isinstance(k, int) for k in key):

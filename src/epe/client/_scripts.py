@@ -17,6 +17,13 @@ GLOBAL_OWNER = "PYQSYS"
 SCTYPES = ("user", "global", "granted", "grant", "all")
 
 
+class Source(str):
+    """A script's source text; ``read()`` gives it too (OML's notebooks use both)."""
+
+    def read(self) -> str:
+        return str(self)
+
+
 class Script:
     """A stored script, as ``oml.script.load`` returns it.
 
@@ -40,9 +47,9 @@ class Script:
     def __str__(self) -> str:
         return self.source
 
-    def get_source(self) -> str:
-        """The script's source, as OML's ``Callable.get_source()``."""
-        return self.source
+    def get_source(self) -> Source:
+        """The script's source: a string that also ``read()``s, as OML's does."""
+        return Source(self.source)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the script's entry point locally."""

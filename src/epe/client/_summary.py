@@ -275,8 +275,7 @@ def _pivot_counts(records: list[dict[str, Any]], rows: list[str], cols: list[str
         cells[where_row[tuple(r[c] for c in rows)], where_col[tuple(r[c] for c in cols)]] \
             += r[label] or 0
     row_totals, col_totals, total = cells.sum(axis=1), cells.sum(axis=0), cells.sum()
-    kind = {0: "index", "index": "index", 1: "columns", "columns": "columns",
-            True: "all", "all": "all", False: None, None: None}[normalize]
+    kind = _normalization(normalize)
     if kind == "index":
         cells = cells / row_totals[:, None]
         margin_row = col_totals / total
@@ -301,6 +300,19 @@ def _pivot_counts(records: list[dict[str, Any]], rows: list[str], cols: list[str
             extra |= dict(zip(out.columns[len(rows):], values, strict=False))
             out = pd.concat([out, pd.DataFrame([extra])], ignore_index=True)
     return out
+
+
+def _normalization(normalize: Any) -> str | None:
+    # True == 1 and False == 0 in Python: the booleans first.
+    if normalize is True or normalize == "all":
+        return "all"
+    if normalize is False or normalize is None:
+        return None
+    if normalize in (0, "index"):
+        return "index"
+    if normalize in (1, "columns"):
+        return "columns"
+    raise ValueError("normalize must be False, True, 'all', 0, 'index', 1 or 'columns'")
 
 
 AGGREGATES = ("count", "sum", "mean", "median", "min", "max", "std", "var", "nunique")
