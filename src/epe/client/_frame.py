@@ -62,7 +62,8 @@ class Lazy:
         return not self._sources.queries
 
     def _run(self, expr: Any) -> pa.Table:
-        return fetch(self._connection, self._compiled(expr), native=self.native).table
+        return plain_numbers(fetch(self._connection, self._compiled(expr),
+                                   native=self.native).table)
 
     def _scalar(self, expr: Any) -> Any:
         return self._run(expr.as_table()).column(0)[0].as_py()
@@ -84,6 +85,21 @@ class Lazy:
                                          or hasattr(pd.Series, name)):
             raise unsupported(f"{type(self).__name__}.{name}")
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+def plain_numbers(table: pa.Table) -> pa.Table:
+    """Decimal columns as int64 (scale 0) or float64: the backends sum integers into
+    128-bit decimals (DuckDB) or numerics (PostgreSQL), which pandas would hold as
+    Python objects."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_decimal(f.type):
+            kind = pa.int64() if f.type.scale == 0 and f.type.precision <= 38 else pa.float64()
+            try:
+                column = table.column(i).cast(kind)
+            except pa.ArrowInvalid:  # beyond int64
+                column = table.column(i).cast(pa.float64())
+            table = table.set_column(i, f.name, column)
+    return table
 
 
 # -- columns ----------------------------------------------------------------------------
@@ -325,7 +341,7 @@ class Boolean(Series):
     def __xor__(self, o: Any) -> Series: return self._binary(o, "__xor__", "^", True)
     def __invert__(self) -> Series: return self._derived(~self._value, keep_name=False)
 
-    def sum(self) -> Any: return _numpy(self._scalar(self._value.cast("int64").sum()))
+    def sum(self) -> Any: return _numpy(self._scalar(self._value.cast("int32").cast("int64").sum()))
     def mean(self) -> np.float64:
         return np.float64(self._scalar(self._value.cast("float64").mean()))
 
@@ -602,7 +618,7 @@ class DataFrame(Lazy):
         names = self._resolve(list(subset)) if subset is not None else self.columns
         present = [self._cols[n].notnull() for n in names]
         if thresh is not None:
-            condition = sum((p.cast("int64") for p in present), ibis().literal(0)) >= thresh
+            condition = sum((p.cast("int32").cast("int64") for p in present), ibis().literal(0)) >= thresh
         elif how == "any":
             condition = ibis().and_(*present)
         elif how == "all":

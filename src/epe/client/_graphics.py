@@ -46,10 +46,10 @@ def hist(x: Series, bins: int = 10, range: tuple[float, float] | None = None,  #
     edges = np.linspace(float(low), float(high), bins + 1)
     if high == low:
         edges = np.linspace(float(low) - 0.5, float(high) + 0.5, bins + 1)
-    width = (edges[-1] - edges[0]) / bins
-    # The last bin holds its right edge, as numpy's and matplotlib's do.
-    index = ((value - float(edges[0])) / width).floor().cast("int64")
-    bucket = ibis().ifelse(index >= bins, bins - 1, index)
+    # A value's bin is how many inner edges it reaches: [edge, next edge), the last bin
+    # holding its right edge too, exactly as numpy and matplotlib cut them.
+    bucket = sum(((value >= float(e)).cast("int32").cast("int64") for e in edges[1:-1]),
+                 ibis().literal(0))
     inside = (value >= float(edges[0])) & (value <= float(edges[-1]))
     rel = x._rel.filter(inside).mutate(__epe_bin=bucket)
     counts = rel.group_by("__epe_bin").aggregate(n=rel.count())

@@ -35,7 +35,7 @@ def _measure(value: Any, how: str) -> Any:
     if how == "median":
         return value.quantile(0.5)
     if how in ("sum", "mean") and value.type().is_boolean():
-        return getattr(value.cast("int64"), how)()
+        return getattr(value.cast("int32").cast("int64"), how)()
     return getattr(value, how)()
 
 
@@ -124,7 +124,7 @@ def describe(frame: DataFrame, include: Any = None, exclude: Any = None,
     names = _described_columns(frame, include, exclude)
     if not names:
         raise ValueError("no column to describe")
-    quantiles = tuple(sorted({*(percentiles or QUANTILES), 0.5}))
+    quantiles = tuple(sorted(set(percentiles))) if percentiles is not None else QUANTILES
     kinds = {c: column_class(frame._cols[c].type()) for c in names}
     if any(kinds[c].__name__ == "Datetime" for c in names):
         raise NotImplementedError("describe of a Datetime column is not supported by epe's "
@@ -179,19 +179,25 @@ def _top(frame: DataFrame, name: str) -> tuple[Any, Any]:
 
 def cumsum(frame: DataFrame, by: Any, ascending: bool) -> DataFrame:
     names = [c for c, v in frame._cols.items() if column_class(v.type()) in (Float, Boolean)]
-    expr = frame._expr().mutate(**{POSITION: ibis().row_number()})
-    keys: list[Any] = []
-    if by is not None:
-        for c in frame._resolve([by] if isinstance(by, str) else list(by)):
-            keys.append(ibis().asc(expr[c]) if ascending else ibis().desc(expr[c]))
-    keys.append(expr[POSITION])
-    running = ibis().window(order_by=keys, rows=(None, 0))
+    order = frame._resolve([by] if isinstance(by, str) else list(by)) if by is not None else []
+    base = frame._expr()
+    # The sort keys as copies: the running sums take their columns' names.
+    expr = base.mutate(**{POSITION: ibis().row_number()},
+                       **{f"__epe_key{i}": base[c] for i, c in enumerate(order)})
+
+    def keys(rel: Any) -> list[Any]:
+        # Ties in ``by`` keep the proxy's order, as pandas' stable sort does.
+        sort = [ibis().asc(rel[f"__epe_key{i}"]) if ascending
+                else ibis().desc(rel[f"__epe_key{i}"]) for i in range(len(order))]
+        return [*sort, rel[POSITION]]
+
+    running = ibis().window(order_by=keys(expr), rows=(None, 0))
     sums = {}
     for c in names:
-        v = expr[c].cast("int64") if expr[c].type().is_boolean() else expr[c]
+        v = expr[c].cast("int32").cast("int64") if expr[c].type().is_boolean() else expr[c]
         sums[c] = ibis().ifelse(v.isnull(), ibis().null(v.type()), v.sum().over(running))
-    ordered = expr.mutate(**sums).order_by(keys)
-    return DataFrame._of(frame, ordered.select(*names))
+    summed = expr.mutate(**sums)
+    return DataFrame._of(frame, summed.order_by(keys(summed)).select(*names))
 
 
 def corr(frame: DataFrame, method: str, min_periods: int, skipna: bool) -> pd.DataFrame:
@@ -206,7 +212,7 @@ def corr(frame: DataFrame, method: str, min_periods: int, skipna: bool) -> pd.Da
         for j in range(i + 1, len(names)):
             measures[f"c{i}_{j}"] = expr[a].corr(expr[names[j]], how="pop")
             both = expr[a].notnull() & expr[names[j]].notnull()
-            measures[f"p{i}_{j}"] = both.cast("int64").sum()
+            measures[f"p{i}_{j}"] = both.cast("int32").cast("int64").sum()
     got = _aggregate(frame, measures)
     matrix = np.eye(len(names))
     for i in range(len(names)):
@@ -434,7 +440,7 @@ def split(frame: DataFrame, ratio: Sequence[float], seed: int,
     salt = str(seed) if use_hash else secrets.token_hex(8)
     pieces = [ibis().literal(salt)]
     for c in hashed:
-        pieces += [ibis().literal("|"), expr[c].cast("string").fill_null("\x00")]
+        pieces += [ibis().literal("|"), expr[c].cast("string").fill_null("\x01")]
     text = pieces[0].concat(*pieces[1:])
     digest = md5()(text).substr(0, 8)
     bounds = list(np.cumsum(parts))
