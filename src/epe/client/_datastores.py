@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import sys
+import warnings
 from typing import Any
 
 import pandas as pd
@@ -23,6 +24,7 @@ from epe.client._errors import error_from_refusal
 from epe.client._functions import dumps
 from epe.client._proxy import keep_tables
 from epe.client._results import unpickle
+from epe.errors import NotFound
 
 __all__ = ["delete", "describe", "dir", "load", "save"]
 
@@ -118,5 +120,12 @@ def grant(name: str, typ: str = "datastore", user: str | None = None) -> None:
 
 
 def revoke(name: str, typ: str = "datastore", user: str | None = None) -> None:
-    """Take back what ``grant`` gave ``user`` (None: everyone)."""
-    current().delete(f"{_grant_root(typ)}/{segment(name)}/grants/{segment(user or 'PUBLIC')}")
+    """Take back what ``grant`` gave ``user`` (None: everyone). Revoking what was not
+    granted is a ``UserWarning``, as in OML."""
+    path = f"{_grant_root(typ)}/{segment(name)}/grants/{segment(user or 'PUBLIC')}"
+    try:
+        current().delete(path)
+    except NotFound as e:
+        if "not granted" not in e.message:
+            raise
+        warnings.warn(e.message, UserWarning, stacklevel=2)
