@@ -35,12 +35,12 @@ from __future__ import annotations
 from epe.client import _datastores as ds
 from epe.client import _graphics as graphics
 from epe.client import _scripts as script
+from epe.client._algorithms import IN_DATABASE, automl
 from epe.client._connection import Connection, connect_from, current, has_current, set_current
 from epe.client._datastores import grant, revoke
 from epe.client._embed import do_eval, group_apply, index_apply, row_apply, table_apply
-from epe.client._jobs import Job
-from epe.client._algorithms import IN_DATABASE, automl
 from epe.client._frame import Boolean, Bytes, Datetime, Float, String
+from epe.client._jobs import Job
 from epe.client._proxy import DataFrame, _proxy_from_state, create, dir, drop, push, sync
 from epe.client._results import DataImage
 

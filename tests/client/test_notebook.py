@@ -73,8 +73,9 @@ def score_lm_1(dat, model):
 
 
 def build_lm(dat, dsname):
-    import oml
     from sklearn import linear_model
+
+    import oml
     regr = linear_model.LinearRegression()
     import pandas as pd  # noqa: F401 -- as in the lab
     X = dat[["SEPAL_WIDTH", "PETAL_LENGTH", "PETAL_WIDTH"]]
@@ -85,8 +86,9 @@ def build_lm(dat, dsname):
 
 
 def score_mod(dat, dsname):
-    import oml
     import pandas as pd
+
+    import oml
     obj_dict = oml.ds.load(name=dsname, to_globals=False)
     regr = obj_dict["regr"]
     pred = regr.predict(dat[["SEPAL_WIDTH", "PETAL_LENGTH", "PETAL_WIDTH"]])
@@ -95,8 +97,9 @@ def score_mod(dat, dsname):
 
 
 def build_lm_2(dat, dsname):
-    import oml
     from sklearn import linear_model
+
+    import oml
     regr = linear_model.LinearRegression()
     X = dat[["SEPAL_WIDTH", "PETAL_LENGTH", "PETAL_WIDTH"]]
     y = dat[["SEPAL_LENGTH"]]

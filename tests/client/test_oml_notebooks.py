@@ -15,6 +15,7 @@ library API since removed ran, and what some of them compute; the figure is prin
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import re
@@ -42,7 +43,7 @@ HTTP_STATUS = re.compile(r"(?m)^HTTP/1\.1 (\d{3})")
 @dataclass
 class Cell:
     number: int | None
-    kind: str  # "", "connect", "shell", "in-database", "removed-api", "oml-internal", "stand-in for [n]"
+    kind: str  # words: connect, shell, in-database, removed-api, oml-internal, stand-in
     source: str
 
 
@@ -58,7 +59,7 @@ class Outcome:
 
 
 def cells(name: str) -> list[Cell]:
-    text = (HERE / f"{name}.py").read_text()
+    text = (HERE / f"{name}.cells").read_text()
     marks = list(HEADER.finditer(text))
     out = []
     for mark, following in zip(marks, [*marks[1:], None], strict=True):
@@ -110,10 +111,8 @@ class Zeppelin:
 def account(server: EpeServer) -> Iterator[dict[str, str]]:
     user, password = server.add_user()
     for other in ("OMLUSER2", "PYQUSER2"):  # users the notebooks grant to
-        try:
+        with contextlib.suppress(Exception):  # made by an earlier module of this session
             server.add_user(other)
-        except Exception:  # made by an earlier module of this session
-            pass
     saved = {k: os.environ.get(k) for k in ("EPE_URL", "EPE_USER", "EPE_PASSWORD")}
     os.environ.update(EPE_URL=server.url, EPE_USER=user, EPE_PASSWORD=password)
     # A notebook whose curl paragraphs use ${token} without getting one: the user has it

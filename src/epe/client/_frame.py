@@ -216,21 +216,21 @@ class Series(Lazy):
                              order=self._order)
 
     def head(self, n: int = 5) -> Series:
-        return self._frame().head(n)[self._name or "COL1"]
+        return self._frame().head(n)._column(self._name or "COL1")
 
     def tail(self, n: int = 5) -> Series:
-        return self._frame().tail(n)[self._name or "COL1"]
+        return self._frame().tail(n)._column(self._name or "COL1")
 
     def sort_values(self, ascending: bool = True, na_position: str = "last") -> Series:
         frame = self._frame()
         return frame.sort_values(frame.columns[0], ascending=ascending,
-                                 na_position=na_position)[frame.columns[0]]
+                                 na_position=na_position)._column(frame.columns[0])
 
     def drop_duplicates(self) -> Series:
-        return self._frame().drop_duplicates()[self._name or "COL1"]
+        return self._frame().drop_duplicates()._column(self._name or "COL1")
 
     def dropna(self) -> Series:
-        return self._frame().dropna()[self._name or "COL1"]
+        return self._frame().dropna()._column(self._name or "COL1")
 
     def unique(self) -> list[Any]:
         return self.drop_duplicates().pull()
@@ -241,7 +241,7 @@ class Series(Lazy):
             raise TypeError("append takes another column of a proxy")
         name = self._name or "COL1"
         frame = self._frame().append(DataFrame._of(other, other._rel, {name: other._value}))
-        return frame[name]
+        return frame._column(name)
 
     # -- aggregates: a value, computed in the database -----------------------------------
 
@@ -289,7 +289,7 @@ class Float(Series):
     kurt = kurtosis
 
     def cumsum(self) -> Series:
-        return self._frame().cumsum()[self._name or "COL1"]
+        return self._frame().cumsum()._column(self._name or "COL1")
 
     def round(self, decimals: int = 0) -> Series: return self._derived(self._value.round(decimals))
     def ceil(self) -> Series: return self._derived(self._value.ceil())
@@ -516,6 +516,11 @@ class DataFrame(Lazy):
             raise ValueError("select at least one column")
         return self._with({n: self._cols[n] for n in names})
 
+    def _column(self, name: str) -> Series:
+        chosen = self._select(name)
+        assert isinstance(chosen, Series)
+        return chosen
+
     def select(self, names: Sequence[str]) -> DataFrame:
         """A proxy of some of the columns, in the order given."""
         chosen = self._select([names] if isinstance(names, str) else list(names))
@@ -618,7 +623,8 @@ class DataFrame(Lazy):
         names = self._resolve(list(subset)) if subset is not None else self.columns
         present = [self._cols[n].notnull() for n in names]
         if thresh is not None:
-            condition = sum((p.cast("int32").cast("int64") for p in present), ibis().literal(0)) >= thresh
+            counted = sum((p.cast("int32").cast("int64") for p in present), ibis().literal(0))
+            condition = counted >= thresh
         elif how == "any":
             condition = ibis().and_(*present)
         elif how == "all":

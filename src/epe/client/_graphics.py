@@ -26,7 +26,7 @@ def _axes(ax: Any) -> Any:
     return plt.gca()
 
 
-def hist(x: Series, bins: int = 10, range: tuple[float, float] | None = None,  # noqa: A002
+def hist(x: Series, bins: int = 10, range: tuple[float, float] | None = None,
          ax: Any = None, **kwargs: Any) -> Any:
     """A histogram of a Float column: ``bins`` equal bins from its min to its max (or
     ``range``), as ``matplotlib.pyplot.hist`` draws the pulled values."""

@@ -1,1 +1,0 @@
-"""OML4Py's sample notebooks, reconstructed paragraph by paragraph (tests/client/test_oml_notebooks.py)."""
