@@ -41,7 +41,15 @@ from epe.client._datastores import grant, revoke
 from epe.client._embed import do_eval, group_apply, index_apply, row_apply, table_apply
 from epe.client._frame import Boolean, Bytes, Datetime, Float, String
 from epe.client._jobs import Job
-from epe.client._proxy import DataFrame, _proxy_from_state, create, dir, drop, push, sync
+from epe.client._proxy import (  # noqa: F401 -- _proxy_from_state: how proxies unpickle
+    DataFrame,
+    _proxy_from_state,
+    create,
+    dir,
+    drop,
+    push,
+    sync,
+)
 from epe.client._results import DataImage
 
 __all__ = [
@@ -53,7 +61,6 @@ __all__ = [
     "Float",
     "Job",
     "String",
-    "_proxy_from_state",
     "automl",
     "connect",
     "create",

@@ -137,10 +137,12 @@ class Series(Lazy):
 
     @property
     def name(self) -> str | None:
+        """The column's name (None for a comparison's result)."""
         return self._name
 
     @property
     def shape(self) -> tuple[int]:
+        """(rows,), counted in the database."""
         return (len(self),)
 
     def __len__(self) -> int:
@@ -199,14 +201,17 @@ class Series(Lazy):
     __hash__ = None  # type: ignore[assignment]
 
     def isnull(self) -> Series:
+        """Whether each value is missing."""
         return self._derived(self._value.isnull(), keep_name=False)
 
     def notnull(self) -> Series:
+        """Whether each value is present."""
         return self._derived(self._value.notnull(), keep_name=False)
 
-    isna, notna = isnull, notnull
+    isna, notna = isnull, notnull  # pandas' other names
 
     def isin(self, values: Sequence[Any]) -> Series:
+        """Whether each value is one of ``values``."""
         return self._derived(self._value.isin(list(values)), keep_name=False)
 
     # -- rows ----------------------------------------------------------------------------
@@ -216,23 +221,29 @@ class Series(Lazy):
                              order=self._order)
 
     def head(self, n: int = 5) -> Series:
+        """A column of the first ``n`` rows."""
         return self._frame().head(n)._column(self._name or "COL1")
 
     def tail(self, n: int = 5) -> Series:
+        """A column of the last ``n`` rows."""
         return self._frame().tail(n)._column(self._name or "COL1")
 
     def sort_values(self, ascending: bool = True, na_position: str = "last") -> Series:
+        """The values sorted; missing ones last (or ``'first'``)."""
         frame = self._frame()
         return frame.sort_values(frame.columns[0], ascending=ascending,
                                  na_position=na_position)._column(frame.columns[0])
 
     def drop_duplicates(self) -> Series:
+        """Each value once."""
         return self._frame().drop_duplicates()._column(self._name or "COL1")
 
     def dropna(self) -> Series:
+        """Without the missing values."""
         return self._frame().dropna()._column(self._name or "COL1")
 
     def unique(self) -> list[Any]:
+        """The distinct values, as a list."""
         return self.drop_duplicates().pull()
 
     def append(self, other: Series) -> Series:
@@ -250,18 +261,23 @@ class Series(Lazy):
         return self._scalar(value)
 
     def count(self) -> int:
+        """How many values are present."""
         return int(self._aggregate("count"))
 
     def nunique(self) -> int:
+        """How many distinct values are present."""
         return int(self._aggregate("nunique"))
 
     def min(self) -> Any:
+        """The smallest value."""
         return _numpy(self._aggregate("min"))
 
     def max(self) -> Any:
+        """The largest value."""
         return _numpy(self._aggregate("max"))
 
     def describe(self) -> pd.Series:
+        """pandas' ``describe`` of the column, computed in the database."""
         from epe.client._summary import describe
 
         return describe(self._frame(), include="all").iloc[:, 0].dropna()
@@ -270,18 +286,30 @@ class Series(Lazy):
 class Float(Series):
     """A numeric column (OML's ``oml.Float``: integers too)."""
 
-    def sum(self) -> Any: return _numpy(self._aggregate("sum"))
-    def mean(self) -> np.float64: return np.float64(self._aggregate("mean"))
-    def median(self) -> np.float64: return np.float64(self._aggregate("median"))
-    def std(self) -> np.float64: return np.float64(self._aggregate("std"))
-    def var(self) -> np.float64: return np.float64(self._aggregate("var"))
+    def sum(self) -> Any:
+        """The sum, computed in the database."""
+        return _numpy(self._aggregate("sum"))
+    def mean(self) -> np.float64:
+        """The mean, computed in the database."""
+        return np.float64(self._aggregate("mean"))
+    def median(self) -> np.float64:
+        """The median (interpolated, as pandas'), computed in the database."""
+        return np.float64(self._aggregate("median"))
+    def std(self) -> np.float64:
+        """The sample standard deviation, computed in the database."""
+        return np.float64(self._aggregate("std"))
+    def var(self) -> np.float64:
+        """The sample variance, computed in the database."""
+        return np.float64(self._aggregate("var"))
 
     def skew(self) -> np.float64:
+        """The skewness (pandas' bias-corrected one), computed in the database."""
         from epe.client._summary import moments
 
         return np.float64(moments(self._frame(), "skew").iloc[0])
 
     def kurtosis(self) -> np.float64:
+        """The excess kurtosis (pandas' bias-corrected one), computed in the database."""
         from epe.client._summary import moments
 
         return np.float64(moments(self._frame(), "kurtosis").iloc[0])
@@ -289,16 +317,30 @@ class Float(Series):
     kurt = kurtosis
 
     def cumsum(self) -> Series:
+        """The running sum, in the proxy's order."""
         return self._frame().cumsum()._column(self._name or "COL1")
 
-    def round(self, decimals: int = 0) -> Series: return self._derived(self._value.round(decimals))
-    def ceil(self) -> Series: return self._derived(self._value.ceil())
-    def floor(self) -> Series: return self._derived(self._value.floor())
-    def exp(self) -> Series: return self._derived(self._value.exp())
+    def round(self, decimals: int = 0) -> Series:
+        """Each value rounded to ``decimals`` places."""
+        return self._derived(self._value.round(decimals))
+    def ceil(self) -> Series:
+        """Each value rounded up."""
+        return self._derived(self._value.ceil())
+    def floor(self) -> Series:
+        """Each value rounded down."""
+        return self._derived(self._value.floor())
+    def exp(self) -> Series:
+        """e to the power of each value."""
+        return self._derived(self._value.exp())
     def log(self, base: float | None = None) -> Series:
+        """Each value's natural logarithm (or to ``base``)."""
         return self._derived(self._value.ln() if base is None else self._value.log(base))
-    def sqrt(self) -> Series: return self._derived(self._value.sqrt())
-    def abs(self) -> Series: return self._derived(self._value.abs())
+    def sqrt(self) -> Series:
+        """Each value's square root."""
+        return self._derived(self._value.sqrt())
+    def abs(self) -> Series:
+        """Each value's absolute value."""
+        return self._derived(self._value.abs())
 
 
 class String(Series):
@@ -318,17 +360,26 @@ class String(Series):
         """How many times the regular expression ``pat`` matches, without overlaps."""
         return self._derived(self._value.re_split(pat).length() - 1)
 
-    def upper(self) -> Series: return self._derived(self._value.upper())
-    def lower(self) -> Series: return self._derived(self._value.lower())
-    def strip(self) -> Series: return self._derived(self._value.strip())
+    def upper(self) -> Series:
+        """Each string in upper case."""
+        return self._derived(self._value.upper())
+    def lower(self) -> Series:
+        """Each string in lower case."""
+        return self._derived(self._value.lower())
+    def strip(self) -> Series:
+        """Each string without its leading and trailing blanks."""
+        return self._derived(self._value.strip())
 
     def startswith(self, prefix: str) -> Series:
+        """Whether each string starts with ``prefix``."""
         return self._derived(self._value.startswith(prefix), keep_name=False)
 
     def endswith(self, suffix: str) -> Series:
+        """Whether each string ends with ``suffix``."""
         return self._derived(self._value.endswith(suffix), keep_name=False)
 
     def contains(self, pat: str, regex: bool = True) -> Series:
+        """Whether each string holds ``pat`` (a regular expression unless ``regex=False``)."""
         test = self._value.re_search(pat) if regex else self._value.contains(pat)
         return self._derived(test, keep_name=False)
 
@@ -341,8 +392,11 @@ class Boolean(Series):
     def __xor__(self, o: Any) -> Series: return self._binary(o, "__xor__", "^", True)
     def __invert__(self) -> Series: return self._derived(~self._value, keep_name=False)
 
-    def sum(self) -> Any: return _numpy(self._scalar(self._value.cast("int32").cast("int64").sum()))
+    def sum(self) -> Any:
+        """The sum, computed in the database."""
+        return _numpy(self._scalar(self._value.cast("int32").cast("int64").sum()))
     def mean(self) -> np.float64:
+        """The mean, computed in the database."""
         return np.float64(self._scalar(self._value.cast("float64").mean()))
 
 
@@ -444,6 +498,7 @@ class DataFrame(Lazy):
 
     @property
     def columns(self) -> list[str]:
+        """The column names, in order."""
         return list(self._cols)
 
     @property
@@ -454,6 +509,7 @@ class DataFrame(Lazy):
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(rows, columns); the rows are counted in the database."""
         return len(self), len(self._cols)
 
     def __len__(self) -> int:
@@ -710,22 +766,42 @@ class DataFrame(Lazy):
 
         return column_stats(self, how, skipna)
 
-    def count(self) -> pd.Series: return self._stat("count")
-    def nunique(self) -> pd.Series: return self._stat("nunique")
-    def sum(self, skipna: bool = True) -> pd.Series: return self._stat("sum", skipna)
-    def mean(self, skipna: bool = True) -> pd.Series: return self._stat("mean", skipna)
-    def median(self, skipna: bool = True) -> pd.Series: return self._stat("median", skipna)
-    def min(self, skipna: bool = True) -> pd.Series: return self._stat("min", skipna)
-    def max(self, skipna: bool = True) -> pd.Series: return self._stat("max", skipna)
-    def std(self, skipna: bool = True) -> pd.Series: return self._stat("std", skipna)
-    def var(self, skipna: bool = True) -> pd.Series: return self._stat("var", skipna)
+    def count(self) -> pd.Series:
+        """How many values are present."""
+        return self._stat("count")
+    def nunique(self) -> pd.Series:
+        """How many distinct values are present."""
+        return self._stat("nunique")
+    def sum(self, skipna: bool = True) -> pd.Series:
+        """The sum, computed in the database."""
+        return self._stat("sum", skipna)
+    def mean(self, skipna: bool = True) -> pd.Series:
+        """The mean, computed in the database."""
+        return self._stat("mean", skipna)
+    def median(self, skipna: bool = True) -> pd.Series:
+        """The median (interpolated, as pandas'), computed in the database."""
+        return self._stat("median", skipna)
+    def min(self, skipna: bool = True) -> pd.Series:
+        """The smallest value."""
+        return self._stat("min", skipna)
+    def max(self, skipna: bool = True) -> pd.Series:
+        """The largest value."""
+        return self._stat("max", skipna)
+    def std(self, skipna: bool = True) -> pd.Series:
+        """The sample standard deviation, computed in the database."""
+        return self._stat("std", skipna)
+    def var(self, skipna: bool = True) -> pd.Series:
+        """The sample variance, computed in the database."""
+        return self._stat("var", skipna)
 
     def skew(self, skipna: bool = True) -> pd.Series:
+        """Each Float column's skewness (pandas' bias-corrected one)."""
         from epe.client._summary import moments
 
         return moments(self, "skew")
 
     def kurtosis(self, skipna: bool = True) -> pd.Series:
+        """Each Float column's excess kurtosis (pandas' bias-corrected one)."""
         from epe.client._summary import moments
 
         return moments(self, "kurtosis")
