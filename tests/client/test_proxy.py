@@ -1,4 +1,4 @@
-"""OML's DataFrame proxy (docs/client.md#data-proxies) against pandas, operation by
+"""OML's DataFrame proxy (docs/client.md#what-a-proxy-does) against pandas, operation by
 operation, on both backends of users' tables: each result is compared with pandas'
 on the same rows (the proxy's own ``pull()``), for IRIS and for a table with missing
 values, strings, booleans and dates. The SQL runs in the database through

@@ -1,6 +1,7 @@
 """OML4Py's in-database algorithms (``oml.glm``, ``oml.rf``, ``oml.automl``...), which
 epe does not have: each name is there, so a notebook's imports run, and using one
-raises ``NotImplementedError`` saying why and what to use (docs/client.md#what-epe-does-not-do).
+raises ``NotImplementedError`` saying why and what to use
+(docs/client.md#oml4pys-client-api-in-epe).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""OML's DataFrame proxy and its column types, lazy, on Ibis (docs/client.md#data-proxies).
+"""OML's DataFrame proxy and its column types, lazy, on Ibis (docs/client.md#what-a-proxy-does).
 
 A ``DataFrame`` is a relation (an Ibis table expression over the user's tables) and
 the columns it shows, each an Ibis value over that relation. Selecting, deriving and
@@ -22,11 +22,10 @@ import pandas as pd
 import pyarrow as pa
 
 from epe.client._connection import Connection
-from epe.client._sql import Sources, compile_sql, dialect_of, fetch, ibis
+from epe.client._sql import POSITION, Sources, compile_sql, dialect_of, fetch, ibis
 
 _REPR_ROWS = 10
 _REPR_VALUES = 20
-POSITION = "__epe_pos"  # a row's place in its relation's order, for ties (as pandas keeps)
 
 
 def unsupported(what: str, hint: str = "") -> NotImplementedError:

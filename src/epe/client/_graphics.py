@@ -1,5 +1,5 @@
 """``oml.graphics``: OML's ``hist`` and ``boxplot`` of a proxy, their numbers computed
-in the database and drawn here with matplotlib (docs/client.md#data-proxies).
+in the database and drawn here with matplotlib (docs/client.md#what-a-proxy-does).
 
 ``hist`` counts each bin's rows in one query; ``boxplot`` takes each column's quartiles,
 mean, whiskers' ends and the outliers beyond them. matplotlib then draws from those

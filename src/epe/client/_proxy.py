@@ -1,5 +1,5 @@
 """Data proxies: making them (``oml.sync``, ``create``, ``push``), tables, and how a
-proxy travels pickled (docs/client.md#data-proxies).
+proxy travels pickled (docs/client.md#what-a-proxy-does).
 
 The proxy itself, lazy and on Ibis, is ``_frame.DataFrame``; what it computes in the
 database is ``_summary``. A proxy starts as an unbound Ibis table named like the user's

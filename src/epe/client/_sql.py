@@ -25,6 +25,7 @@ from epe.client._connection import Connection
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 DIALECT_HEADER = "epe-sql-dialect"
 DIALECTS = ("duckdb", "postgres")
+POSITION = "__epe_pos"  # a row's place in its relation's order, for ties (as pandas keeps)
 
 
 @functools.cache

@@ -1,5 +1,5 @@
 """What a DataFrame proxy computes in the database: statistics, tables of counts, joins
-and splits (docs/client.md#data-proxies). Each is one query (a few for ``describe``'s
+and splits (docs/client.md#what-a-proxy-does). Each is one query (a few for ``describe``'s
 ``top`` values and for margins); only the answer comes back, reshaped with pandas
 where OML's answer is a pandas object.
 """
@@ -13,14 +13,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from epe.client._frame import POSITION, Boolean, DataFrame, Float, column_class
-from epe.client._sql import ibis, md5
+from epe.client._sql import POSITION, ibis, md5
+
+# The proxy (``_frame.DataFrame``) calls these with itself; they make new proxies with
+# its own constructor, ``type(frame)._of``, so this module does not import it.
+DataFrame = Any
 
 QUANTILES = (0.25, 0.5, 0.75)
 
 
+def _is_float(value: Any) -> bool:
+    """An ``oml.Float`` column: numbers, not booleans."""
+    dtype = value.type()
+    return bool(dtype.is_numeric() and not dtype.is_boolean())
+
+
+def _is_summable(value: Any) -> bool:
+    """A Float or Boolean column (what ``sum`` and ``cumsum`` take, as pandas')."""
+    return _is_float(value) or bool(value.type().is_boolean())
+
+
 def _numeric(frame: DataFrame) -> list[str]:
-    return [c for c, v in frame._cols.items() if column_class(v.type()) is Float]
+    return [c for c, v in frame._cols.items() if _is_float(v)]
 
 
 def _aggregate(frame: DataFrame, measures: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +61,7 @@ def column_stats(frame: DataFrame, how: str, skipna: bool = True) -> pd.Series:
     if how in ("count", "nunique"):
         names = frame.columns
     elif how == "sum":
-        names = [c for c, v in frame._cols.items() if column_class(v.type()) in (Float, Boolean)]
+        names = [c for c, v in frame._cols.items() if _is_summable(v)]
     else:
         names = _numeric(frame)
     measures = {f"m{i}": _measure(expr[c], how) for i, c in enumerate(names)}
@@ -113,7 +127,7 @@ def _described_columns(frame: DataFrame, include: Any, exclude: Any) -> list[str
     if include is None and exclude is None:
         numeric = _numeric(frame)
         return numeric or frame.columns
-    kinds = {c: column_class(v.type()) for c, v in frame._cols.items()}
+    kinds = {c: frame.dtypes[c] for c in frame._cols}
     return [c for c, k in kinds.items()
             if (include is None or k in include) and not (exclude and k in exclude)]
 
@@ -125,12 +139,11 @@ def describe(frame: DataFrame, include: Any = None, exclude: Any = None,
     if not names:
         raise ValueError("no column to describe")
     quantiles = tuple(sorted(set(percentiles))) if percentiles is not None else QUANTILES
-    kinds = {c: column_class(frame._cols[c].type()) for c in names}
-    if any(kinds[c].__name__ == "Datetime" for c in names):
+    if any(frame._cols[c].type().is_temporal() for c in names):
         raise NotImplementedError("describe of a Datetime column is not supported by epe's "
                                   "data proxies; describe the other columns, or .pull()")
-    numeric = [c for c in names if kinds[c] is Float]
-    other = [c for c in names if kinds[c] is not Float]
+    numeric = [c for c in names if _is_float(frame._cols[c])]
+    other = [c for c in names if not _is_float(frame._cols[c])]
     expr = frame._expr()
     measures: dict[str, Any] = {}
     for i, c in enumerate(numeric):
@@ -178,7 +191,7 @@ def _top(frame: DataFrame, name: str) -> tuple[Any, Any]:
 
 
 def cumsum(frame: DataFrame, by: Any, ascending: bool) -> DataFrame:
-    names = [c for c, v in frame._cols.items() if column_class(v.type()) in (Float, Boolean)]
+    names = [c for c, v in frame._cols.items() if _is_summable(v)]
     order = frame._resolve([by] if isinstance(by, str) else list(by)) if by is not None else []
     base = frame._expr()
     # The sort keys as copies: the running sums take their columns' names.
@@ -197,7 +210,7 @@ def cumsum(frame: DataFrame, by: Any, ascending: bool) -> DataFrame:
         v = expr[c].cast("int32").cast("int64") if expr[c].type().is_boolean() else expr[c]
         sums[c] = ibis().ifelse(v.isnull(), ibis().null(v.type()), v.sum().over(running))
     summed = expr.mutate(**sums)
-    return DataFrame._of(frame, summed.order_by(keys(summed)).select(*names))
+    return type(frame)._of(frame, summed.order_by(keys(summed)).select(*names))
 
 
 def corr(frame: DataFrame, method: str, min_periods: int, skipna: bool) -> pd.DataFrame:
@@ -263,7 +276,7 @@ def crosstab(frame: DataFrame, index: Any, columns: Any, values: Any, aggfunc: A
         measure, label = expr.count(), "count"
     grouped = expr.group_by([*rows, *cols]).aggregate(**{label: measure})
     if not pivot:
-        return DataFrame._of(frame, grouped.order_by([*rows, *cols]))
+        return type(frame)._of(frame, grouped.order_by([*rows, *cols]))
     if not cols:
         raise ValueError("crosstab(pivot=True) needs columns")
     table = frame._run(grouped).to_pylist()
@@ -386,7 +399,7 @@ def pivot_table(frame: DataFrame, index: Any, columns: Any, values: Any, aggfunc
 
 def merge(left: DataFrame, right: DataFrame, on: Any, left_on: Any, right_on: Any,
           how: str, suffixes: tuple[str, ...]) -> DataFrame:
-    if not isinstance(right, DataFrame):
+    if not isinstance(right, type(left)):
         raise TypeError("merge takes another proxy")
     if right._connection is not left._connection:
         raise ValueError("merge: the proxies belong to different sessions")
@@ -419,7 +432,7 @@ def merge(left: DataFrame, right: DataFrame, on: Any, left_on: Any, right_on: An
         else:
             selected[lname[c]] = joined[lname[c]]
     selected |= {rname[c]: joined[rname[c]] for c in right.columns if c not in rkeys or not keys}
-    return DataFrame._of(left, joined.select(**selected), sources=left._sources | right._sources,
+    return type(left)._of(left, joined.select(**selected), sources=left._sources | right._sources,
                          keep=right._keep)
 
 
@@ -456,7 +469,7 @@ def split(frame: DataFrame, ratio: Sequence[float], seed: int,
         for high in bounds:
             part = ranked.filter((at >= low) & (at < high - 1e-12 if high < 1 - 1e-9
                                                 else at < 2))
-            out.append(DataFrame._of(frame, part.select(*frame.columns)))
+            out.append(type(frame)._of(frame, part.select(*frame.columns)))
             low = high
         return out
     out, low_hex = [], None
@@ -469,6 +482,6 @@ def split(frame: DataFrame, ratio: Sequence[float], seed: int,
             below = digest < high_hex
             condition = below if condition is None else condition & below
         part = expr if condition is None else expr.filter(condition)
-        out.append(DataFrame._of(frame, part))
+        out.append(type(frame)._of(frame, part))
         low_hex = high_hex
     return out
