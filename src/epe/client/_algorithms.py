@@ -1,12 +1,14 @@
 """OML4Py's in-database algorithms (``oml.glm``, ``oml.rf``, ``oml.automl``...), which
 epe does not have: each name is there, so a notebook's imports run, and using one
-raises ``NotImplementedError`` saying why and what to use
+raises ``Unsupported`` (a ``NotImplementedError``) saying why and what to use
 (docs/client.md#oml4pys-client-api-in-epe).
 """
 
 from __future__ import annotations
 
 from typing import Any, NoReturn
+
+from epe.client._errors import Unsupported
 
 # OML4Py's model classes: Oracle Database's own machine-learning algorithms.
 ALGORITHMS = ("ai", "ar", "dt", "em", "esa", "glm", "km", "nb", "nn", "rf", "svd", "svm",
@@ -17,7 +19,7 @@ REASON = ("runs Oracle Database's in-database machine learning, which epe does n
 
 
 def _refuse(name: str) -> NoReturn:
-    raise NotImplementedError(f"oml.{name} {REASON}")
+    raise Unsupported(f"oml.{name} {REASON}")
 
 
 class InDatabase:

@@ -9,11 +9,12 @@ compiled to the server's SQL and sent through ``POST /query`` (``_sql``).
 
 Columns are ``Float`` (numbers), ``String``, ``Boolean``, ``Bytes`` and ``Datetime``
 (dates and times), OML's types. What pandas has and a proxy has not raises
-``NotImplementedError`` naming the operation.
+``Unsupported`` (a ``NotImplementedError``) naming the operation.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -22,20 +23,21 @@ import pandas as pd
 import pyarrow as pa
 
 from epe.client._connection import Connection
+from epe.client._errors import Unsupported
 from epe.client._sql import POSITION, Sources, compile_sql, dialect_of, fetch, ibis
 
 _REPR_ROWS = 10
 _REPR_VALUES = 20
 
 
-def unsupported(what: str, hint: str = "") -> NotImplementedError:
+def unsupported(what: str, hint: str = "") -> Unsupported:
     """The error for what OML's proxies (or epe's) do not do: it names the operation."""
-    return NotImplementedError(
+    return Unsupported(
         f"{what} is not supported by epe's data proxies"
         + (f": {hint}" if hint else "; .pull() the rows and use pandas"))
 
 
-class Lazy:
+class Lazy(ABC):
     """What every proxy has: the session, the relation its rows come from, the users'
     queries that relation reads, and the pushed tables it keeps alive."""
 
@@ -44,8 +46,9 @@ class Lazy:
     _sources: Sources
     _keep: tuple[Any, ...]
 
+    @abstractmethod
     def _expr(self) -> Any:
-        raise NotImplementedError
+        """The Ibis expression this proxy stands for."""
 
     def _compiled(self, expr: Any) -> str:
         return compile_sql(expr, dialect_of(self._connection), self._sources)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from epe.client._errors import Unsupported
 from epe.client._frame import DataFrame, Float, Series
 from epe.client._sql import ibis
 
@@ -34,7 +35,7 @@ def hist(x: Series, bins: int = 10, range: tuple[float, float] | None = None,
         raise TypeError("oml.graphics.hist takes a Float column of a proxy, e.g. "
                         "oml.graphics.hist(IRIS['SEPAL_LENGTH'])")
     if not isinstance(bins, int) or bins < 1:
-        raise NotImplementedError("oml.graphics.hist with bins other than a number of bins "
+        raise Unsupported("oml.graphics.hist with bins other than a number of bins "
                                   "is not supported by epe's data proxies")
     value = x._value
     if range is None:
@@ -68,7 +69,7 @@ def boxplot(x: DataFrame | Series, notch: bool = False, sym: str | None = None,
     columns = x._frame().columns if isinstance(x, Series) else x.columns
     frame = x._frame() if isinstance(x, Series) else x
     if not isinstance(whis, int | float):
-        raise NotImplementedError("oml.graphics.boxplot with whis other than a number is "
+        raise Unsupported("oml.graphics.boxplot with whis other than a number is "
                                   "not supported by epe's data proxies")
     stats = [_box(frame, c, float(whis), notch) for c in columns]
     names = list(labels) if labels is not None else columns

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from epe.client._errors import Unsupported
 from epe.client._sql import POSITION, ibis, md5
 
 # The proxy (``_frame.DataFrame``) calls these with itself; they make new proxies with
@@ -140,7 +141,7 @@ def describe(frame: DataFrame, include: Any = None, exclude: Any = None,
         raise ValueError("no column to describe")
     quantiles = tuple(sorted(set(percentiles))) if percentiles is not None else QUANTILES
     if any(frame._cols[c].type().is_temporal() for c in names):
-        raise NotImplementedError("describe of a Datetime column is not supported by epe's "
+        raise Unsupported("describe of a Datetime column is not supported by epe's "
                                   "data proxies; describe the other columns, or .pull()")
     numeric = [c for c in names if _is_float(frame._cols[c])]
     other = [c for c in names if not _is_float(frame._cols[c])]
@@ -215,7 +216,7 @@ def cumsum(frame: DataFrame, by: Any, ascending: bool) -> DataFrame:
 
 def corr(frame: DataFrame, method: str, min_periods: int, skipna: bool) -> pd.DataFrame:
     if method != "pearson":
-        raise NotImplementedError(f"corr(method={method!r}) is not supported by epe's data "
+        raise Unsupported(f"corr(method={method!r}) is not supported by epe's data "
                                   "proxies: Pearson's only")
     names = _numeric(frame)
     expr = frame._expr()
@@ -340,7 +341,7 @@ AGGREGATES = ("count", "sum", "mean", "median", "min", "max", "std", "var", "nun
 def _agg_name(aggfunc: Any) -> str:
     name = aggfunc if isinstance(aggfunc, str) else getattr(aggfunc, "__name__", None)
     if name not in AGGREGATES:
-        raise NotImplementedError(f"aggfunc {aggfunc!r} is not supported by epe's data "
+        raise Unsupported(f"aggfunc {aggfunc!r} is not supported by epe's data "
                                   f"proxies: use one of {', '.join(AGGREGATES)}")
     return str(name)
 
