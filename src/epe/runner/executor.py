@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias
 
 import pyarrow as pa
 
@@ -66,9 +66,14 @@ class Shared:
     rows: int
 
 
+# A task that scores with a deployed model rather than calling a function
+# (``runner.worker.models``; docs/models.md): its ``kwargs`` say what to do.
+MODEL_TASK: Literal["model"] = "model"
+
+
 @dataclass(frozen=True)
 class Task:
-    kind: Kind
+    kind: Kind | Literal["model"]
     source: str
     script_key: str  # stable for one version of one script, so workers can cache it
     kwargs: dict[str, Any] = field(default_factory=dict)
