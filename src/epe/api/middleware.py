@@ -174,14 +174,15 @@ class FormBodyAsJson:
 
     ``curl -d '{...}'`` without ``-H 'Content-Type: application/json'`` sends that
     type; every endpoint of ours that takes a body takes JSON or a file with its
-    own type, so reading it as JSON is what the user meant.
+    own type, so reading it as JSON is what the user meant. The model upload takes a
+    form (``FORM_PATHS``), urlencoded too.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and scope["path"] not in FORM_PATHS:
             headers = scope["headers"]
             if any(k == b"content-type" and v.startswith(FORM) for k, v in headers):
                 # In place: ``Observe`` reads the route the router leaves in this scope.
@@ -191,6 +192,8 @@ class FormBodyAsJson:
 
 
 FORM = b"application/x-www-form-urlencoded"
+# Routes that take a form (a model's upload, whose fields a PYTHON model may send alone).
+FORM_PATHS = frozenset({"/omlmod/v1/models"})
 
 
 class RefuseLoneSurrogates:

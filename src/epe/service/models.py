@@ -25,7 +25,14 @@ from epe.core import models as core
 from epe.core.names import iso_instant
 from epe.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from epe.observe import metrics
-from epe.runner.executor import MODEL_TASK, CallHandler, Task, TaskResult, Tenant
+from epe.runner.executor import (
+    MODEL_TASK,
+    CallHandler,
+    Task,
+    TaskFailed,
+    TaskResult,
+    Tenant,
+)
 from epe.service import scripts
 from epe.service.services import Services
 from epe.service.sessions import Caller
@@ -251,7 +258,10 @@ class Models:
                    kwargs=payload, calls=loader(self.services, model, data))
         async with self.services.environments.executor(None, await tenant(
                 self.services, model.owner)) as executor:
-            return await executor.run(job, timeout or self.services.settings.score_timeout)
+            try:
+                return await executor.run(job, timeout or self.services.settings.score_timeout)
+            except TaskFailed as failed:  # the worker's error, as the caller's answer
+                raise failed.error from None
 
 
 def _shown(error: BaseException | None) -> BaseException | None:
