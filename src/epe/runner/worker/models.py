@@ -269,7 +269,9 @@ class PythonScorer(Scorer):
         self.named = names is not None
 
     def predict(self, data: pd.DataFrame) -> Prediction:
-        data = data[[c.name for c in self.columns]]
+        names = [c.name for c in self.columns]
+        if list(data.columns) != names:  # a batch's table: the model's columns, in order
+            data = data[names]
         if self.script is not None:
             return self._prediction(self.script(self.model, data))
         x = data if self.named else data.to_numpy()
