@@ -581,7 +581,8 @@ def _object(entry: dict[str, Any]) -> str:
 @click.option("--since", help="From this time on: UNIX seconds or ISO-8601 (2026-01-31, "
                               "2026-01-31T12:00:00Z).")
 @click.option("--until", help="Before this time.")
-@click.option("--kind", help="Only one kind: run, login, script, datastore, user or env.")
+@click.option("--kind", help="Only one kind: run, login, script, datastore, user, env or "
+                            "model.")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True,
               help="At most this many entries.")
 @click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")

@@ -145,6 +145,8 @@ class ScoringJobs:
         if action == "RUN":
             run = await asyncio.to_thread(self.store.start_now, job.id, self.server)
             await self._launch(Claimed(job, run))
+            self.services.audit.record("model", "run", caller.name, owner=caller.name,
+                                       name=job.id)
             return {"runId": run}
         upcoming = timing.first_run(schedule_of(job), time.time()) \
             if action == "ENABLE" and (job.max_runs is None or job.run_count < job.max_runs) \

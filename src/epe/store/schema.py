@@ -167,7 +167,7 @@ audit = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("time", Float, nullable=False),
-    Column("kind", String(16), nullable=False),  # run, login, script, datastore, user, env
+    Column("kind", String(16), nullable=False),  # run, login, script, datastore, user, env, model
     Column("action", String(32), nullable=False),  # the operation, or create, grant, ...
     Column("user_name", String(128), nullable=True),  # who; the name tried, for a login
     Column("status", String(16), nullable=False),  # ok, failed, cancelled
