@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import pyarrow as pa
 
 from epe.core.assemble import Fragment
-from epe.core.operations import Kind
+from epe.core.operations import Calling
 from epe.core.plan import Unit
 from epe.errors import EpeError
 
@@ -67,13 +67,16 @@ class Shared:
 
 
 # A task that scores with a deployed model rather than calling a function
-# (``runner.worker.models``; docs/models.md): its ``kwargs`` say what to do.
-MODEL_TASK: Literal["model"] = "model"
+# (``runner.worker.models``; docs/models.md): its ``kwargs`` say what to do, and the
+# worker goes by its kind; its calling is that of a function over data, never used.
+MODEL_TASK = "model"
+MODEL_CALLING = Calling("data")
 
 
 @dataclass(frozen=True)
 class Task:
-    kind: Kind | Literal["model"]
+    kind: str  # the operation's name; workers go by ``calling`` (a model task: by kind)
+    calling: Calling  # how the worker calls the function over the units
     source: str
     script_key: str  # stable for one version of one script, so workers can cache it
     kwargs: dict[str, Any] = field(default_factory=dict)

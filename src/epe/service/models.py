@@ -26,6 +26,7 @@ from epe.core.names import iso_instant
 from epe.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from epe.observe import metrics
 from epe.runner.executor import (
+    MODEL_CALLING,
     MODEL_TASK,
     CallHandler,
     Task,
@@ -254,7 +255,8 @@ class Models:
         """A model task in the owner's workers; ``data`` gives the model's bytes when a
         worker asks (by default: read from the store)."""
         payload = {**load_fields(model), **task}
-        job = Task(kind=MODEL_TASK, source=model.script or "", script_key=model.digest,
+        job = Task(kind=MODEL_TASK, calling=MODEL_CALLING, source=model.script or "",
+                   script_key=model.digest,
                    kwargs=payload, calls=loader(self.services, model, data))
         async with self.services.environments.executor(None, await tenant(
                 self.services, model.owner)) as executor:

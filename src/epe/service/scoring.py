@@ -19,7 +19,7 @@ import pyarrow as pa
 from epe.core import plan
 from epe.data.names import quote
 from epe.errors import InvalidRequest
-from epe.runner.executor import MODEL_TASK, Task, TaskResult
+from epe.runner.executor import MODEL_CALLING, MODEL_TASK, Task, TaskResult
 from epe.service import runs
 from epe.service.models import columns_of, load_fields, loader, tenant
 from epe.service.services import Services
@@ -77,7 +77,8 @@ async def score_table(services: Services, model: ModelRecord, target: Target,
             as executor, executor.share(rows) as shared:
         units = plan.chunk_units(shared.rows, CHUNK_ROWS)
         batches = plan.batches(units, executor.capacity, per_worker=1)
-        tasks = [Task(kind=MODEL_TASK, source=model.script or "", script_key=model.digest,
+        tasks = [Task(kind=MODEL_TASK, calling=MODEL_CALLING, source=model.script or "",
+                      script_key=model.digest,
                       kwargs=fields, units=tuple(b), input_ref=shared.ref,
                       calls=loader(services, model, None)) for b in batches]
         outcomes = await runs.run_batches(executor, tasks, executor.capacity, timeout)

@@ -193,8 +193,8 @@ class LocalPool:
         self._busy.add(worker)
         self._count("busy", 1)
         try:
-            # A deadline on this task rather than ``wait_for``'s task of its own: one task
-            # fewer per call, which a millisecond call (a score) notices.
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps the request in
+            # a task of its own, a cost every sync run paid.
             async with asyncio.timeout(timeout):
                 reply, payload = await worker.request(protocol.task_header(task), task.calls)
         except TimeoutError:
