@@ -264,6 +264,15 @@ def test_another_user_is_refused_an_unshared_model_and_may_score_a_shared_one(
         # ... but only its owner undeploys or deletes it.
         assert_error(o.delete(f"{OML}/deployment/iris-shared"), 404)
         assert_error(o.delete(f"{OML}/models/{shared}"), 404)
+        # A batch scoring job of another user's shared model scores their own table.
+        put_parquet(o, "THEIRS", iris_table(iris, 10))
+        job = scoring_job(o, job_body("theirs", shared, "THEIRS", "THEIRS_OUT",
+                                      start=time.time() + 86400, repeat="FREQ=DAILY"))
+        assert_error(o.post(f"{OML}/jobs", json=job_body(
+            "not_theirs", private, "THEIRS", "X", start=time.time(), repeat="FREQ=DAILY")), 404)
+        o.post(f"{OML}/jobs/{job}/action", json={"action": "RUN"})
+        (run,) = finished_runs(o, job, 1)
+        assert (run["status"], run["rows"]) == ("FINISH", 10), run
 
 
 # -- what is refused ----------------------------------------------------------------------------

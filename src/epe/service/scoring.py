@@ -1,7 +1,7 @@
 """Scoring a whole table with a model into another table (docs/models.md#schedules).
 
 The path of a run: the input table is read as its owner reads it, streamed to the
-owner's workers as any run's input is (``Executor.share``), cut into chunks scored in
+model owner's workers as any run's input is (``Executor.share``), cut into chunks scored in
 parallel on the pool's workers, each chunk's predictions coming back as Arrow; the
 output table is then written in one statement (``Catalog.put`` with overwrite), so
 a reader sees the old table or the new one, never part of it.
@@ -73,7 +73,10 @@ async def score_table(services: Services, model: ModelRecord, target: Target,
         return services.catalog.stream(target.owner, sql)
 
     fields = {**load_fields(model), "action": "batch", "supplemental": list(target.supplemental)}
-    async with services.environments.executor(None, await tenant(services, target.owner)) \
+    # Scored where the model's code runs, its owner's workers (the job owner's own, unless
+    # the model is another user's shared one): never another user's code in a job owner's
+    # worker, which keeps what their other tasks left behind.
+    async with services.environments.executor(None, await tenant(services, model.owner)) \
             as executor, executor.share(rows) as shared:
         units = plan.chunk_units(shared.rows, CHUNK_ROWS)
         batches = plan.batches(units, executor.capacity, per_worker=1)
