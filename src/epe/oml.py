@@ -24,6 +24,9 @@ What is here:
   ``oml_async_flag=True`` gives a ``Job``.
 - ``script`` (create, dir, load, drop), ``ds`` (save, load, dir, describe,
   delete), ``grant`` and ``revoke``.
+- ``models``: models as scoring endpoints (docs/models.md): ``models.deploy(clf,
+  "iris")`` stores a fitted model and deploys it in one call; ``score``, ``dir``,
+  ``endpoints``, ``schedule`` (batch scoring jobs) and the rest.
 
 Errors are the server's own classes from ``epe.errors`` (``ScriptFailed``,
 ``NotFound``, ...), carrying its message, ``errorCode`` and traceback.
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 from epe.client import _datastores as ds
 from epe.client import _graphics as graphics
+from epe.client import _models as models
 from epe.client import _scripts as script
 from epe.client._algorithms import IN_DATABASE, automl
 from epe.client._connection import Connection, connect_from, current, has_current, set_current
@@ -74,6 +78,7 @@ __all__ = [
     "group_apply",
     "index_apply",
     "isconnected",
+    "models",
     "push",
     "revoke",
     "row_apply",

@@ -15,8 +15,8 @@ from epe.runner.worker.userlib.oml import ds as worker_ds
 PUBLIC = [
     "Boolean", "Bytes", "DataFrame", "DataImage", "Datetime", "Float", "Job", "String",
     "automl", "connect", "create", "dir", "disconnect", "do_eval", "drop", "ds", "grant",
-    "graphics", "group_apply", "index_apply", "isconnected", "push", "revoke", "row_apply",
-    "script", "sync", "table_apply",
+    "graphics", "group_apply", "index_apply", "isconnected", "models", "push", "revoke",
+    "row_apply", "script", "sync", "table_apply",
 ]
 
 
@@ -29,7 +29,7 @@ def test_all_is_exactly_the_intended_names() -> None:
 
 def functions() -> list[tuple[str, Callable[..., Any]]]:
     found = [(n, getattr(oml, n)) for n in PUBLIC if callable(getattr(oml, n))]
-    for namespace in ("script", "ds", "graphics"):
+    for namespace in ("script", "ds", "graphics", "models"):
         module = getattr(oml, namespace)
         found += [(f"{namespace}.{n}", getattr(module, n)) for n in module.__all__]
     classes = [(n, getattr(oml, n)) for n in PUBLIC if inspect.isclass(getattr(oml, n))]

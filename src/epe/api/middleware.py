@@ -89,17 +89,23 @@ def route_template(scope: Scope) -> str:
 class BodyLimit:
     """Refuse bodies over the limit, by their header or as they stream in.
 
-    Table uploads (``PUT .../tables/...``) have their own, larger limit.
+    Table uploads (``PUT .../tables/...``) and model uploads (``POST /omlmod/v1/models``)
+    have their own limits.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, upload_limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, upload_limit: int,
+                 model_limit: int | None = None) -> None:
         self.app = app
         self.limit = limit
         self.upload_limit = upload_limit
+        self.model_limit = model_limit or limit
 
     def _limit_for(self, scope: Scope) -> int:
-        upload = scope["method"] == "PUT" and "/tables/" in scope["path"]
-        return self.upload_limit if upload else self.limit
+        if scope["method"] == "PUT" and "/tables/" in scope["path"]:
+            return self.upload_limit
+        if scope["method"] == "POST" and scope["path"] == "/omlmod/v1/models":
+            return self.model_limit + FORM_OVERHEAD  # the form's other fields and framing
+        return self.limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -135,6 +141,9 @@ class BodyLimit:
     @staticmethod
     async def _refuse(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
         await error_response(PayloadTooLarge(_too_large(limit)))(scope, receive, send)
+
+
+FORM_OVERHEAD = 1024**2
 
 
 def _too_large(limit: int) -> str:
@@ -196,14 +205,15 @@ class FormBodyAsJson:
 
     ``curl -d '{...}'`` without ``-H 'Content-Type: application/json'`` sends that
     type; every endpoint of ours that takes a body takes JSON or a file with its
-    own type, so reading it as JSON is what the user meant.
+    own type, so reading it as JSON is what the user meant. The model upload takes a
+    form (``FORM_PATHS``), urlencoded too.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and scope["path"] not in FORM_PATHS:
             headers = scope["headers"]
             if any(k == b"content-type" and v.startswith(FORM) for k, v in headers):
                 # In place: ``Observe`` reads the route the router leaves in this scope.
@@ -213,6 +223,8 @@ class FormBodyAsJson:
 
 
 FORM = b"application/x-www-form-urlencoded"
+# Routes that take a form (a model's upload, whose fields a PYTHON model may send alone).
+FORM_PATHS = frozenset({"/omlmod/v1/models"})
 
 
 class RefuseLoneSurrogates:
