@@ -9,7 +9,7 @@ DATA_DIR ?= ./epe-data
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint bench clean chromium postgresql slapd nodejs console-assets console-check console-screenshots
+.PHONY: run test lint bench clean chromium postgresql jq slapd nodejs console-assets console-check console-screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import ensurepip' 2>/dev/null || (apt-get update -q && apt-get install -y -q python3.11-venv)
@@ -38,11 +38,15 @@ nodejs:
 	test -d tests/oidc/node_modules/oidc-provider || \
 		(cd tests/oidc && npm ci --no-audit --no-fund)
 
-test: $(STAMP) chromium postgresql slapd nodejs
+test: $(STAMP) chromium postgresql jq slapd nodejs
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
+
+# OML's REST notebook (tests/client/test_oml_notebooks.py) pipes curl into jq, as a user does.
+jq:
+	command -v jq >/dev/null || (apt-get update -q && apt-get install -y -q jq)
 
 # The browser tests (tests/browser) drive Debian's Chromium through Playwright:
 # Playwright's own browser download is not used.

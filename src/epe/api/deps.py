@@ -1,4 +1,5 @@
-"""Dependencies every router shares: the services, the job manager, and who is calling."""
+"""Dependencies every router shares: the services, the job manager, the models and
+scoring jobs, and who is calling."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from fastapi import Depends, Request
 from epe.errors import Unauthorized
 from epe.service.audit import VIA_TOKEN
 from epe.service.jobs import JobManager
+from epe.service.models import Models
+from epe.service.schedules import ScoringJobs
 from epe.service.services import Services
 from epe.service.sessions import Caller, authenticate, needs_network
 
@@ -64,3 +67,17 @@ async def session_caller(caller: CallerDep) -> Caller:
 
 
 SessionDep = Annotated[Caller, Depends(session_caller)]
+
+
+async def get_models(request: Request) -> Models:
+    return request.app.state.models
+
+
+ModelsDep = Annotated[Models, Depends(get_models)]
+
+
+async def get_scoring_jobs(request: Request) -> ScoringJobs:
+    return request.app.state.scoring_jobs
+
+
+ScoringJobsDep = Annotated[ScoringJobs, Depends(get_scoring_jobs)]

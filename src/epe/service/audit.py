@@ -28,7 +28,7 @@ log = logging.getLogger("epe.audit")
 FLUSH_INTERVAL = 0.5  # seconds between writes
 QUEUE_LIMIT = 100_000  # entries held while the store cannot take them; more are dropped
 WRITE_CHUNK = 1000  # entries per transaction
-KINDS = ("run", "login", "script", "datastore", "user", "env", "token", "group")
+KINDS = ("run", "login", "script", "datastore", "user", "env", "model", "token", "group")
 # The automation token the current request came with: every entry it makes names it.
 VIA_TOKEN: ContextVar[str | None] = ContextVar("epe_via_token", default=None)
 MAX_PAGE = 1000  # entries one query may return

@@ -2,14 +2,14 @@
 grants to groups.
 
 Revision ID: 0007_sign_in
-Revises: 0005_job_leases
+Revises: 0008_models
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_sign_in"
-down_revision = "0005_job_leases"
+down_revision = "0008_models"
 branch_labels = None
 depends_on = None
 
