@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,11 @@ class OldVersion:
     @property
     def short(self) -> str:
         return self.commit[:10]
+
+
+def project_version() -> str:
+    """The one version number, pyproject.toml's."""
+    return str(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"])
 
 
 def releases() -> list[OldVersion]:

@@ -8,20 +8,16 @@ import os
 import subprocess
 import sys
 import tarfile
-import tomllib
 import zipfile
 from pathlib import Path
 
 from tests.acceptance.test_smoke import check_new_install, check_walkthrough
 from tests.release.conftest import Dist
-from tests.release.history import CHANGELOG, REPO, releases
+from tests.release.history import CHANGELOG, releases
+from tests.release.history import project_version as version
 from tests.serverproc import EpeServer
 
 DEMO_PASSWORD = "demo-Secret1"
-
-
-def version() -> str:
-    return str(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"])
 
 
 def test_the_version_is_written_once_and_named_in_the_changelog() -> None:
