@@ -59,14 +59,17 @@ podman:
 
 # localhost/epe:VERSION from this checkout: the wheel, a wheelhouse of it and everything it
 # needs, then the image from a Debian base made by mmdebstrap, nothing pulled.
+# IMAGE_EXTRAS=postgres,ray IMAGE=localhost/epe-ray:VERSION: the image KubeRay's nodes run.
 VERSION = $(shell $(PYTHON) -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
 IMAGE_BUILD := build/image
+IMAGE_EXTRAS ?= postgres
+IMAGE ?= localhost/epe:$(VERSION)
 image: $(STAMP) podman
 	rm -rf $(IMAGE_BUILD)
 	$(BIN)/python -m build --outdir $(IMAGE_BUILD)/dist .
 	$(BIN)/python -m pip wheel --quiet --wheel-dir $(IMAGE_BUILD)/wheelhouse \
-		"$$(ls $(IMAGE_BUILD)/dist/epe-*.whl)[postgres]"
-	deploy/build-image.sh $(IMAGE_BUILD) localhost/epe:$(VERSION)
+		"$$(ls $(IMAGE_BUILD)/dist/epe-*.whl)[$(IMAGE_EXTRAS)]"
+	EPE_IMAGE_EXTRAS=$(IMAGE_EXTRAS) deploy/build-image.sh $(IMAGE_BUILD) $(IMAGE)
 
 # The image's test (tests/release/test_image.py): minutes of building, so apart from `make test`.
 test-image: $(STAMP) podman

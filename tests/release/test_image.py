@@ -55,6 +55,14 @@ def image(dist: Dist, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     subprocess.run(["podman", "rmi", "--force", tag], capture_output=True, timeout=300)
 
 
+def test_the_image_answers_its_version_in_a_login_shell_too(image: str) -> None:
+    """KubeRay starts its nodes' commands through ``bash -l``, whose PATH /etc/profile sets."""
+    done = subprocess.run(["podman", "run", "--rm", "--runtime", "runc", "--network", "none",
+                           "--entrypoint", "bash", image, "-lc", "epe --version"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == f"epe, version {version()}", done.stdout + done.stderr
+
+
 def test_the_image_serves_a_data_folder_volume(image: str, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
