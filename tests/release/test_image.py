@@ -26,9 +26,10 @@ from tests.release.history import project_version as version
 from tests.serverproc import EpeServer
 
 DEMO_PASSWORD = "demo-Secret1"
-RUN = ["podman", "run", "--rm", "--runtime", "runc", "--network", "host",
-       "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
-       "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768",
+# podman's default ulimits are above what these hosts allow: explicit ones.
+PODMAN_RUN = ["podman", "run", "--rm", "--runtime", "runc",
+              "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"]
+RUN = [*PODMAN_RUN, "--network", "host", "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
        "--env", "EPE_HOST=127.0.0.1"]
 
 pytestmark = [
@@ -57,8 +58,8 @@ def image(dist: Dist, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
 
 def test_the_image_answers_its_version_in_a_login_shell_too(image: str) -> None:
     """KubeRay starts its nodes' commands through ``bash -l``, whose PATH /etc/profile sets."""
-    done = subprocess.run(["podman", "run", "--rm", "--runtime", "runc", "--network", "none",
-                           "--entrypoint", "bash", image, "-lc", "epe --version"],
+    done = subprocess.run([*PODMAN_RUN, "--network", "none", "--entrypoint", "bash", image,
+                           "-lc", "epe --version"],
                           capture_output=True, text=True, timeout=300)
     assert done.stdout.strip() == f"epe, version {version()}", done.stdout + done.stderr
 
