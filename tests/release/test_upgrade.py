@@ -80,7 +80,7 @@ def test_an_old_version_s_data_is_upgraded_in_place_and_served(
         old_python: Callable[[history.OldVersion], Path], tmp_path: Path) -> None:
     if isinstance(version, str):  # this checkout cannot give the old version
         pytest.fail(version)
-    env: dict[str, str] = {}
+    env = {"EPE_WORKERS": "1"}  # one worker a user is all this needs
     if backend == "postgresql":
         postgres = request.getfixturevalue("postgres")
         env["EPE_METADATA_URL"] = url = postgres.new_database("upgrade")
