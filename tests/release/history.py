@@ -60,15 +60,17 @@ def git(*args: str) -> str:
     return done.stdout.strip()
 
 
+def revision_of(migration: Path) -> tuple[str, str]:
+    """A migration's revision and the one it follows (``None`` for the first)."""
+    found = dict(_REVISION.findall(migration.read_text()))
+    return found["revision"], found.get("down_revision", "None")
+
+
 def newest_migration() -> Path:
     """The migration no other one comes after (the head of the chain)."""
-    revisions: dict[str, Path] = {}
-    parents: set[str] = set()
-    for path in MIGRATIONS.glob("[0-9]*.py"):
-        found = dict(_REVISION.findall(path.read_text()))
-        revisions[found["revision"]] = path
-        parents.add(found.get("down_revision", "None"))
-    heads = [path for revision, path in revisions.items() if revision not in parents]
+    chain = {revision_of(path): path for path in MIGRATIONS.glob("[0-9]*.py")}
+    parents = {parent for _revision, parent in chain}
+    heads = [path for (revision, _parent), path in chain.items() if revision not in parents]
     assert len(heads) == 1, f"the migrations have {len(heads)} heads: {heads}"
     return heads[0]
 

@@ -10,7 +10,9 @@ version really writes.
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -93,15 +95,21 @@ def test_an_old_version_s_data_is_upgraded_in_place_and_served(
     finally:
         stop(old)
 
+    database = env.get("EPE_METADATA_URL", f"sqlite:///{data / 'metadata.sqlite'}")
+    newest, before_newest = history.revision_of(history.newest_migration())
+    if version.label == f"before {history.newest_migration().stem}":
+        assert migrated_to(database) == before_newest  # so the newest has something to do
+
     new = EpeServer(data, env).start()
     try:
         check(new, held)
     finally:
         stop(new)
 
-    store = open_store(env.get("EPE_METADATA_URL", f"sqlite:///{data / 'metadata.sqlite'}"))
+    assert migrated_to(database) == newest
+    store = open_store(database)
     try:
-        assert current_revision(store) == head_revision(store)
+        assert current_revision(store) == head_revision(store) == newest
         drift = [d for d in schema_diff(store) if not known_drift(d, version)]
         assert drift == [], "the upgraded schema is not the declared one"
     finally:
@@ -203,6 +211,20 @@ def known_drift(difference: Any, version: history.OldVersion) -> bool:
         return False
     kind, item = difference[0], difference[1]
     return (kind, getattr(item, "name", None)) in KNOWN_DRIFT
+
+
+def migrated_to(database: str) -> str:
+    """The migration a database is at, read as it is (opening it as a store migrates it)."""
+    query = "SELECT version_num FROM alembic_version"
+    if database.startswith("sqlite:///"):
+        with contextlib.closing(sqlite3.connect(database.removeprefix("sqlite:///"))) as conn:
+            return str(conn.execute(query).fetchone()[0])
+    import psycopg
+
+    with psycopg.connect(database) as pg:
+        row = pg.execute(query).fetchone()
+        assert row is not None
+        return str(row[0])
 
 
 def stop(srv: EpeServer) -> None:
