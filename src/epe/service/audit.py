@@ -27,11 +27,11 @@ log = logging.getLogger("epe.audit")
 FLUSH_INTERVAL = 0.5  # seconds between writes
 QUEUE_LIMIT = 100_000  # entries held while the store cannot take them; more are dropped
 WRITE_CHUNK = 1000  # entries per transaction
-KINDS = ("run", "login", "script", "datastore", "user", "env")
+KINDS = ("run", "login", "script", "datastore", "user", "env", "model")
 MAX_PAGE = 1000  # entries one query may return
 
 
-def query(user: str | None = None, since: str | None = None, until: str | None = None,
+def query(*, user: str | None = None, since: str | None = None, until: str | None = None,
           kind: str | None = None, limit: int = 100, offset: int = 0) -> AuditQuery:
     """An audit query from what an admin typed; ``InvalidRequest`` for what makes no sense."""
     if kind is not None and kind not in KINDS:
