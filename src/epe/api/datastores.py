@@ -53,4 +53,4 @@ def delete_datastore(name: str, caller: CallerDep, services: ServicesDep) -> Res
     return json_response({"result": f"datastore {name} deleted"})
 
 
-add_grant_routes(router, "datastore", "read one of the caller's grantable datastores")
+add_grant_routes(router, "datastore", "use one of the caller's grantable datastores")

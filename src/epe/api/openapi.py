@@ -20,7 +20,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from epe.api.deps import TOKEN_FREE
-from epe.core.names import ENV_NAME, TABLE_NAME, USER_NAME
+from epe.core.names import ENV_NAME, GROUP_NAME, TABLE_NAME, USER_NAME
 from epe.core.names import OBJECT_NAME as DATASTORE_NAME
 from epe.core.names import OBJECT_NAME as SCRIPT_NAME
 from epe.core.operations import OPERATIONS
@@ -46,7 +46,7 @@ BEARER = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
 NAMES = {"scripts": SCRIPT_NAME, "datastores": DATASTORE_NAME, "tables": TABLE_NAME,
          "envs": ENV_NAME, "users": USER_NAME}
 PARAMETERS = {"scriptName": SCRIPT_NAME, "ownerName": USER_NAME, "owner": USER_NAME,
-              "user": USER_NAME}
+              "user": USER_NAME, "group": GROUP_NAME, "token_id": re.compile(r"[0-9a-f]{32}")}
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 # ... and in request bodies, by (model, property).
 BODY_NAMES = {("ScriptCreate", "name"): SCRIPT_NAME, ("UserCreate", "username"): USER_NAME,

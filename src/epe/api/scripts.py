@@ -47,4 +47,4 @@ def delete_script(name: str, caller: CallerDep, services: ServicesDep,
     return json_response({"result": f"script {name} deleted"})
 
 
-add_grant_routes(router, "pyqscript", "run one of the caller's private scripts")
+add_grant_routes(router, "pyqscript", "use one of the caller's private scripts")
