@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,13 +17,6 @@ from tests.serverproc import API, TOKEN_URL, EpeServer, assert_error, unique_nam
 REVOKE_URL = TOKEN_URL + "/revoke"
 PROBE = f"{API}/scripts"  # any endpoint that needs a token
 NewUser = Callable[..., tuple[str, str]]
-
-
-@pytest.fixture(scope="module")
-def admin(server: EpeServer) -> Iterator[httpx.Client]:
-    _name, client = server.new_client(admin=True)
-    with client:
-        yield client
 
 
 @pytest.fixture
