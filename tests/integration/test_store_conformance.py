@@ -282,6 +282,44 @@ def test_automation_tokens_are_kept_by_id_and_go_with_their_user(store: Store) -
     assert store.identity.tokens(None) == []
 
 
+def test_a_model_is_open_to_its_owner_shared_or_granted_and_a_grant_goes_with_it(
+        store: Store) -> None:
+    from epe.store.models import DeploymentRecord, new_model
+
+    for user in ("ALICE", "BOB", "CAROL"):
+        store.add_user(user, "x", False)
+    fields = dict(owner="ALICE", version="1", namespace="", model_type="ONNX",
+                  function="regression", description="", signature="{}", spec="{}",
+                  script=None, size=1, digest="d" * 64)
+    private = new_model(id="1" * 36, name="private", shared=False, **fields)
+    shared = new_model(id="2" * 36, name="shared", shared=True, **fields)
+    for model in (private, shared):
+        store.models.add(model, b"x")
+    store.models.deploy(DeploymentRecord("private-uri", private.id, "ALICE", time.time()))
+
+    def sees(user: str) -> tuple[bool, list[str], list[str]]:
+        return (store.models.open_to(private, user),
+                [m.name for m in store.models.visible(user, {})],
+                [d.uri for d, _ in store.models.endpoints(user)])
+
+    assert sees("BOB") == (False, ["shared"], [])
+    assert sees("ALICE") == (True, ["private", "shared"], ["private-uri"])
+    store.grants.grant("model", "ALICE", private.id, "BOB")
+    store.grants.grant("model", "ALICE", private.id, "TEAM", "group")
+    assert sees("BOB") == (True, ["private", "shared"], ["private-uri"])
+    assert sees("CAROL") == (False, ["shared"], [])
+    store.identity.add_member("TEAM", "CAROL")
+    assert sees("CAROL") == (True, ["private", "shared"], ["private-uri"])
+    store.identity.remove_member("TEAM", "CAROL")
+    assert sees("CAROL")[0] is False  # at once: no stale cache
+    assert store.grants.revoke("model", "ALICE", private.id, "BOB") is True
+    assert sees("BOB") == (False, ["shared"], [])
+    assert not store.grants.is_granted("pyqscript", "ALICE", private.id, "TEAM")
+    store.models.undeploy("private-uri")
+    assert store.models.delete(private) is True
+    assert store.grants.grantees("model", "ALICE", "group") == {}
+
+
 def test_grants_are_per_object_type(store: Store) -> None:
     put(store, "ALICE", "s")
     store.grants.grant("datastore", "ALICE", "s", "BOB")
