@@ -355,12 +355,12 @@ def test_a_model_granted_to_a_user_is_theirs_to_score_until_revoked(
 def test_a_model_granted_to_a_group_is_scored_by_its_members_while_they_are(
         server: EpeServer, owner: tuple[str, httpx.Client], iris: Iris,
         iris_endpoint: str) -> None:
-    c = owner[1]
+    owner_name, c = owner
     model = c.get(f"{OML}/deployment/{iris_endpoint}").json()["modelId"]
     grants = f"{OML}/models/{model}/grants"
     group = unique_name("SCORERS")  # the server is shared: a group of this test's own
     members = f"/omlusers/api/v1/groups/{group}/members"
-    _admin, a = server.new_client(admin=True)
+    admin, a = server.new_client(admin=True)
     dave, d = server.new_client()
     with a, d:
         r = c.post(grants, json={"group": group.lower()})
@@ -383,6 +383,15 @@ def test_a_model_granted_to_a_group_is_scored_by_its_members_while_they_are(
         assert a.delete(f"{grants}/user/{dave}").status_code == 200
         assert refused_or_scored(d, iris_endpoint, iris) == 404
         assert a.delete(f"{members}/{dave}").status_code == 200
+
+        # The audit trail has the admin's grant and revoke, of the owner's model.
+        def trail() -> list[tuple[str, str, str]] | None:
+            r = a.get("/omlusers/api/v1/audit", params={"kind": "model", "user": admin})
+            made = [(e["action"], e["owner"], e["details"].get("grantee"))
+                    for e in r.json()["result"]["items"] if e["name"] == model]
+            return made if len(made) == 2 else None
+
+        assert wait_for(trail) == [("grant", owner_name, dave), ("revoke", owner_name, dave)]
 
 
 # -- what is refused ----------------------------------------------------------------------------
