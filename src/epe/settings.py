@@ -154,6 +154,12 @@ class Settings(BaseSettings):
         0.5, gt=0, description="Seconds between looks for other servers' waiting jobs."
     )
 
+    # Stopping (docs/deploy.md#restarting-without-losing-work).
+    shutdown_grace: float = Field(
+        25.0, ge=0, description="Seconds a stopping server lets runs, jobs and requests under "
+                                "way finish before it stops them."
+    )
+
     # Service levels (docs/api.md#run-requests): the highest degree of parallelism each allows.
     service_low_parallel: int = Field(2, ge=1, description="Parallelism cap of service LOW.")
     service_medium_parallel: int = Field(4, ge=1, description="Parallelism cap of service MEDIUM.")

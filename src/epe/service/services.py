@@ -24,6 +24,7 @@ from epe.runner.pools import Backend
 from epe.runner.worker.sandbox import probe as isolation_refused
 from epe.service.audit import AuditTrail
 from epe.service.datastores import Datastores
+from epe.service.drain import Drain
 from epe.service.grants import Grants
 from epe.settings import Settings
 from epe.store import Store, open_store
@@ -40,12 +41,14 @@ class Services:
     grants: Grants = field(init=False)
     datastores: Datastores = field(init=False)
     logins: LoginThrottle = field(init=False)
+    drain: Drain = field(init=False)  # whether the server is stopping (docs/deploy.md)
 
     def __post_init__(self) -> None:
         self.audit = AuditTrail(self.store.audit, self.settings.audit_retention)
         self.grants = Grants(self.store, self.audit)
         self.datastores = Datastores(self.store)
         self.logins = LoginThrottle(self.settings.login_window)
+        self.drain = Drain(self.settings.shutdown_grace, self.settings.retry_after)
 
     @property
     def isolated(self) -> bool:
