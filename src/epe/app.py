@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
@@ -38,6 +38,7 @@ from epe.api.middleware import (
 )
 from epe.core.operations import API_ROOT, API_VERSIONS
 from epe.observe import metrics as measures
+from epe.service import backup, control
 from epe.service.jobs import JobManager
 from epe.service.services import Services, open_services
 from epe.settings import Settings
@@ -73,9 +74,11 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         app.state.services, app.state.jobs = services, manager
         app.state.drain = functools.partial(drain, services, manager)  # epe serve's SIGTERM
         stop_metrics = serve_metrics(settings)
+        stop_control = await serve_control(services, manager)
         try:
             yield
         finally:
+            await stop_control()
             await manager.stop()
             await services.environments.stop()
             services.close()  # the audit trail's last entries are written here
@@ -122,6 +125,20 @@ async def drain(services: Services, manager: JobManager) -> None:
     jobs = await manager.interrupt(services.drain.stopped_message("job"))
     log.warning("stopping: %d jobs and %d runs were still running and were stopped (FAILED, "
                 "they say why)", jobs, runs)
+
+
+async def serve_control(services: Services, manager: JobManager
+                        ) -> Callable[[], Awaitable[None]]:
+    """Listen on the data folder's control socket (``epe backup`` asks there), unless
+    another server runs on the folder."""
+    if not manager.queue.owns_folder:
+        return _nothing
+    return await control.serve(services.settings.data_dir, {
+        "backup": functools.partial(backup.answer, services.settings, services.catalog)})
+
+
+async def _nothing() -> None:
+    pass
 
 
 def serve_metrics(settings: Settings) -> Callable[[], None]:

@@ -1,4 +1,5 @@
-"""The ``epe`` command: serve, user add, demo, env, and the client's commands.
+"""The ``epe`` command: serve, backup, restore, user add, demo, env, and the client's
+commands.
 
 Errors are ``EpeError``s or click's own. ``EpeGroup`` turns an ``EpeError`` (and
 an unreachable server) into click's own error, a one-line message and exit code
@@ -62,6 +63,7 @@ def cli() -> None:
 # Seconds requests still open when a drain has ended get before they are cut: its grace
 # was theirs too (docs/deploy.md, restarting without losing work).
 CUT_AFTER = 2
+BACKUP_TIMEOUT = 24 * 3600.0  # seconds epe backup waits for the server to write it
 
 
 class _Server(uvicorn.Server):
@@ -136,6 +138,55 @@ def serve(data_dir: Path | None, host: str | None, port: int | None) -> None:
         _Server(config, app).run()
     finally:
         logs.stop()
+
+
+@cli.command()
+@DATA_DIR
+@click.option("--to", type=click.Path(path_type=Path), required=True,
+              help="The folder to write the backup to: a new one.")
+def backup(data_dir: Path | None, to: Path) -> None:
+    """Back up the data folder into a new folder TO, while its server runs or not."""
+    from epe.service import backup as backups
+    from epe.service import control
+    from epe.service.services import open_catalog_of
+
+    settings = build_settings(data_dir=data_dir)
+    if not settings.data_dir.is_dir():
+        raise Failed(f"there is no data folder at {settings.data_dir}")
+    # The server running on the folder holds its tables: it writes the backup.
+    reply = control.ask(settings.data_dir, {"op": "backup", "to": str(to.absolute())},
+                        timeout=BACKUP_TIMEOUT)
+    if reply is None:  # no server: this process may open every file itself
+        catalog = open_catalog_of(settings)
+        try:
+            manifest = backups.take(settings, catalog, to)
+        finally:
+            catalog.close()
+    elif not reply.get("ok"):
+        raise Failed(str(reply.get("error")))
+    else:
+        manifest = backups.Manifest(reply["manifest"])
+    click.echo(f"backup of {settings.data_dir} written to {to}: {manifest.summary()}")
+
+
+@cli.command()
+@click.option("--from", "source", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The backup, a folder written by epe backup.")
+@click.option("--data-dir", type=click.Path(path_type=Path), required=True,
+              help="The data folder to make: a new or empty one.")
+def restore(source: Path, data_dir: Path) -> None:
+    """Rebuild a data folder from a backup, into a new folder."""
+    from epe.service import backup as backups
+
+    settings = build_settings(data_dir=data_dir)
+    manifest, failed = backups.restore(source, settings, click.echo)
+    summary = manifest.summary()
+    if failed:
+        raise Failed(f"restored into {data_dir} ({summary}), but environments "
+                     f"{', '.join(failed)} could not be built again: build them with "
+                     "epe env create")
+    click.echo(f"restored {source} into {data_dir}: {summary}")
 
 
 @cli.group()

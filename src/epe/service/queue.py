@@ -117,6 +117,11 @@ class Queue:
         self.accepted.clear()
         return await asyncio.to_thread(self.store.hand_back, self.name)
 
+    @property
+    def owns_folder(self) -> bool:
+        """Whether this server holds its data folder's name: no other runs on it."""
+        return self._name_file is not None
+
     def close(self) -> None:
         for accepted in self.accepted.values():
             accepted.release()
