@@ -202,6 +202,12 @@ class Settings(BaseSettings):
         365 * 24 * 3600, gt=0, description="Seconds an audit entry is kept before it is purged."
     )
 
+    # What the server is made of (docs/architecture.md#adding-an-operation).
+    plugins: str = Field(
+        "", description="Python modules the server imports when it starts, comma-separated: "
+                        "each may register operations of its own."
+    )
+
     def for_nodes(self) -> dict[str, Any]:
         """The settings a Ray node is given (``NODE_SETTINGS``), as JSON values."""
         given = self.model_dump(mode="json", include=set(NODE_SETTINGS))
