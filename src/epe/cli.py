@@ -168,6 +168,9 @@ def backup(data_dir: Path | None, to: Path) -> None:
     else:
         manifest = backups.Manifest(reply["manifest"])
     click.echo(f"backup of {settings.data_dir} written to {to}: {manifest.summary()}")
+    if manifest.values["metadata"] != "sqlite":
+        click.echo("the metadata is in PostgreSQL, not in this backup: back it up with pg_dump "
+                   "(docs/deploy.md#backups)")
 
 
 @cli.command()
