@@ -91,6 +91,10 @@ def ask(data_dir: Path, request: dict[str, Any], timeout: float) -> dict[str, An
             sock.connect(path)
         except (ConnectionRefusedError, FileNotFoundError):
             return None  # the socket of a server that was killed
+        except PermissionError:
+            raise ConnectionError(f"the server on {data_dir} runs as another user: only that "
+                                  "user (or root) may ask it; run the command as that user"
+                                  ) from None
         sock.sendall(orjson.dumps(request) + b"\n")
         with sock.makefile("rb") as answer:
             line = answer.readline(LINE_LIMIT)
