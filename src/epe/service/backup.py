@@ -220,6 +220,8 @@ def read_manifest(source: Path) -> Manifest:
                              f"this epe ({__version__}) cannot read")
     manifest = Manifest(values)
     for name, digest in manifest.files.items():
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise InvalidRequest(f"{source / MANIFEST} names {name!r}, outside the backup")
         if not (source / name).is_file() or _sha256(source / name) != digest:
             raise InvalidRequest(f"{source / name} is missing or damaged (its SHA-256 is not "
                                  f"the one {MANIFEST} records): the backup cannot be trusted")
@@ -236,25 +238,31 @@ def restore(source: Path, settings: Settings, say: Say) -> tuple[Manifest, list[
         raise InvalidRequest(f"{target} is not empty: restore into a new folder")
     prepare_data_dir(settings)
     if manifest.values["metadata"] == "sqlite":
-        _restore_metadata(source, settings, say)
+        _restore_metadata(source, manifest, settings, say)
         if settings.metadata_url:
             say("EPE_METADATA_URL is set: a server started with it uses that database, not "
                 f"the metadata restored into {settings.metadata_path}")
     else:
         say("the metadata was in PostgreSQL: restore that database with pg_restore "
             "(docs/deploy.md#backups)")
-    if (source / "tables").is_dir():
-        for file in sorted((source / "tables").iterdir()):
-            _copy_private(file, target / "tables" / file.name)
-    return manifest, _rebuild_environments(source / "envs", settings, say)
+    _restore_files(source, target, [n for n in manifest.files if n.startswith("tables/")])
+    definitions = [source / n for n in sorted(manifest.files) if n.startswith("envs/")]
+    return manifest, _rebuild_environments(definitions, settings, say)
 
 
-def _restore_metadata(source: Path, settings: Settings, say: Say) -> None:
+def _restore_files(source: Path, target: Path, names: list[str]) -> None:
+    """The backup's files ``names`` (checked against its manifest) into ``target``."""
+    for name in names:
+        (target / name).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _copy_private(source / name, target / name)
+
+
+def _restore_metadata(source: Path, manifest: Manifest, settings: Settings, say: Say) -> None:
     _copy_private(source / METADATA, settings.metadata_path)
     if (source / KEY).exists():
         _copy_private(source / KEY, settings.key_path)
-    if (source / "jobs").is_dir():
-        shutil.copytree(source / "jobs", settings.data_dir / "jobs", dirs_exist_ok=True)
+    _restore_files(source, settings.data_dir,
+                   [n for n in manifest.files if n.startswith("jobs/")])
     store = open_store(f"sqlite:///{settings.metadata_path}")  # migrated to this epe's
     try:
         unfinished = store.jobs.fail_unfinished(RESTORED_MESSAGE)
@@ -265,12 +273,13 @@ def _restore_metadata(source: Path, settings: Settings, say: Say) -> None:
             "are marked FAILED (they were not run here)")
 
 
-def _rebuild_environments(definitions: Path, settings: Settings, say: Say) -> list[str]:
-    if not definitions.is_dir():
+def _rebuild_environments(definitions: list[Path], settings: Settings, say: Say) -> list[str]:
+    """Build each environment again from its definition; the names of those that failed."""
+    if not definitions:
         return []
     root = prepare_root(settings.data_dir)
     failed = []
-    for file in sorted(definitions.glob("*.json")):
+    for file in definitions:
         env = Environment.from_json(root / file.stem, orjson.loads(file.read_bytes()))
         say(f"building environment {env.name} again ({', '.join(env.packages) or 'requirements'})")
         try:
