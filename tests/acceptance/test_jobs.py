@@ -616,8 +616,7 @@ def test_restart_keeps_finished_jobs_fails_the_running_one_and_runs_the_waiting_
         assert srv.proc is not None
         workers = children(srv.proc.pid)
         if stop == "SIGTERM twice":
-            srv.proc.send_signal(signal.SIGTERM)
-            wait_for(lambda: c.get("/health/ready").status_code == 503)  # it drains
+            drain_then_stop_again(srv, c, running)
     srv.stop(signal.SIGKILL if stop == "kill-9" else signal.SIGTERM)
     old_url = srv.url
     try:
@@ -629,6 +628,31 @@ def test_restart_keeps_finished_jobs_fails_the_running_one_and_runs_the_waiting_
         assert ("second stop signal" in why) == (stop == "SIGTERM twice"), why
     finally:
         kill_survivors(workers)
+
+
+def drain_then_stop_again(srv: EpeServer, c: httpx.Client, running: str) -> None:
+    """A first SIGTERM with a sync run under way: the server drains. It is unready, refuses
+    new runs and jobs (503, Retry-After), serves the rest, and the run finishes; the job
+    still runs, for its grace is long. A second SIGTERM is the caller's."""
+    def runs_started() -> int:
+        return sum("epe.run: do_eval" in line for line in srv.output)
+
+    started = runs_started()
+    with ThreadPoolExecutor(1) as pool:
+        under_way = pool.submit(c.post, f"{API}/do-eval", json={
+            "script": "import time\ndef f():\n    time.sleep(1)\n    return 'rested'\n"})
+        wait_for(lambda: runs_started() > started)
+        assert srv.proc is not None
+        srv.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: c.get("/health/ready").status_code == 503)
+        for r in (c.post(f"{API}/do-eval", json={"script": QUICK}),
+                  c.post(f"{API}/do-eval", json={"script": QUICK, "asyncFlag": True})):
+            assert_error(r, 503, 5003)
+            assert int(r.headers["Retry-After"]) >= 1
+        assert c.get(running).status_code == 202
+        r = under_way.result(60)
+        assert (r.status_code, r.json()) == (200, {"result": "rested"}), r.text
+    assert srv.proc.poll() is None  # the job under way holds the server: its grace is long
 
 
 def kill_survivors(pids: set[int]) -> None:
