@@ -1,6 +1,7 @@
 """``epe backup`` while the server serves under load, ``epe restore`` into a new folder, and
 a new server on it (docs/deploy.md#backups): the same users and passwords, tokens,
-scripts and grants, tables (byte for byte), datastores (byte for byte) and finished jobs.
+scripts and grants, tables (every type and value exactly), datastores (byte for byte) and
+finished jobs.
 What the load changed while the backup was taken is whole in the copy, never torn: a
 table rewritten again and again is one of its versions; a job that had not ended is
 FAILED there, saying why."""
@@ -52,11 +53,16 @@ def rich_table() -> bytes:
     return out.getvalue()
 
 
-def rows(c: httpx.Client, table: str) -> bytes:
+def rows(c: httpx.Client, table: str) -> tuple[str, str]:
+    """The table's columns and types, and every value exactly (as ``repr`` writes them:
+    NaN included, bytes and decimals as they are). Not the Arrow stream's bytes: what a
+    null slot's buffer holds is left undefined by Arrow, and differs from one query to the
+    next."""
     r = c.post(f"{API}/query", json={"input": f"select * from {table} order by 1"},
                headers=ARROW)
     assert r.status_code == 200, r.text
-    return r.content
+    read = pa.ipc.open_stream(r.content).read_all()
+    return str(read.schema), repr(read.to_pylist())
 
 
 def objects(metadata: Path) -> dict[tuple[str, str, str], tuple[Any, ...]]:
