@@ -27,7 +27,7 @@ log = logging.getLogger("epe.audit")
 FLUSH_INTERVAL = 0.5  # seconds between writes
 QUEUE_LIMIT = 100_000  # entries held while the store cannot take them; more are dropped
 WRITE_CHUNK = 1000  # entries per transaction
-KINDS = ("run", "login", "script", "datastore", "user", "env")
+KINDS = ("run", "login", "script", "datastore", "user", "env", "model")
 MAX_PAGE = 1000  # entries one query may return
 
 

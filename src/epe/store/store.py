@@ -35,6 +35,8 @@ from epe.store.grants import (
     matching,
 )
 from epe.store.jobs import JobStore
+from epe.store.models import ModelStore
+from epe.store.schedules import ScheduleStore
 from epe.store.uids import UidStore
 
 CACHE_TTL = 2.0  # seconds a looked-up user, unrevoked token or script is trusted
@@ -65,7 +67,8 @@ class ScriptRecord:
 
 
 class Store:
-    """Users, revoked tokens and scripts; ``grants``, ``jobs``, ``datastores``, ``audit``.
+    """Users, revoked tokens and scripts; ``grants``, ``jobs``, ``datastores``, ``audit``,
+    ``models`` (and their endpoints) and ``schedules`` (batch scoring jobs).
 
     Made by ``epe.store.open_store`` from a URL, on an engine already migrated.
     ``shared``: other servers may use the same database at once (PostgreSQL).
@@ -83,6 +86,8 @@ class Store:
         self.datastores = DatastoreStore(engine)
         self.uids = UidStore(engine)
         self.audit = AuditStore(engine)
+        self.models = ModelStore(engine, cache_ttl)
+        self.schedules = ScheduleStore(engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -129,7 +134,8 @@ class Store:
         self._users.drop(name)
 
     def delete_user(self, name: str) -> bool:
-        """Delete a user with everything they own here: scripts, grants, jobs, datastores.
+        """Delete a user with everything they own here: scripts, grants, jobs, datastores,
+        models with their endpoints, and scoring jobs.
 
         A new user given the same name later must inherit none of it.
         """
@@ -138,6 +144,7 @@ class Store:
             conn.execute(delete(schema.scripts).where(schema.scripts.c.owner == name))
             conn.execute(delete(schema.jobs).where(schema.jobs.c.owner == name))
             conn.execute(delete(schema.datastores).where(schema.datastores.c.owner == name))
+            self.models.drop_owner(conn, name)
             drop_user_grants(conn, name)
             conn.execute(update(schema.worker_uids).where(schema.worker_uids.c.owner == name)
                          .values(owner=None))
