@@ -1,7 +1,7 @@
 """``epe backup`` while the server serves under load, ``epe restore`` into a new folder, and
 a new server on it (docs/deploy.md#backups): the same users and passwords, tokens,
-scripts and grants, tables (every type and value exactly), datastores (byte for byte) and
-finished jobs.
+scripts and grants, tables (every type and value exactly), datastores (byte for byte),
+models and their scoring endpoints, and finished jobs.
 What the load changed while the backup was taken is whole in the copy, never torn: a
 table rewritten again and again is one of its versions; a job that had not ended is
 FAILED there, saying why."""
@@ -33,6 +33,12 @@ SAVE = ("def f(name, n, append=False):\n    import numpy as np, pandas as pd, om
         "    oml.ds.save(objs, name, append=append, overwrite=not append, grantable=True)\n"
         "    return n\n")
 CHURN_ROWS = 500
+OML = "/omlmod/v1"  # OML Services: models and their scoring endpoints (docs/models.md)
+FIT = ("def f():\n    import oml, pandas as pd\n"
+       "    from sklearn.linear_model import LogisticRegression\n"
+       "    X = pd.DataFrame({'X': [0.0, 1.0, 2.0, 3.0]})\n"
+       "    clf = LogisticRegression().fit(X, ['low', 'low', 'high', 'high'])\n"
+       "    oml.ds.save({'clf': clf}, 'models', overwrite=True)\n    return 1\n")
 
 
 def rich_table() -> bytes:
@@ -123,6 +129,7 @@ def test_a_backup_under_load_restores_into_a_server_with_the_same_objects(
         assert r.json() == {"result": 7}, r.text
         assert c.post(f"{API}/datastores/box/grants", json={"user": friend[0]}).status_code \
             == 200
+        deploy_a_model(c)
         finished = [submit(c, f"{API}/do-eval/square", {"parameters": '{"n": 12}'}),
                     submit(c, f"{API}/do-eval", {"script": FAILING})]
         for url in finished:
@@ -180,6 +187,16 @@ def test_a_backup_under_load_restores_into_a_server_with_the_same_objects(
     assert (tmp_path / "offline" / "tables" / f"{alice[0]}.duckdb").is_file(), done
 
 
+def deploy_a_model(c: httpx.Client) -> None:
+    """A Python model from a datastore, deployed at ``/deployment/tiny/score``."""
+    assert c.post(f"{API}/do-eval", json={"script": FIT}).json() == {"result": 1}
+    r = c.post(f"{OML}/models", data={"modelName": "tiny", "modelType": "PYTHON",
+                                       "version": "1", "datastore": "models", "object": "clf"})
+    assert r.status_code == 201, r.text
+    r = c.post(f"{OML}/deployment", json={"modelId": r.json()["modelId"], "uri": "tiny"})
+    assert r.status_code == 201, r.text
+
+
 LOAD_BOX = ("def f(owner):\n    import oml\n"
             "    box = oml.ds.load('box', owner=owner, to_globals=False)\n"
             "    return {k: repr(v) for k, v in sorted(box.items())}\n")
@@ -197,7 +214,12 @@ def snapshot(c: httpx.Client, f: httpx.Client, owner: str,
         "box, loaded by the friend": f.post(f"{API}/do-eval", json={
             "script": LOAD_BOX, "parameters": json.dumps({"owner": owner})}).json(),
         "a granted script, run by the friend": f.post(
-            f"{API}/do-eval/square/{owner}", json={"parameters": '{"n": 3}'}).json()}
+            f"{API}/do-eval/square/{owner}", json={"parameters": '{"n": 3}'}).json(),
+        # The listing's links name the server answering: another port after the restore.
+        "models": json.loads(c.get(f"{OML}/models").text.replace(
+            str(c.base_url).rstrip("/"), "SERVER")),
+        "scores": c.post(f"{OML}/deployment/tiny/score", json={
+            "inputRecords": [{"X": 0.5}, {"X": 2.5}]}).json()}
     listed = {j["job_id"]: j for j in c.get(f"{API}/jobs").json()["result"]}
     for url in finished:
         r = c.get(f"{API}/jobs/{job_id(url)}/result")

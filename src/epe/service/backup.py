@@ -4,7 +4,8 @@ folder (docs/deploy.md#backups).
 A backup is a folder, 0700 (it holds password hashes and the token signing key):
 
     backup.json            what it holds and each file's SHA-256; written last
-    metadata.sqlite        users, tokens revoked, scripts, grants, datastores, jobs, audit
+    metadata.sqlite        users, tokens revoked, scripts, grants, datastores, models, jobs,
+                           the audit trail
     token-signing.key      the key the server signs tokens with
     tables/USER.duckdb     each user's tables
     jobs/ID/               the answer and log of each job that had ended
@@ -19,8 +20,8 @@ ended). The backup is made under a temporary name and renamed into place only wh
 complete.
 
 Restoring writes a new folder: the same users and passwords, tokens (the same key),
-scripts, grants, tables, datastores and finished jobs; environments are built again from
-their definitions. A job that was waiting or running when the backup was taken ends
+scripts, grants, tables, datastores, models and finished jobs; environments are built
+again from their definitions. A job that was waiting or running when the backup was taken ends
 FAILED there, saying so: it may have run since, on the server that was backed up.
 
 Where the metadata is in PostgreSQL, the database is backed up with ``pg_dump``; a backup
