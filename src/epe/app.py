@@ -20,6 +20,7 @@ from epe.api import (
     datastores,
     envs,
     errors,
+    groups,
     jobs,
     meta,
     metrics,
@@ -28,7 +29,9 @@ from epe.api import (
     query,
     run,
     scripts,
+    signin,
     tables,
+    tokens,
     users,
 )
 from epe.api.middleware import (
@@ -125,6 +128,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(auth.router)
     app.include_router(users.router)
+    app.include_router(tokens.router)
+    app.include_router(groups.router)
+    app.include_router(signin.router)
     app.include_router(audit.router)
     app.include_router(models.router)
     for version in API_VERSIONS:

@@ -22,6 +22,7 @@ the Python client maps the body back to the same class by ``errorCode``.
     ├── PayloadTooLarge            413 / 4013
     ├── TooManyRequests            429 / 4029  too many failed logins; retry later
     ├── ServerBusy                 503 / 5003  not accepted; retry later
+    │   └── SignInUnavailable      503 / 5005  the directory or the provider cannot answer
     ├── NotReady                   503 / 5004  a part cannot serve now (/health/ready)
     ├── InternalError              500 / 5000  our bug
     └── InvalidSetting             500 / 5001  the server's settings are wrong (at start)
@@ -122,6 +123,13 @@ class TooManyRequests(EpeError):
 class ServerBusy(EpeError):
     status = 503
     code = 5003
+
+
+class SignInUnavailable(ServerBusy):
+    """The directory or the identity provider cannot be reached: the client may retry;
+    never a 500 (docs/sign-in.md)."""
+
+    code = 5005
 
 
 class NotReady(EpeError):

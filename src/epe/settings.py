@@ -65,6 +65,50 @@ class Settings(BaseSettings):
     )
     login_window: float = Field(300.0, gt=0, description="Seconds failed logins are counted.")
 
+    # Organisation sign-in (docs/sign-in.md): a directory behind the password grant.
+    ldap_url: str = Field(
+        "", pattern=r"^$|^ldaps?://", description="The directory (ldap:// or ldaps://); empty: "
+        "passwords are epe's own.")
+    ldap_start_tls: bool = Field(False, description="Upgrade an ldap:// connection with StartTLS.")
+    ldap_ca_file: str = Field(
+        "", description="CA certificates (PEM) the directory's certificate is checked against "
+        "(empty: the system's).")
+    ldap_user_dn: str = Field(
+        "", description="DN template a user binds as, e.g. uid={username},ou=people,dc=example,"
+        "dc=org (empty: search with the service account).")
+    ldap_bind_dn: str = Field("", description="The service account's DN, to search for users.")
+    ldap_bind_password: str = Field("", description="The service account's password.")
+    ldap_user_base: str = Field("", description="Where users are searched for.")
+    ldap_user_filter: str = Field(
+        "(uid={username})", description="Filter that finds an active user by name ({username}: "
+        "the name, escaped).")
+    ldap_group_base: str = Field("", description="Where groups are searched for (empty: no "
+                                                 "groups from the directory).")
+    ldap_admin_group: str = Field("", description="The directory group (name or DN) whose "
+                                                  "members are epe's admins.")
+    ldap_timeout: float = Field(5.0, gt=0, description="Seconds to wait for the directory.")
+
+    # Organisation sign-in: an OpenID Connect provider (docs/sign-in.md).
+    oidc_issuer: str = Field("", description="The provider's issuer URL (empty: no single "
+                                             "sign-on).")
+    oidc_client_id: str = Field("", description="epe's client id at the provider (the "
+                                                "console's sign-in).")
+    oidc_client_secret: str = Field("", description="epe's client secret at the provider "
+                                                    "(empty: a public client, PKCE only).")
+    oidc_audience: str = Field("", description="Audience of the provider's access tokens "
+                                               "accepted as bearer tokens (empty: none are).")
+    oidc_username_claim: str = Field("preferred_username",
+                                     description="Claim holding the user name.")
+    oidc_groups_claim: str = Field("groups", description="Claim holding the user's groups.")
+    oidc_admin_group: str = Field("", description="The provider's group whose members are "
+                                                  "epe's admins.")
+    oidc_name: str = Field("single sign-on", min_length=1,
+                           description="The provider's name on the console's sign-in button.")
+    oidc_timeout: float = Field(5.0, gt=0, description="Seconds to wait for the provider.")
+    signin_cache_ttl: float = Field(
+        60.0, ge=0, description="Seconds the provider's keys and the directory's answers for "
+        "automation tokens are kept.")
+
     # Where users' code runs (docs/scale-out.md).
     executor: Literal["local", "ray"] = Field(
         "local", description="Where users' functions run: this machine, or a Ray cluster."

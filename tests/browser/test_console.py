@@ -324,6 +324,11 @@ def test_datastores_list_and_describe(signed_in: Page, api: httpx.Client) -> Non
     grants = page.get_by_role("region", name="grants")
     grants.get_by_role("button", name="Grant read").click()
     expect(grants.get_by_role("status")).to_have_text("Granted to everyone.")
+    grants.get_by_label("User to grant to or revoke from").fill("analysts")
+    grants.get_by_role("button", name="Grant to group").click()
+    expect(grants.get_by_role("status")).to_have_text("Granted to group ANALYSTS.")
+    grants.get_by_role("button", name="Revoke from group").click()
+    expect(grants.get_by_role("status")).to_have_text("Revoked from group ANALYSTS.")
 
 
 def test_models_endpoints_a_scored_record_and_a_scoring_job(signed_in: Page,

@@ -229,6 +229,59 @@ def test_grant_to_public_lets_everyone_run_it(store: Store) -> None:
     assert store.find_script("BOB", "s", "ALICE") is None
 
 
+def test_a_grant_to_a_group_follows_its_members_and_admins_are_the_group_admin(
+        store: Store) -> None:
+    for user, admin in (("ALICE", False), ("BOB", False), ("CAROL", False), ("DAN", True)):
+        store.add_user(user, "x", admin)
+    put(store, "ALICE", "s")
+    store.grants.grant("pyqscript", "ALICE", "s", "TEAM", "group")
+    store.grants.grant("pyqscript", "ALICE", "s", "TEAM", "group")  # twice is one grant
+    store.grants.grant("pyqscript", "ALICE", "s", "ADMIN", "group")
+    # A user named like the group is not its member.
+    store.grants.grant("datastore", "ALICE", "s", "TEAM")
+    assert store.identity.set_membership("BOB", ["TEAM", "OTHER"], admin=False) is True
+    assert store.identity.set_membership("BOB", ["TEAM", "OTHER"], admin=False) is False
+    assert store.identity.groups_of("BOB") == {"TEAM", "OTHER"}
+    assert store.find_script("BOB", "s", "ALICE") is not None
+    assert [s.name for s in store.visible_scripts("BOB")] == ["s"]
+    assert store.find_script("CAROL", "s", "ALICE") is None
+    assert store.find_script("DAN", "s", "ALICE") is not None  # an admin: in ADMIN
+    assert not store.grants.is_granted("datastore", "ALICE", "s", "BOB")
+    assert store.grants.grantees("pyqscript", "ALICE", "group") == {"s": ["ADMIN", "TEAM"]}
+    store.identity.set_membership("BOB", ["OTHER"], admin=True)
+    assert store.get_user("BOB").is_admin  # type: ignore[union-attr]
+    assert store.identity.groups() == {"ADMIN": ["BOB", "DAN"], "OTHER": ["BOB"]}
+    assert store.identity.remove_member("ADMIN", "BOB") is True
+    assert store.find_script("BOB", "s", "ALICE") is None  # at once: no stale cache
+    assert store.identity.add_member("TEAM", "CAROL") is True
+    assert store.identity.add_member("TEAM", "CAROL") is False
+    assert store.find_script("CAROL", "s", "ALICE") is not None
+    assert store.grants.revoke("pyqscript", "ALICE", "s", "TEAM", "group") is True
+    assert store.grants.revoke("pyqscript", "ALICE", "s", "TEAM", "group") is False
+    assert store.find_script("CAROL", "s", "ALICE") is None
+    store.delete_user("CAROL")
+    assert store.identity.groups_of("CAROL") == frozenset()
+
+
+def test_automation_tokens_are_kept_by_id_and_go_with_their_user(store: Store) -> None:
+    from epe.store.identity import ApiToken
+
+    store.add_user("ALICE", "x", False)
+    token = ApiToken(id="a" * 32, owner="ALICE", name="ci", secret_hash="h" * 64,
+                     scope="run", created=time.time(), expires=None)
+    store.identity.add_token(token)
+    with pytest.raises(Conflict):
+        store.identity.add_token(ApiToken(**{**vars(token), "id": "b" * 32}))
+    assert store.identity.token("a" * 32) == token
+    assert store.identity.tokens("ALICE") == [token] == store.identity.tokens(None)
+    assert store.identity.delete_token("a" * 32) is True
+    assert store.identity.token("a" * 32) is None
+    assert store.identity.delete_token("a" * 32) is False
+    store.identity.add_token(token)
+    store.delete_user("ALICE")
+    assert store.identity.tokens(None) == []
+
+
 def test_grants_are_per_object_type(store: Store) -> None:
     put(store, "ALICE", "s")
     store.grants.grant("datastore", "ALICE", "s", "BOB")

@@ -149,12 +149,19 @@ function ScriptDetail({ name, owner, entry, me, onChange }) {
       </div>
       <ErrorBox error={action.error} />
       <CodeEditor value={s.script} revision={s.script} readOnly label={`source of ${s.name}`} />
-      {kind === "own" && <Grants name={s.name} grantees={entry?.grantees || []} onChange={onChange} />}
+      {kind === "own" && (
+        <Grants
+          name={s.name}
+          grantees={entry?.grantees || []}
+          groups={entry?.groupGrantees || []}
+          onChange={onChange}
+        />
+      )}
     </article>
   );
 }
 
-function Grants({ name, grantees, onChange }) {
+function Grants({ name, grantees, groups, onChange }) {
   const [user, setUser] = useState("");
   const action = useAction();
   const grant = (who) =>
@@ -164,23 +171,31 @@ function Grants({ name, grantees, onChange }) {
       onChange();
       return `Granted to ${who || "everyone"}.`;
     });
-  const revoke = (who) =>
+  const grantGroup = (group) =>
     action.run(async () => {
-      await api.del(`/scripts${seg(name)}/grants${seg(who)}`);
+      const answer = await api.post(`/scripts${seg(name)}/grants`, { group });
+      setUser("");
       onChange();
-      return `Revoked from ${who}.`;
+      return `Granted to group ${answer.result.group}.`;
     });
+  const revoke = (who, isGroup) =>
+    action.run(async () => {
+      await api.del(`/scripts${seg(name)}/grants${isGroup ? seg("group", who) : seg(who)}`);
+      onChange();
+      return `Revoked from ${isGroup ? "group " : ""}${who}.`;
+    });
+  const everyone = [...grantees.map((g) => [g, false]), ...groups.map((g) => [g, true])];
   return (
     <section class="grants" aria-label="grants">
       <h4>Who else may run it</h4>
-      {grantees.length === 0 ? (
+      {everyone.length === 0 ? (
         <p class="muted">Nobody: it is private.</p>
       ) : (
         <ul>
-          {grantees.map((g) => (
+          {everyone.map(([g, isGroup]) => (
             <li>
-              {g === "PUBLIC" ? "everyone (PUBLIC)" : g}{" "}
-              <button type="button" class="secondary outline small" onClick={() => revoke(g)}>
+              {isGroup ? `group ${g}` : g === "PUBLIC" ? "everyone (PUBLIC)" : g}{" "}
+              <button type="button" class="secondary outline small" onClick={() => revoke(g, isGroup)}>
                 Revoke
               </button>
             </li>
@@ -196,12 +211,15 @@ function Grants({ name, grantees, onChange }) {
       >
         <input
           aria-label="Grant to user"
-          placeholder="User name"
+          placeholder="User or group name"
           required
           value={user}
           onInput={(e) => setUser(e.currentTarget.value)}
         />
         <button type="submit">Grant</button>
+        <button type="button" class="secondary" disabled={!user.trim()} onClick={() => grantGroup(user.trim())}>
+          Grant to group
+        </button>
         <button type="button" class="secondary" onClick={() => grant(null)}>
           Grant to everyone
         </button>

@@ -3,12 +3,14 @@
 
 Only an object's owner grants or revokes it: a private script of theirs, or a
 datastore of theirs saved with ``grantable=True``. The grantee is a user that
-exists, or everyone (``None`` or ``PUBLIC``), on both grant and revoke.
+exists, everyone (``None`` or ``PUBLIC``), or a group (whether it has members yet or
+not: a directory's groups are known here only once a member has signed in), on both
+grant and revoke.
 """
 
 from __future__ import annotations
 
-from epe.core.names import PUBLIC, check_object_name, normalize_user
+from epe.core.names import PUBLIC, check_object_name, normalize_group, normalize_user
 from epe.errors import Forbidden, InvalidRequest, NotFound
 from epe.service.audit import AuditTrail
 from epe.store import Store
@@ -37,7 +39,7 @@ class Grants:
         self._check_target(caller, kind, name)
         grantee = self._grantee(user)
         self.store.grants.grant(kind, caller, name, grantee)
-        self._record("grant", caller, kind, name, grantee)
+        self._record("grant", caller, kind, name, grantee=grantee or PUBLIC)
         return grantee or PUBLIC
 
     def revoke(self, caller: str, kind: ObjectType, name: str, user: str | None) -> str:
@@ -46,13 +48,30 @@ class Grants:
         grantee = self._grantee(user)
         if not self.store.grants.revoke(kind, caller, name, grantee):
             raise NotFound(f"{_SHOWN[kind]} {name} is not granted to {grantee or PUBLIC}")
-        self._record("revoke", caller, kind, name, grantee)
+        self._record("revoke", caller, kind, name, grantee=grantee or PUBLIC)
         return grantee or PUBLIC
 
+    def grant_group(self, caller: str, kind: ObjectType, name: str, group: str) -> str:
+        """Let the members of ``group`` use the caller's object; the group as shown."""
+        self._check_target(caller, kind, name)
+        shown = normalize_group(group)
+        self.store.grants.grant(kind, caller, name, shown, "group")
+        self._record("grant", caller, kind, name, group=shown)
+        return shown
+
+    def revoke_group(self, caller: str, kind: ObjectType, name: str, group: str) -> str:
+        """Take a grant to a group back; NotFound if there was none."""
+        self._check_target(caller, kind, name)
+        shown = normalize_group(group)
+        if not self.store.grants.revoke(kind, caller, name, shown, "group"):
+            raise NotFound(f"{_SHOWN[kind]} {name} is not granted to group {shown}")
+        self._record("revoke", caller, kind, name, group=shown)
+        return shown
+
     def _record(self, action: str, caller: str, kind: ObjectType, name: str,
-                grantee: str | None) -> None:
+                **grantee: str) -> None:
         self.audit.record("script" if kind == "pyqscript" else "datastore", action, caller,
-                          owner=caller, name=name, grantee=grantee or PUBLIC)
+                          owner=caller, name=name, **grantee)
 
     def _check_target(self, caller: str, kind: ObjectType, name: str) -> None:
         if kind == "pyqscript":

@@ -28,12 +28,14 @@ from epe.store.datastores import DatastoreStore
 from epe.store.engine import upsert, writing
 from epe.store.grants import (
     Grantee,
+    GranteeType,
     GrantStore,
     ObjectType,
     drop_object_grants,
     drop_user_grants,
     matching,
 )
+from epe.store.identity import IdentityStore
 from epe.store.jobs import JobStore
 from epe.store.models import ModelStore
 from epe.store.schedules import ScheduleStore
@@ -51,6 +53,12 @@ class UserRecord:
     password_hash: str
     is_admin: bool
     created: float
+    source: str = "local"  # local | ldap | oidc: who vouches for the password
+    external_id: str | None = None  # the directory's name for the user, or the subject
+
+    @property
+    def local(self) -> bool:
+        return self.source == "local"
 
 
 @dataclass(frozen=True)
@@ -86,11 +94,17 @@ class Store:
         self.datastores = DatastoreStore(engine)
         self.uids = UidStore(engine)
         self.audit = AuditStore(engine)
+        self.identity = IdentityStore(engine, cache_ttl, self._membership_changed)
         self.models = ModelStore(engine, cache_ttl)
         self.schedules = ScheduleStore(engine)
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def _membership_changed(self, name: str) -> None:
+        """A user's groups or admin role changed: what they may run is looked up anew."""
+        self._users.drop(name)
+        self._scripts.clear()
 
     def check(self) -> None:
         """Raise unless the database answers a query now (the readiness check)."""
@@ -99,9 +113,10 @@ class Store:
 
     # -- users -----------------------------------------------------------------
 
-    def add_user(self, name: str, password_hash: str, is_admin: bool) -> UserRecord:
+    def add_user(self, name: str, password_hash: str, is_admin: bool, source: str = "local",
+                 external_id: str | None = None) -> UserRecord:
         """Insert a user; ``name`` must already be normalised. Conflict if it exists."""
-        user = UserRecord(name, password_hash, is_admin, time.time())
+        user = UserRecord(name, password_hash, is_admin, time.time(), source, external_id)
         try:
             with writing(self.engine) as conn:
                 conn.execute(insert(schema.users).values(**vars(user)))
@@ -144,6 +159,8 @@ class Store:
             conn.execute(delete(schema.scripts).where(schema.scripts.c.owner == name))
             conn.execute(delete(schema.jobs).where(schema.jobs.c.owner == name))
             conn.execute(delete(schema.datastores).where(schema.datastores.c.owner == name))
+            conn.execute(delete(schema.user_groups).where(schema.user_groups.c.user_name == name))
+            conn.execute(delete(schema.api_tokens).where(schema.api_tokens.c.owner == name))
             self.models.drop_owner(conn, name)
             drop_user_grants(conn, name)
             conn.execute(update(schema.worker_uids).where(schema.worker_uids.c.owner == name)
@@ -151,6 +168,7 @@ class Store:
         self._users.drop(name)
         self._scripts.clear()
         self.uids.forget(name)
+        self.identity.forget(name)
         return bool(gone)
 
     # -- revoked tokens ----------------------------------------------------------
@@ -273,11 +291,13 @@ class _ScriptGrantsDropCache(GrantStore):
         super().__init__(engine)
         self._scripts = scripts
 
-    def grant(self, object_type: ObjectType, owner: str, name: str, grantee: Grantee) -> None:
-        super().grant(object_type, owner, name, grantee)
+    def grant(self, object_type: ObjectType, owner: str, name: str, grantee: Grantee,
+              grantee_type: GranteeType = "user") -> None:
+        super().grant(object_type, owner, name, grantee, grantee_type)
         self._scripts.clear()
 
-    def revoke(self, object_type: ObjectType, owner: str, name: str, grantee: Grantee) -> bool:
-        gone = super().revoke(object_type, owner, name, grantee)
+    def revoke(self, object_type: ObjectType, owner: str, name: str, grantee: Grantee,
+               grantee_type: GranteeType = "user") -> bool:
+        gone = super().revoke(object_type, owner, name, grantee, grantee_type)
         self._scripts.clear()
         return gone
