@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import Response
 
-from epe.api.deps import CallerDep, ModelsDep, ScoringJobsDep
+from epe.api.deps import CallerDep, ModelsDep, ScoringJobsDep, ServicesDep
 from epe.api.responses import json_response
 from epe.core import models as core
 from epe.core.requests import DeployRequest, JobAction, ScoringJobCreate
@@ -156,14 +156,17 @@ SCORE_BODY = {"requestBody": {"required": True, "content": {"application/json": 
 
 
 @router.post("/deployment/{uri}/score", openapi_extra=SCORE_BODY)
-async def score(uri: Uri, request: Request, caller: CallerDep, models: ModelsDep) -> Response:
+async def score(uri: Uri, request: Request, caller: CallerDep, models: ModelsDep,
+                services: ServicesDep) -> Response:
     """Score records: ``{"inputRecords": [{column: value}], "topN"?}`` ->
-    ``{"scoringResults": [...]}``, one result per record (docs/models.md)."""
+    ``{"scoringResults": [...]}``, one result per record (docs/models.md); 503 once the
+    server is stopping."""
+    services.drain.admit()
     try:
         body = orjson.loads(await request.body())
     except orjson.JSONDecodeError:
         raise InvalidRequest("the request body is not valid JSON") from None
-    results = await models.score(caller, uri, body)
+    results = await services.drain.guard(models.score(caller, uri, body))
     return Response(b'{"scoringResults":' + results + b"}", media_type="application/json")
 
 
