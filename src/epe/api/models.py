@@ -192,14 +192,17 @@ SCORE_BODY = {"requestBody": {"required": True, "content": {"application/json": 
 
 
 @router.post("/deployment/{uri}/score", openapi_extra=SCORE_BODY)
-async def score(uri: Uri, request: Request, caller: CallerDep, models: ModelsDep) -> Response:
+async def score(uri: Uri, request: Request, caller: CallerDep, models: ModelsDep,
+                services: ServicesDep) -> Response:
     """Score records: ``{"inputRecords": [{column: value}], "topN"?}`` ->
-    ``{"scoringResults": [...]}``, one result per record (docs/models.md)."""
+    ``{"scoringResults": [...]}``, one result per record (docs/models.md); 503 once the
+    server is stopping."""
+    services.drain.admit()
     try:
         body = orjson.loads(await request.body())
     except orjson.JSONDecodeError:
         raise InvalidRequest("the request body is not valid JSON") from None
-    results = await models.score(caller, uri, body)
+    results = await services.drain.guard(models.score(caller, uri, body))
     return Response(b'{"scoringResults":' + results + b"}", media_type="application/json")
 
 

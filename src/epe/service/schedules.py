@@ -184,8 +184,9 @@ class ScoringJobs:
             self.wake.clear()
             try:
                 await asyncio.to_thread(self.store.reap, STOPPED, grace)
-                for claimed in await asyncio.to_thread(self.store.claim_due, self.server,
-                                                       CLAIMS_PER_PASS, next_slot):
+                # A draining server starts no new run: another server claims it.
+                for claimed in [] if self.services.drain.draining else await asyncio.to_thread(
+                        self.store.claim_due, self.server, CLAIMS_PER_PASS, next_slot):
                     await self._launch(claimed)
                 soonest = await asyncio.to_thread(self.store.earliest, self.server)
             except Exception:
