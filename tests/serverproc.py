@@ -62,6 +62,9 @@ class EpeServer:
         self.wrapper = wrapper
         self.epe, self.cli = tuple(epe), tuple(cli if cli is not None else epe)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("EPE_")}
+        # A stopping server lets what runs finish for this long: the tests' sleepers would
+        # hold every stop for the default's 25 s (a test of stopping sets its own).
+        self.env["EPE_SHUTDOWN_GRACE"] = "3"
         self.env.update(env or {})
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""

@@ -8,13 +8,26 @@ import time. ``docs/settings.md`` documents every field (a test checks it).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # HOST:PORT, the host a name, an IPv4 address or a bracketed IPv6 one.
 _ADDRESS = r"^$|^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):[0-9]{1,5}$"
+
+
+# What a Ray node is given (docs/security.md, Ray nodes): the limits and sandbox of the
+# workers its agent starts, and where the server's data folder is, to hide it from them.
+# Never a URL, a key or a password: a Ray cluster does not authenticate who reads it,
+# and whatever reaches a node can be read there (tests/unit/test_node_settings.py keeps
+# this the whole of what code running on a node reads).
+NODE_SETTINGS = frozenset({
+    "data_dir", "require_isolation", "worker_user", "worker_network", "worker_tmp_size",
+    "worker_memory_limit", "worker_max_processes", "worker_max_open_files", "worker_max_tasks",
+    "worker_start_timeout", "output_limit", "graphics_dpi", "graphics_width",
+    "graphics_height",
+})
 
 
 class Settings(BaseSettings):
@@ -197,6 +210,12 @@ class Settings(BaseSettings):
         0.5, gt=0, description="Seconds between looks for other servers' waiting jobs."
     )
 
+    # Stopping (docs/deploy.md#restarting-without-losing-work).
+    shutdown_grace: float = Field(
+        25.0, ge=0, description="Seconds a stopping server lets runs, jobs and requests under "
+                                "way finish before it stops them."
+    )
+
     # Models and scoring (docs/models.md).
     max_model_size: int = Field(
         256 * 1024**2, gt=0, description="Largest model a user may store, in bytes (413 beyond)."
@@ -245,6 +264,12 @@ class Settings(BaseSettings):
         "", description="Python modules the server imports when it starts, comma-separated: "
                         "each may register operations of its own."
     )
+
+    def for_nodes(self) -> dict[str, Any]:
+        """The settings a Ray node is given (``NODE_SETTINGS``), as JSON values."""
+        given = self.model_dump(mode="json", include=set(NODE_SETTINGS))
+        given["data_dir"] = str(self.data_dir.absolute())
+        return given
 
     # The service levels themselves are the core's (``core.requests.SERVICE_LEVELS``):
     # here they are only the fields' names.

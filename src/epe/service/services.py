@@ -27,6 +27,7 @@ from epe.runner.pools import Backend
 from epe.runner.worker import sandbox
 from epe.service.audit import AuditTrail
 from epe.service.datastores import Datastores
+from epe.service.drain import Drain
 from epe.service.grants import Grants
 from epe.settings import Settings
 from epe.store import Store, open_store
@@ -43,6 +44,7 @@ class Services:
     grants: Grants = field(init=False)
     datastores: Datastores = field(init=False)
     logins: LoginThrottle = field(init=False)
+    drain: Drain = field(init=False)  # whether the server is stopping (docs/deploy.md)
     directory: Directory | None = field(init=False)  # EPE_LDAP_URL (docs/sign-in.md)
     provider: Provider | None = field(init=False)  # EPE_OIDC_ISSUER
 
@@ -51,6 +53,7 @@ class Services:
         self.grants = Grants(self.store, self.audit)
         self.datastores = Datastores(self.store)
         self.logins = LoginThrottle(self.settings.login_window)
+        self.drain = Drain(self.settings.shutdown_grace, self.settings.retry_after)
         self.directory, self.provider = sign_in_backends(self.settings)
 
     @property
