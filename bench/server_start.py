@@ -7,7 +7,11 @@ answer (``GET /health`` for epe, after its "epe serving on" line; ``GET /`` for 
 app). Interleaved, so that the machine's noise hits both alike. It prints the medians
 and their ratio, and the median of when epe's log says each step of its start ended.
 
-Run: ``.venv/bin/python bench/server_start.py [--rounds N] [--json]``
+With ``--compare SRC`` each round also starts ``epe serve`` from another copy of epe's
+sources (``SRC``, a ``src`` folder, put first on ``PYTHONPATH``; its workers are this
+checkout's), so that two versions are timed side by side in the same run.
+
+Run: ``.venv/bin/python bench/server_start.py [--rounds N] [--compare SRC] [--json]``
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ def answered(url: str, deadline: float) -> float:
 
 
 def epe_start(server: BenchServer) -> tuple[float, dict[str, float]]:
+    """Seconds to the first answer, and when each of ``STEPS`` ended."""
     began, wall = time.monotonic(), time.time()
     server.start()
     ready = answered(server.url + "/health", time.monotonic() + 60)
@@ -94,19 +99,26 @@ def bare_start(script: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--compare", metavar="SRC", help="another epe's src folder")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "bare.py"
         script.write_text(BARE_APP)
         server = BenchServer(Path(tmp) / "data")
-        server.start()  # the first start makes and migrates the data folder: not timed
-        server.stop()
-        epe, bare, steps = [], [], []
+        other = BenchServer(Path(tmp) / "other", {"PYTHONPATH": args.compare}) \
+            if args.compare else None
+        for each in (server, other):
+            if each is not None:  # the first start makes and migrates the data folder
+                each.start()
+                each.stop()
+        epe, bare, steps, compared = [], [], [], []
         for _ in range(args.rounds):
             seconds, step = epe_start(server)
             epe.append(seconds)
             steps.append(step)
+            if other is not None:
+                compared.append(epe_start(other)[0])
             bare.append(bare_start(script))
     result = {
         "epe_serve_ready_s": round(statistics.median(epe), 3),
@@ -117,6 +129,12 @@ def main() -> None:
                     for name in STEPS.values() if any(name in s for s in steps)},
         "rounds": args.rounds, "commit": commit(), "python": platform.python_version(),
     }
+    if compared:
+        result |= {"compared_src": args.compare,
+                   "compared_ready_s": round(statistics.median(compared), 3),
+                   "compared_all_s": [round(s, 3) for s in compared],
+                   "compared_ratio": round(statistics.median(compared)
+                                           / statistics.median(bare), 2)}
     if args.json:
         print(json.dumps(result))
         return
@@ -124,6 +142,10 @@ def main() -> None:
           f"(all: {', '.join(f'{s:.2f}' for s in epe)})")
     print(f"bare FastAPI app:           median {result['bare_fastapi_ready_s']:.3f} s")
     print(f"ratio: {result['ratio']:.2f}x")
+    if compared:
+        print(f"epe serve from {args.compare}: median {result['compared_ready_s']:.3f} s "
+              f"(all: {', '.join(f'{s:.2f}' for s in compared)}), "
+              f"{result['compared_ratio']:.2f}x the bare app")
     for name, at in result["steps_s"].items():
         print(f"  {name}: {at:.3f} s after the process started")
 
