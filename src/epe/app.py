@@ -24,6 +24,7 @@ from epe.api import (
     run,
     scripts,
     tables,
+    usage,
     users,
 )
 from epe.api.middleware import (
@@ -93,6 +94,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(users.router)
     app.include_router(audit.router)
+    app.include_router(usage.router)
     for version in API_VERSIONS:
         app.include_router(versioned_router(), prefix=f"{API_ROOT}/{version}")
     console.install(app)

@@ -20,7 +20,7 @@ from epe.core.names import GLOBAL_OWNER
 from epe.errors import Conflict, InvalidSetting
 from epe.store import ScriptRecord, Store, open_store
 from epe.store.datastores import StoredObject
-from epe.store.jobs import JobRecord, QueueFull
+from epe.store.jobs import Admission, JobRecord, QueueFull
 
 
 def sqlite_url(_request: pytest.FixtureRequest, folder: Path) -> str:
@@ -403,16 +403,20 @@ def test_racing_servers_never_claim_one_job_twice(store: Store) -> None:
 def test_a_server_holds_at_most_its_limit_of_unfinished_jobs(store: Store) -> None:
     for i in range(3):
         store.jobs.create(id=f"j{i}", owner="ALICE", kind="do_eval", request="{}",
-                          idempotency_key=None, server="A", lease=60.0, limit=3)
+                          idempotency_key=None, server="A", lease=60.0,
+                          admission=Admission(held=3))
     with pytest.raises(QueueFull):
         store.jobs.create(id="j3", owner="ALICE", kind="do_eval", request="{}",
-                          idempotency_key=None, server="A", lease=60.0, limit=3)
+                          idempotency_key=None, server="A", lease=60.0,
+                          admission=Admission(held=3))
     store.jobs.create(id="b0", owner="ALICE", kind="do_eval", request="{}",
-                      idempotency_key=None, server="B", lease=60.0, limit=3)
+                      idempotency_key=None, server="B", lease=60.0,
+                      admission=Admission(held=3))
     store.jobs.claim("B", "LOW", 1, 60.0)  # nothing of A's to claim: no service level
     store.jobs.move("j0", Status.FAILED)
     store.jobs.create(id="j4", owner="ALICE", kind="do_eval", request="{}",
-                      idempotency_key=None, server="A", lease=60.0, limit=3)
+                      idempotency_key=None, server="A", lease=60.0,
+                          admission=Admission(held=3))
 
 
 def test_finishing_keeps_the_answer_with_the_end_in_one_step(store: Store) -> None:

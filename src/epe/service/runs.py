@@ -42,11 +42,13 @@ from epe.runner.executor import (
     Task,
     TaskFailed,
     TaskResult,
+    Usage,
 )
 from epe.service import calls, scripts
 from epe.service import sql as user_sql
 from epe.service.services import Services
 from epe.service.sessions import Caller
+from epe.store.usage import UsageRecord
 
 log = logging.getLogger("epe.run")
 
@@ -74,6 +76,17 @@ class Source:
     text: str
     name: str | None = None
     owner: str | None = None
+
+    @property
+    def key(self) -> str | None:
+        """``OWNER.NAME`` of a stored script; None for an inline function."""
+        return None if self.name is None else f"{self.owner}.{self.name}"
+
+    @classmethod
+    def of(cls, text: str, key: str | None) -> Source:
+        """The source as a job keeps it: its text, and ``key`` as ``key`` makes it."""
+        owner, _, name = (key or "").partition(".")
+        return cls(text, name or None, owner or None)
 
 
 def resolve_source(services: Services, caller: Caller, body: RunRequest,
@@ -198,13 +211,16 @@ class Prepared:
 
 @dataclass
 class RunStats:
-    """What a run did, for its metrics and its audit entry."""
+    """What a run did, for its metrics, its audit entry and its usage record."""
 
+    started: float = field(default_factory=time.time)
     invocations: int = 0
     batches: int = 0
     input_seconds: float | None = None  # reading the input and handing it to the workers
     input_rows: int | None = None
+    input_bytes: int | None = None
     output_bytes: int | None = None
+    used: list[Usage] = field(default_factory=list)  # what the kernel counted, per task
 
 
 @dataclass
@@ -276,7 +292,7 @@ async def run_on(executor: Executor, services: Services, job: Prepared,
                       pickled_kwargs=job.body.pickled_parameters,
                       result_format=job.body.result_format,
                       calls=calls.handler(services, job.caller, functions)) for b in batches]
-        outcomes = await run_batches(executor, tasks, dop, job.timeout, progress)
+        outcomes = await run_batches(executor, tasks, dop, job.timeout, progress, stats.used)
     if output is not None:
         output.parts += [printed(o) for o in outcomes]
     results = settle(outcomes, work, batches)
@@ -295,15 +311,17 @@ async def share(executor: Executor, work: Work,
     rows, work.rows = work.rows, None  # the shared copy is what workers read; drop ours
     async with executor.share(rows) as shared:
         del rows
-        stats.input_rows = shared.rows
+        stats.input_rows, stats.input_bytes = shared.rows, shared.bytes
         if work.cut is not None:
             work.units = work.cut(shared.rows)
         yield shared.ref
 
 
 async def run_batches(executor: Executor, tasks: Sequence[Task], dop: int, timeout: float,
-                      progress: Progress | None = None) -> list[TaskResult | BaseException]:
-    """Run every batch, at most ``dop`` at once, each to its end (success or failure).
+                      progress: Progress | None = None,
+                      used: list[Usage] | None = None) -> list[TaskResult | BaseException]:
+    """Run every batch, at most ``dop`` at once, each to its end (success or failure);
+    what each that ended used goes in ``used``.
 
     Batches still going when the time limit comes are cancelled with ``TIME_LIMIT``,
     so that the executor can tell a timeout from a caller that went away.
@@ -316,7 +334,14 @@ async def run_batches(executor: Executor, tasks: Sequence[Task], dop: int, timeo
     async def one(task: Task) -> TaskResult:
         nonlocal done
         async with gate:
-            result = await executor.run(task, timeout)
+            try:
+                result = await executor.run(task, timeout)
+            except TaskFailed as e:
+                if used is not None:
+                    used.append(e.usage)
+                raise
+        if used is not None:
+            used.append(result.usage)
         done += len(task.units)
         if progress is not None:
             progress(done, total)
@@ -428,6 +453,7 @@ def record(services: Services, job: Prepared, stats: RunStats, seconds: float,
     if stats.output_bytes is not None:
         series(metrics.OUTPUT_BYTES, kind).observe(stats.output_bytes)
     cancelled = isinstance(error, asyncio.CancelledError)
+    services.usage.add(usage_of(job, stats, seconds, error))
     services.audit.record(
         "run", kind, job.caller.name, error=None if cancelled else error,
         status="cancelled" if cancelled else None, owner=job.script.owner,
@@ -435,3 +461,16 @@ def record(services: Services, job: Prepared, stats: RunStats, seconds: float,
         input=getattr(job.body, "input", None), envName=job.body.env_name, mode=mode,
         jobId=JOB_ID.get(), durationMs=round(seconds * 1000, 3), units=stats.invocations,
         batches=stats.batches, inputRows=stats.input_rows, outputBytes=stats.output_bytes)
+
+
+def usage_of(job: Prepared, stats: RunStats, seconds: float,
+             error: BaseException | None) -> UsageRecord:
+    """A run's usage record (docs/operations.md#usage)."""
+    return UsageRecord(
+        user=job.caller.name, operation=job.op.kind, script=job.script.key,
+        service=job.controls.service or job.body.service, mode=job.mode, job_id=JOB_ID.get(),
+        started=stats.started, wall_seconds=seconds,
+        cpu_seconds=sum(u.cpu_seconds for u in stats.used),
+        peak_memory=max((u.peak_memory for u in stats.used), default=0),
+        input_rows=stats.input_rows or 0, input_bytes=stats.input_bytes or 0,
+        output_bytes=stats.output_bytes or 0, outcome=outcome(error))

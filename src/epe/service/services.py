@@ -25,6 +25,8 @@ from epe.runner.worker.sandbox import probe as isolation_refused
 from epe.service.audit import AuditTrail
 from epe.service.datastores import Datastores
 from epe.service.grants import Grants
+from epe.service.limits import UserLimits
+from epe.service.usage import UsageLedger
 from epe.settings import Settings
 from epe.store import Store, open_store
 
@@ -40,11 +42,15 @@ class Services:
     grants: Grants = field(init=False)
     datastores: Datastores = field(init=False)
     logins: LoginThrottle = field(init=False)
+    limits: UserLimits = field(init=False)  # how much each user may hold
+    usage: UsageLedger = field(init=False)  # what each run used
 
     def __post_init__(self) -> None:
         self.audit = AuditTrail(self.store.audit, self.settings.audit_retention)
+        self.limits = UserLimits(self.settings, self.store)
+        self.usage = UsageLedger(self.store.usage, self.settings.usage_retention)
         self.grants = Grants(self.store, self.audit)
-        self.datastores = Datastores(self.store)
+        self.datastores = Datastores(self.store, self.limits)
         self.logins = LoginThrottle(self.settings.login_window)
 
     @property
@@ -70,6 +76,7 @@ class Services:
 
     def close(self) -> None:
         self.audit.close()
+        self.usage.close()
         self.catalog.close()
         self.store.close()
 

@@ -3,9 +3,13 @@
 It is also the queue several servers share (docs/deploy.md). A job is *held* by
 one server at a time: the one that accepted it while it waits (``PENDING``),
 the one that claimed it while it runs (``RUNNING``). Any server with room claims
-the oldest waiting job of a service level (``FOR UPDATE SKIP LOCKED``: two
-servers never claim one job, and neither waits for the other); a job that
-names an environment is ``pinned`` and only its holder runs it. A holder renews
+the waiting jobs of a service level by fair share (``claim``: the user with the
+fewest jobs running first, each user's oldest first, no user past their running
+limit); claims are taken one at a time (an advisory lock on PostgreSQL, SQLite's
+write lock), so servers claiming at once never count the same running jobs twice,
+and ``FOR UPDATE SKIP LOCKED`` skips a job another transaction is changing rather
+than wait for it. A job that names an environment is ``pinned`` and only its
+holder runs it. A holder renews
 the leases of the jobs it has in hand on a heartbeat; when a lease runs out, its
 holder is taken to have stopped (or lost the job) and any server marks the job
 FAILED (``reap``). Lease times are the database's clock, so servers' clocks need
@@ -23,20 +27,38 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, false, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, delete, false, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from epe.core.jobs import Status, can_move
 from epe.errors import Conflict
 from epe.store import schema
 from epe.store.engine import db_now, writing
+from epe.store.storage import lock_owner
 
-_T, _A = schema.jobs, schema.job_answers
+_T, _A, _L = schema.jobs, schema.job_answers, schema.user_limits
 UNFINISHED = (Status.PENDING.value, Status.RUNNING.value)
+# The key of PostgreSQL's advisory lock that takes claims one at a time.
+CLAIM_LOCK = 0x657065_6A6F6273  # "epe" "jobs"
 
 
 class QueueFull(Exception):
     """The server already holds as many unfinished jobs as it may."""
+
+
+class UserQueueFull(Exception):
+    """The job's owner already has as many jobs waiting as they may."""
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The limits a new job is admitted under: ``server`` holds at most ``held`` jobs
+    waiting or running; its owner runs at most ``running`` jobs and has at most
+    ``waiting`` waiting (None: no such limit)."""
+
+    held: int | None = None
+    running: int | None = None
+    waiting: int | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +82,8 @@ class JobRecord:
     pinned: bool = False
     server: str | None = None
     lease_expires: float | None = None
+    result_bytes: int | None = None
+    script: str | None = None  # OWNER.NAME of the stored script it runs
 
     @classmethod
     def from_row(cls, row: Any) -> JobRecord:
@@ -77,22 +101,28 @@ class JobStore:
 
     def create(self, *, id: str, owner: str, kind: str, request: str,
                idempotency_key: str | None, service: str | None = None,
-               source: str | None = None, pinned: bool = False, server: str | None = None,
-               lease: float = 0.0, limit: int | None = None,
-               running: bool = False) -> JobRecord:
-        """Insert a PENDING job (RUNNING with ``running``: ``server`` runs it at once),
-        held by ``server`` when given. Conflict if the owner already used
-        ``idempotency_key``; QueueFull if ``server`` holds ``limit`` jobs."""
+               source: str | None = None, script: str | None = None, pinned: bool = False,
+               server: str | None = None, lease: float = 0.0,
+               admission: Admission = Admission(), running: bool = False) -> JobRecord:
+        """Insert a job held by ``server`` (when given): RUNNING with ``running`` (``server``
+        has a free slot and runs it at once) unless its owner runs all the jobs they may,
+        or a job that ``server`` may run waits at its service level, which then goes
+        first; PENDING otherwise. Conflict if the owner already used
+        ``idempotency_key``; QueueFull if ``server`` holds ``admission.held`` jobs;
+        UserQueueFull if the job would wait and its owner has ``admission.waiting``
+        waiting."""
         now = time.time()
         values = {"id": id, "owner": owner, "kind": kind, "request": request, "created": now,
-                  "status": (Status.RUNNING if running else Status.PENDING).value,
-                  "started": now if running else None, "progress_done": 0,
-                  "progress_total": 0, "idempotency_key": idempotency_key,
-                  "service": service, "source": source, "pinned": pinned, "server": server}
+                  "progress_done": 0, "progress_total": 0, "idempotency_key": idempotency_key,
+                  "service": service, "source": source, "script": script, "pinned": pinned,
+                  "server": server}
         try:
             with self._admitting, writing(self.engine) as conn:
-                if limit is not None and self._held(conn, server) >= limit:
-                    raise QueueFull(f"{limit} jobs waiting or running")
+                if admission.held is not None and self._held(conn, server) >= admission.held:
+                    raise QueueFull(f"{admission.held} jobs waiting or running")
+                running = self._admit(conn, owner, server, service, admission, running)
+                values.update(status=(Status.RUNNING if running else Status.PENDING).value,
+                              started=now if running else None)
                 if server is not None:
                     values["lease_expires"] = db_now(conn) + lease
                 conn.execute(insert(_T).values(**values))
@@ -102,10 +132,47 @@ class JobStore:
         assert created is not None
         return created
 
+    def _admit(self, conn: Connection, owner: str, server: str | None, service: str | None,
+               admission: Admission, running: bool) -> bool:
+        """Whether the new job runs at once (see ``create``); UserQueueFull if it would
+        wait and its owner may have no more waiting."""
+        if admission.running is None and admission.waiting is None:
+            return running
+        lock_owner(conn, owner)  # one admission of this owner at a time, on every server
+        now_running, waiting = self._counts(conn, owner)
+        if running and admission.running is not None and now_running >= admission.running:
+            running = False
+        if running and service is not None and self._waits(conn, server, service):
+            running = False
+        if not running and admission.waiting is not None and waiting >= admission.waiting:
+            raise UserQueueFull(f"{admission.waiting} jobs waiting")
+        return running
+
     @staticmethod
     def _held(conn: Any, server: str | None) -> int:
         return int(conn.execute(select(func.count()).select_from(_T).where(
             and_(_T.c.server == server, _T.c.status.in_(UNFINISHED)))).scalar_one())
+
+    @staticmethod
+    def _waits(conn: Connection, server: str | None, service: str) -> bool:
+        """Whether a job that ``server`` may run waits at ``service``."""
+        return conn.execute(select(_T.c.id).where(
+            _T.c.status == Status.PENDING.value, _T.c.service == service,
+            or_(_T.c.pinned == false(), _T.c.server == server)).limit(1)).first() is not None
+
+    @staticmethod
+    def _counts(conn: Connection, owner: str) -> tuple[int, int]:
+        """The owner's runs running (every service level) and jobs waiting."""
+        rows = conn.execute(select(_T.c.status, func.count()).where(
+            _T.c.owner == owner, _T.c.status.in_(UNFINISHED), _T.c.service.is_not(None))
+            .group_by(_T.c.status)).all()
+        by_status = {status: int(n) for status, n in rows}
+        return by_status.get(Status.RUNNING.value, 0), by_status.get(Status.PENDING.value, 0)
+
+    def counts(self, owner: str) -> tuple[int, int]:
+        """How many runs of ``owner``'s are running and waiting as jobs."""
+        with self.engine.connect() as conn:
+            return self._counts(conn, owner)
 
     def get(self, id: str, owner: str | None = None) -> JobRecord | None:
         where = _T.c.id == id if owner is None else and_(_T.c.id == id, _T.c.owner == owner)
@@ -168,23 +235,32 @@ class JobStore:
 
     # -- the queue ---------------------------------------------------------------------
 
-    def claim(self, server: str, service: str, n: int, lease: float) -> list[JobRecord]:
-        """Up to ``n`` of the oldest waiting jobs of ``service`` that ``server`` may run,
-        moved to RUNNING and held by it, oldest first. Jobs other servers are claiming
-        at the same moment are skipped, never waited for."""
+    def claim(self, server: str, service: str, n: int, lease: float,
+              running_limit: int | None = None) -> list[JobRecord]:
+        """Up to ``n`` waiting jobs of ``service`` that ``server`` may run, moved to
+        RUNNING and held by it, in their fair order (``turns``). ``running_limit``: how
+        many jobs a user may run at once where an admin set them no limit of their own
+        (None: no limit, for anyone).
+        Jobs other transactions are changing at the same moment are skipped, never
+        waited for."""
         with writing(self.engine) as conn:
+            if conn.dialect.name == "postgresql":  # SQLite's write lock does the same
+                conn.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
             now = db_now(conn)
-            ids = conn.execute(select(_T.c.id).where(and_(
-                _T.c.status == Status.PENDING.value, _T.c.service == service,
-                or_(_T.c.pinned == false(), _T.c.server == server),
-                _T.c.lease_expires > now)).order_by(_T.c.created).limit(n)
-                .with_for_update(skip_locked=True)).scalars().all()
+            ids = turns(conn, server, service, n, now, running_limit)
+            if not ids:
+                return []
+            free = set(conn.execute(select(_T.c.id).where(
+                _T.c.id.in_(ids), _T.c.status == Status.PENDING.value)
+                .with_for_update(skip_locked=True)).scalars())
+            ids = [i for i in ids if i in free]
             if not ids:
                 return []
             rows = conn.execute(update(_T).where(_T.c.id.in_(ids)).values(
                 status=Status.RUNNING.value, server=server, started=time.time(),
                 lease_expires=now + lease).returning(*_T.c)).all()
-        return sorted((JobRecord.from_row(r) for r in rows), key=lambda j: j.created)
+        claimed = {r.id: JobRecord.from_row(r) for r in rows}
+        return [claimed[i] for i in ids if i in claimed]
 
     def renew(self, server: str, lease: float, ids: set[str]) -> set[str]:
         """Extend the leases of the jobs ``ids`` that ``server`` still holds; those ids.
@@ -217,7 +293,8 @@ class JobStore:
         with writing(self.engine) as conn:
             done = conn.execute(update(_T).where(and_(
                 _T.c.id == id, _T.c.server == server, _T.c.status.in_(allowed))).values(
-                    status=status.value, finished=time.time(), http_status=http_status))
+                    status=status.value, finished=time.time(), http_status=http_status,
+                    result_bytes=len(body) + len(log.encode())))
             if not done.rowcount:
                 return False
             conn.execute(insert(_A).values(job_id=id, http_status=http_status, body=body,
@@ -233,3 +310,30 @@ class JobStore:
     def log(self, id: str) -> str | None:
         with self.engine.connect() as conn:
             return conn.execute(select(_A.c.log).where(_A.c.job_id == id)).scalar()
+
+
+def turns(conn: Connection, server: str, service: str, n: int, now: Any,
+          running_limit: int | None) -> list[str]:
+    """The next ``n`` waiting jobs of ``service`` that ``server`` may run, by fair share.
+
+    Each waiting job's place is its owner's running jobs (every service level) plus its
+    rank among the owner's waiting ones, oldest first: the user with the fewest jobs
+    running goes first, and users take turns. A job whose place is past its owner's
+    running limit (an admin's for them, else ``running_limit``) waits.
+    """
+    running = select(_T.c.owner, func.count().label("n")).where(
+        _T.c.status == Status.RUNNING.value, _T.c.service.is_not(None)) \
+        .group_by(_T.c.owner).subquery()
+    waiting = select(_T.c.id, _T.c.owner, _T.c.created, func.row_number().over(
+        partition_by=_T.c.owner, order_by=(_T.c.created, _T.c.id)).label("rank")).where(
+        _T.c.status == Status.PENDING.value, _T.c.service == service,
+        or_(_T.c.pinned == false(), _T.c.server == server),
+        _T.c.lease_expires > now).subquery()
+    place = func.coalesce(running.c.n, 0) + waiting.c.rank
+    chosen = select(waiting.c.id).select_from(
+        waiting.outerjoin(running, running.c.owner == waiting.c.owner)
+        .outerjoin(_L, _L.c.user_name == waiting.c.owner)) \
+        .order_by(place, waiting.c.created, waiting.c.id).limit(n)
+    if running_limit is not None:
+        chosen = chosen.where(place <= func.coalesce(_L.c.running_jobs, running_limit))
+    return list(conn.execute(chosen).scalars())

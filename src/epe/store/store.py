@@ -1,6 +1,6 @@
-"""The metadata store: users, revoked tokens and scripts; grants, jobs, datastores
-and the audit trail in the parts it holds (``grants``, ``jobs``, ``datastores``,
-``audit``).
+"""The metadata store: users, revoked tokens and scripts; grants, jobs, datastores,
+the audit trail, users' limits, storage and usage in the parts it holds (``grants``,
+``jobs``, ``datastores``, ``audit``, ``limits``, ``storage``, ``usage``).
 
 SQLAlchemy Core with visible SQL; SQLite in WAL mode by default so that
 ``epe user add`` can write while the server runs; PostgreSQL where several
@@ -35,7 +35,10 @@ from epe.store.grants import (
     matching,
 )
 from epe.store.jobs import JobStore
+from epe.store.limits import LimitStore
+from epe.store.storage import StorageStore
 from epe.store.uids import UidStore
+from epe.store.usage import UsageStore
 
 CACHE_TTL = 2.0  # seconds a looked-up user, unrevoked token or script is trusted
 # Where other servers share the database, a revoke or a user deletion made through one
@@ -65,7 +68,8 @@ class ScriptRecord:
 
 
 class Store:
-    """Users, revoked tokens and scripts; ``grants``, ``jobs``, ``datastores``, ``audit``.
+    """Users, revoked tokens and scripts; ``grants``, ``jobs``, ``datastores``, ``audit``,
+    ``limits``, ``storage``, ``usage``.
 
     Made by ``epe.store.open_store`` from a URL, on an engine already migrated.
     ``shared``: other servers may use the same database at once (PostgreSQL).
@@ -75,6 +79,7 @@ class Store:
                  shared: bool = False) -> None:
         self.engine = engine
         self.shared = shared
+        self.cache_ttl = cache_ttl
         self._users: TTLCache[UserRecord] = TTLCache(cache_ttl)
         self._unrevoked: TTLCache[bool] = TTLCache(cache_ttl)
         self._scripts: TTLCache[ScriptRecord] = TTLCache(cache_ttl)
@@ -83,6 +88,9 @@ class Store:
         self.datastores = DatastoreStore(engine)
         self.uids = UidStore(engine)
         self.audit = AuditStore(engine)
+        self.limits = LimitStore(engine)
+        self.storage = StorageStore(engine)
+        self.usage = UsageStore(engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -129,7 +137,8 @@ class Store:
         self._users.drop(name)
 
     def delete_user(self, name: str) -> bool:
-        """Delete a user with everything they own here: scripts, grants, jobs, datastores.
+        """Delete a user with everything they own here: scripts, grants, jobs, datastores,
+        their limits, their tables' sizes and the usage of their runs.
 
         A new user given the same name later must inherit none of it.
         """
@@ -139,6 +148,9 @@ class Store:
             conn.execute(delete(schema.jobs).where(schema.jobs.c.owner == name))
             conn.execute(delete(schema.datastores).where(schema.datastores.c.owner == name))
             drop_user_grants(conn, name)
+            conn.execute(delete(schema.user_limits).where(schema.user_limits.c.user_name == name))
+            conn.execute(delete(schema.table_sizes).where(schema.table_sizes.c.owner == name))
+            conn.execute(delete(schema.run_usage).where(schema.run_usage.c.user_name == name))
             conn.execute(update(schema.worker_uids).where(schema.worker_uids.c.owner == name)
                          .values(owner=None))
         self._users.drop(name)
