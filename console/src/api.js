@@ -8,6 +8,7 @@
 const BASE = location.pathname.replace(/console\/?$/, "").replace(/[^/]*$/, "");
 export const API = `${BASE}oml/api/py-scripts/v2`;
 export const USERS = `${BASE}omlusers/api/v1/users`;
+export const USAGE = `${BASE}omlusers/api/v1/usage`;
 const TOKEN = `${BASE}omlusers/api/oauth2/v1/token`;
 const KEY = "epe.console.session";
 const RETRY_REFRESH_MS = 10_000;

@@ -9,6 +9,7 @@ import { JobsPage } from "./pages/Jobs.jsx";
 import { RunPage } from "./pages/Run.jsx";
 import { ScriptsPage } from "./pages/Scripts.jsx";
 import { TablesPage } from "./pages/Tables.jsx";
+import { UsagePage } from "./pages/Usage.jsx";
 import { UsersPage } from "./pages/Users.jsx";
 
 // [route, title, page, for admins only]
@@ -19,6 +20,7 @@ const PAGES = [
   ["tables", "Tables", TablesPage, false],
   ["datastores", "Datastores", DatastoresPage, false],
   ["environments", "Environments", EnvironmentsPage, false],
+  ["usage", "Usage", UsagePage, false],
   ["users", "Users", UsersPage, true],
 ];
 
