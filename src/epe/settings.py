@@ -202,6 +202,12 @@ class Settings(BaseSettings):
         365 * 24 * 3600, gt=0, description="Seconds an audit entry is kept before it is purged."
     )
 
+    # What the server is made of (docs/architecture.md#adding-an-operation).
+    plugins: str = Field(
+        "", description="Python modules the server imports when it starts, comma-separated: "
+                        "each may register operations of its own."
+    )
+
     def job_concurrency(self, level: ServiceLevel) -> int:
         return {
             "LOW": self.job_concurrency_low,

@@ -92,6 +92,20 @@ class JobRecord:
         return cls(**values)
 
 
+@dataclass(frozen=True)
+class NewJob:
+    """A job as it is submitted: whose it is, what it runs, where it may run."""
+
+    owner: str
+    kind: str
+    request: str  # the request's body, JSON
+    idempotency_key: str | None = None
+    service: str | None = None
+    source: str | None = None  # the script's source, as found when it was submitted
+    script: str | None = None  # OWNER.NAME of the stored script it runs, if one
+    pinned: bool = False  # only the server that holds it may run it
+
+
 class JobStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -99,35 +113,31 @@ class JobStore:
         # inserting one under this lock admits exactly up to the limit.
         self._admitting = threading.Lock()
 
-    def create(self, *, id: str, owner: str, kind: str, request: str,
-               idempotency_key: str | None, service: str | None = None,
-               source: str | None = None, script: str | None = None, pinned: bool = False,
-               server: str | None = None, lease: float = 0.0,
+    def create(self, job: NewJob, *, id: str, server: str | None = None, lease: float = 0.0,
                admission: Admission = Admission(), running: bool = False) -> JobRecord:
-        """Insert a job held by ``server`` (when given): RUNNING with ``running`` (``server``
-        has a free slot and runs it at once) unless its owner runs all the jobs they may,
-        or a job that ``server`` may run waits at its service level, which then goes
-        first; PENDING otherwise. Conflict if the owner already used
-        ``idempotency_key``; QueueFull if ``server`` holds ``admission.held`` jobs;
+        """Insert ``job`` as ``id``, held by ``server`` (when given): RUNNING with
+        ``running`` (``server`` has a free slot and runs it at once) unless its owner runs
+        all the jobs they may, or a job that ``server`` may run waits at its service
+        level, which then goes first; PENDING otherwise. Conflict if the owner already
+        used its idempotency key; QueueFull if ``server`` holds ``admission.held`` jobs;
         UserQueueFull if the job would wait and its owner has ``admission.waiting``
         waiting."""
         now = time.time()
-        values = {"id": id, "owner": owner, "kind": kind, "request": request, "created": now,
-                  "progress_done": 0, "progress_total": 0, "idempotency_key": idempotency_key,
-                  "service": service, "source": source, "script": script, "pinned": pinned,
-                  "server": server}
+        values = {**vars(job), "id": id, "created": now, "progress_done": 0,
+                  "progress_total": 0, "server": server}
         try:
             with self._admitting, writing(self.engine) as conn:
                 if admission.held is not None and self._held(conn, server) >= admission.held:
                     raise QueueFull(f"{admission.held} jobs waiting or running")
-                running = self._admit(conn, owner, server, service, admission, running)
+                running = self._admit(conn, job.owner, server, job.service, admission, running)
                 values.update(status=(Status.RUNNING if running else Status.PENDING).value,
                               started=now if running else None)
                 if server is not None:
                     values["lease_expires"] = db_now(conn) + lease
                 conn.execute(insert(_T).values(**values))
         except IntegrityError:
-            raise Conflict(f"a job with idempotency key {idempotency_key!r} exists") from None
+            raise Conflict(f"a job with idempotency key {job.idempotency_key!r} exists"
+                           ) from None
         created = self.get(id)
         assert created is not None
         return created
@@ -285,7 +295,7 @@ class JobStore:
 
     # -- answers kept in the database --------------------------------------------------
 
-    def finish(self, id: str, server: str, status: Status, http_status: int, body: bytes,
+    def finish(self, id: str, server: str, *, status: Status, http_status: int, body: bytes,
                log: str) -> bool:
         """End the job ``server`` holds with its answer and log, in one transaction;
         False (nothing written) if it is no longer that server's to end."""
