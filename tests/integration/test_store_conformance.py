@@ -507,7 +507,8 @@ def test_a_write_that_would_cross_the_storage_quota_keeps_nothing(store: Store) 
     store.storage.restore_table("ALICE", "t", 30)  # storing it failed
     queued(store, "j1")
     store.jobs.claim("A", "LOW", 1, 60.0)
-    store.jobs.finish("j1", "A", Status.FINISH, 200, b"12345", "log")
+    store.jobs.finish("j1", "A", status=Status.FINISH, http_status=200, body=b"12345",
+                      log="log")
     assert store.storage.stored("ALICE") == Stored(tables=30, datastores=60, job_results=8)
     with pytest.raises(StorageQuotaExceeded):
         store.storage.check("ALICE", "keeping a result", 3, quota=100)
