@@ -21,6 +21,7 @@ API_NAMES = {"running_jobs": "runningJobs", "waiting_jobs": "waitingJobs",
 SETTINGS = {"running_jobs": "EPE_USER_RUNNING_JOBS", "waiting_jobs": "EPE_USER_WAITING_JOBS",
             "memory": "EPE_USER_MEMORY_LIMIT", "storage": "EPE_USER_STORAGE_QUOTA"}
 MINIMUM = {"running_jobs": 1, "waiting_jobs": 0, "memory": 64 * 1024**2, "storage": 0}
+MAXIMUM = 2**62  # any limit: more than a database's 64-bit integer could hold is a typo
 # Where a user's memory limit is left at 0: this share of the node's memory.
 NODE_SHARE = 0.75
 
@@ -76,9 +77,9 @@ def check_value(name: str, value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidRequest(f"limit {API_NAMES[name]} must be a whole number or null; not "
                              f"{value!r}")
-    if value < MINIMUM[name]:
-        raise InvalidRequest(f"limit {API_NAMES[name]} must be at least {MINIMUM[name]}; not "
-                             f"{value}")
+    if not MINIMUM[name] <= value <= MAXIMUM:
+        raise InvalidRequest(f"limit {API_NAMES[name]} must be from {MINIMUM[name]} to "
+                             f"{MAXIMUM}; not {value}")
     return value
 
 

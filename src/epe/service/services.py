@@ -38,16 +38,15 @@ class Services:
     tokens: TokenService
     catalog: Catalog
     environments: EnvironmentPools  # users' pools, in the server's and named environments
+    limits: UserLimits  # how much each user may hold: the one place that decides it
     audit: AuditTrail = field(init=False)
     grants: Grants = field(init=False)
     datastores: Datastores = field(init=False)
     logins: LoginThrottle = field(init=False)
-    limits: UserLimits = field(init=False)  # how much each user may hold
     usage: UsageLedger = field(init=False)  # what each run used
 
     def __post_init__(self) -> None:
         self.audit = AuditTrail(self.store.audit, self.settings.audit_retention)
-        self.limits = UserLimits(self.settings, self.store)
         self.usage = UsageLedger(self.store.usage, self.settings.usage_retention)
         self.grants = Grants(self.store, self.audit)
         self.datastores = Datastores(self.store, self.limits)
@@ -132,8 +131,10 @@ def open_services(settings: Settings, store: Store | None = None) -> Services:
     store = store or open_store_of(settings)
     tokens = TokenService(signing_key(settings, store), settings.token_lifetime,
                           settings.token_chain_lifetime)
+    # Made before the backend, which enforces what it decides (a user's memory).
+    limits = UserLimits(settings, store)
     return Services(settings, store, tokens, open_catalog_of(settings),
-                    EnvironmentPools(settings, backend_of(settings)))
+                    EnvironmentPools(settings, backend_of(settings)), limits)
 
 
 def backend_of(settings: Settings) -> Backend:
