@@ -9,25 +9,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 
 import httpx
 import orjson
-import pytest
 
 from tests.acceptance.test_jobs import DELETED, SLEEPER, listed, result, submit, wait_status
+from tests.acceptance.test_users import USERS, admin
 from tests.serverproc import API, EpeServer, assert_error, put_table, run_cli, wait_for
 
-USERS = "/omlusers/api/v1/users"
+__all__ = ["admin"]  # the fixture, shared with the users' tests
 USAGE = "/omlusers/api/v1/usage"
 NAP = "import time\ndef f(s):\n    time.sleep(s)\n    return s\n"
-
-
-@pytest.fixture(scope="module")
-def admin(server: EpeServer) -> Iterator[httpx.Client]:
-    _name, client = server.new_client(admin=True)
-    with client:
-        yield client
 
 
 def limits(admin: httpx.Client, user: str, **values: int | None) -> dict[str, object]:

@@ -7,13 +7,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Engine, Integer, cast, delete, func, insert, select
+from sqlalchemy import Engine, Integer, cast, func, insert, select
 
 from epe.store import schema
-from epe.store.engine import writing
+from epe.store.engine import delete_before, writing
 
 _U = schema.run_usage
-PURGE_CHUNK = 10_000  # rows per delete: a large purge never holds the write lock long
 DAY = 86_400
 Grouping = Literal["run", "day", "script"]
 SUMMED = ("wall_seconds", "cpu_seconds", "input_rows", "input_bytes", "output_bytes")
@@ -84,14 +83,7 @@ class UsageStore:
 
     def purge(self, before: float) -> int:
         """Delete the rows of runs started before ``before``; how many."""
-        gone = 0
-        while True:
-            with writing(self.engine) as conn:
-                ids = select(_U.c.id).where(_U.c.started < before).limit(PURGE_CHUNK)
-                done = conn.execute(delete(_U).where(_U.c.id.in_(ids.scalar_subquery())))
-            gone += done.rowcount
-            if done.rowcount < PURGE_CHUNK:
-                return gone
+        return delete_before(self.engine, _U.c.started, before)
 
 
 def _runs() -> Any:
