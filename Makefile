@@ -9,7 +9,7 @@ DATA_DIR ?= ./epe-data
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint bench clean chromium postgresql console-assets console-check console-screenshots
+.PHONY: run test lint bench clean chromium postgresql jq console-assets console-check console-screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import ensurepip' 2>/dev/null || (apt-get update -q && apt-get install -y -q python3.11-venv)
@@ -27,11 +27,15 @@ postgresql:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql)
 
-test: $(STAMP) chromium postgresql
+test: $(STAMP) chromium postgresql jq
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
+
+# OML's REST notebook (tests/client/test_oml_notebooks.py) pipes curl into jq, as a user does.
+jq:
+	command -v jq >/dev/null || (apt-get update -q && apt-get install -y -q jq)
 
 # The browser tests (tests/browser) drive Debian's Chromium through Playwright:
 # Playwright's own browser download is not used.

@@ -9,6 +9,7 @@ const BASE = location.pathname.replace(/console\/?$/, "").replace(/[^/]*$/, "");
 export const API = `${BASE}oml/api/py-scripts/v2`;
 export const USERS = `${BASE}omlusers/api/v1/users`;
 export const USAGE = `${BASE}omlusers/api/v1/usage`;
+export const MODELS = `${BASE}omlmod/v1`;
 const TOKEN = `${BASE}omlusers/api/oauth2/v1/token`;
 const KEY = "epe.console.session";
 const RETRY_REFRESH_MS = 10_000;
@@ -153,6 +154,13 @@ export const api = {
   get: (path) => call("GET", API + path),
   post: (path, json) => call("POST", API + path, { json }),
   del: (path) => call("DELETE", API + path),
+};
+
+// OML Services' models, endpoints and scoring jobs (docs/models.md).
+export const oml = {
+  get: (path) => call("GET", MODELS + path),
+  post: (path, json) => call("POST", MODELS + path, { json }),
+  del: (path) => call("DELETE", MODELS + path),
 };
 
 // Path segments are user data: always encode them.

@@ -6,6 +6,7 @@ import { href, useRoute, useSession } from "./hooks.js";
 import { DatastoresPage } from "./pages/Datastores.jsx";
 import { EnvironmentsPage } from "./pages/Environments.jsx";
 import { JobsPage } from "./pages/Jobs.jsx";
+import { ModelsPage } from "./pages/Models.jsx";
 import { RunPage } from "./pages/Run.jsx";
 import { ScriptsPage } from "./pages/Scripts.jsx";
 import { TablesPage } from "./pages/Tables.jsx";
@@ -19,6 +20,7 @@ const PAGES = [
   ["jobs", "Jobs", JobsPage, false],
   ["tables", "Tables", TablesPage, false],
   ["datastores", "Datastores", DatastoresPage, false],
+  ["models", "Models", ModelsPage, false],
   ["environments", "Environments", EnvironmentsPage, false],
   ["usage", "Usage", UsagePage, false],
   ["users", "Users", UsersPage, true],

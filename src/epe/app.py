@@ -21,6 +21,7 @@ from epe.api import (
     jobs,
     meta,
     metrics,
+    models,
     openapi,
     query,
     run,
@@ -35,10 +36,13 @@ from epe.api.middleware import (
     FormBodyAsJson,
     Observe,
     RefuseLoneSurrogates,
+    TenantPaths,
 )
 from epe.core.operations import API_ROOT, API_VERSIONS
 from epe.errors import InvalidSetting
 from epe.service.jobs import JobManager
+from epe.service.models import Models
+from epe.service.schedules import ScoringJobs
 from epe.service.services import open_services
 from epe.settings import Settings
 from epe.store import Store
@@ -83,11 +87,15 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
                              asyncio.to_thread(services.catalog.warm_up))
         manager = JobManager(services)
         await manager.start()
+        scoring = ScoringJobs(services, manager)
+        await scoring.start()
         app.state.services, app.state.jobs = services, manager
+        app.state.models, app.state.scoring_jobs = Models(services), scoring
         stop_metrics = serve_metrics(settings)
         try:
             yield
         finally:
+            await scoring.stop()
             await manager.stop()
             await services.environments.stop()
             services.close()  # the audit trail's last entries are written here
@@ -100,9 +108,11 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     openapi.install(app, settings.max_timeout)
     app.add_middleware(RefuseLoneSurrogates)
     app.add_middleware(DeprecateV1)
+    app.add_middleware(TenantPaths)  # outside DeprecateV1: a tenant-scoped v1 path is v1
     app.add_middleware(FormBodyAsJson)
     app.add_middleware(BodyLimit, limit=settings.max_body_size,
-                       upload_limit=settings.max_upload_size)
+                       upload_limit=settings.max_upload_size,
+                       model_limit=settings.max_model_size)
     app.add_middleware(Observe)  # outermost: it sees every answer, the 413s too
     app.include_router(meta.router)
     app.include_router(metrics.router)
@@ -110,6 +120,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.include_router(users.router)
     app.include_router(audit.router)
     app.include_router(usage.router)
+    app.include_router(models.router)
     for version in API_VERSIONS:
         app.include_router(versioned_router(), prefix=f"{API_ROOT}/{version}")
     console.install(app)

@@ -173,6 +173,20 @@ class Settings(BaseSettings):
         365 * 24 * 3600, gt=0, description="Seconds a run's usage record is kept."
     )
 
+    # Models and scoring (docs/models.md).
+    max_model_size: int = Field(
+        256 * 1024**2, gt=0, description="Largest model a user may store, in bytes (413 beyond)."
+    )
+    score_max_records: int = Field(
+        1000, ge=1, description="Records one score call may send (400 beyond)."
+    )
+    score_timeout: float = Field(
+        60.0, gt=0, description="Seconds a score call may take before it is stopped."
+    )
+    schedule_poll_interval: float = Field(
+        5.0, gt=0, description="Most seconds between looks for due batch scoring runs."
+    )
+
     # Service levels (docs/api.md#run-requests): the highest degree of parallelism each allows.
     service_low_parallel: int = Field(2, ge=1, description="Parallelism cap of service LOW.")
     service_medium_parallel: int = Field(4, ge=1, description="Parallelism cap of service MEDIUM.")

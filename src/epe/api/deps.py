@@ -1,4 +1,5 @@
-"""Dependencies every router shares: the services, the job manager, and who is calling."""
+"""Dependencies every router shares: the services, the job manager, the models and
+scoring jobs, and who is calling."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from fastapi import Depends, Request
 
 from epe.errors import Unauthorized
 from epe.service.jobs import JobManager
+from epe.service.models import Models
+from epe.service.schedules import ScoringJobs
 from epe.service.services import Services
 from epe.service.sessions import Caller, authenticate
 
@@ -48,3 +51,17 @@ async def admin_caller(caller: CallerDep) -> Caller:
 
 
 AdminDep = Annotated[Caller, Depends(admin_caller)]
+
+
+async def get_models(request: Request) -> Models:
+    return request.app.state.models
+
+
+ModelsDep = Annotated[Models, Depends(get_models)]
+
+
+async def get_scoring_jobs(request: Request) -> ScoringJobs:
+    return request.app.state.scoring_jobs
+
+
+ScoringJobsDep = Annotated[ScoringJobs, Depends(get_scoring_jobs)]

@@ -1,6 +1,6 @@
 """ASGI middleware: each request's id, metrics and access log line; the request body
-limit (413); v1's deprecation headers; reading form-typed bodies as JSON; refusing JSON
-bodies with lone surrogates."""
+limit (413); v1's deprecation headers; OML's tenant-scoped paths; reading form-typed
+bodies as JSON; refusing JSON bodies with lone surrogates."""
 
 from __future__ import annotations
 
@@ -89,17 +89,23 @@ def route_template(scope: Scope) -> str:
 class BodyLimit:
     """Refuse bodies over the limit, by their header or as they stream in.
 
-    Table uploads (``PUT .../tables/...``) have their own, larger limit.
+    Table uploads (``PUT .../tables/...``) and model uploads (``POST /omlmod/v1/models``)
+    have their own limits.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, upload_limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, upload_limit: int,
+                 model_limit: int | None = None) -> None:
         self.app = app
         self.limit = limit
         self.upload_limit = upload_limit
+        self.model_limit = model_limit or limit
 
     def _limit_for(self, scope: Scope) -> int:
-        upload = scope["method"] == "PUT" and "/tables/" in scope["path"]
-        return self.upload_limit if upload else self.limit
+        if scope["method"] == "PUT" and "/tables/" in scope["path"]:
+            return self.upload_limit
+        if scope["method"] == "POST" and scope["path"] == "/omlmod/v1/models":
+            return self.model_limit + FORM_OVERHEAD  # the form's other fields and framing
+        return self.limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -137,6 +143,9 @@ class BodyLimit:
         await error_response(PayloadTooLarge(_too_large(limit)))(scope, receive, send)
 
 
+FORM_OVERHEAD = 1024**2
+
+
 def _too_large(limit: int) -> str:
     return f"the request body is over this server's limit of {limit} bytes"
 
@@ -160,19 +169,51 @@ class DeprecateV1:
         await self.app(scope, receive, marked)
 
 
-class FormBodyAsJson:
-    """Treat ``application/x-www-form-urlencoded`` bodies as JSON.
+# OML's older URL form names the cloud tenant and database before ``/api``:
+# /oml/tenants/{tenant}/databases/{database}/api/py-scripts/... and
+# /omlusers/tenants/{tenant}/databases/{database}/api/oauth2/v1/token.
+TENANT_PATH = re.compile(r"^/(oml|omlusers)/tenants/[^/]+/databases/[^/]+(/api(?:/.*)?)$")
+TENANT_RAW_PATH = re.compile(rb"^/(oml|omlusers)/tenants/[^/]+/databases/[^/]+(/api(?:/.*)?)$")
 
-    ``curl -d '{...}'`` without ``-H 'Content-Type: application/json'`` sends that
-    type; every endpoint of ours that takes a body takes JSON or a file with its
-    own type, so reading it as JSON is what the user meant.
+
+class TenantPaths:
+    """Answer OML's tenant-scoped paths as the plain ones (docs/api.md#tenant-scoped-paths).
+
+    An epe server is one tenant with one database, so the two names are accepted
+    whatever they are and dropped: ``/oml/tenants/T/databases/D/api/py-scripts/v2/jobs``
+    is ``/oml/api/py-scripts/v2/jobs``. The path is rewritten in place, before the
+    router (and ``DeprecateV1``) see it.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and "/tenants/" in scope["path"]:
+            match = TENANT_PATH.match(scope["path"])
+            if match is not None:
+                # In place: ``Observe`` reads the route the router leaves in this scope.
+                scope["path"] = f"/{match.group(1)}{match.group(2)}"
+                raw = TENANT_RAW_PATH.match(scope.get("raw_path") or b"")
+                if raw is not None:  # still percent-encoded, as the client sent it
+                    scope["raw_path"] = b"/" + raw.group(1) + raw.group(2)
+        await self.app(scope, receive, send)
+
+
+class FormBodyAsJson:
+    """Treat ``application/x-www-form-urlencoded`` bodies as JSON.
+
+    ``curl -d '{...}'`` without ``-H 'Content-Type: application/json'`` sends that
+    type; every endpoint of ours that takes a body takes JSON or a file with its
+    own type, so reading it as JSON is what the user meant. The model upload takes a
+    form (``FORM_PATHS``), urlencoded too.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in FORM_PATHS:
             headers = scope["headers"]
             if any(k == b"content-type" and v.startswith(FORM) for k, v in headers):
                 # In place: ``Observe`` reads the route the router leaves in this scope.
@@ -182,6 +223,8 @@ class FormBodyAsJson:
 
 
 FORM = b"application/x-www-form-urlencoded"
+# Routes that take a form (a model's upload, whose fields a PYTHON model may send alone).
+FORM_PATHS = frozenset({"/omlmod/v1/models"})
 
 
 class RefuseLoneSurrogates:

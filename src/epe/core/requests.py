@@ -110,3 +110,36 @@ class TokenRequest(_Body):
     password: StrictStr | None = None
     refresh_token: StrictStr | None = None
     token: StrictStr | None = None  # dbt-oracle sends the refresh token under this key
+
+
+# -- OML Services (docs/models.md) ------------------------------------------------------------
+
+class DeployRequest(_Body):
+    model_id: StrictStr = Field(alias="modelId", min_length=1, max_length=64)
+    uri: StrictStr = Field(min_length=1, max_length=128)
+
+
+class JobSchedule(_Body):
+    job_start_date: StrictStr = Field(alias="jobStartDate", min_length=1)
+    repeat_interval: StrictStr = Field(alias="repeatInterval", min_length=1, max_length=1000)
+    job_end_date: StrictStr | None = Field(None, alias="jobEndDate")
+    max_runs: StrictInt | None = Field(None, alias="maxRuns", ge=1)
+
+
+class JobProperties(_Body):
+    model_id: StrictStr = Field(alias="modelId", min_length=1, max_length=64)
+    input_data: StrictStr = Field(alias="inputData", min_length=1, max_length=128)
+    output_data: StrictStr = Field(alias="outputData", min_length=1, max_length=128)
+    supplemental_column_names: list[StrictStr] = Field(
+        default_factory=list, alias="supplementalColumnNames", max_length=1000)
+
+
+class ScoringJobCreate(_Body):
+    job_name: StrictStr = Field(alias="jobName", min_length=1, max_length=128)
+    job_type: Literal["MODEL_SCORING"] = Field(alias="jobType")
+    job_schedule: JobSchedule = Field(alias="jobSchedule")
+    job_properties: JobProperties = Field(alias="jobProperties")
+
+
+class JobAction(_Body):
+    action: Literal["ENABLE", "DISABLE", "RUN"]

@@ -18,7 +18,7 @@ from epe.observe.metrics import AUDIT_DROPPED, AUDIT_WRITTEN
 from epe.service.spool import FLUSH_INTERVAL, Spool
 from epe.store.audit import AuditEntry, AuditQuery, AuditStore
 
-KINDS = ("run", "login", "script", "datastore", "user", "env")
+KINDS = ("run", "login", "script", "datastore", "user", "env", "model")
 MAX_PAGE = 1000  # entries one query may return
 
 

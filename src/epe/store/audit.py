@@ -23,7 +23,7 @@ _T = schema.audit
 @dataclass(frozen=True)
 class AuditEntry:
     time: float
-    kind: str  # run, login, script, datastore, user, env
+    kind: str  # run, login, script, datastore, user, env, model
     action: str  # the operation (do_eval, ...) or create, delete, grant, revoke, login
     user: str | None  # who acted (the name tried, for a failed login)
     status: str = "ok"  # ok, failed, cancelled

@@ -36,6 +36,8 @@ from epe.store.grants import (
 )
 from epe.store.jobs import JobStore
 from epe.store.limits import LimitStore
+from epe.store.models import ModelStore
+from epe.store.schedules import ScheduleStore
 from epe.store.storage import StorageStore
 from epe.store.uids import UidStore
 from epe.store.usage import UsageStore
@@ -69,7 +71,8 @@ class ScriptRecord:
 
 class Store:
     """Users, revoked tokens and scripts; ``grants``, ``jobs``, ``datastores``, ``audit``,
-    ``limits``, ``storage``, ``usage``.
+    ``limits``, ``storage``, ``usage``, ``models`` (and their endpoints) and ``schedules``
+    (batch scoring jobs).
 
     Made by ``epe.store.open_store`` from a URL, on an engine already migrated.
     ``shared``: other servers may use the same database at once (PostgreSQL).
@@ -91,6 +94,8 @@ class Store:
         self.limits = LimitStore(engine)
         self.storage = StorageStore(engine)
         self.usage = UsageStore(engine)
+        self.models = ModelStore(engine, cache_ttl)
+        self.schedules = ScheduleStore(engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -138,7 +143,8 @@ class Store:
 
     def delete_user(self, name: str) -> bool:
         """Delete a user with everything they own here: scripts, grants, jobs, datastores,
-        their limits, their tables' sizes and the usage of their runs.
+        models with their endpoints, scoring jobs, their limits, their tables' sizes and
+        the usage of their runs.
 
         A new user given the same name later must inherit none of it.
         """
@@ -147,6 +153,7 @@ class Store:
             conn.execute(delete(schema.scripts).where(schema.scripts.c.owner == name))
             conn.execute(delete(schema.jobs).where(schema.jobs.c.owner == name))
             conn.execute(delete(schema.datastores).where(schema.datastores.c.owner == name))
+            self.models.drop_owner(conn, name)
             drop_user_grants(conn, name)
             conn.execute(delete(schema.user_limits).where(schema.user_limits.c.user_name == name))
             conn.execute(delete(schema.table_sizes).where(schema.table_sizes.c.owner == name))

@@ -2,14 +2,14 @@
 scripts, the usage of runs.
 
 Revision ID: 0006_fair_share
-Revises: 0005_job_leases
+Revises: 0008_models
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_fair_share"
-down_revision = "0005_job_leases"
+down_revision = "0008_models"
 branch_labels = None
 depends_on = None
 
