@@ -22,6 +22,7 @@ A job's answer and log are files in the data folder on a single server
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -326,24 +327,40 @@ def turns(conn: Connection, server: str, service: str, n: int, now: Any,
           running_limit: int | None) -> list[str]:
     """The next ``n`` waiting jobs of ``service`` that ``server`` may run, by fair share.
 
-    Each waiting job's place is its owner's running jobs (every service level) plus its
-    rank among the owner's waiting ones, oldest first: the user with the fewest jobs
-    running goes first, and users take turns. A job whose place is past its owner's
-    running limit (an admin's for them, else ``running_limit``) waits.
+    One at a time: of each user's oldest waiting job, that of the user with the fewest
+    jobs running (every service level, the jobs already picked counted) goes next, the
+    oldest where they tie. A user running as many jobs as their limit allows (an admin's
+    for them, else ``running_limit``; None: no limit) waits.
     """
-    running = select(_T.c.owner, func.count().label("n")).where(
-        _T.c.status == Status.RUNNING.value, _T.c.service.is_not(None)) \
-        .group_by(_T.c.owner).subquery()
-    waiting = select(_T.c.id, _T.c.owner, _T.c.created, func.row_number().over(
-        partition_by=_T.c.owner, order_by=(_T.c.created, _T.c.id)).label("rank")).where(
-        _T.c.status == Status.PENDING.value, _T.c.service == service,
-        or_(_T.c.pinned == false(), _T.c.server == server),
-        _T.c.lease_expires > now).subquery()
-    place = func.coalesce(running.c.n, 0) + waiting.c.rank
-    chosen = select(waiting.c.id).select_from(
-        waiting.outerjoin(running, running.c.owner == waiting.c.owner)
-        .outerjoin(_L, _L.c.user_name == waiting.c.owner)) \
-        .order_by(place, waiting.c.created, waiting.c.id).limit(n)
-    if running_limit is not None:
-        chosen = chosen.where(place <= func.coalesce(_L.c.running_jobs, running_limit))
-    return list(conn.execute(chosen).scalars())
+    waiting = and_(_T.c.status == Status.PENDING.value, _T.c.service == service,
+                   or_(_T.c.pinned == false(), _T.c.server == server), _T.c.lease_expires > now)
+    running: dict[str, int] = {owner: int(count) for owner, count in conn.execute(
+        select(_T.c.owner, func.count()).where(_T.c.status == Status.RUNNING.value,
+                                               _T.c.service.is_not(None))
+        .group_by(_T.c.owner))}
+    picked: list[str] = []
+    limits: dict[str, float] | None = None
+    for _ in range(n):
+        firsts = conn.execute(select(_T.c.owner, func.min(_T.c.created)).where(
+            waiting, _T.c.id.not_in(picked)).group_by(_T.c.owner)).all()
+        if limits is None:  # later turns are among the same users
+            limits = _running_limits(conn, [o for o, _ in firsts], running_limit)
+        ready = [(running.get(o, 0), first, o) for o, first in firsts
+                 if running.get(o, 0) < limits[o]]
+        if not ready:
+            break
+        _held, first, owner = min(ready)
+        picked.append(conn.execute(select(_T.c.id).where(
+            waiting, _T.c.owner == owner, _T.c.created == first, _T.c.id.not_in(picked))
+            .order_by(_T.c.id).limit(1)).scalar_one())
+        running[owner] = running.get(owner, 0) + 1
+    return picked
+
+
+def _running_limits(conn: Connection, owners: list[str],
+                    default: int | None) -> dict[str, float]:
+    """How many jobs each of ``owners`` may run at once: an admin's limit for them, else
+    ``default`` (None: no limit, infinity)."""
+    own = dict(conn.execute(select(_L.c.user_name, _L.c.running_jobs).where(
+        _L.c.user_name.in_(owners), _L.c.running_jobs.is_not(None))).all())
+    return {o: own.get(o, math.inf if default is None else default) for o in owners}

@@ -99,8 +99,11 @@ jobs = Table(
     Column("script", String(300), nullable=True),  # OWNER.NAME of its stored script, if one
     Index("ix_jobs_owner_created", "owner", "created"),
     Index("ix_jobs_owner_idempotency", "owner", "idempotency_key", unique=True),
-    Index("ix_jobs_queue", "status", "service", "created"),
+    # The queue by fair share: each user's oldest waiting job of a level, from the index.
+    Index("ix_jobs_queue", "status", "service", "owner", "created"),
     Index("ix_jobs_server", "server", "status"),
+    # A user's jobs running and waiting, and the bytes of their kept results, from the index.
+    Index("ix_jobs_owner_status", "owner", "status", "result_bytes"),
 )
 
 # A finished job's answer where every server can read it: used when several servers

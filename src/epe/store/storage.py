@@ -76,11 +76,11 @@ class StorageStore:
             return stored(conn, owner)
 
     def check(self, owner: str, what: str, adding: int, quota: int) -> None:
-        """Refuse a write of ``adding`` bytes that would take ``owner`` past ``quota``
-        (for a write this database does not hold, such as a job's answer in a file)."""
-        with writing(self.engine) as conn:
-            lock_owner(conn, owner)
-            used = stored(conn, owner).total
+        """Refuse a write of ``adding`` bytes that would take ``owner`` past ``quota``: for
+        a job's answer, kept in a file or written in the transaction that ends the job, so
+        that the check and the write cannot share a transaction (and the check takes no
+        lock: a job's answer is written once, by the one server that ran it)."""
+        used = self.stored(owner).total
         if adding > 0 and used + adding > quota:
             raise over_quota(what, adding, used, used + adding, quota)
 

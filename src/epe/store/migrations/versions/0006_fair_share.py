@@ -18,6 +18,9 @@ def upgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(sa.Column("result_bytes", sa.BigInteger, nullable=True))
         batch.add_column(sa.Column("script", sa.String(300), nullable=True))
+        batch.drop_index("ix_jobs_queue")
+        batch.create_index("ix_jobs_queue", ["status", "service", "owner", "created"])
+        batch.create_index("ix_jobs_owner_status", ["owner", "status", "result_bytes"])
     op.create_table(
         "user_limits",
         sa.Column("user_name", sa.String(128), primary_key=True),
@@ -61,5 +64,8 @@ def downgrade() -> None:
     op.drop_table("table_sizes")
     op.drop_table("user_limits")
     with op.batch_alter_table("jobs") as batch:
+        batch.drop_index("ix_jobs_owner_status")
+        batch.drop_index("ix_jobs_queue")
+        batch.create_index("ix_jobs_queue", ["status", "service", "created"])
         batch.drop_column("script")
         batch.drop_column("result_bytes")
