@@ -166,10 +166,12 @@ class JobStore:
 
     @staticmethod
     def _waits(conn: Connection, server: str | None, service: str) -> bool:
-        """Whether a job that ``server`` may run waits at ``service``."""
+        """Whether a job that ``server`` may run waits at ``service`` (one whose holder
+        still renews its lease)."""
         return conn.execute(select(_T.c.id).where(
             _T.c.status == Status.PENDING.value, _T.c.service == service,
-            or_(_T.c.pinned == false(), _T.c.server == server)).limit(1)).first() is not None
+            or_(_T.c.pinned == false(), _T.c.server == server),
+            _T.c.lease_expires > db_now(conn)).limit(1)).first() is not None
 
     @staticmethod
     def _counts(conn: Connection, owner: str) -> tuple[int, int]:
@@ -341,20 +343,29 @@ def turns(conn: Connection, server: str, service: str, n: int, now: Any,
     picked: list[str] = []
     limits: dict[str, float] | None = None
     for _ in range(n):
-        firsts = conn.execute(select(_T.c.owner, func.min(_T.c.created)).where(
-            waiting, _T.c.id.not_in(picked)).group_by(_T.c.owner)).all()
+        firsts = _firsts(conn, waiting, picked)
         if limits is None:  # later turns are among the same users
-            limits = _running_limits(conn, [o for o, _ in firsts], running_limit)
-        ready = [(running.get(o, 0), first, o) for o, first in firsts
+            limits = _running_limits(conn, list(firsts), running_limit)
+        ready = [(running.get(o, 0), created, job, o) for o, (created, job) in firsts.items()
                  if running.get(o, 0) < limits[o]]
         if not ready:
             break
-        _held, first, owner = min(ready)
-        picked.append(conn.execute(select(_T.c.id).where(
-            waiting, _T.c.owner == owner, _T.c.created == first, _T.c.id.not_in(picked))
-            .order_by(_T.c.id).limit(1)).scalar_one())
+        _held, _created, job, owner = min(ready)
+        picked.append(job)
         running[owner] = running.get(owner, 0) + 1
     return picked
+
+
+def _firsts(conn: Connection, waiting: Any, picked: list[str]) -> dict[str, tuple[float, str]]:
+    """Each user's oldest waiting job (of those ``waiting`` selects, but ``picked``): its
+    time and id, found from the queue's index."""
+    candidates = and_(waiting, _T.c.id.not_in(picked))
+    first = select(_T.c.owner, func.min(_T.c.created).label("created")).where(candidates) \
+        .group_by(_T.c.owner).subquery()
+    rows = conn.execute(select(_T.c.owner, _T.c.created, _T.c.id).join(first, and_(
+        _T.c.owner == first.c.owner, _T.c.created == first.c.created)).where(candidates)
+        .order_by(_T.c.id.desc())).all()
+    return {owner: (created, job) for owner, created, job in rows}  # the least id of ties
 
 
 def _running_limits(conn: Connection, owners: list[str],
