@@ -150,11 +150,13 @@ class JobStore:
         if admission.running is None and admission.waiting is None:
             return running
         lock_owner(conn, owner)  # one admission of this owner at a time, on every server
-        now_running, waiting = self._counts(conn, owner)
-        if running and admission.running is not None and now_running >= admission.running:
-            running = False
-        if running and service is not None and self._waits(conn, server, service):
-            running = False
+        now_running, waiting, others_wait = conn.execute(select(
+            _count(owner, Status.RUNNING), _count(owner, Status.PENDING),
+            _waiting(server, service, db_now(conn)).exists())).one()
+        if admission.running is not None and now_running >= admission.running:
+            running = False  # a slot, but its owner runs all they may
+        if others_wait:
+            running = False  # a slot, but a job that was there first takes it
         if not running and admission.waiting is not None and waiting >= admission.waiting:
             raise UserQueueFull(f"{admission.waiting} jobs waiting")
         return running
@@ -164,28 +166,12 @@ class JobStore:
         return int(conn.execute(select(func.count()).select_from(_T).where(
             and_(_T.c.server == server, _T.c.status.in_(UNFINISHED)))).scalar_one())
 
-    @staticmethod
-    def _waits(conn: Connection, server: str | None, service: str) -> bool:
-        """Whether a job that ``server`` may run waits at ``service`` (one whose holder
-        still renews its lease)."""
-        return conn.execute(select(_T.c.id).where(
-            _T.c.status == Status.PENDING.value, _T.c.service == service,
-            or_(_T.c.pinned == false(), _T.c.server == server),
-            _T.c.lease_expires > db_now(conn)).limit(1)).first() is not None
-
-    @staticmethod
-    def _counts(conn: Connection, owner: str) -> tuple[int, int]:
-        """The owner's runs running (every service level) and jobs waiting."""
-        rows = conn.execute(select(_T.c.status, func.count()).where(
-            _T.c.owner == owner, _T.c.status.in_(UNFINISHED), _T.c.service.is_not(None))
-            .group_by(_T.c.status)).all()
-        by_status = {status: int(n) for status, n in rows}
-        return by_status.get(Status.RUNNING.value, 0), by_status.get(Status.PENDING.value, 0)
-
     def counts(self, owner: str) -> tuple[int, int]:
         """How many runs of ``owner``'s are running and waiting as jobs."""
         with self.engine.connect() as conn:
-            return self._counts(conn, owner)
+            running, waiting = conn.execute(select(_count(owner, Status.RUNNING),
+                                                   _count(owner, Status.PENDING))).one()
+        return int(running), int(waiting)
 
     def get(self, id: str, owner: str | None = None) -> JobRecord | None:
         where = _T.c.id == id if owner is None else and_(_T.c.id == id, _T.c.owner == owner)
@@ -325,6 +311,21 @@ class JobStore:
             return conn.execute(select(_A.c.log).where(_A.c.job_id == id)).scalar()
 
 
+def _count(owner: str, status: Status) -> Any:
+    """How many runs of ``owner``'s are in ``status`` (not environment builds), as a scalar
+    subquery (from the owner's index)."""
+    return select(func.count()).where(_T.c.owner == owner, _T.c.status == status.value,
+                                      _T.c.service.is_not(None)).scalar_subquery()
+
+
+def _waiting(server: str | None, service: str | None, now: Any) -> Any:
+    """The waiting jobs of ``service`` that ``server`` may run, whose holder still renews
+    their lease: the queue of one service level, as one server sees it."""
+    return select(_T.c.id).where(
+        _T.c.status == Status.PENDING.value, _T.c.service == service,
+        or_(_T.c.pinned == false(), _T.c.server == server), _T.c.lease_expires > now)
+
+
 def turns(conn: Connection, server: str, service: str, n: int, now: Any,
           running_limit: int | None) -> list[str]:
     """The next ``n`` waiting jobs of ``service`` that ``server`` may run, by fair share.
@@ -334,8 +335,7 @@ def turns(conn: Connection, server: str, service: str, n: int, now: Any,
     oldest where they tie. A user running as many jobs as their limit allows (an admin's
     for them, else ``running_limit``; None: no limit) waits.
     """
-    waiting = and_(_T.c.status == Status.PENDING.value, _T.c.service == service,
-                   or_(_T.c.pinned == false(), _T.c.server == server), _T.c.lease_expires > now)
+    waiting = _waiting(server, service, now).whereclause
     running: dict[str, int] = {owner: int(count) for owner, count in conn.execute(
         select(_T.c.owner, func.count()).where(_T.c.status == Status.RUNNING.value,
                                                _T.c.service.is_not(None))

@@ -42,9 +42,11 @@ class Stored:
 
 
 def lock_owner(conn: Connection, owner: str) -> None:
-    """Hold ``owner``'s storage until the transaction ends (see the module's docstring)."""
-    conn.execute(select(schema.users.c.name).where(schema.users.c.name == owner)
-                 .with_for_update())
+    """Hold ``owner``'s storage until the transaction ends (see the module's docstring);
+    on SQLite the write transaction already holds the whole database."""
+    if conn.dialect.name != "sqlite":
+        conn.execute(select(schema.users.c.name).where(schema.users.c.name == owner)
+                     .with_for_update())
 
 
 def stored(conn: Connection, owner: str) -> Stored:
