@@ -1,6 +1,6 @@
 // The shell: sign-in, the navigation, and the page the URL's hash names.
-import { useState } from "preact/hooks";
-import { currentNotice, signIn, signOut } from "./api.js";
+import { useEffect, useState } from "preact/hooks";
+import { currentNotice, signIn, signInWays, signOut } from "./api.js";
 import { ErrorBox } from "./components/common.jsx";
 import { href, useRoute, useSession } from "./hooks.js";
 import { DatastoresPage } from "./pages/Datastores.jsx";
@@ -73,6 +73,12 @@ function SignIn({ notice }) {
   const [password, setPassword] = useState("");
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
+  const [sso, setSso] = useState(null);
+  useEffect(() => {
+    signInWays()
+      .then((ways) => setSso(ways.oidc))
+      .catch(() => setSso(null));
+  }, []);
   const submit = async (e) => {
     e.preventDefault();
     setBusy(true);
@@ -123,6 +129,13 @@ function SignIn({ notice }) {
           </button>
         </form>
         <ErrorBox error={error} title="Could not sign in" />
+        {sso && (
+          <footer>
+            <a role="button" class="secondary" href={sso.url}>
+              Sign in with {sso.name}
+            </a>
+          </footer>
+        )}
       </article>
     </main>
   );

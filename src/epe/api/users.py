@@ -11,10 +11,11 @@ from fastapi.responses import Response
 from epe.api.deps import AdminDep, CallerDep, JobsDep, ServicesDep
 from epe.api.responses import json_response
 from epe.core.limits import parse_changes
-from epe.core.names import iso_date, normalize_user
+from epe.core.names import ADMIN_GROUP, iso_date, normalize_user
 from epe.core.requests import UserChange, UserCreate
 from epe.errors import NotFound
 from epe.service.services import Services
+from epe.service.sessions import Caller
 from epe.service.users import create_user, delete_user
 from epe.store import UserRecord
 
@@ -23,7 +24,7 @@ router = APIRouter(prefix="/omlusers/api/v1/users", tags=["users"])
 
 def _shown(user: UserRecord) -> dict[str, object]:
     return {"username": user.name, "admin": user.is_admin,
-            "createdDate": iso_date(user.created)}
+            "createdDate": iso_date(user.created), "source": user.source}
 
 
 def _account(services: Services, user: UserRecord) -> dict[str, Any]:
@@ -38,6 +39,16 @@ def _user(services: Services, name: str) -> UserRecord:
     return user
 
 
+def _me(services: Services, caller: Caller) -> dict[str, Any]:
+    """The caller's account, the groups they are in (ADMIN for an admin) and how they
+    signed in (blocking)."""
+    groups = sorted(services.store.identity.groups_of(caller.name)
+                    | ({ADMIN_GROUP} if caller.user.is_admin else set()))
+    return {"username": caller.name, "admin": caller.user.is_admin, "groups": groups,
+            "source": caller.user.source, "via": caller.claims.via,
+            "scope": caller.claims.scope, **services.limits.shown(caller.name)}
+
+
 @router.get("")
 async def list_users(_admin: AdminDep, services: ServicesDep) -> Response:
     """Every user, by name."""
@@ -48,8 +59,9 @@ async def list_users(_admin: AdminDep, services: ServicesDep) -> Response:
 @router.get("/me")
 async def whoami(caller: CallerDep, services: ServicesDep) -> Response:
     """The caller's own account: what the console shows and which controls it offers,
-    with their limits and what they hold now."""
-    return json_response({"result": await asyncio.to_thread(_account, services, caller.user)})
+    the groups they are in (ADMIN for an admin), how they signed in, and their limits
+    and what they hold now."""
+    return json_response({"result": await asyncio.to_thread(_me, services, caller)})
 
 
 @router.get("/{name}")

@@ -113,18 +113,21 @@ def _grant_root(typ: str) -> str:
     return _GRANT_ROOTS[typ]
 
 
-def grant(name: str, typ: str = "datastore", user: str | None = None) -> None:
-    """Let ``user`` (None: everyone) read your datastore ``name`` (``typ='datastore'``)
-    or run your script ``name`` (``typ='pyqscript'``)."""
-    current().post_json(f"{_grant_root(typ)}/{segment(name)}/grants", {"user": user})
+def grant(name: str, typ: str = "datastore", user: str | None = None, *,
+          group: str | None = None) -> None:
+    """Let ``user`` (None: everyone), or the members of ``group``, read your datastore
+    ``name`` (``typ='datastore'``) or run your script ``name`` (``typ='pyqscript'``)."""
+    body = {"group": group} if group is not None else {"user": user}
+    current().post_json(f"{_grant_root(typ)}/{segment(name)}/grants", body)
 
 
-def revoke(name: str, typ: str = "datastore", user: str | None = None) -> None:
-    """Take back what ``grant`` gave ``user`` (None: everyone). Revoking what was not
-    granted is a ``UserWarning``, as in OML."""
-    path = f"{_grant_root(typ)}/{segment(name)}/grants/{segment(user or 'PUBLIC')}"
+def revoke(name: str, typ: str = "datastore", user: str | None = None, *,
+           group: str | None = None) -> None:
+    """Take back what ``grant`` gave ``user`` (None: everyone) or ``group``. Revoking
+    what was not granted is a ``UserWarning``, as in OML."""
+    who = f"group/{segment(group)}" if group is not None else segment(user or "PUBLIC")
     try:
-        current().delete(path)
+        current().delete(f"{_grant_root(typ)}/{segment(name)}/grants/{who}")
     except NotFound as e:
         if "not granted" not in e.message:
             raise

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 Service = Literal["LOW", "MEDIUM", "HIGH"]
 # How ``input`` is read: Oracle's SQL translated, the backend's own, or either (docs/sql.md).
@@ -88,7 +96,30 @@ class ScriptCreate(_Body):
 
 
 class GrantRequest(_Body):
-    user: StrictStr | None = Field(min_length=1)
+    """``{"user": U}`` (``null``: everyone) or ``{"group": G}``."""
+
+    user: StrictStr | None = Field(None, min_length=1)
+    group: StrictStr | None = Field(None, min_length=1, max_length=128)
+
+    @model_validator(mode="after")
+    def _one_grantee(self) -> GrantRequest:
+        named = self.model_fields_set & {"user", "group"}
+        if len(named) != 1 or ("group" in named and self.group is None):
+            raise ValueError("send {\"user\": name}, {\"user\": null} for everyone, or "
+                             "{\"group\": name}")
+        return self
+
+
+class ApiTokenCreate(_Body):
+    name: StrictStr = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$")
+    expires_in: StrictInt | None = Field(None, alias="expiresIn", gt=0)
+    scope: Literal["run", "read"] = "run"
+
+
+class GroupMembers(_Body):
+    """Local users added to or removed from a group."""
+
+    users: list[StrictStr] = Field(min_length=1, max_length=1000)
 
 
 class UserCreate(_Body):

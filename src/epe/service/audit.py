@@ -9,6 +9,7 @@ writes the queue out first.
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from typing import Any
 
 from epe.core.names import normalize_user, parse_instant
@@ -18,7 +19,9 @@ from epe.observe.metrics import AUDIT_DROPPED, AUDIT_WRITTEN
 from epe.service.spool import FLUSH_INTERVAL, Spool
 from epe.store.audit import AuditEntry, AuditQuery, AuditStore
 
-KINDS = ("run", "login", "script", "datastore", "user", "env", "model")
+KINDS = ("run", "login", "script", "datastore", "user", "env", "model", "token", "group")
+# The automation token the current request came with: every entry it makes names it.
+VIA_TOKEN: ContextVar[str | None] = ContextVar("epe_via_token", default=None)
 MAX_PAGE = 1000  # entries one query may return
 
 
@@ -44,6 +47,8 @@ def entry(kind: str, action: str, user: str | None, *, error: BaseException | No
     code = None
     if error is not None:
         code = error.code if isinstance(error, EpeError) else 5000
+    if (token := VIA_TOKEN.get()) is not None:
+        details.setdefault("token", token)
     return AuditEntry(time.time(), kind, action, user,
                       status or ("ok" if error is None else "failed"), code, owner, name,
                       client, REQUEST_ID.get(), {k: v for k, v in details.items()

@@ -5,15 +5,17 @@ one server at a time: the one that accepted it while it waits (``PENDING``),
 the one that claimed it while it runs (``RUNNING``). Any server with room claims
 the waiting jobs of a service level by fair share (``claim``: the user with the
 fewest jobs running first, each user's oldest first, no user past their running
-limit); claims are taken one at a time (an advisory lock on PostgreSQL, SQLite's
+limit), whoever holds them, or nobody (a stopping server hands its waiting jobs
+back). Claims are taken one at a time (an advisory lock on PostgreSQL, SQLite's
 write lock), so servers claiming at once never count the same running jobs twice,
 and ``FOR UPDATE SKIP LOCKED`` skips a job another transaction is changing rather
-than wait for it. A job that names an environment is ``pinned`` and only its
-holder runs it. A holder renews
-the leases of the jobs it has in hand on a heartbeat; when a lease runs out, its
-holder is taken to have stopped (or lost the job) and any server marks the job
-FAILED (``reap``). Lease times are the database's clock, so servers' clocks need
-not agree.
+than wait for it. A job that names an environment or reads tables of its server's
+own is ``pinned`` and only its holder runs it, the same server started again
+included. A holder renews the leases of the jobs it has in hand on a heartbeat;
+when the lease of a running job runs out, its holder is taken to have stopped (or
+lost the job) and any server marks the job FAILED (``reap``): it may have had side
+effects. A waiting job is never failed for its server's sake: it has not started.
+Lease times are the database's clock, so servers' clocks need not agree.
 
 A job's answer and log are files in the data folder on a single server
 (``epe.service.answers``); where servers share the database they are rows of
@@ -152,7 +154,7 @@ class JobStore:
         lock_owner(conn, owner)  # one admission of this owner at a time, on every server
         now_running, waiting, others_wait = conn.execute(select(
             _count(owner, Status.RUNNING), _count(owner, Status.PENDING),
-            _waiting(server, service, db_now(conn)).exists())).one()
+            _waiting(server, service).exists())).one()
         if admission.running is not None and now_running >= admission.running:
             running = False  # a slot, but its owner runs all they may
         if others_wait:
@@ -210,8 +212,8 @@ class JobStore:
 
     def fail_unfinished(self, message: str, held_by: str | None = None,
                         statuses: tuple[str, ...] = UNFINISHED) -> list[str]:
-        """End every waiting or running job (held by ``held_by``, if given) FAILED with
-        ``message`` (after a restart); their ids."""
+        """End every job of ``statuses`` (held by ``held_by``, if given) FAILED with
+        ``message``; their ids."""
         where: Any = _T.c.status.in_(statuses)
         if held_by is not None:
             where = and_(where, _T.c.server == held_by)
@@ -246,7 +248,7 @@ class JobStore:
             if conn.dialect.name == "postgresql":  # SQLite's write lock does the same
                 conn.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
             now = db_now(conn)
-            ids = turns(conn, server, service, n, now, running_limit)
+            ids = turns(conn, server, service, n, running_limit)
             if not ids:
                 return []
             free = set(conn.execute(select(_T.c.id).where(
@@ -261,6 +263,24 @@ class JobStore:
         claimed = {r.id: JobRecord.from_row(r) for r in rows}
         return [claimed[i] for i in ids if i in claimed]
 
+    def hand_back(self, server: str) -> list[str]:
+        """Let go of the waiting jobs ``server`` holds that any server may run (it is
+        stopping): held by nobody, they are the next claimant's. Jobs pinned to it stay
+        its own, for when it starts again. The ids handed back."""
+        with writing(self.engine) as conn:
+            return list(conn.execute(update(_T).where(and_(
+                _T.c.server == server, _T.c.status == Status.PENDING.value,
+                _T.c.pinned == false())).values(server=None, lease_expires=None)
+                .returning(_T.c.id)).scalars())
+
+    def adopt(self, server: str, lease: float) -> list[str]:
+        """Make every waiting job ``server``'s own (a single server started again, under
+        whatever name: nothing else may run them); their ids."""
+        with writing(self.engine) as conn:
+            return list(conn.execute(update(_T).where(_T.c.status == Status.PENDING.value)
+                                     .values(server=server, lease_expires=db_now(conn) + lease)
+                                     .returning(_T.c.id)).scalars())
+
     def renew(self, server: str, lease: float, ids: set[str]) -> set[str]:
         """Extend the leases of the jobs ``ids`` that ``server`` still holds; those ids.
         One missing was deleted, or failed by another server after its lease ran out."""
@@ -270,11 +290,11 @@ class JobStore:
                 .values(lease_expires=db_now(conn) + lease).returning(_T.c.id)).scalars())
 
     def reap(self, message: str) -> list[str]:
-        """End FAILED, with ``message``, the unfinished jobs whose lease ran out: their
+        """End FAILED, with ``message``, the running jobs whose lease ran out: their
         server stopped, or lost them (a live server renews what it runs); their ids."""
         with writing(self.engine) as conn:
             ids = conn.execute(select(_T.c.id).where(and_(
-                _T.c.status.in_(UNFINISHED), _T.c.lease_expires < db_now(conn)))
+                _T.c.status == Status.RUNNING.value, _T.c.lease_expires < db_now(conn)))
                 .with_for_update(skip_locked=True)).scalars().all()
             if ids:
                 conn.execute(update(_T).where(_T.c.id.in_(ids)).values(
@@ -318,15 +338,15 @@ def _count(owner: str, status: Status) -> Any:
                                       _T.c.service.is_not(None)).scalar_subquery()
 
 
-def _waiting(server: str | None, service: str | None, now: Any) -> Any:
-    """The waiting jobs of ``service`` that ``server`` may run, whose holder still renews
-    their lease: the queue of one service level, as one server sees it."""
+def _waiting(server: str | None, service: str | None) -> Any:
+    """The waiting jobs of ``service`` that ``server`` may run, whoever holds them: the
+    queue of one service level, as one server sees it."""
     return select(_T.c.id).where(
         _T.c.status == Status.PENDING.value, _T.c.service == service,
-        or_(_T.c.pinned == false(), _T.c.server == server), _T.c.lease_expires > now)
+        or_(_T.c.pinned == false(), _T.c.server == server))
 
 
-def turns(conn: Connection, server: str, service: str, n: int, now: Any,
+def turns(conn: Connection, server: str, service: str, n: int,
           running_limit: int | None) -> list[str]:
     """The next ``n`` waiting jobs of ``service`` that ``server`` may run, by fair share.
 
@@ -335,7 +355,7 @@ def turns(conn: Connection, server: str, service: str, n: int, now: Any,
     oldest where they tie. A user running as many jobs as their limit allows (an admin's
     for them, else ``running_limit``; None: no limit) waits.
     """
-    waiting = _waiting(server, service, now).whereclause
+    waiting = _waiting(server, service).whereclause
     running: dict[str, int] = {owner: int(count) for owner, count in conn.execute(
         select(_T.c.owner, func.count()).where(_T.c.status == Status.RUNNING.value,
                                                _T.c.service.is_not(None))

@@ -33,6 +33,36 @@ users = Table(
     Column("password_hash", Text, nullable=False),
     Column("is_admin", Boolean, nullable=False, default=False),
     Column("created", Float, nullable=False),
+    # Who vouches for the password (docs/sign-in.md): local (the hash above), ldap, oidc.
+    Column("source", String(16), nullable=False, server_default="local"),
+    # The name the directory knows the user by (the name typed at sign-in), or the
+    # provider's subject: what a refresh checks again.
+    Column("external_id", String(512), nullable=True),
+)
+
+# Members of groups, besides admins (is_admin: the group ADMIN). For directory and
+# provider users the set is replaced at each sign-in and refresh; for local users it is
+# kept by admins.
+user_groups = Table(
+    "user_groups",
+    metadata,
+    Column("user_name", String(128), primary_key=True),
+    Column("group_name", String(128), primary_key=True),
+    Index("ix_user_groups_group", "group_name"),
+)
+
+# Automation tokens: the secret is shown once and kept only as its SHA-256.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("scope", String(8), nullable=False),  # run | read
+    Column("created", Float, nullable=False),
+    Column("expires", Float, nullable=True),
+    UniqueConstraint("owner", "name", name="uq_api_tokens_owner_name"),
 )
 
 revoked_tokens = Table(
@@ -63,11 +93,13 @@ grants = Table(
     "grants",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("object_type", String(16), nullable=False),  # "pyqscript" | "datastore"
+    Column("object_type", String(16), nullable=False),  # pyqscript | datastore | model
     Column("owner", String(128), nullable=False),
-    Column("name", String(128), nullable=False),
+    Column("name", String(128), nullable=False),  # a model's: its id
     Column("grantee", String(128), nullable=False),  # a user name, or PUBLIC for everyone
-    UniqueConstraint("object_type", "owner", "name", "grantee", name="uq_grants"),
+    Column("grantee_type", String(8), nullable=False, server_default="user"),  # user | group
+    UniqueConstraint("object_type", "owner", "name", "grantee_type", "grantee",
+                     name="uq_grants"),
 )
 
 jobs = Table(

@@ -28,12 +28,14 @@ from epe.store.datastores import DatastoreStore
 from epe.store.engine import upsert, writing
 from epe.store.grants import (
     Grantee,
+    GranteeType,
     GrantStore,
     ObjectType,
     drop_object_grants,
     drop_user_grants,
     matching,
 )
+from epe.store.identity import IdentityStore
 from epe.store.jobs import JobStore
 from epe.store.limits import LimitStore
 from epe.store.models import ModelStore
@@ -54,6 +56,12 @@ class UserRecord:
     password_hash: str
     is_admin: bool
     created: float
+    source: str = "local"  # local | ldap | oidc: who vouches for the password
+    external_id: str | None = None  # the directory's name for the user, or the subject
+
+    @property
+    def local(self) -> bool:
+        return self.source == "local"
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,7 @@ class Store:
         self._users: TTLCache[UserRecord] = TTLCache(cache_ttl)
         self._unrevoked: TTLCache[bool] = TTLCache(cache_ttl)
         self._scripts: TTLCache[ScriptRecord] = TTLCache(cache_ttl)
-        self.grants = _ScriptGrantsDropCache(engine, self._scripts)
+        self.grants = _GrantsDropCaches(engine, self._grants_changed)
         self.jobs = JobStore(engine)
         self.datastores = DatastoreStore(engine)
         self.uids = UidStore(engine)
@@ -94,11 +102,22 @@ class Store:
         self.limits = LimitStore(engine)
         self.storage = StorageStore(engine)
         self.usage = UsageStore(engine)
+        self.identity = IdentityStore(engine, cache_ttl, self._membership_changed)
         self.models = ModelStore(engine, cache_ttl)
         self.schedules = ScheduleStore(engine)
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def _grants_changed(self) -> None:
+        """Cached lookups that depend on grants are made anew."""
+        self._scripts.clear()
+        self.models.forget_grants()
+
+    def _membership_changed(self, name: str) -> None:
+        """A user's groups or admin role changed: what they may run is looked up anew."""
+        self._users.drop(name)
+        self._grants_changed()
 
     def check(self) -> None:
         """Raise unless the database answers a query now (the readiness check)."""
@@ -107,9 +126,10 @@ class Store:
 
     # -- users -----------------------------------------------------------------
 
-    def add_user(self, name: str, password_hash: str, is_admin: bool) -> UserRecord:
+    def add_user(self, name: str, password_hash: str, is_admin: bool, source: str = "local",
+                 external_id: str | None = None) -> UserRecord:
         """Insert a user; ``name`` must already be normalised. Conflict if it exists."""
-        user = UserRecord(name, password_hash, is_admin, time.time())
+        user = UserRecord(name, password_hash, is_admin, time.time(), source, external_id)
         try:
             with writing(self.engine) as conn:
                 conn.execute(insert(schema.users).values(**vars(user)))
@@ -153,6 +173,8 @@ class Store:
             conn.execute(delete(schema.scripts).where(schema.scripts.c.owner == name))
             conn.execute(delete(schema.jobs).where(schema.jobs.c.owner == name))
             conn.execute(delete(schema.datastores).where(schema.datastores.c.owner == name))
+            conn.execute(delete(schema.user_groups).where(schema.user_groups.c.user_name == name))
+            conn.execute(delete(schema.api_tokens).where(schema.api_tokens.c.owner == name))
             self.models.drop_owner(conn, name)
             drop_user_grants(conn, name)
             conn.execute(delete(schema.user_limits).where(schema.user_limits.c.user_name == name))
@@ -161,8 +183,9 @@ class Store:
             conn.execute(update(schema.worker_uids).where(schema.worker_uids.c.owner == name)
                          .values(owner=None))
         self._users.drop(name)
-        self._scripts.clear()
+        self._grants_changed()
         self.uids.forget(name)
+        self.identity.forget(name)
         return bool(gone)
 
     # -- revoked tokens ----------------------------------------------------------
@@ -278,18 +301,20 @@ def _script_exists(name: str) -> Conflict:
     return Conflict(f"script {name} already exists; send \"overwrite\": true to replace it")
 
 
-class _ScriptGrantsDropCache(GrantStore):
-    """Grants; a change forgets cached script lookups, which depend on grants."""
+class _GrantsDropCaches(GrantStore):
+    """Grants; a change forgets cached lookups that depend on grants (scripts, models)."""
 
-    def __init__(self, engine: Engine, scripts: TTLCache[ScriptRecord]) -> None:
+    def __init__(self, engine: Engine, changed: Callable[[], None]) -> None:
         super().__init__(engine)
-        self._scripts = scripts
+        self._changed = changed
 
-    def grant(self, object_type: ObjectType, owner: str, name: str, grantee: Grantee) -> None:
-        super().grant(object_type, owner, name, grantee)
-        self._scripts.clear()
+    def grant(self, object_type: ObjectType, owner: str, name: str, grantee: Grantee,
+              grantee_type: GranteeType = "user") -> None:
+        super().grant(object_type, owner, name, grantee, grantee_type)
+        self._changed()
 
-    def revoke(self, object_type: ObjectType, owner: str, name: str, grantee: Grantee) -> bool:
-        gone = super().revoke(object_type, owner, name, grantee)
-        self._scripts.clear()
+    def revoke(self, object_type: ObjectType, owner: str, name: str, grantee: Grantee,
+               grantee_type: GranteeType = "user") -> bool:
+        gone = super().revoke(object_type, owner, name, grantee, grantee_type)
+        self._changed()
         return gone

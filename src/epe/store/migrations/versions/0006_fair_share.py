@@ -2,14 +2,14 @@
 scripts, the usage of runs.
 
 Revision ID: 0006_fair_share
-Revises: 0008_models
+Revises: 0007_sign_in
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_fair_share"
-down_revision = "0008_models"
+down_revision = "0007_sign_in"
 branch_labels = None
 depends_on = None
 

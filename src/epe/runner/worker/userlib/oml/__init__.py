@@ -19,14 +19,17 @@ from . import ds
 __all__ = ["DataFrame", "ds", "grant", "revoke", "sync"]
 
 
-def grant(name: str, typ: str = "datastore", user: str | None = None) -> None:
-    """Let ``user`` (None: everyone) read a datastore or run a script of yours."""
-    _checked(call, "grant", {"name": name, "typ": typ, "user": user})
+def grant(name: str, typ: str = "datastore", user: str | None = None, *,
+          group: str | None = None) -> None:
+    """Let ``user`` (None: everyone), or the members of ``group``, read a datastore or
+    run a script of yours."""
+    _checked(call, "grant", {"name": name, "typ": typ, "user": user, "group": group})
 
 
-def revoke(name: str, typ: str = "datastore", user: str | None = None) -> None:
+def revoke(name: str, typ: str = "datastore", user: str | None = None, *,
+           group: str | None = None) -> None:
     """Take back what ``grant`` gave."""
-    _checked(call, "revoke", {"name": name, "typ": typ, "user": user})
+    _checked(call, "revoke", {"name": name, "typ": typ, "user": user, "group": group})
 
 
 class DataFrame:
