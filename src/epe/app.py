@@ -32,6 +32,7 @@ from epe.api import (
     signin,
     tables,
     tokens,
+    usage,
     users,
 )
 from epe.api.middleware import (
@@ -135,6 +136,7 @@ def create_app(settings: Settings, store: Store | None = None,
     app.include_router(groups.router)
     app.include_router(signin.router)
     app.include_router(audit.router)
+    app.include_router(usage.router)
     app.include_router(models.router)
     for version in API_VERSIONS:
         app.include_router(versioned_router(), prefix=f"{API_ROOT}/{version}")

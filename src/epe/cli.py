@@ -21,7 +21,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from epe.client._cli import COMMANDS as CLIENT_COMMANDS
-from epe.errors import EpeError
+from epe.errors import EpeError, NotFound
 from epe.settings import Settings
 
 if TYPE_CHECKING:
@@ -244,6 +244,70 @@ def user_add(name: str, data_dir: Path | None, password_stdin: bool, admin: bool
         audit.close()
         store.close()
     click.echo(f"user {created.name} created" + (" (admin)" if admin else ""))
+
+
+class LimitValue(click.ParamType):
+    """A limit's value on the command line: a whole number, or ``default``."""
+
+    name = "N|default"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int | str:
+        if str(value).lower() == DEFAULT:
+            return DEFAULT
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a whole number or '{DEFAULT}'", param, ctx)
+
+
+LIMIT = LimitValue()
+DEFAULT = "default"
+
+
+@user.command("limits")
+@click.argument("name")
+@DATA_DIR
+@click.option("--running-jobs", type=LIMIT,
+              help="Jobs running at once (or 'default': EPE_USER_RUNNING_JOBS).")
+@click.option("--waiting-jobs", type=LIMIT,
+              help="Jobs waiting to run (or 'default': EPE_USER_WAITING_JOBS).")
+@click.option("--memory", type=LIMIT, metavar="BYTES",
+              help="Memory of all the user's workers on a node (or 'default': "
+                   "EPE_USER_MEMORY_LIMIT).")
+@click.option("--storage", type=LIMIT, metavar="BYTES",
+              help="Bytes stored: tables, datastores and job results (or 'default': "
+                   "EPE_USER_STORAGE_QUOTA).")
+def user_limits(name: str, data_dir: Path | None, **given: Any) -> None:
+    """Show user NAME's limits and what they hold now; with options, change them first."""
+    from epe.core.limits import API_NAMES, check_value
+    from epe.core.names import normalize_user
+    from epe.service.audit import entry
+    from epe.service.limits import UserLimits
+    from epe.service.services import open_store_of
+
+    changes = {k: None if v == DEFAULT else check_value(k, v) for k, v in given.items()
+               if v is not None}
+    settings = build_settings(data_dir=data_dir)
+    store = open_store_of(settings)
+    try:
+        upper = normalize_user(name, check=False)
+        if store.get_user(upper) is None:
+            raise NotFound(f"no such user {upper}")
+        limits = UserLimits(settings, store)
+        if changes:
+            limits.change(upper, changes)
+            store.audit.append([entry("user", "limits", None, name=upper, via="command line",
+                                      limits={API_NAMES[k]: v for k, v in changes.items()})])
+        shown = limits.shown(upper)
+    finally:
+        store.close()
+    for key, value in shown["limits"].items():
+        click.echo(f"{key:<12} {value:>14}  {'' if key in shown['limitsSet'] else '(default)'}"
+                   .rstrip())
+    held = shown["usage"]
+    click.echo(f"now: {held['runningJobs']} running, {held['waitingJobs']} waiting, "
+               f"{held['storage']} bytes stored")
 
 
 @cli.command()

@@ -210,6 +210,25 @@ class Settings(BaseSettings):
         0.5, gt=0, description="Seconds between looks for other servers' waiting jobs."
     )
 
+    # What one user may hold (docs/operations.md#limits); an admin overrides them per user.
+    user_running_jobs: int = Field(
+        8, ge=1, description="Jobs of one user running at once, every service level together."
+    )
+    user_waiting_jobs: int = Field(
+        100, ge=0, description="Jobs of one user waiting to run; more are refused with 429."
+    )
+    user_memory_limit: int = Field(
+        0, ge=0, description="Bytes of memory all of one user's workers on a node may hold "
+                             "together (0: three quarters of the node's memory)."
+    )
+    user_storage_quota: int = Field(
+        10 * 1024**3, ge=0, description="Bytes one user may store: tables, datastores and "
+                                        "kept job results together."
+    )
+    usage_retention: int = Field(
+        365 * 24 * 3600, gt=0, description="Seconds a run's usage record is kept."
+    )
+
     # Stopping (docs/deploy.md#restarting-without-losing-work).
     shutdown_grace: float = Field(
         25.0, ge=0, description="Seconds a stopping server lets runs, jobs and requests under "

@@ -7,7 +7,7 @@ Unknown keys are ignored (OML's own examples send ``parameter`` and
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -129,6 +129,13 @@ class UserCreate(_Body):
     username: StrictStr = Field(min_length=1, max_length=128)
     password: StrictStr = Field(min_length=1)
     admin: StrictBool = False
+
+
+class UserChange(_Body):
+    """``PATCH /omlusers/api/v1/users/{name}``: limits to set (a number) or to take back to
+    their default (null), by their API names (docs/operations.md#limits)."""
+
+    limits: dict[str, Any]
 
 
 class TokenRequest(_Body):

@@ -2,9 +2,10 @@
 each service level, the jobs it accepted that wait, and its leases.
 
 The queue is the jobs table (``epe.store.jobs``). A server claims waiting jobs
-for as many free slots as it has at a level: its own at once (``wake``), other
-servers' by looking every ``EPE_JOB_POLL_INTERVAL`` where servers share a
-PostgreSQL database. Its heartbeat renews the leases on what it holds, lets go
+for as many free slots as it has at a level, by fair share across users
+(``epe.store.jobs.turns``; docs/operations.md#fair-share): its own at once
+(``wake``), other servers' by looking every ``EPE_JOB_POLL_INTERVAL`` where
+servers share a PostgreSQL database. Its heartbeat renews the leases on what it holds, lets go
 of what the database says is no longer its own (claimed elsewhere, deleted, or
 failed by another server), and fails the running jobs of servers whose leases
 ran out. A server that stops hands its waiting jobs back (``hand_back``).
@@ -157,7 +158,8 @@ class Queue:
                 continue
             n, self.free[level] = self.free[level], 0  # taken while the claim is under way
             claimed = await asyncio.to_thread(self.store.claim, self.name, level, n,
-                                              self.settings.job_lease)
+                                              self.settings.job_lease,
+                                              self.services.limits.defaults.running_jobs)
             self.free[level] += n - len(claimed)
             if len(claimed) < n:
                 self.backlog.discard(level)
@@ -212,8 +214,8 @@ def restore(services: Services, record: JobRecord) -> runs.Prepared:
     # The token was checked when the job was submitted; the run acts as its owner.
     claims = TokenClaims(user.name, jti="", issued=record.created, expires=record.created,
                          chain_start=record.created)
-    source = runs.Source(record.source)
+    source = runs.Source.of(record.source, record.script)
     return runs.Prepared(Caller(user, claims), op, body, source, kwargs, controls,
-                              runs.run_timeout(services, body),
-                              source_hash(record.source))
+                         runs.run_timeout(services, body),
+                         source_hash(record.source))
 

@@ -29,6 +29,8 @@ from epe.service.audit import AuditTrail
 from epe.service.datastores import Datastores
 from epe.service.drain import Drain
 from epe.service.grants import Grants
+from epe.service.limits import UserLimits
+from epe.service.usage import UsageLedger
 from epe.settings import Settings
 from epe.store import Store, open_store
 
@@ -40,18 +42,21 @@ class Services:
     tokens: TokenService
     catalog: Catalog
     environments: EnvironmentPools  # users' pools, in the server's and named environments
+    limits: UserLimits  # how much each user may hold: the one place that decides it
     audit: AuditTrail = field(init=False)
     grants: Grants = field(init=False)
     datastores: Datastores = field(init=False)
     logins: LoginThrottle = field(init=False)
+    usage: UsageLedger = field(init=False)  # what each run used
     drain: Drain = field(init=False)  # whether the server is stopping (docs/deploy.md)
     directory: Directory | None = field(init=False)  # EPE_LDAP_URL (docs/sign-in.md)
     provider: Provider | None = field(init=False)  # EPE_OIDC_ISSUER
 
     def __post_init__(self) -> None:
         self.audit = AuditTrail(self.store.audit, self.settings.audit_retention)
+        self.usage = UsageLedger(self.store.usage, self.settings.usage_retention)
         self.grants = Grants(self.store, self.audit)
-        self.datastores = Datastores(self.store)
+        self.datastores = Datastores(self.store, self.limits)
         self.logins = LoginThrottle(self.settings.login_window)
         self.drain = Drain(self.settings.shutdown_grace, self.settings.retry_after)
         self.directory, self.provider = sign_in_backends(self.settings)
@@ -81,6 +86,7 @@ class Services:
         if self.provider is not None:
             self.provider.close()
         self.audit.close()
+        self.usage.close()
         self.catalog.close()
         self.store.close()
 
@@ -155,8 +161,10 @@ def open_services(settings: Settings, store: Store | None = None,
     store = store or open_store_of(settings)
     tokens = TokenService(signing_key(settings, store), settings.token_lifetime,
                           settings.token_chain_lifetime)
+    # Made before the backend, which enforces what it decides (a user's memory).
+    limits = UserLimits(settings, store)
     return Services(settings, store, tokens, open_catalog_of(settings),
-                    EnvironmentPools(settings, backend_of(settings, launched)))
+                    EnvironmentPools(settings, backend_of(settings, launched)), limits)
 
 
 def backend_of(settings: Settings, launched: Launched | None = None) -> Backend:
