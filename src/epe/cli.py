@@ -276,8 +276,8 @@ DEFAULT = "default"
               help="Memory of all the user's workers on a node (or 'default': "
                    "EPE_USER_MEMORY_LIMIT).")
 @click.option("--storage", type=LIMIT, metavar="BYTES",
-              help="Bytes stored: tables, datastores and job results (or 'default': "
-                   "EPE_USER_STORAGE_QUOTA).")
+              help="Bytes stored: tables, datastores, models and job results (or "
+                   "'default': EPE_USER_STORAGE_QUOTA).")
 def user_limits(name: str, data_dir: Path | None, **given: Any) -> None:
     """Show user NAME's limits and what they hold now; with options, change them first."""
     from epe.core.limits import API_NAMES, check_value

@@ -117,8 +117,8 @@ class PayloadTooLarge(EpeError):
 
 
 class StorageQuotaExceeded(PayloadTooLarge):
-    """A write would take the user's bytes stored (tables, datastores and kept job results
-    together) past their quota; nothing of it was kept. The body names both."""
+    """A write would take the user's bytes stored (tables, datastores, models and kept job
+    results together) past their quota; nothing of it was kept. The body names both."""
 
     code = 4113
 

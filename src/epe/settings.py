@@ -222,8 +222,8 @@ class Settings(BaseSettings):
                              "together (0: three quarters of the node's memory)."
     )
     user_storage_quota: int = Field(
-        10 * 1024**3, ge=0, description="Bytes one user may store: tables, datastores and "
-                                        "kept job results together."
+        10 * 1024**3, ge=0, description="Bytes one user may store: tables, datastores, "
+                                        "models and kept job results together."
     )
     usage_retention: int = Field(
         365 * 24 * 3600, gt=0, description="Seconds a run's usage record is kept."

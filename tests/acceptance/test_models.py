@@ -33,6 +33,8 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from tests.acceptance.test_fair_share import limits, usage
+from tests.acceptance.test_jobs import DELETED, SLEEPER, listed, submit, wait_status
 from tests.serverproc import (
     API,
     EpeServer,
@@ -619,3 +621,150 @@ def test_the_output_table_appears_whole(data_server: EpeServer, iris: Iris,
         first = seen.index(rows)
         assert set(seen[:first]) <= {400} and set(seen[first:]) == {rows}, \
             sorted(set(map(str, seen)))
+
+
+# -- sharing the server: usage, limits, storage (docs/operations.md) ------------------------
+
+FIT_SMALL = """def fit():
+    import oml
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+    X = pd.DataFrame({"A": [0.0, 1.0, 2.0, 3.0], "B": [1.0, 0.0, 1.0, 0.0]})
+    oml.ds.save({"reg": LinearRegression().fit(X, 2 * X["A"] + X["B"])}, "usage_models")
+    return 1
+"""
+# A scoring script that burns a quarter of a second of CPU before it predicts: its calls'
+# usage records show CPU seconds, however finely the kernel counts them.
+BURN = """def burn(model, data):
+    import time
+    end = time.process_time() + 0.25
+    while time.process_time() < end:
+        pass
+    return model.predict(data)
+"""
+
+
+def account(c: httpx.Client) -> dict[str, Any]:
+    """What the caller stores and runs now (``GET .../users/me``'s ``usage``)."""
+    shown: dict[str, Any] = c.get("/omlusers/api/v1/users/me").json()["result"]["usage"]
+    return shown
+
+
+def test_a_score_call_and_a_batch_run_each_leave_a_usage_row(server: EpeServer) -> None:
+    user, c = server.new_client()
+    with c:
+        assert c.post(f"{API}/do-eval", json={"script": FIT_SMALL}).json() == {"result": 1}
+        assert c.post(f"{API}/scripts", json={"name": "burn", "script": BURN}).status_code \
+            == 201
+        r = c.post(f"{OML}/models", data={"modelName": "burner", "modelType": "PYTHON",
+                                          "version": "1", "datastore": "usage_models",
+                                          "object": "reg", "script": "burn"})
+        assert r.status_code == 201, r.text
+        model = r.json()["modelId"]
+        uri = deployed(c, model, unique_name("burner-"))
+        body = json.dumps({"inputRecords": [{"A": 1.0, "B": 0.0},
+                                            {"A": 2.0, "B": 1.0}]}).encode()
+        r = c.post(f"{OML}/deployment/{uri}/score", content=body,
+                   headers={"Content-Type": "application/json"})
+        assert np.allclose([x["regression"] for x in r.json()["scoringResults"]], [2.0, 5.0])
+        put_table(c, "USAGE_IN", "A,B\n" + "".join(f"{i},{i % 2}\n" for i in range(10)))
+        tables_before = account(c)["storageDetail"]["tables"]
+        job = scoring_job(c, job_body("usage_run", model, "USAGE_IN", "USAGE_OUT",
+                                      start=time.time() + 86400, repeat="FREQ=DAILY"))
+        c.post(f"{OML}/jobs/{job}/action", json={"action": "RUN"})
+        (run,) = finished_runs(c, job, 1)
+        assert (run["status"], run["rows"]) == ("FINISH", 10), run
+        rows = {u["operation"]: u for u in usage(c)}
+        tables_after = account(c)["storageDetail"]["tables"]
+    score_row, batch_row = rows["score"], rows["model_scoring"]
+    assert {k: score_row[k] for k in ("user", "script", "service", "mode", "jobId",
+                                      "inputRows", "inputBytes", "outputBytes", "outcome")} \
+        == {"user": user, "script": f"deployment/{uri}", "service": "LOW", "mode": "sync",
+            "jobId": None, "inputRows": 2, "inputBytes": len(body),
+            "outputBytes": len(r.content) - len(b'{"scoringResults":}'), "outcome": "ok"}
+    assert {k: batch_row[k] for k in ("user", "script", "service", "mode", "jobId",
+                                      "inputRows", "outcome")} \
+        == {"user": user, "script": "jobs/usage_run", "service": "LOW", "mode": "async",
+            "jobId": run["jobId"], "inputRows": 10, "outcome": "ok"}
+    assert int(str(batch_row["inputBytes"])) >= 10 * 2 * 8  # two int64 columns in Arrow
+    # The output's bytes are what the output table counts in its owner's storage.
+    assert batch_row["outputBytes"] == tables_after - tables_before > 0
+    for row in (score_row, batch_row):  # counted by the kernel in the model's workers
+        assert float(str(row["cpuSeconds"])) >= 0.2, row
+        assert int(str(row["peakMemory"])) > 0, row
+        assert float(str(row["wallSeconds"])) >= float(str(row["cpuSeconds"])) / 2, row
+
+
+def test_a_batch_run_is_a_job_of_its_owner_under_their_limits(
+        server: EpeServer, admin: httpx.Client, iris: Iris, classifier: Any) -> None:
+    """Past the running limit a run waits for its turn as any job of theirs; past the
+    waiting limit a scheduled run is not queued but recorded FAILED naming the limit,
+    and one run now is a 429."""
+    user, c = server.new_client()
+    with c:
+        model = stored(c, onnx_zip(classifier, iris.X[:1], {"function": "classification",
+                                                            "inputColumns": FEATURES}),
+                       "iris_limited")
+        put_parquet(c, "LIMITED_IN", iris_table(iris, 10))
+        limits(admin, user, runningJobs=1, waitingJobs=1)
+        sleeper = submit(c, f"{API}/do-eval", {"script": SLEEPER})
+        try:
+            wait_status(c, sleeper, "RUNNING")
+            waits = scoring_job(c, job_body("waits", model, "LIMITED_IN", "LIMITED_OUT",
+                                            start=time.time() + 86400, repeat="FREQ=DAILY"))
+            assert c.post(f"{OML}/jobs/{waits}/action", json={"action": "RUN"}) \
+                .status_code == 200
+            queued = wait_for(lambda: c.get(f"{OML}/jobs/{waits}").json()["runs"][0]["jobId"])
+            assert listed(c)[queued]["status"] == "PENDING"
+            refused = scoring_job(c, job_body("refused", model, "LIMITED_IN", "REFUSED_OUT",
+                                              start=time.time() + 1, max_runs=1,
+                                              repeat="FREQ=SECONDLY;INTERVAL=1"))
+            (run,) = finished_runs(c, refused, 1)
+            assert (run["status"], run["jobId"]) == ("FAILED", None), run
+            assert "EPE_USER_WAITING_JOBS" in run["errorMessage"], run
+            r = c.post(f"{OML}/jobs/{refused}/action", json={"action": "RUN"})
+            assert "EPE_USER_WAITING_JOBS" in assert_error(r, 429, 4029)["errorMessage"]
+            assert int(r.headers["Retry-After"]) >= 1
+            assert account(c)["waitingJobs"] == 1
+        finally:
+            assert c.delete(sleeper).json() == DELETED
+        (run,) = finished_runs(c, waits, 1)  # its turn came once the slot was free
+        assert (run["status"], run["rows"], run["jobId"]) == ("FINISH", 10, queued), run
+        assert query(c, "SELECT count(*) AS N FROM LIMITED_OUT").json()["result"] == [{"N": 10}]
+
+
+def test_models_and_batch_outputs_count_towards_the_storage_quota(
+        server: EpeServer, admin: httpx.Client, iris: Iris, classifier: Any) -> None:
+    """A model upload or a batch output past the quota is refused with the quota's 413,
+    and nothing of it is kept: no model, the previous output table as it was."""
+    user, c = server.new_client()
+    data = onnx_zip(classifier, iris.X[:1], {"function": "classification",
+                                             "inputColumns": FEATURES})
+    with c:
+        put_parquet(c, "QUOTA_IN", iris_table(iris, 10))
+        held = account(c)["storage"]
+        limits(admin, user, storage=held + len(data) - 1)
+        body = assert_error(upload(c, data, "iris_quota"), 413, 4113)
+        assert "storing model iris_quota" in body["errorMessage"], body
+        assert (body["storageUsed"], body["storageQuota"]) == (held, held + len(data) - 1)
+        assert c.get(f"{OML}/models", params={"modelName": "iris_quota"}).json()["items"] == []
+        assert account(c)["storage"] == held
+        limits(admin, user, storage=None)
+        model = stored(c, data, "iris_quota")
+        assert account(c)["storageDetail"]["models"] == len(data)
+        job = scoring_job(c, job_body("quota", model, "QUOTA_IN", "QUOTA_OUT",
+                                      start=time.time() + 86400, repeat="FREQ=DAILY"))
+        c.post(f"{OML}/jobs/{job}/action", json={"action": "RUN"})
+        assert finished_runs(c, job, 1)[0]["status"] == "FINISH"
+        # A bigger input: its output would take the user past the quota they now have.
+        put_parquet(c, "QUOTA_IN", iris_table(iris, 2000))
+        tables = account(c)["storageDetail"]["tables"]
+        limits(admin, user, storage=account(c)["storage"] + 100)
+        c.post(f"{OML}/jobs/{job}/action", json={"action": "RUN"})
+        run = finished_runs(c, job, 2)[0]
+        assert run["status"] == "FAILED", run
+        assert "storing table QUOTA_OUT" in run["errorMessage"], run
+        assert "EPE_USER_STORAGE_QUOTA" in run["errorMessage"], run
+        assert_error(c.get(f"{API}/jobs/{run['jobId']}/result"), 413, 4113)
+        assert query(c, "SELECT count(*) AS N FROM QUOTA_OUT").json()["result"] == [{"N": 10}]
+        assert account(c)["storageDetail"]["tables"] == tables

@@ -57,7 +57,7 @@ def test_users_list_for_admins_and_each_user_reads_their_own_account(
                 "via": "epe", "scope": None}
         assert me["usage"] == {"runningJobs": 0, "waitingJobs": 0, "storage": 0,
                                "storageDetail": {"tables": 0, "datastores": 0,
-                                                 "jobResults": 0}}
+                                                 "models": 0, "jobResults": 0}}
         assert_error(c.get(USERS), 403, 3001)  # the list is for admins only
     assert admin.get(f"{USERS}/me").json()["result"]["admin"] is True
     assert admin.get(f"{USERS}/me").json()["result"]["groups"] == ["ADMIN"]

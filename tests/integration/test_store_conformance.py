@@ -639,6 +639,20 @@ def test_a_write_that_would_cross_the_storage_quota_keeps_nothing(store: Store) 
         store.storage.check("ALICE", "keeping a result", 3, quota=100)
     store.storage.drop_table("ALICE", "T")
     store.storage.check("ALICE", "keeping a result", 3, quota=100)
+    # A model counts at its bytes, checked in the transaction that stores it.
+    from epe.store.models import new_model
+
+    fields = dict(owner="ALICE", version="1", namespace="", model_type="ONNX",
+                  function="regression", description="", shared=False, signature="{}",
+                  spec="{}", script=None, digest="d" * 64)
+    with pytest.raises(StorageQuotaExceeded) as refused:
+        store.models.add(new_model(id="3" * 36, name="big", size=33, **fields), b"m" * 33,
+                         quota=100)
+    assert "storing model big" in refused.value.message
+    assert store.models.get("3" * 36) is None
+    store.models.add(new_model(id="4" * 36, name="small", size=32, **fields), b"m" * 32,
+                     quota=100)
+    assert store.storage.stored("ALICE") == Stored(datastores=60, job_results=8, models=32)
 
 
 # -- usage ----------------------------------------------------------------------------------

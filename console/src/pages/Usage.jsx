@@ -60,7 +60,7 @@ function Holdings({ account }) {
         <br />
         <small class="muted">
           tables {formatBytes(usage.storageDetail.tables)}, datastores {formatBytes(usage.storageDetail.datastores)},
-          job results {formatBytes(usage.storageDetail.jobResults)}
+          models {formatBytes(usage.storageDetail.models)}, job results {formatBytes(usage.storageDetail.jobResults)}
         </small>
       </dd>
       <dt>Jobs running</dt>

@@ -198,11 +198,12 @@ async def score(uri: Uri, request: Request, caller: CallerDep, models: ModelsDep
     ``{"scoringResults": [...]}``, one result per record (docs/models.md); 503 once the
     server is stopping."""
     services.drain.admit()
+    raw = await request.body()
     try:
-        body = orjson.loads(await request.body())
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise InvalidRequest("the request body is not valid JSON") from None
-    results = await services.drain.guard(models.score(caller, uri, body))
+    results = await services.drain.guard(models.score(caller, uri, body, len(raw)))
     return Response(b'{"scoringResults":' + results + b"}", media_type="application/json")
 
 

@@ -30,8 +30,8 @@ NODE_SHARE = 0.75
 class Limits:
     """What one user may hold: jobs running at once (every service level together), jobs
     waiting, bytes of memory of all their workers on one node together (0: a share of
-    the node's memory, ``memory_on``), and bytes stored (tables, datastores and kept job
-    results together)."""
+    the node's memory, ``memory_on``), and bytes stored (tables, datastores, models and
+    kept job results together)."""
 
     running_jobs: int
     waiting_jobs: int
@@ -91,7 +91,7 @@ def over_quota(what: str, size: int, used: int, after: int,
     user who stores ``used`` bytes to ``after``, past their ``quota``."""
     return StorageQuotaExceeded(
         f"{what} ({size} bytes) would take your storage to {after} bytes, over your quota "
-        f"of {quota} bytes: you store {used} bytes now (tables, datastores and kept job "
-        "results together). Nothing of it was kept: delete some of what you store, or ask "
+        f"of {quota} bytes: you store {used} bytes now (tables, datastores, models and kept "
+        "job results together). Nothing of it was kept: delete some of what you store, or ask "
         "an admin to raise your storage limit (its default is EPE_USER_STORAGE_QUOTA)",
         storageUsed=used, storageQuota=quota)

@@ -51,7 +51,7 @@ from epe.observe.logs import JOB_ID
 from epe.service import runs
 from epe.service.answers import Answer, Answers, FolderAnswers, StoreAnswers
 from epe.service.pyq import TableFunctions
-from epe.service.queue import Accepted, Queue, restore
+from epe.service.queue import Accepted, Queue, Work, restore
 from epe.service.services import Services
 from epe.store.jobs import Admission, JobRecord, NewJob, QueueFull, UserQueueFull
 
@@ -62,8 +62,6 @@ STOPPED_MESSAGE = ("the server stopped while this job was running; it was not re
 PROGRESS_BATCHES = 20  # an async run is cut into at least this many batches, for progress
 SWEEP_INTERVAL = 3600.0
 
-# Work a job does that is not a run: given the job's output, it returns its result's JSON.
-Work = Callable[[runs.Output], Awaitable[bytes]]
 
 
 def answers_for(services: Services) -> Answers:
@@ -87,6 +85,9 @@ class JobManager:
         self._outputs: dict[str, runs.Output] = {}  # of the jobs running here
         self._states: dict[str, Status] = {}  # live jobs here, as the gauge counts them
         self._stopped_message = STOPPED_MESSAGE  # what a job stopped with the server says
+        # Kinds of queued work that is not a run: how to make a job's work from its record
+        # (blocking), when a server runs a job it did not accept or accepted before it stopped.
+        self.restorers: dict[str, Callable[[JobRecord], Work]] = {}
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -144,24 +145,32 @@ class JobManager:
         accepted = Accepted(job, level)
         if job.body.env_name is not None:  # the environment stays while the job waits
             accepted.hold = self.services.environments.hold(job.body.env_name)
-        now = self.queue.take(level)  # a free slot here: it may run at once
         try:
-            record = await asyncio.to_thread(self._create, NewJob(
+            return await self._enqueue(NewJob(
                 owner, job.op.kind, job.body.model_dump_json(by_alias=True),
                 idempotency_key=idempotency_key, service=level, source=job.source,
-                script=job.script.key, pinned=self._pinned(job)), running=now)
-        except BaseException as e:
-            accepted.release()
-            if now:
-                self.queue.give_back(level)
-            if not isinstance(e, Conflict):
-                raise
+                script=job.script.key, pinned=self._pinned(job)), accepted)
+        except Conflict:
             # The same key raced in from a concurrent retry.
             assert idempotency_key is not None
             same = await asyncio.to_thread(self.store.by_idempotency_key, owner,
                                            idempotency_key)
             assert same is not None
             return same
+
+    async def _enqueue(self, new: NewJob, accepted: Accepted) -> JobRecord:
+        """Admit a job of ``accepted.level`` under its owner's limits (``_create``): it
+        runs at once where a slot is free and its turn has come, else it waits here for
+        the fair share to start it (``Queue.claim``)."""
+        level = accepted.level
+        now = self.queue.take(level)  # a free slot here: it may run at once
+        try:
+            record = await asyncio.to_thread(self._create, new, running=now)
+        except BaseException:
+            accepted.release()
+            if now:
+                self.queue.give_back(level)
+            raise
         self._admitted(record, record.status)
         if record.status is Status.RUNNING:
             self._start(record, accepted)
@@ -171,14 +180,25 @@ class JobManager:
         self.queue.accept(record.id, accepted)
         return record
 
-    async def submit_work(self, owner: str, kind: str, request: str, work: Work) -> JobRecord:
-        """Run ``work`` as a job of ``owner``, here and now: one that is not a run
-        (building an environment), so no other server may take it.
+    async def submit_work(self, owner: str, kind: str, request: str, work: Work, *,
+                          service: str | None = None, pinned: bool = True) -> JobRecord:
+        """Run ``work`` as a job of ``owner``.
+
+        With a ``service`` level (a batch scoring run) it is one of the owner's jobs as
+        any run is: admitted under their running and waiting limits (429 past the
+        waiting one), started by the fair share at that level, by any server unless
+        ``pinned`` (another server, or this one started again, makes its work anew
+        with ``restorers[kind]``). Without (an admin's environment build) it runs here
+        and now, takes no slot and counts towards no limit (docs/operations.md#fair-share).
 
         Its answer is ``{"result": R}``, R the JSON ``work`` returns, or the error body of
         the ``EpeError`` it raises; what it adds to its ``Output`` is the job's log.
         """
         self.services.drain.admit()
+        if service is not None:
+            return await self._enqueue(NewJob(owner, kind, request, service=service,
+                                              pinned=pinned),
+                                       Accepted(None, service, work=work))
         record = await asyncio.to_thread(self._create, NewJob(owner, kind, request,
                                                               pinned=True))
         self._admitted(record, Status.RUNNING)
@@ -271,7 +291,12 @@ class JobManager:
         output = self._outputs[record.id] = runs.Output()
 
         async def running() -> bytes:
-            job = accepted.job if accepted else await asyncio.to_thread(
+            work = accepted.work if accepted else None
+            if work is None and record.kind in self.restorers:  # work accepted elsewhere
+                work = await asyncio.to_thread(self.restorers[record.kind], record)
+            if work is not None:
+                return await work(output)
+            job = accepted.job if accepted and accepted.job else await asyncio.to_thread(
                 restore, self.services, record)
             return await runs.run(self.services, job, progress=self._progress(record.id),
                                        output=output, min_batches=PROGRESS_BATCHES,

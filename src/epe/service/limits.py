@@ -63,4 +63,5 @@ class UserLimits:
                           "storage": stored.total,
                           "storageDetail": {"tables": stored.tables,
                                             "datastores": stored.datastores,
+                                            "models": stored.models,
                                             "jobResults": stored.job_results}}}

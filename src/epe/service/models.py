@@ -34,13 +34,20 @@ from epe.runner.executor import (
     TaskFailed,
     TaskResult,
     Tenant,
+    Usage,
 )
-from epe.service import scripts
+from epe.service import runs, scripts
 from epe.service.services import Services
 from epe.service.sessions import Caller
 from epe.store.models import DeploymentRecord, ModelRecord, filters, new_model
 
 LOAD_CALL = "model.load"
+# A score call's usage record (docs/operations.md#usage): its operation, its ``script``
+# (the endpoint, as ``deployment/URI``: never a stored script's ``OWNER.NAME``) and its
+# service level, that of a sync run that names none (a score call takes no job slot).
+SCORE = "score"
+ENDPOINT_KEY = "deployment/"
+SCORE_SERVICE = "LOW"
 
 
 @dataclass(frozen=True)
@@ -135,9 +142,18 @@ class Models:
             raise PayloadTooLarge(f"the model is {size} bytes, over this server's limit of "
                                   f"{limit} (EPE_MAX_MODEL_SIZE)")
 
+    def _quota(self, owner: str, name: str, size: int) -> int:
+        """``owner``'s storage quota, a model of ``size`` bytes that cannot fit it refused
+        at once, before a worker reads it (blocking). The check that holds is the one in
+        the transaction that stores it (``ModelStore.add``)."""
+        quota = self.services.limits.for_user(owner).storage
+        self.services.store.storage.check(owner, f"storing model {name}", size, quota)
+        return quota
+
     async def _store(self, caller: Caller, upload: Upload, data: bytes, spec: dict[str, Any],
                      source: str | None) -> ModelRecord:
         upload.checked()
+        quota = await asyncio.to_thread(self._quota, caller.name, upload.name, len(data))
         digest = hashlib.sha256(data + orjson.dumps(spec) + (source or "").encode()).hexdigest()
         model = new_model(id=str(uuid.uuid4()), owner=caller.name, name=upload.name,
                           version=upload.version, namespace=upload.namespace,
@@ -152,7 +168,7 @@ class Models:
         found = orjson.loads(inspected.fragments[0].json)
         model = replace(model, function=found["function"], created=time.time(),
                         signature=orjson.dumps({"columns": found["columns"]}).decode())
-        await asyncio.to_thread(self.store.add, model, data)
+        await asyncio.to_thread(self.store.add, model, data, quota)
         self.services.audit.record("model", "create", caller.name, owner=caller.name,
                                    name=model.id, modelName=model.name, version=model.version,
                                    modelType=model.model_type)
@@ -229,32 +245,45 @@ class Models:
 
     # -- scoring -----------------------------------------------------------------------------
 
-    async def score(self, caller: Caller, uri: str, body: Any) -> bytes:
-        """The JSON of ``scoringResults`` for a score call's body."""
-        start, error = time.perf_counter(), None
+    async def score(self, caller: Caller, uri: str, body: Any, size: int = 0) -> bytes:
+        """The JSON of ``scoringResults`` for a score call's body (``size`` bytes of
+        JSON); once the endpoint is found, the call leaves a usage record of the caller's,
+        however it ends (docs/operations.md#usage)."""
+        start, error, stats = time.perf_counter(), None, None
         try:
             _deployment, model = self.endpoint(caller, uri)
+            stats = runs.RunStats(input_bytes=size)
             if not isinstance(body, dict):
                 raise InvalidRequest("the body must be a JSON object with \"inputRecords\"")
             rows = core.check_records(body.get("inputRecords"), columns_of(model.signature),
                                       self.services.settings.score_max_records)
+            stats.input_rows = len(rows)
             task = {"action": "score", "rows": rows, "topN": core.check_top_n(body.get("topN"))}
-            result = await self.run(model, task, None, self.services.settings.score_timeout)
+            result = await self.run(model, task, None, self.services.settings.score_timeout,
+                                    used=stats.used)
+            stats.output_bytes = len(result.fragments[0].json)
             return result.fragments[0].json
         except BaseException as e:
             error = e
             raise
         finally:
+            seconds = time.perf_counter() - start
             outcome = "ok" if error is None else type(error).__name__
             metrics.series(metrics.SCORES, outcome).inc()
-            metrics.SCORE_SECONDS.observe(time.perf_counter() - start)
+            metrics.SCORE_SECONDS.observe(seconds)
+            if stats is not None:
+                runs.account(self.services, user=caller.name, operation=SCORE,
+                             script=f"{ENDPOINT_KEY}{uri}", service=SCORE_SERVICE,
+                             mode="sync", stats=stats, seconds=seconds, error=error)
             self.services.audit.record("model", "score", caller.name, error=_shown(error),
                                        name=uri)
 
     async def run(self, model: ModelRecord, task: dict[str, Any],
-                  data: Callable[[], bytes] | None, timeout: float | None = None) -> TaskResult:
+                  data: Callable[[], bytes] | None, timeout: float | None = None,
+                  used: list[Usage] | None = None) -> TaskResult:
         """A model task in the owner's workers; ``data`` gives the model's bytes when a
-        worker asks (by default: read from the store)."""
+        worker asks (by default: read from the store); what the task used goes in
+        ``used``, whether it succeeded or failed."""
         payload = {**load_fields(model), **task}
         job = Task(kind=MODEL_TASK, calling=MODEL_CALLING, source=model.script or "",
                    script_key=model.digest,
@@ -262,9 +291,14 @@ class Models:
         async with self.services.environments.executor(None, await tenant(
                 self.services, model.owner)) as executor:
             try:
-                return await executor.run(job, timeout or self.services.settings.score_timeout)
+                result = await executor.run(job, timeout or self.services.settings.score_timeout)
             except TaskFailed as failed:  # the worker's error, as the caller's answer
+                if used is not None:
+                    used.append(failed.usage)
                 raise failed.error from None
+        if used is not None:
+            used.append(result.usage)
+        return result
 
 
 def _shown(error: BaseException | None) -> BaseException | None:

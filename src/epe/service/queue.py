@@ -25,6 +25,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -46,14 +47,20 @@ log = logging.getLogger("epe.jobs")
 HEARTBEATS_PER_LEASE = 5
 
 
+# Work a job does that is not a run (a batch scoring run, an environment's build): given
+# the job's output, it returns its result's JSON.
+Work = Callable[[runs.Output], Awaitable[bytes]]
+
+
 @dataclass
 class Accepted:
-    """A job this server accepted that nobody has claimed yet."""
+    """A job this server accepted that nobody has claimed yet: a run, or ``work``."""
 
-    job: runs.Prepared
+    job: runs.Prepared | None
     level: str  # its service level
     hold: Any = None  # the lease on its named environment, while it waits and runs
     since: float = 0.0  # time.monotonic() when it was recorded as accepted here
+    work: Work | None = None
 
     def release(self) -> None:
         if self.hold is not None:

@@ -537,7 +537,9 @@ def record(services: Services, prepared: Prepared, stats: RunStats, seconds: flo
     if stats.output_bytes is not None:
         series(metrics.OUTPUT_BYTES, kind).observe(stats.output_bytes)
     cancelled = isinstance(error, asyncio.CancelledError)
-    services.usage.add(usage_of(prepared, stats, seconds, error))
+    account(services, user=prepared.caller.name, operation=kind, script=prepared.script.key,
+            service=prepared.controls.service or prepared.body.service, mode=mode,
+            stats=stats, seconds=seconds, error=error)
     services.audit.record(
         "run", kind, prepared.caller.name, error=None if cancelled else error,
         status="cancelled" if cancelled else None, owner=prepared.script.owner,
@@ -547,15 +549,16 @@ def record(services: Services, prepared: Prepared, stats: RunStats, seconds: flo
         batches=stats.batches, inputRows=stats.input_rows, outputBytes=stats.output_bytes)
 
 
-def usage_of(prepared: Prepared, stats: RunStats, seconds: float,
-             error: BaseException | None) -> UsageRecord:
-    """A run's usage record (docs/operations.md#usage)."""
-    return UsageRecord(
-        user=prepared.caller.name, operation=prepared.op.kind, script=prepared.script.key,
-        service=prepared.controls.service or prepared.body.service, mode=prepared.mode,
-        job_id=JOB_ID.get(),
-        started=stats.started, wall_seconds=seconds,
+def account(services: Services, *, user: str, operation: str, script: str | None,
+            service: str, mode: str, stats: RunStats, seconds: float,
+            error: BaseException | None) -> None:
+    """Queue the usage record of a run, a score call or a batch scoring run
+    (docs/operations.md#usage): a queue put, written off the request path by
+    ``services.usage``. ``jobId`` is the async job the caller's task runs, if one."""
+    services.usage.add(UsageRecord(
+        user=user, operation=operation, script=script, service=service, mode=mode,
+        job_id=JOB_ID.get(), started=stats.started, wall_seconds=seconds,
         cpu_seconds=sum(u.cpu_seconds for u in stats.used),
         peak_memory=max((u.peak_memory for u in stats.used), default=0),
         input_rows=stats.input_rows or 0, input_bytes=stats.input_bytes or 0,
-        output_bytes=stats.output_bytes or 0, outcome=outcome(error))
+        output_bytes=stats.output_bytes or 0, outcome=outcome(error)))

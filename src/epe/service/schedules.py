@@ -2,13 +2,16 @@
 disabled, run at once, deleted; and the loop that runs them when they are due.
 
 Every server runs the loop. It claims the due jobs it may run (``ScheduleStore``:
-once per slot, whichever server claims it) and runs each as an async job of its
+once per slot, whichever server claims it) and queues each run as an async job of its
 owner (kind ``model_scoring``, in the owner's job list, with the owner's workers:
-``service.scoring``), recording how each run ended beside the schedule. A run's own
-row is ended before its async job is, so a run still RUNNING whose async job has
-ended means its server stopped under it: the next pass marks it FAILED. Runs never
-overlap: a job whose run is still going is not claimed, and the slots that pass
-meanwhile are missed, as are those that pass while no server runs.
+``service.scoring``), under the fair share and the owner's limits as any job of theirs
+(docs/operations.md#fair-share): it waits for its turn at service level ``LOW``, and a
+run past the owner's waiting limit is not queued but recorded FAILED with the 429's
+message. How each run ended is recorded beside the schedule, and its usage as any
+run's. A run's own row is ended before its async job is, so a run still RUNNING whose
+async job has ended means its server stopped under it: the next pass marks it FAILED.
+Runs never overlap: a job whose run is still going (or waiting) is not claimed, and the
+slots that pass meanwhile are missed, as are those that pass while no server runs.
 """
 
 from __future__ import annotations
@@ -32,13 +35,20 @@ from epe.observe import metrics
 from epe.service import scoring
 from epe.service.jobs import JobManager
 from epe.service.models import Models
+from epe.service.queue import Work
+from epe.service.runs import RunStats, account
 from epe.service.services import Services
 from epe.service.sessions import Caller
+from epe.store.jobs import JobRecord
 from epe.store.schedules import FAILED, FINISH, Claimed, RunRecord, ScoringJobRecord
 
 log = logging.getLogger("epe.models")
 
 STOPPED = "the server running this run stopped before it ended"
+# A run's usage record names its job as ``jobs/NAME`` (never a stored script's OWNER.NAME).
+JOB_KEY = "jobs/"
+KIND = "model_scoring"  # the async job a run is, and its usage record's operation
+SERVICE = "LOW"  # the service level a run waits at for its turn
 CLAIMS_PER_PASS = 8  # due jobs one server claims at a time
 RUNS_SHOWN = 50  # runs a job's listing shows, the newest first
 
@@ -93,6 +103,7 @@ class ScoringJobs:
         self.server = jobs.queue.name
         self.wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
+        jobs.restorers[KIND] = self._restored
 
     # -- making and changing -------------------------------------------------------------
 
@@ -187,7 +198,8 @@ class ScoringJobs:
                 # A draining server starts no new run: another server claims it.
                 for claimed in [] if self.services.drain.draining else await asyncio.to_thread(
                         self.store.claim_due, self.server, CLAIMS_PER_PASS, next_slot):
-                    await self._launch(claimed)
+                    with contextlib.suppress(EpeError):  # refused: recorded as its run
+                        await self._launch(claimed)
                 soonest = await asyncio.to_thread(self.store.earliest, self.server)
             except Exception:
                 log.exception("looking for due scoring jobs failed; trying again")
@@ -197,39 +209,50 @@ class ScoringJobs:
                 await asyncio.wait_for(self.wake.wait(), wait + 0.01)
 
     async def _launch(self, claimed: Claimed) -> None:
-        """Run a claimed run as an async job of the job's owner."""
+        """Queue a claimed run as an async job of the job's owner. One the queue refuses
+        (429: the owner has all the jobs waiting they may; 503: the server holds all it
+        may) is recorded FAILED with the refusal's message, and the refusal raised."""
         job, run = claimed.job, claimed.run
-        log.info("scoring job %s (%s of %s): run %d begins here", job.id, job.name, job.owner,
-                 run)
         request = orjson.dumps({"scoringJob": job.id, "jobName": job.name, "run": run,
                                 "modelId": job.model_id, "inputData": job.input_table,
                                 "outputData": job.output_table}).decode()
         try:
             record = await self.jobs.submit_work(
-                job.owner, "model_scoring", request,
-                lambda output: self._run(job, run, output.parts))
+                job.owner, KIND, request, lambda output: self._run(job, run, output.parts),
+                service=SERVICE, pinned=job.server is not None)
         except BaseException as e:
-            await asyncio.to_thread(self.store.run_ended, run, FAILED,
-                                    error=e.message if isinstance(e, EpeError) else STOPPED)
+            error = f"the run was not started: {e.message}" if isinstance(e, EpeError) \
+                else STOPPED
+            log.warning("scoring job %s (%s of %s): run %d %s", job.id, job.name, job.owner,
+                        run, error)
+            await asyncio.to_thread(self.store.run_ended, run, FAILED, error=error)
+            metrics.series(metrics.SCORING_RUNS, FAILED).inc()
             raise
+        log.info("scoring job %s (%s of %s): run %d is job %s", job.id, job.name, job.owner,
+                 run, record.id)
         await asyncio.to_thread(self.store.run_job, run, record.id)
 
+    def _restored(self, record: JobRecord) -> Work:
+        """A queued run's work, made anew from its async job (blocking): on a server that
+        did not queue it, or that queued it before it stopped."""
+        request = orjson.loads(record.request)
+        job = self.store.get(request["scoringJob"], record.owner)
+        if job is None:
+            raise NotFound(f"scoring job {request['scoringJob']} no longer exists")
+        return lambda output: self._run(job, int(request["run"]), output.parts)
+
     async def _run(self, job: ScoringJobRecord, run: int, log_lines: list[str]) -> bytes:
-        """One run: the table scored and written; the run's row ended first."""
+        """One run, once its turn has come: the table scored and written. Its usage is
+        recorded as any run's, then its row ended, however it ends: a reader who sees the
+        run ended sees its usage."""
+        log.info("scoring job %s (%s of %s): run %d begins here", job.id, job.name,
+                 job.owner, run)
+        await asyncio.to_thread(self.store.run_began, run, self.server)
+        stats, start = RunStats(), time.perf_counter()
         try:
-            model = await asyncio.to_thread(self.services.store.models.get, job.model_id)
-            if model is None:
-                raise NotFound(f"model {job.model_id} no longer exists")
-            # Asked at every run: a revoked grant, or a membership that ended, stops it.
-            if not await asyncio.to_thread(self.services.store.models.open_to, model,
-                                           job.owner):
-                raise NotFound(f"model {job.model_id} is no longer shared with or granted "
-                               f"to {job.owner}")
-            target = scoring.Target(job.owner, job.input_table, job.output_table,
-                                    tuple(job.supplemental_columns))
-            rows = await scoring.score_table(self.services, model, target,
-                                             self.services.settings.default_timeout)
+            rows = await self._score(job, stats)
         except BaseException as e:
+            self._account(job, stats, time.perf_counter() - start, e)
             message = e.message if isinstance(e, EpeError) else \
                 STOPPED if isinstance(e, asyncio.CancelledError) else \
                 f"internal error: {type(e).__name__}"
@@ -238,6 +261,7 @@ class ScoringJobs:
                                                    error=message))
             metrics.series(metrics.SCORING_RUNS, FAILED).inc()
             raise
+        self._account(job, stats, time.perf_counter() - start, None)
         log_lines.append(f"run {run}: {rows} rows scored into {job.output_table}\n")
         await asyncio.to_thread(self.store.run_ended, run, FINISH, rows=rows)
         metrics.series(metrics.SCORING_RUNS, FINISH).inc()
@@ -245,3 +269,23 @@ class ScoringJobs:
                                    rows=rows)
         return orjson.dumps({"scoringJob": job.id, "run": run, "rows": rows,
                              "outputData": job.output_table})
+
+    async def _score(self, job: ScoringJobRecord, stats: RunStats) -> int:
+        """The job's input scored into its output, with its model as it is now; the rows."""
+        model = await asyncio.to_thread(self.services.store.models.get, job.model_id)
+        if model is None:
+            raise NotFound(f"model {job.model_id} no longer exists")
+        # Asked at every run: a revoked grant, or a membership that ended, stops it.
+        if not await asyncio.to_thread(self.services.store.models.open_to, model, job.owner):
+            raise NotFound(f"model {job.model_id} is no longer shared with or granted "
+                           f"to {job.owner}")
+        target = scoring.Target(job.owner, job.input_table, job.output_table,
+                                tuple(job.supplemental_columns))
+        return await scoring.score_table(self.services, model, target,
+                                         self.services.settings.default_timeout, stats)
+
+    def _account(self, job: ScoringJobRecord, stats: RunStats, seconds: float,
+                 error: BaseException | None) -> None:
+        """The run's usage record, the job owner's (docs/operations.md#usage)."""
+        account(self.services, user=job.owner, operation=KIND, script=f"{JOB_KEY}{job.name}",
+                service=SERVICE, mode="async", stats=stats, seconds=seconds, error=error)

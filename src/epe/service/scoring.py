@@ -20,7 +20,7 @@ from epe.core import plan
 from epe.data.names import quote
 from epe.errors import InvalidRequest
 from epe.runner.executor import MODEL_CALLING, MODEL_TASK, Task, TaskResult
-from epe.service import runs
+from epe.service import runs, tables
 from epe.service.models import columns_of, load_fields, loader, tenant
 from epe.service.services import Services
 from epe.store.models import ModelRecord
@@ -65,8 +65,10 @@ def input_query(services: Services, model: ModelRecord, target: Target) -> str:
 
 
 async def score_table(services: Services, model: ModelRecord, target: Target,
-                      timeout: float) -> int:
-    """Score ``target``'s input into its output table, as its owner; the rows written."""
+                      timeout: float, stats: runs.RunStats | None = None) -> int:
+    """Score ``target``'s input into its output table, as its owner; the rows written.
+    ``stats`` gets what the run read, what its tasks used and the output's size."""
+    stats = stats or runs.RunStats()
     sql = await asyncio.to_thread(input_query, services, model, target)
 
     def rows() -> AbstractContextManager[pa.RecordBatchReader]:
@@ -78,18 +80,25 @@ async def score_table(services: Services, model: ModelRecord, target: Target,
     # owner's worker, which keeps what their other tasks left behind.
     async with services.environments.executor(None, await tenant(services, model.owner)) \
             as executor, executor.share(rows) as shared:
+        stats.input_rows, stats.input_bytes = shared.rows, shared.bytes
         units = plan.chunk_units(shared.rows, CHUNK_ROWS)
         batches = plan.batches(units, executor.capacity, per_worker=1)
+        stats.invocations, stats.batches = len(units), len(batches)
         tasks = [Task(kind=MODEL_TASK, calling=MODEL_CALLING, source=model.script or "",
                       script_key=model.digest,
                       kwargs=fields, units=tuple(b), input_ref=shared.ref,
                       calls=loader(services, model, None)) for b in batches]
-        outcomes = await runs.run_batches(executor, tasks, executor.capacity, timeout)
+        outcomes = await runs.run_batches(executor, tasks, executor.capacity, timeout,
+                                          used=stats.used)
     table = _joined(outcomes)
     if table is None:
         return 0
-    await asyncio.to_thread(services.catalog.put, target.owner, target.output_table, table,
-                            True)
+    stats.output_bytes = table.nbytes
+    # Counted in the job owner's storage as any table they store: refused (413) where it
+    # would take them past their quota, the previous output then left as it was.
+    await asyncio.to_thread(tables.keep, services.catalog, services.store, services.limits,
+                            owner=target.owner, name=target.output_table, table=table,
+                            overwrite=True)
     return int(table.num_rows)
 
 

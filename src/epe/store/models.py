@@ -22,6 +22,7 @@ from epe.store import schema
 from epe.store.cache import TTLCache
 from epe.store.engine import writing
 from epe.store.grants import drop_object_grants, matching
+from epe.store.storage import check_quota, lock_owner, stored
 
 _M, _D, _G = schema.models, schema.deployments, schema.grants
 _FIELDS = [c for c in _M.c if c.name != "data"]
@@ -63,12 +64,19 @@ class ModelStore:
 
     # -- models ------------------------------------------------------------------------
 
-    def add(self, record: ModelRecord, data: bytes) -> None:
-        """Store a model; Conflict if the owner has one of that name, version and
-        namespace."""
+    def add(self, record: ModelRecord, data: bytes, quota: int | None = None) -> None:
+        """Store a model, counted in its owner's storage (``size`` bytes): refused
+        (``StorageQuotaExceeded``, nothing kept) where that would take them past
+        ``quota``, checked in the transaction that writes it; Conflict if the owner has
+        one of that name, version and namespace."""
         try:
             with writing(self.engine) as conn:
+                lock_owner(conn, record.owner)
+                used = stored(conn, record.owner).total
                 conn.execute(insert(_M).values(**vars(record), data=data))
+                if quota is not None:
+                    check_quota(conn, record.owner, what=f"storing model {record.name}",
+                                size=record.size, used=used, quota=quota)
         except IntegrityError:
             raise Conflict(f"a model {record.name} version {record.version}"
                            f"{' in namespace ' + record.namespace if record.namespace else ''}"

@@ -169,6 +169,13 @@ class ScheduleStore:
         with writing(self.engine) as conn:
             conn.execute(update(_R).where(_R.c.id == run_id).values(job_id=job_id))
 
+    def run_began(self, run_id: int, server: str) -> None:
+        """The run's turn came (it waited as a job of its owner): it starts now, on
+        ``server``."""
+        with writing(self.engine) as conn:
+            conn.execute(update(_R).where(and_(_R.c.id == run_id, _R.c.status == RUNNING))
+                         .values(started=time.time(), server=server))
+
     def run_ended(self, run_id: int, status: str, rows: int | None = None,
                   error: str | None = None) -> None:
         with writing(self.engine) as conn:

@@ -1,11 +1,13 @@
 """The bytes each user stores, counted where one transaction can check a write against
 their quota (docs/operations.md#storage).
 
-A user's storage is the sum of three things, all in the metadata database: their
+A user's storage is the sum of four things, all in the metadata database: their
 datastores' objects (the pickles' sizes), their kept job results (each job's answer and
-log, ``jobs.result_bytes``) and their tables (the Arrow size of each as it was stored
-through epe, ``table_sizes``: the tables themselves live in another database, DuckDB's
-files or PostgreSQL's schemas, that cannot take part in the transaction).
+log, ``jobs.result_bytes``), their stored models (``models.size``, the bytes kept) and
+their tables (the Arrow size of each as it was stored through epe, ``table_sizes``: the
+tables themselves live in another database, DuckDB's files or PostgreSQL's schemas, that
+cannot take part in the transaction). A batch scoring job's output table is one of its
+owner's tables.
 
 A write that counts takes its owner's lock first (``lock_owner``: the user's row, ``FOR
 UPDATE`` on PostgreSQL; SQLite's IMMEDIATE transaction already holds the whole
@@ -24,8 +26,8 @@ from epe.core.limits import over_quota
 from epe.store import schema
 from epe.store.engine import upsert, writing
 
-_S, _DS, _OBJ, _J = (schema.table_sizes, schema.datastores, schema.datastore_objects,
-                     schema.jobs)
+_S, _DS, _OBJ, _J, _M = (schema.table_sizes, schema.datastores, schema.datastore_objects,
+                         schema.jobs, schema.models)
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,11 @@ class Stored:
     tables: int = 0
     datastores: int = 0
     job_results: int = 0
+    models: int = 0
 
     @property
     def total(self) -> int:
-        return self.tables + self.datastores + self.job_results
+        return self.tables + self.datastores + self.job_results + self.models
 
 
 def lock_owner(conn: Connection, owner: str) -> None:
@@ -54,8 +57,9 @@ def stored(conn: Connection, owner: str) -> Stored:
     datastores = select(func.coalesce(func.sum(_OBJ.c.size), 0)).select_from(
         _OBJ.join(_DS, _DS.c.id == _OBJ.c.datastore_id)).where(_DS.c.owner == owner)
     results = select(func.coalesce(func.sum(_J.c.result_bytes), 0)).where(_J.c.owner == owner)
+    models = select(func.coalesce(func.sum(_M.c.size), 0)).where(_M.c.owner == owner)
     row = conn.execute(select(tables.scalar_subquery(), datastores.scalar_subquery(),
-                              results.scalar_subquery())).one()
+                              results.scalar_subquery(), models.scalar_subquery())).one()
     return Stored(*(int(v) for v in row))
 
 
@@ -81,7 +85,8 @@ class StorageStore:
         """Refuse a write of ``adding`` bytes that would take ``owner`` past ``quota``: for
         a job's answer, kept in a file or written in the transaction that ends the job, so
         that the check and the write cannot share a transaction (and the check takes no
-        lock: a job's answer is written once, by the one server that ran it)."""
+        lock: a job's answer is written once, by the one server that ran it); and as an
+        early refusal of a model, before a worker reads it (its write checks again)."""
         used = self.stored(owner).total
         if adding > 0 and used + adding > quota:
             raise over_quota(what, adding, used, used + adding, quota)
