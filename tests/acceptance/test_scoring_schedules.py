@@ -3,7 +3,8 @@
 Two ``epe serve`` sharing one PostgreSQL (metadata and users' tables) run a schedule
 of a run every two seconds: each slot runs once, on one of them, and the job stops
 at its largest number of runs. A server that was stopped while a schedule's slots
-passed runs it once when it comes back, not once per slot.
+passed runs it once when it comes back, not once per slot; a run that was waiting for
+its turn among its owner's jobs when the server stopped runs once it is back.
 
 Nothing here asserts on elapsed time: ``wait_for`` polls for a state."""
 
@@ -18,6 +19,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_iris
 
+from tests.acceptance.test_fair_share import limits
+from tests.acceptance.test_jobs import SLEEPER, listed, submit, wait_status
 from tests.acceptance.test_models import (
     FEATURES,
     OML,
@@ -32,7 +35,7 @@ from tests.acceptance.test_models import (
 )
 from tests.acceptance.test_replicas import start_replicas
 from tests.pgserver import PostgresServer, on_postgresql_data
-from tests.serverproc import EpeServer, wait_for
+from tests.serverproc import API, EpeServer, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +116,30 @@ def test_a_missed_schedule_runs_once_after_a_restart(
     assert run["status"] == "FINISH", run
     assert run["scheduledDate"] == info["jobSchedule"]["jobStartDate"]  # the first slot
     assert (again["runCount"], len(again["runs"])) == (1, 1), again
+
+
+def test_a_run_waiting_for_its_turn_runs_after_a_restart(
+        make_server: Callable[..., EpeServer], iris: Iris, model_zip: bytes) -> None:
+    """The owner runs all the jobs they may, so the run waits as a job of theirs; the
+    server is killed (``kill -9``) and started again: the run is made anew from its job
+    and runs once the slot is free (the job that held it failed with the server)."""
+    server = make_server()
+    user = server.add_user()
+    admin = server.add_user(admin=True)
+    with server.client(*user) as c, server.client(*admin) as a:
+        model = stored(c, model_zip, "iris_waiting")
+        put_parquet(c, "W_IN", iris_table(iris, 150))
+        limits(a, user[0], runningJobs=1)
+        sleeper = submit(c, f"{API}/do-eval", {"script": SLEEPER})
+        wait_status(c, sleeper, "RUNNING")
+        job = scoring_job(c, job_body("waiting", model, "W_IN", "W_OUT",
+                                      start=time.time() + 86400, repeat="FREQ=DAILY"))
+        c.post(f"{OML}/jobs/{job}/action", json={"action": "RUN"})
+        queued = wait_for(lambda: c.get(f"{OML}/jobs/{job}").json()["runs"][0]["jobId"])
+        assert listed(c)[queued]["status"] == "PENDING"
+    server.stop(signal.SIGKILL)
+    server.start()
+    with server.client(*user) as c:
+        (run,) = finished_runs(c, job, 1)
+        assert (run["status"], run["rows"], run["jobId"]) == ("FINISH", 150, queued), run
+        assert listed(c)[sleeper.rsplit("/", 1)[1]]["status"] == "FAILED"
