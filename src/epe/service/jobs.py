@@ -63,7 +63,6 @@ PROGRESS_BATCHES = 20  # an async run is cut into at least this many batches, fo
 SWEEP_INTERVAL = 3600.0
 
 
-
 def answers_for(services: Services) -> Answers:
     if services.store.shared:
         return StoreAnswers(services.store.jobs)
@@ -302,8 +301,12 @@ class JobManager:
                                        output=output, min_batches=PROGRESS_BATCHES,
                                        functions=TableFunctions(self.services, job.caller, self))
 
+        # Work's answer is a short summary of what it stored, and that write was checked
+        # against the quota itself (a batch run's output table): never refused after it.
+        is_work = bool(accepted and accepted.work) or record.kind in self.restorers
         try:
-            await self._settle(record.id, running(), output, owner=record.owner)
+            await self._settle(record.id, running(), output,
+                               owner=None if is_work else record.owner)
         finally:
             if accepted is not None:
                 accepted.release()
