@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceLevel = Literal["LOW", "MEDIUM", "HIGH"]
@@ -69,7 +69,8 @@ class Settings(BaseSettings):
     workers: int = Field(2, ge=1, description="Worker processes in the default pool.")
     worker_max_tasks: int = Field(500, ge=1, description="Tasks a worker runs before recycling.")
     worker_memory_limit: int = Field(
-        4 * 1024**3, ge=64 * 1024**2, description="Address-space limit of a worker, in bytes."
+        4 * 1024**3, ge=64 * 1024**2,
+        description="Address-space limit of a worker, in bytes, where no cgroup limits memory."
     )
     worker_max_processes: int = Field(
         256, ge=16, description="Process/thread limit of the unprivileged worker user."
@@ -80,6 +81,16 @@ class Settings(BaseSettings):
     )
     worker_start_timeout: float = Field(
         60.0, gt=0, description="Seconds a new worker may take to import its libraries."
+    )
+
+    # What a user's workers may hold on one machine (docs/operations.md#resource-limits).
+    resource_limits: Literal["auto", "cgroup", "rlimit"] = Field(
+        "auto", description="How workers are limited: cgroups where they can be had (auto), "
+                            "cgroups or refuse to start, or rlimits only."
+    )
+    user_memory_limit: int = Field(
+        0, ge=0, description="Memory of all of a user's workers on one machine together, in "
+                             "bytes (0: three quarters of the machine's)."
     )
 
     # Tenants (docs/security.md): each user's workers are their own.
@@ -182,6 +193,14 @@ class Settings(BaseSettings):
     audit_retention: int = Field(
         365 * 24 * 3600, gt=0, description="Seconds an audit entry is kept before it is purged."
     )
+
+    @field_validator("user_memory_limit")
+    @classmethod
+    def _room_to_start(cls, value: int) -> int:
+        if 0 < value < 64 * 1024**2:
+            raise ValueError("give 0 (three quarters of the machine's memory) or at least "
+                             "64 MiB (67108864): a worker needs that much to start")
+        return value
 
     def job_concurrency(self, level: ServiceLevel) -> int:
         return {

@@ -52,6 +52,12 @@ class Services:
         """Whether users' workers are isolated from each other (``/health`` says)."""
         return self.environments.backend.isolated
 
+    @property
+    def resource_limits(self) -> str:
+        """How users' workers are limited (``/health`` says): ``cgroup2``, ``cgroup1`` or
+        ``rlimit``."""
+        return self.environments.backend.resource_limits
+
     def known_tenant(self, user: str) -> Tenant | None:
         """``tenant`` when it needs no store access (not isolated, or the uid is known)."""
         if not self.isolated:

@@ -38,6 +38,7 @@ from epe.runner.executor import (
     Tenant,
 )
 from epe.runner.identity import WorkerIdentity
+from epe.runner.limits import ResourceLimits, WorkerGroup, size
 from epe.runner.local.exchange import Exchange
 from epe.runner.local.forkserver import ForkServer, WorkerProcess
 from epe.settings import Settings
@@ -46,12 +47,15 @@ from epe.settings import Settings
 @dataclass(frozen=True)
 class Placement:
     """Where one pool's workers run: their fork server, and their sandbox (or, without
-    one, the user they run as on the host and their own working folder)."""
+    one, the user they run as on the host and their own working folder); the limits
+    their user's group has (``memory_limit``: bytes, all of them together)."""
 
     forks: ForkServer
     exchange: Exchange
     sandbox: dict[str, Any] | None
     run_as: WorkerIdentity | None
+    limits: ResourceLimits
+    memory_limit: int
 
 
 class Host(Protocol):
@@ -68,10 +72,12 @@ class _Worker:
     proc: WorkerProcess
     workdir: str | None  # on the host, when the worker has no sandbox of its own
     max_tasks: int
+    group: WorkerGroup  # its place in its user's cgroup, and what the kernel counts of it
     tasks: int = 0
     retiring: bool = False  # a successor is starting; keep serving until it is ready
     retired: bool = False  # the successor is ready: never hand this one out again
     idle: bool = False  # waiting in the pool's queue to be handed out
+    out_of_memory: bool = False  # once reaped: whether its user's memory limit killed it
     pid: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -102,13 +108,18 @@ class _Worker:
         code = await self.proc.wait()
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        self.out_of_memory = self.group.out_of_memory()
+        self.group.remove()
         return code
 
 
-def _death(code: int | None) -> str:
-    """Why a worker died on its own, as its metric says: the kernel's OOM killer (or a
-    memory cgroup) sends SIGKILL; anything else is a crash."""
-    return "memory" if code == -signal.SIGKILL else "crash"
+def _death(code: int | None, out_of_memory: bool) -> str:
+    """Why a worker died on its own, as its metric says: its user's memory limit; a
+    SIGKILL from nobody we know (the kernel's OOM killer, where no cgroup says); or a
+    crash."""
+    if out_of_memory or code == -signal.SIGKILL:
+        return "memory"
+    return "crash"
 
 
 def _describe_exit(code: int | None) -> str:
@@ -192,6 +203,7 @@ class LocalPool:
         worker = await self._acquire()
         self._busy.add(worker)
         self._count("busy", 1)
+        worker.group.begin()
         try:
             reply, payload = await asyncio.wait_for(
                 worker.request(protocol.task_header(task), task.calls), timeout)
@@ -202,7 +214,9 @@ class LocalPool:
                 "stopped") from None
         except (asyncio.IncompleteReadError, ConnectionError, BrokenPipeError):
             code = await self._bury(worker)
-            metrics.WORKERS_KILLED.labels(_death(code)).inc()
+            metrics.WORKERS_KILLED.labels(_death(code, worker.out_of_memory)).inc()
+            if worker.out_of_memory:
+                raise errors.WorkerDied(self._memory_message()) from None
             raise errors.WorkerDied(
                 f"the worker process running the function died ({_describe_exit(code)}); "
                 "a crash in native code, os._exit() or running out of memory can cause "
@@ -213,8 +227,17 @@ class LocalPool:
         except BaseException:  # our bug
             self._discard(worker, "error")
             raise
+        usage = worker.group.usage()
         self._release(worker)
-        return protocol.task_result(reply, payload)
+        return protocol.task_result(reply, payload, usage)
+
+    def _memory_message(self) -> str:
+        assert self._placement is not None
+        limit = self._placement.memory_limit
+        return (f"the function's worker was killed for memory: the workers of "
+                f"{self.tenant.name} on this machine together reached their memory limit of "
+                f"{size(limit)} ({limit} bytes, EPE_USER_MEMORY_LIMIT or the user's own "
+                "limit); use less memory at once, or ask an admin to raise the limit")
 
     def status(self) -> ExecutorStatus:
         idle, busy = self._counts["idle"], self._counts["busy"]
@@ -329,21 +352,30 @@ class LocalPool:
         assert self._placement is not None
         placement = self._placement
         workdir = None if placement.sandbox is not None else self._make_workdir(placement)
-        limits = {"memory": self.settings.worker_memory_limit,
+        limits: dict[str, Any] = {"memory": self.settings.worker_memory_limit,
                   "processes": self.settings.worker_max_processes,
                   "open_files": self.settings.worker_max_open_files,
                   "output_limit": self.settings.output_limit,
                   "graphics_dpi": self.settings.graphics_dpi,
                   "graphics_size": [self.settings.graphics_width, self.settings.graphics_height]}
+        group = placement.limits.worker(self.tenant.name)
+        if placement.limits.kind != "rlimit":  # the user's cgroup bounds them instead
+            limits.update(memory=None, processes=None)
         started = time.monotonic()
-        proc = await placement.forks.spawn({
-            "limits": limits, "sandbox": placement.sandbox, "workdir": workdir,
-            "run_as": None if placement.run_as is None else [placement.run_as.uid,
-                                                             placement.run_as.gid]})
+        try:
+            proc = await placement.forks.spawn({
+                "limits": limits, "sandbox": placement.sandbox, "workdir": workdir,
+                "cgroups": group.join,
+                "run_as": None if placement.run_as is None else [placement.run_as.uid,
+                                                                 placement.run_as.gid]})
+        except BaseException:
+            group.remove()
+            raise
+        group.started(proc.pid, sandboxed=placement.sandbox is not None)
         # Up to 20% fewer tasks at random, so workers started together (the whole
         # pool, at start) do not all retire, and make callers wait, at once.
         cap = self.settings.worker_max_tasks
-        worker = _Worker(proc, workdir, max(1, cap - random.randrange(cap // 5 + 1)))
+        worker = _Worker(proc, workdir, max(1, cap - random.randrange(cap // 5 + 1)), group)
         try:
             ready, _ = await asyncio.wait_for(protocol.read_async(proc.stdout),
                                               self.settings.worker_start_timeout)

@@ -7,9 +7,10 @@ matplotlib once, says ``{"ready": true, "isolation": ...}``, then answers two ki
 messages:
 
 - ``{"spawn": id, "limits": {...}, "sandbox": {...} | null, "workdir": path | null,
-  "run_as": [uid, gid] | null}``
+  "run_as": [uid, gid] | null, "cgroups": [path, ...]}``
   with two file descriptors (the worker's ends of its task pipes): it forks; the child
-  enters the sandbox (``sandbox.enter``) or, without one, its own session, then becomes
+  joins its user's cgroups (writing itself to each ``cgroup.procs`` named), enters the
+  sandbox (``sandbox.enter``) or, without one, its own session, then becomes
   a worker (``main.serve``). The answer is ``{"spawned": id, "pid": pid}``.
 - none for exits: when a child ends it sends ``{"exited": pid, "code": returncode}``
   (negative: killed by that signal), which is how the pool learns how a worker died.
@@ -101,6 +102,8 @@ class ForkServer:
             for fd in fds:
                 os.close(fd)
             os.setsid()  # its own process group: the pool kills the whole group
+            for procs in request.get("cgroups", ()):  # its user's, before anything else
+                _join(procs)
             spec = request.get("sandbox")
             if spec is not None:
                 sandbox.enter(sandbox.Spec.from_json(spec))
@@ -120,6 +123,18 @@ class ForkServer:
             os.write(2, f"epe worker could not start: {type(e).__name__}: {e}\n".encode())
             os._exit(70)
         os._exit(0)
+
+
+def _join(procs: str) -> None:
+    """Move this process into the cgroup whose ``cgroup.procs`` is ``procs``."""
+    try:
+        fd = os.open(procs, os.O_WRONLY)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise OSError(e.errno, f"joining {procs}: {e.strerror}") from None
 
 
 def main() -> None:
