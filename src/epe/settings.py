@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     )
 
     # Workers (the local executor; on Ray, each node's).
-    workers: int = Field(2, ge=1, description="Worker processes in the default pool.")
+    workers: int = Field(2, ge=1, description="Worker processes a user's pool grows to.")
     worker_max_tasks: int = Field(500, ge=1, description="Tasks a worker runs before recycling.")
     worker_memory_limit: int = Field(
         4 * 1024**3, ge=64 * 1024**2,
@@ -112,9 +112,11 @@ class Settings(BaseSettings):
     worker_idle_timeout: float = Field(
         300.0, gt=0, description="Seconds a user's pool may stay unused before it stops."
     )
-    max_workers: int = Field(8, ge=1, description="Workers warm at once, every pool together "
-                                                  "(on Ray: on each node).")
-    max_pools: int = Field(16, ge=1, description="Users' pools warm at once.")
+    max_workers: int = Field(0, ge=0, description="Workers warm at once, every pool together "
+                                                  "(on Ray: on each node); 0: from the "
+                                                  "machine's memory and cores.")
+    max_pools: int = Field(0, ge=0, description="Users' pools warm at once; 0: as many as "
+                                                "workers.")
     pool_queue_limit: int = Field(
         64, ge=0, description="Runs waiting for room in the pools before a 503."
     )

@@ -61,7 +61,8 @@ def table_apply(c: httpx.Client, source: str, sql: str, **params: Any) -> Any:
 
 def test_health_says_whether_tenants_are_isolated(srv: EpeServer) -> None:
     with srv.http() as c:
-        assert c.get("/health").json() == {"status": "ok", "tenantIsolation": AS_ROOT}
+        health = c.get("/health").json()
+    assert (health["status"], health["tenantIsolation"]) == ("ok", AS_ROOT)
 
 
 # -- a patched library and another user's rows ---------------------------------------
@@ -331,7 +332,7 @@ def test_runs_wait_their_turn_and_a_full_queue_is_a_503(make_server: Any) -> Non
 
 
 def _pool_started(srv: EpeServer) -> bool:
-    return any("started 2 workers for" in line for line in srv.output)
+    return any("started a pool for" in line for line in srv.output)
 
 
 def test_an_idle_pool_stops_and_comes_back(make_server: Any) -> None:
@@ -341,4 +342,4 @@ def test_an_idle_pool_stops_and_comes_back(make_server: Any) -> None:
     assert c.post(f"{API}/do-eval", json={"script": pid}).status_code == 200
     wait_for(lambda: any("stopping the idle pool" in line for line in srv.output), timeout=30)
     assert c.post(f"{API}/do-eval", json={"script": pid}).status_code == 200
-    assert sum("started 2 workers for" in line for line in srv.output) == 2
+    assert sum("started a pool for" in line for line in srv.output) == 2

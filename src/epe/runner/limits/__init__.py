@@ -19,6 +19,7 @@ works, and says why the others did not (docs/operations.md#resource-limits).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -115,6 +116,7 @@ def choose(settings: Settings) -> ResourceLimits:
     return rlimit.RLimits(why)
 
 
+@functools.cache  # asked at every pool's start; what a machine has does not change
 def node_memory() -> int:
     """The memory this machine gives the server: its RAM, or less if the server's own
     cgroup is limited to less."""

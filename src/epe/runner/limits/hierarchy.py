@@ -126,10 +126,12 @@ def make(path: Path) -> None:
     parent at the same moment: try again)."""
     for _ in range(5):
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            os.mkdir(path)
+            return
+        except FileExistsError:
             return
         except FileNotFoundError:
-            continue
+            make(path.parent)
 
 
 def remove(path: Path, patience: float = 0.0) -> bool:

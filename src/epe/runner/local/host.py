@@ -15,6 +15,7 @@ server's user.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import shutil
@@ -187,6 +188,7 @@ class LocalHost:
         }
 
 
+@functools.cache  # resolving every path costs more than the rest of a pool's start
 def _reach(python: str) -> list[str]:
     """The folders a worker of ``python`` reads: the environment, its base Python, and
     what the server's ``sys.path`` holds (the venv's site-packages, the project)."""

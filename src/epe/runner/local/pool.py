@@ -4,9 +4,11 @@ Workers are forked by the fork server of their Python environment (``host``), wh
 has imported numpy, pandas and matplotlib already, so a new worker costs a fork and a
 task one frame each way over a pipe. Every worker of a pool serves the pool's user
 alone, for its whole life, in that user's sandbox when the server can isolate
-(``runner.worker.sandbox``). A worker that runs past its time limit, or whose task is
-cancelled, is killed with its whole process group and replaced; one that dies is
-replaced; each is retired after ``worker_max_tasks`` tasks.
+(``runner.worker.sandbox``). A pool starts with one worker and grows, up to its size,
+when a task finds none idle: a user who makes one call at a time costs one process.
+A worker that runs past its time limit, or whose task is cancelled, is killed with its
+whole process group and replaced; one that dies is replaced; each is retired after
+``worker_max_tasks`` tasks.
 """
 
 from __future__ import annotations
@@ -147,6 +149,7 @@ class LocalPool:
         self._placement: Placement | None = None
         self._started = False
         self._counts = {"idle": 0, "busy": 0}  # live workers; the gauges sum every pool's
+        self._pending = 0  # workers being started
         self._exchange: Exchange | None = None
 
     @property
@@ -173,13 +176,10 @@ class LocalPool:
     async def start(self) -> None:
         self._placement = await self.host.placement(self.python, self.tenant)
         self._exchange = self._placement.exchange
-        # One worker before the first run, the others meanwhile: a user's first run
-        # waits for one fork, not for all of them.
+        # One worker before the first run; more when runs wait for one (``_acquire``).
         self._offer(await self._spawn())
-        for _ in range(self.size - 1):
-            self._in_background(self._replace())
         self._started = True
-        log.info("started %d workers for %s", self.size, self.tenant.name)
+        log.info("started a pool for %s: 1 worker, up to %d", self.tenant.name, self.size)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -257,6 +257,9 @@ class LocalPool:
         self._idle.put_nowait(worker)
 
     async def _acquire(self) -> _Worker:
+        if self._idle.empty() and self._counts["idle"] + self._counts["busy"] + \
+                self._pending < self.size:
+            self._add_worker()  # grow: this task waits for a worker
         metrics.TASKS_WAITING.inc()
         try:
             while True:
@@ -309,7 +312,7 @@ class LocalPool:
             metrics.WORKERS_KILLED.labels(reason).inc()
         worker.kill()
         if not worker.retiring:  # a retiring worker's successor is already on its way
-            self._in_background(self._replace())
+            self._add_worker()
         self._in_background(worker.reap())
 
     async def _bury(self, worker: _Worker) -> int | None:
@@ -319,7 +322,7 @@ class LocalPool:
             self._busy.discard(worker)
             self._count("busy", -1)
         if not worker.retiring:
-            self._in_background(self._replace())
+            self._add_worker()
         try:
             await asyncio.wait_for(worker.proc.wait(), 2.0)
         except TimeoutError:
@@ -331,8 +334,17 @@ class LocalPool:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def _add_worker(self) -> None:
+        """Start one more worker, counted as starting from now (``_acquire`` grows the
+        pool only while the workers alive and starting are fewer than its size)."""
+        self._pending += 1
+        self._in_background(self._replace())
+
     async def _replace(self) -> None:
-        successor = await self._spawn_retrying()
+        try:
+            successor = await self._spawn_retrying()
+        finally:
+            self._pending -= 1
         if successor is not None:
             self._offer(successor)
 

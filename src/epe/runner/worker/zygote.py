@@ -21,6 +21,7 @@ their sandbox and dropped to their user's uid.
 
 from __future__ import annotations
 
+import gc
 import os
 import selectors
 import signal
@@ -142,4 +143,9 @@ def main() -> None:
     worker.die_with_parent(config["parent"])
     config["pid"] = os.getpid()
     worker.preload()
-    ForkServer(config).run()
+    server = ForkServer(config)
+    # What is here now stays: the collector never walks it again, so it never writes to
+    # its pages, and they stay shared with every worker instead of copied into each.
+    gc.collect()
+    gc.freeze()
+    server.run()
