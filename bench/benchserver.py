@@ -86,6 +86,15 @@ class BenchServer:
             self.proc.wait()
 
 
+def library_versions() -> str:
+    """The versions both sides of a comparison run (the server's workers use this same
+    environment): what moves the figures most from one release to the next."""
+    from importlib.metadata import version
+
+    return ", ".join(f"{name} {version(name)}"
+                     for name in ("pandas", "numpy", "pyarrow", "duckdb", "fastapi"))
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     """The nearest-rank percentile ``q`` (0-100) of already sorted values."""
     rank = max(1, math.ceil(q / 100 * len(sorted_values)))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
+import epe.observe.metrics
 from epe import __version__, console
 from epe.api import (
     audit,
@@ -34,7 +36,7 @@ from epe.api.middleware import (
     RefuseLoneSurrogates,
 )
 from epe.core.operations import API_ROOT, API_VERSIONS
-from epe.observe import metrics as measures
+from epe.errors import InvalidSetting
 from epe.service.jobs import JobManager
 from epe.service.services import open_services
 from epe.settings import Settings
@@ -47,7 +49,7 @@ def versioned_router() -> APIRouter:
     """Everything under ``/oml/api/py-scripts/{v1,v2}``: the same behaviour in both."""
     router = APIRouter()
     router.include_router(scripts.router)
-    router.include_router(run.router)
+    router.include_router(run.router())
     router.include_router(jobs.router)
     router.include_router(tables.router)
     router.include_router(datastores.router)
@@ -56,9 +58,22 @@ def versioned_router() -> APIRouter:
     return router
 
 
+def load_plugins(settings: Settings) -> None:
+    """Import the modules ``EPE_PLUGINS`` names, before any route is made: a module
+    registers its operations when it is imported (docs/architecture.md#adding-an-operation).
+    Importing one twice does nothing."""
+    for name in filter(None, (n.strip() for n in settings.plugins.split(","))):
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise InvalidSetting(f"EPE_PLUGINS names {name}, which cannot be imported: {e}"
+                                 ) from None
+
+
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     """The app; ``store``: the metadata store, if the caller opened it already (``epe serve``
     does, to say in one line why it cannot)."""
+    load_plugins(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -76,7 +91,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             await services.environments.stop()
             services.close()  # the audit trail's last entries are written here
             stop_metrics()
-            measures.process_exit()
+            epe.observe.metrics.process_exit()
 
     app = FastAPI(title="epe", version=__version__, lifespan=lifespan,
                   description="Embedded Python Execution, OML4Py-compatible.")
@@ -103,6 +118,6 @@ def serve_metrics(settings: Settings) -> Callable[[], None]:
     """Start the metrics listener ``EPE_METRICS_ADDRESS`` names; how to stop it."""
     if not settings.metrics_address:
         return lambda: None
-    address, stop = measures.serve(settings.metrics_address)
+    address, stop = epe.observe.metrics.serve(settings.metrics_address)
     log.info("metrics on http://%s/metrics", address)
     return stop

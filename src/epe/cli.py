@@ -77,12 +77,13 @@ class _Server(uvicorn.Server):
 @click.option("--port", type=int, default=None, envvar="EPE_PORT", help="Port to listen on.")
 def serve(data_dir: Path | None, host: str | None, port: int | None) -> None:
     """Serve the API until SIGTERM or SIGINT."""
-    from epe.app import create_app
+    from epe.app import create_app, load_plugins
     from epe.observe import logs
     from epe.service.services import check_settings, open_store_of
 
     settings = build_settings(data_dir=data_dir, host=host, port=port)
     logs.configure(settings.log_format, settings.log_level)
+    load_plugins(settings)  # a module that cannot be imported: one line, before anything
     store = open_store_of(settings)  # before uvicorn: a bad URL is one line, no traceback
     check_settings(settings)  # what else would stop the server: one line and exit 1
     # uvicorn's own lines go through the same handler (log_config=None), so that in
@@ -123,7 +124,8 @@ def user_add(name: str, data_dir: Path | None, password_stdin: bool, admin: bool
     audit = AuditTrail(store.audit)
     catalog = open_catalog_of(settings)
     try:
-        created = create_user(store, audit, catalog, None, name, password, admin, db_role)
+        created = create_user(store, audit, catalog, name=name, password=password, admin=admin,
+                              db_role=db_role)
     finally:
         catalog.close()
         audit.close()

@@ -63,7 +63,7 @@ def load_demo(settings: Settings, password: str) -> Iterator[str]:
     catalog = open_catalog_of(settings)
     try:
         if store.get_user(DEMO_USER) is None:
-            create_user(store, audit, catalog, None, DEMO_USER, password)
+            create_user(store, audit, catalog, name=DEMO_USER, password=password)
             yield f"user {DEMO_USER} created"
         else:
             store.set_password(DEMO_USER, hash_password(password))

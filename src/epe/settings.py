@@ -196,6 +196,12 @@ class Settings(BaseSettings):
         365 * 24 * 3600, gt=0, description="Seconds an audit entry is kept before it is purged."
     )
 
+    # What the server is made of (docs/architecture.md#adding-an-operation).
+    plugins: str = Field(
+        "", description="Python modules the server imports when it starts, comma-separated: "
+                        "each may register operations of its own."
+    )
+
     @field_validator("user_memory_limit")
     @classmethod
     def _room_to_start(cls, value: int) -> int:

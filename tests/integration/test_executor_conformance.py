@@ -23,7 +23,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from epe.core.operations import Kind
+from epe.core.operations import operation
 from epe.errors import (
     InvalidRequest,
     ScriptFailed,
@@ -95,10 +95,11 @@ def executor(request: pytest.FixtureRequest, loop: Loop,
     loop.run(backend.stop())
 
 
-def task(kind: Kind, source: str, units: tuple[tuple[int, int], ...] = ((0, 0),),
+def task(kind: str, source: str, units: tuple[tuple[int, int], ...] = ((0, 0),),
          **fields: Any) -> Task:
     key = hashlib.sha256(source.encode()).hexdigest()
-    return Task(kind=kind, source=source, script_key=key, units=units, **fields)
+    return Task(kind=kind, calling=operation(kind).calling, source=source, script_key=key,
+                units=units, **fields)
 
 
 def run(loop: Loop, executor: Executor, work: Task, timeout: float = 60) -> TaskResult:

@@ -20,7 +20,7 @@ from epe.core.names import GLOBAL_OWNER
 from epe.errors import Conflict, InvalidSetting
 from epe.store import ScriptRecord, Store, open_store
 from epe.store.datastores import StoredObject
-from epe.store.jobs import JobRecord, QueueFull
+from epe.store.jobs import JobRecord, NewJob, QueueFull
 
 
 def sqlite_url(_request: pytest.FixtureRequest, folder: Path) -> str:
@@ -120,8 +120,7 @@ def test_a_new_user_with_a_deleted_users_name_inherits_nothing(store: Store) -> 
     put(store, "ALICE", "mine")
     put(store, "BOB", "bobs")
     store.grants.grant("pyqscript", "BOB", "bobs", "ALICE")
-    store.jobs.create(id="job1", owner="ALICE", kind="do_eval", request="{}",
-                      idempotency_key=None)
+    store.jobs.create(NewJob("ALICE", "do_eval", "{}"), id="job1")
     store.delete_user("ALICE")
     store.add_user("ALICE", "h2", False)
     assert store.visible_scripts("ALICE") == []
@@ -291,8 +290,7 @@ def test_a_second_store_on_the_same_database_sees_the_writes(url: str) -> None:
 
 def new_job(store: Store, job_id: str, owner: str = "ALICE",
             key: str | None = None) -> JobRecord:
-    return store.jobs.create(id=job_id, owner=owner, kind="do_eval", request="{}",
-                             idempotency_key=key)
+    return store.jobs.create(NewJob(owner, "do_eval", "{}", idempotency_key=key), id=job_id)
 
 
 def test_a_job_moves_only_as_its_state_machine_allows(store: Store) -> None:
@@ -345,9 +343,9 @@ def test_unfinished_jobs_fail_at_restart_and_old_ones_expire(store: Store) -> No
 
 def queued(store: Store, job_id: str, server: str = "A", service: str = "LOW",
            lease: float = 60.0, pinned: bool = False) -> JobRecord:
-    return store.jobs.create(id=job_id, owner="ALICE", kind="do_eval", request="{}",
-                             idempotency_key=None, service=service, source="def f(): pass",
-                             pinned=pinned, server=server, lease=lease)
+    job = NewJob("ALICE", "do_eval", "{}", service=service, source="def f(): pass",
+                 pinned=pinned)
+    return store.jobs.create(job, id=job_id, server=server, lease=lease)
 
 
 def test_claims_take_the_oldest_waiting_jobs_of_a_level(store: Store) -> None:
@@ -401,31 +399,31 @@ def test_racing_servers_never_claim_one_job_twice(store: Store) -> None:
 
 
 def test_a_server_holds_at_most_its_limit_of_unfinished_jobs(store: Store) -> None:
+    job = NewJob("ALICE", "do_eval", "{}")
     for i in range(3):
-        store.jobs.create(id=f"j{i}", owner="ALICE", kind="do_eval", request="{}",
-                          idempotency_key=None, server="A", lease=60.0, limit=3)
+        store.jobs.create(job, id=f"j{i}", server="A", lease=60.0, limit=3)
     with pytest.raises(QueueFull):
-        store.jobs.create(id="j3", owner="ALICE", kind="do_eval", request="{}",
-                          idempotency_key=None, server="A", lease=60.0, limit=3)
-    store.jobs.create(id="b0", owner="ALICE", kind="do_eval", request="{}",
-                      idempotency_key=None, server="B", lease=60.0, limit=3)
+        store.jobs.create(job, id="j3", server="A", lease=60.0, limit=3)
+    store.jobs.create(job, id="b0", server="B", lease=60.0, limit=3)
     store.jobs.claim("B", "LOW", 1, 60.0)  # nothing of A's to claim: no service level
     store.jobs.move("j0", Status.FAILED)
-    store.jobs.create(id="j4", owner="ALICE", kind="do_eval", request="{}",
-                      idempotency_key=None, server="A", lease=60.0, limit=3)
+    store.jobs.create(job, id="j4", server="A", lease=60.0, limit=3)
 
 
 def test_finishing_keeps_the_answer_with_the_end_in_one_step(store: Store) -> None:
     queued(store, "j1")
     store.jobs.claim("A", "LOW", 1, 60.0)
-    assert not store.jobs.finish("j1", "B", Status.FINISH, 200, b"{}", "")  # not B's job
+    assert not store.jobs.finish("j1", "B", status=Status.FINISH, http_status=200,
+                                 body=b"{}", log="")  # not B's job
     assert store.jobs.answer("j1") is None
-    assert store.jobs.finish("j1", "A", Status.FINISH, 200, b'{"result":1}', "printed\n")
+    assert store.jobs.finish("j1", "A", status=Status.FINISH, http_status=200,
+                             body=b'{"result":1}', log="printed\n")
     assert store.jobs.answer("j1") == (200, b'{"result":1}')
     assert store.jobs.log("j1") == "printed\n"
     done = store.jobs.get("j1")
     assert done is not None and (done.status, done.http_status) == (Status.FINISH, 200)
-    assert not store.jobs.finish("j1", "A", Status.FAILED, 400, b"{}", "")  # ended stays
+    assert not store.jobs.finish("j1", "A", status=Status.FAILED, http_status=400,
+                                 body=b"{}", log="")  # ended stays
     assert store.jobs.delete("j1")
     assert store.jobs.answer("j1") is None and store.jobs.log("j1") is None
 
@@ -443,8 +441,7 @@ def stored(name: str, data: bytes = b"pickle") -> StoredObject:
 
 
 def test_a_datastore_is_saved_whole_and_read_by_its_owner(store: Store) -> None:
-    store.datastores.save("ALICE", "ds", [stored("a"), stored("b", b"bb")], "two", False,
-                          False, False)
+    store.datastores.save("ALICE", "ds", [stored("a"), stored("b", b"bb")], description="two")
     info = store.datastores.readable("ALICE", "ds", None)
     assert info is not None and (info.object_count, info.size) == (2, 8)
     objects = store.datastores.objects(info, ["b"], with_data=True)
@@ -454,20 +451,20 @@ def test_a_datastore_is_saved_whole_and_read_by_its_owner(store: Store) -> None:
 
 
 def test_saving_over_a_datastore_needs_overwrite_or_append(store: Store) -> None:
-    store.datastores.save("ALICE", "ds", [stored("a")], "", False, False, False)
+    store.datastores.save("ALICE", "ds", [stored("a")])
     with pytest.raises(Conflict):
-        store.datastores.save("ALICE", "ds", [stored("b")], "", False, False, False)
-    store.datastores.save("ALICE", "ds", [stored("b")], "", False, False, True)
+        store.datastores.save("ALICE", "ds", [stored("b")])
+    store.datastores.save("ALICE", "ds", [stored("b")], append=True)
     with pytest.raises(Conflict):  # an appended name that is taken
-        store.datastores.save("ALICE", "ds", [stored("b")], "", False, False, True)
-    store.datastores.save("ALICE", "ds", [stored("c")], "", True, True, False)
+        store.datastores.save("ALICE", "ds", [stored("b")], append=True)
+    store.datastores.save("ALICE", "ds", [stored("c")], grantable=True, overwrite=True)
     info = store.datastores.readable("ALICE", "ds", None)
     assert info is not None and info.grantable
     assert [o.name for o in store.datastores.objects(info)] == ["c"]
 
 
 def test_a_datastore_is_read_by_others_only_when_granted(store: Store) -> None:
-    store.datastores.save("ALICE", "ds", [stored("a")], "", True, False, False)
+    store.datastores.save("ALICE", "ds", [stored("a")], grantable=True)
     assert store.datastores.readable("BOB", "ds", "ALICE") is None
     assert store.datastores.granted_to("BOB") == []
     store.grants.grant("datastore", "ALICE", "ds", "BOB")
@@ -478,13 +475,13 @@ def test_a_datastore_is_read_by_others_only_when_granted(store: Store) -> None:
 
 def test_deleting_a_datastore_says_how_much_went(store: Store) -> None:
     assert store.datastores.delete("ALICE", "nothing") is None
-    store.datastores.save("ALICE", "ds", [stored("a"), stored("b")], "", True, False, False)
+    store.datastores.save("ALICE", "ds", [stored("a"), stored("b")], grantable=True)
     store.grants.grant("datastore", "ALICE", "ds", None)
     assert store.datastores.delete("ALICE", "ds", ["a", "zzz"]) == 1
     assert store.datastores.delete("ALICE", "ds") == 1
     assert store.datastores.readable("ALICE", "ds", None) is None
     # A new datastore under the old name inherits no grant.
-    store.datastores.save("ALICE", "ds", [stored("a")], "", True, False, False)
+    store.datastores.save("ALICE", "ds", [stored("a")], grantable=True)
     assert store.datastores.readable("BOB", "ds", "ALICE") is None
 
 
@@ -492,7 +489,7 @@ def test_deleting_a_user_deletes_everything_of_theirs(store: Store) -> None:
     store.add_user("ALICE", "h", False)
     put(store, "ALICE", "s")
     new_job(store, "j1")
-    store.datastores.save("ALICE", "ds", [stored("a")], "", True, False, False)
+    store.datastores.save("ALICE", "ds", [stored("a")], grantable=True)
     store.grants.grant("pyqscript", "BOB", "theirs", "ALICE")
     assert store.delete_user("ALICE") is True
     assert store.delete_user("ALICE") is False
@@ -560,11 +557,11 @@ def test_racing_grants_and_revokes_of_one_token_are_no_errors(store: Store) -> N
 
 def test_racing_datastore_saves_conflict_and_appends_keep_every_object(store: Store) -> None:
     outcomes = race(store, lambda i: store.datastores.save(
-        "ALICE", "ds", [stored(f"first{i}")], "", False, False, False))
+        "ALICE", "ds", [stored(f"first{i}")]))
     assert outcomes.count(None) == 1, outcomes
     assert all(isinstance(o, Conflict) for o in outcomes if o is not None), outcomes
     outcomes = race(store, lambda i: store.datastores.save(
-        "ALICE", "appended", [stored(f"o{i}")], "", False, False, True))
+        "ALICE", "appended", [stored(f"o{i}")], append=True))
     assert outcomes == [None] * RACERS
     info = store.datastores.readable("ALICE", "appended", None)
     assert info is not None

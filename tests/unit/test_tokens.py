@@ -75,6 +75,16 @@ def test_an_expired_token_is_refused() -> None:
         service().decode(token)
 
 
+def test_a_token_used_before_is_refused_once_it_expires() -> None:
+    tokens = service(lifetime=1)
+    token = tokens.issue("A").token
+    expires = tokens.decode(token).expires  # verified, and kept as verified
+    while time.time() < expires:
+        time.sleep(0.05)
+    with pytest.raises(Unauthorized, match="has expired"):
+        tokens.decode(token)
+
+
 def test_a_token_signed_with_another_key_is_refused() -> None:
     other = TokenService(b"o" * 64, 3600, 8 * 3600).issue("A").token
     with pytest.raises(Unauthorized, match="not valid"):

@@ -30,7 +30,8 @@ async def find(_admin: AdminDep, services: ServicesDep, user: str | None = None,
                limit: int = 100, offset: int = 0) -> Response:
     """Audit entries, oldest first, one page at a time: each filter given narrows them
     (``since`` and ``until``: UNIX seconds or ISO-8601; ``until`` excluded)."""
-    wanted = audit.query(user, since, until, kind, limit, offset)
+    wanted = audit.query(user=user, since=since, until=until, kind=kind, limit=limit,
+                         offset=offset)
     entries, more = await asyncio.to_thread(services.audit.find, wanted)
     return json_response({"result": {"items": [shown(e) for e in entries],
                                      "offset": offset, "limit": limit, "hasMore": more}})

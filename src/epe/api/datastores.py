@@ -49,7 +49,7 @@ def describe_owned_datastore(name: str, owner: str, caller: CallerDep,
 
 @router.delete("/{name}")
 def delete_datastore(name: str, caller: CallerDep, services: ServicesDep) -> Response:
-    services.datastores.delete(caller.name, name, None, False)
+    services.datastores.delete(caller.name, name)
     return json_response({"result": f"datastore {name} deleted"})
 
 

@@ -17,7 +17,6 @@ from starlette.exceptions import HTTPException
 
 from epe import errors
 from epe.api.responses import json_response
-from epe.store.engine import DATABASE_ERRORS, unreachable
 
 log = logging.getLogger("epe.api")
 
@@ -56,16 +55,6 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
     return error_response(errors.InvalidRequest(describe_validation(exc.errors())))
 
 
-async def _database_error(request: Request, exc: Exception) -> Response:
-    if not unreachable(exc):
-        return await _unexpected(request, exc)
-    # The database is down or busy: the client may retry; this is not our bug.
-    log.warning("the metadata database cannot serve: %s", exc.__class__.__name__)
-    return error_response(errors.ServerBusy(
-        "the metadata database cannot be reached now; retry later",
-        retry_after=request.app.state.services.settings.retry_after))
-
-
 async def _unexpected(_request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
     return error_response(errors.InternalError("internal server error; this is a bug in epe"))
@@ -91,8 +80,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.EpeError, _epe_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    # Registered by class, not caught in _unexpected: Starlette re-raises what reaches the
-    # catch-all handler after answering, and the server then drops the connection.
-    for cls in DATABASE_ERRORS:
-        app.add_exception_handler(cls, _database_error)
+    # A database that cannot serve now is the store's ServerBusy, an EpeError like any other.
     app.add_exception_handler(Exception, _unexpected)

@@ -13,7 +13,7 @@ from epe.api.errors import error_response
 from epe.api.responses import json_response
 from epe.core.operations import API_ROOT, OPERATIONS
 from epe.errors import NotFound, NotReady
-from epe.service import health as checks
+from epe.service.health import all_ready, readiness
 
 router = APIRouter(tags=["meta"])
 
@@ -21,16 +21,21 @@ VERSIONS = {
     "v1": {"isLatest": False, "lifecycle": "DEPRECATED@2026-03-31"},
     "v2": {"isLatest": True, "lifecycle": "ACTIVE"},
 }
-CHILDREN = ("scripts", "envs", "jobs/{jobId}", "jobs/{jobId}/result",
+
+
+def child_paths() -> list[str]:
+    """The paths a version lists: its operations' are read when asked, so that those a
+    plugin registers are there too."""
+    return ["scripts", "envs", "jobs/{jobId}", "jobs/{jobId}/result",
             *(f"{op.path}/{{scriptName}}{owner}" for op in OPERATIONS.values()
-              for owner in ("", "/{ownerName}")))
+              for owner in ("", "/{ownerName}"))]
 
 
 def version_info(request: Request, version: str, children: bool) -> dict[str, Any]:
     base = str(request.base_url).rstrip("/") + f"{API_ROOT}/{version}"
     links = [{"rel": "self", "href": base}]
     if children:
-        links += [{"rel": "child", "href": f"{base}/{c}"} for c in CHILDREN]
+        links += [{"rel": "child", "href": f"{base}/{c}"} for c in child_paths()]
     return {"version": version, **VERSIONS[version], "links": links}
 
 
@@ -59,8 +64,8 @@ async def health(services: ServicesDep) -> Response:
 @router.get("/health/ready")
 async def ready(services: ServicesDep) -> Response:
     """Readiness: the store, the data layer and the executor can serve; 503 if one cannot."""
-    parts = await checks.readiness(services)
-    if checks.ready(parts):
+    parts = await readiness(services)
+    if all_ready(parts):
         return json_response({"status": "ready", "parts": parts})
     down = ", ".join(name for name, part in parts.items() if part["state"] != "ok")
     return error_response(NotReady(f"not ready: {down} cannot serve", status="unready",

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from epe.core.names import OBJECT_NAME as DATASTORE_NAME
 from epe.core.names import OBJECT_NAME as SCRIPT_NAME
 from epe.core.names import TABLE_NAME, USER_NAME
+from epe.core.operations import OPERATIONS
 from epe.envs.registry import NAME as ENV_NAME
 
 Schema = dict[str, Any]
@@ -51,7 +52,6 @@ JOB_ID = re.compile(r"[0-9a-f]{32}")
 # ... and in request bodies, by (model, property).
 BODY_NAMES = {("ScriptCreate", "name"): SCRIPT_NAME, ("UserCreate", "username"): USER_NAME,
               ("GrantRequest", "user"): USER_NAME, ("EnvCreate", "name"): ENV_NAME}
-RUN_OPERATIONS = ("do-eval", "table-apply", "row-apply", "group-apply", "index-apply")
 
 EXAMPLES = {
     "parameters": ['{"num": 10, "scale": 100}', '{"oml_input_type": "pandas.DataFrame"}'],
@@ -175,7 +175,7 @@ def _error(responses: Schema, status: str, description: str) -> None:
 
 
 def _success_responses(path: str, method: str, operation: Schema, responses: Schema) -> None:
-    if method == "post" and set(path.split("/")) & set(RUN_OPERATIONS):
+    if method == "post" and set(path.split("/")) & {op.path for op in OPERATIONS.values()}:
         responses["201"] = {"description": "with asyncFlag: the job was submitted",
                             "headers": LOCATION}
     elif method == "post" and path.endswith("/envs"):

@@ -1,8 +1,8 @@
 """The run endpoints: thin routes over ``epe.service.runs``, one set per operation.
 
-Each operation of ``core.operations`` answers at ``/{op}/{scriptName}``,
-``/{op}/{scriptName}/{ownerName}`` and, for inline functions, ``/{op}`` with
-``"script"`` in the body (docs/api.md).
+Each operation of ``core.operations`` (its own, and those plugins register) answers
+at ``/{op}/{scriptName}``, ``/{op}/{scriptName}/{ownerName}`` and, for inline
+functions, ``/{op}`` with ``"script"`` in the body (docs/api.md).
 """
 
 from __future__ import annotations
@@ -24,15 +24,14 @@ from epe.service.runs import prepare, run
 from epe.service.services import Services
 from epe.service.sessions import Caller
 
-router = APIRouter(tags=["run"])
-
 Endpoint = Callable[..., Awaitable[Response]]
 
 
 async def respond(request: Request, services: Services, caller: Caller, op: Operation,
-                  body: RunRequest, name: str | None, owner: str | None) -> Response:
+                  body: RunRequest, *, name: str | None = None,
+                  owner: str | None = None) -> Response:
     """Run now and answer 200, or as a job and answer 201 with its ``Location``."""
-    prepared = prepare(services, caller, op, body, name, owner)
+    prepared = prepare(services, caller, op, body, name=name, owner=owner)
     jobs = await get_jobs(request)
     if prepared.asynchronous:
         job = await jobs.submit(prepared, request.headers.get("idempotency-key"))
@@ -60,17 +59,17 @@ def _endpoints(op: Operation) -> list[tuple[str, Endpoint]]:
 
     async def named(scriptName: str, request: Request, caller: CallerDep,
                     services: ServicesDep, body: RunRequest | None = None) -> Response:
-        return await respond(request, services, caller, op, given(body), scriptName, None)
+        return await respond(request, services, caller, op, given(body), name=scriptName)
 
     async def owned(scriptName: str, ownerName: str, request: Request,
                     caller: CallerDep, services: ServicesDep,
                     body: RunRequest | None = None) -> Response:
-        return await respond(request, services, caller, op, given(body), scriptName,
-                             ownerName)
+        return await respond(request, services, caller, op, given(body), name=scriptName,
+                             owner=ownerName)
 
     async def inline(request: Request, caller: CallerDep, services: ServicesDep,
                      body: RunRequest | None = None) -> Response:
-        return await respond(request, services, caller, op, given(body), None, None)
+        return await respond(request, services, caller, op, given(body))
 
     for endpoint in (named, owned, inline):
         # FastAPI reads the body's model from the annotation: make it this operation's.
@@ -83,7 +82,12 @@ def _endpoints(op: Operation) -> list[tuple[str, Endpoint]]:
             (path, inline)]
 
 
-for _op in OPERATIONS.values():
-    for _path, _endpoint in _endpoints(_op):
-        router.add_api_route(_path, _endpoint, methods=["POST"],
-                             name=f"{_op.kind}:{_path.count('/')}")
+def router() -> APIRouter:
+    """The routes of every operation, those plugins registered included: made when the
+    app is, after ``EPE_PLUGINS`` were imported."""
+    made = APIRouter(tags=["run"])
+    for op in OPERATIONS.values():
+        for path, endpoint in _endpoints(op):
+            made.add_api_route(path, endpoint, methods=["POST"],
+                               name=f"{op.kind}:{path.count('/')}")
+    return made

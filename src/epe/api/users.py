@@ -37,8 +37,8 @@ def whoami(caller: CallerDep) -> Response:
 
 @router.post("", status_code=201)
 def add_user(body: UserCreate, admin: AdminDep, services: ServicesDep) -> Response:
-    user = create_user(services.store, services.audit, services.catalog, admin.name,
-                       body.username, body.password, body.admin)
+    user = create_user(services.store, services.audit, services.catalog, name=body.username,
+                       password=body.password, admin=body.admin, by=admin.name)
     return json_response({"result": _shown(user)}, 201)
 
 
@@ -47,6 +47,6 @@ async def remove_user(name: str, admin: AdminDep, services: ServicesDep,
                       jobs: JobsDep) -> Response:
     """Delete a user and everything they own: jobs (running ones stopped), tables,
     datastores, scripts and grants."""
-    upper = await delete_user(services.store, services.audit, services.catalog, jobs, admin,
-                              name)
+    upper = await delete_user(services.store, services.audit, services.catalog, jobs,
+                              name=name, admin=admin)
     return json_response({"result": f"user {upper} deleted"})

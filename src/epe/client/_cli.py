@@ -201,7 +201,7 @@ def _run_command(op: Operation) -> click.Command:
     what = {"none": "with no input", "whole": "once on all the rows of --input",
             "chunks": "on each chunk of --rows rows of --input",
             "groups": "once per group of --group-by of --input",
-            "index": "--times times"}[op.input]
+            "index": "--times times"}[op.input.name]
     command.__doc__ = (f"Run NAME (a stored script, or a local .py file) {what}, and print "
                        "its result as JSON.")
     return click.command(op.path)(command)

@@ -39,24 +39,28 @@ class DoEvalRequest(RunRequest):
 
 
 class ParallelRequest(RunRequest):
+    """A run of several units, which may run in parallel."""
+
     parallel_flag: StrictBool = Field(False, alias="parallelFlag")
     parallel: StrictInt | None = Field(None, gt=0)
 
 
-class TableApplyRequest(RunRequest):
+class InputRequest(RunRequest):
+    """A run over the rows of an input query."""
+
     input: StrictStr = Field(min_length=1)
     dialect: Dialect | None = None
 
 
-class RowApplyRequest(ParallelRequest):
-    input: StrictStr = Field(min_length=1)
-    dialect: Dialect | None = None
+class TableApplyRequest(InputRequest):
+    pass
+
+
+class RowApplyRequest(InputRequest, ParallelRequest):
     rows: StrictInt = Field(gt=0)
 
 
-class GroupApplyRequest(ParallelRequest):
-    input: StrictStr = Field(min_length=1)
-    dialect: Dialect | None = None
+class GroupApplyRequest(InputRequest, ParallelRequest):
     group_by: StrictStr = Field(alias="groupBy", min_length=1)
     order_by: StrictStr | None = Field(None, alias="orderBy")
 

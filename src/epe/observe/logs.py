@@ -8,7 +8,11 @@ or a parameter's value: only names, counts, codes and times.
 
 A line logged on the event loop costs it only a queue put: the ids are noted on the
 record there, and a thread of its own formats and writes the lines, so a slow
-reader of standard error never holds up requests. ``stop`` writes what is queued.
+reader of standard error never holds up requests. That thread looks at the queue every
+``WRITE_INTERVAL`` rather than being woken by each put: waking it per line made the
+logging thread and the event loop take turns for the CPU and the GIL, which cost a
+sync run on a busy 2-core machine about a tenth of its latency (docs/benchmarks.md).
+``stop`` writes what is queued.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ import logging
 import queue
 import re
 import secrets
+import threading
 from contextvars import ContextVar
-from logging.handlers import QueueHandler, QueueListener
+from logging.handlers import QueueHandler
 from typing import Any, Literal
 
 import orjson
@@ -86,21 +91,50 @@ class _Queued(QueueHandler):
         return record
 
 
-_listener: QueueListener | None = None
+WRITE_INTERVAL = 0.02  # seconds between the writer's looks at the queue
+
+
+class _Writer:
+    """The thread that formats and writes queued lines, every ``WRITE_INTERVAL``."""
+
+    def __init__(self, handler: logging.Handler) -> None:
+        self.handler = handler
+        self.lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="epe-log-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(WRITE_INTERVAL):
+            self.write_queued()
+        self.write_queued()
+
+    def write_queued(self) -> None:
+        while True:
+            try:
+                record = self.lines.get_nowait()
+            except queue.Empty:
+                return
+            self.handler.handle(record)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+_writer: _Writer | None = None
 
 
 def configure(log_format: LogFormat, level: str) -> None:
     """Send every logger's lines (uvicorn's and warnings too) to stderr in one format,
     written by a thread of their own."""
-    global _listener
+    global _writer
     stop()
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(PLAIN))
-    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    _listener = QueueListener(lines, handler)
-    _listener.start()
+    _writer = _Writer(handler)
     root = logging.getLogger()
-    root.handlers[:] = [_Queued(lines)]
+    root.handlers[:] = [_Queued(_writer.lines)]
     root.setLevel(level)
     logging.captureWarnings(True)
     atexit.register(stop)
@@ -109,8 +143,8 @@ def configure(log_format: LogFormat, level: str) -> None:
 def stop() -> None:
     """Write the queued lines and stop the writer thread (at exit, at the latest); lines
     logged afterwards are written at once."""
-    global _listener
-    if _listener is not None:
-        _listener.stop()
-        logging.getLogger().handlers[:] = list(_listener.handlers)
-        _listener = None
+    global _writer
+    if _writer is not None:
+        _writer.stop()
+        logging.getLogger().handlers[:] = [_writer.handler]
+        _writer = None

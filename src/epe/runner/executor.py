@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeAlias
 import pyarrow as pa
 
 from epe.core.assemble import Fragment
-from epe.core.operations import Kind
+from epe.core.operations import Calling
 from epe.core.plan import Unit
 from epe.errors import EpeError
 
@@ -71,7 +71,8 @@ class Shared:
 
 @dataclass(frozen=True)
 class Task:
-    kind: Kind
+    kind: str  # the operation's name; workers go by ``calling``
+    calling: Calling  # how the worker calls the function over the units
     source: str
     script_key: str  # stable for one version of one script, so workers can cache it
     kwargs: dict[str, Any] = field(default_factory=dict)

@@ -78,7 +78,10 @@ _WORKER_ERRORS: dict[str, type[errors.EpeError]] = {
 def task_header(task: Task) -> Header:
     """The frame header that asks a worker to run ``task``."""
     ref = task.input_ref
-    return {"kind": task.kind, "source": task.source, "script_key": task.script_key,
+    return {"kind": task.kind, "call": task.calling.call,
+            "frames_as_columns": task.calling.frames_as_columns,
+            "images_as_list": task.calling.images_as_list,
+            "source": task.source, "script_key": task.script_key,
             "kwargs": task.kwargs, "graphics": task.graphics, "units": task.units,
             "input": None if ref is None else {"scheme": ref.scheme, "location": ref.location},
             "input_type": task.input_type, "pickled_kwargs": task.pickled_kwargs,

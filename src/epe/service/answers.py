@@ -111,7 +111,8 @@ class StoreAnswers:
 
     def keep(self, job_id: str, server: str, status: Status, answer: Answer,
              log: str) -> bool:
-        return self.jobs.finish(job_id, server, status, answer.status, answer.body, log)
+        return self.jobs.finish(job_id, server, status=status, http_status=answer.status,
+                                body=answer.body, log=log)
 
     def read(self, job: JobRecord) -> Answer | None:
         found = self.jobs.answer(job.id)

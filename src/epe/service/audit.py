@@ -31,7 +31,7 @@ KINDS = ("run", "login", "script", "datastore", "user", "env")
 MAX_PAGE = 1000  # entries one query may return
 
 
-def query(user: str | None = None, since: str | None = None, until: str | None = None,
+def query(*, user: str | None = None, since: str | None = None, until: str | None = None,
           kind: str | None = None, limit: int = 100, offset: int = 0) -> AuditQuery:
     """An audit query from what an admin typed; ``InvalidRequest`` for what makes no sense."""
     if kind is not None and kind not in KINDS:

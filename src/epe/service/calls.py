@@ -15,7 +15,7 @@ from epe.core.results import arrow_stream
 from epe.data.names import check_table_name, quote
 from epe.errors import InvalidRequest
 from epe.runner.executor import CallHandler
-from epe.service import sql as user_sql
+from epe.service import sql
 from epe.service.grants import object_type
 from epe.service.services import Services
 from epe.service.sessions import Caller
@@ -28,7 +28,7 @@ _META = ("name", "class_name", "size", "length", "row_count", "col_count", "vers
 
 
 def handler(services: Services, caller: Caller,
-            functions: user_sql.Functions | None = None) -> CallHandler:
+            functions: sql.Functions | None = None) -> CallHandler:
     async def handle(call: dict[str, Any], payload: bytes) -> Reply:
         if call.get("call") == "sync":
             return await sync(services, caller, call, functions)
@@ -54,8 +54,9 @@ def _objects(call: dict[str, Any], payload: bytes) -> list[StoredObject]:
 
 def ds_save(services: Services, user: str, call: dict[str, Any], payload: bytes) -> Reply:
     services.datastores.save(
-        user, call["name"], _objects(call, payload), str(call.get("description", " ")),
-        bool(call.get("grantable")), bool(call.get("overwrite")), bool(call.get("append")))
+        user, call["name"], _objects(call, payload),
+        description=str(call.get("description", " ")), grantable=bool(call.get("grantable")),
+        overwrite=bool(call.get("overwrite")), append=bool(call.get("append")))
     return {}, b""
 
 
@@ -78,8 +79,8 @@ def ds_describe(services: Services, user: str, call: dict[str, Any], _payload: b
 
 
 def ds_delete(services: Services, user: str, call: dict[str, Any], _payload: bytes) -> Reply:
-    names = services.datastores.delete(user, call["name"], call.get("objs"),
-                                              bool(call.get("regex_match")))
+    names = services.datastores.delete(user, call["name"], objs=call.get("objs"),
+                                       regex=bool(call.get("regex_match")))
     return {"deleted": names}, b""
 
 
@@ -97,7 +98,7 @@ def revoke(services: Services, user: str, call: dict[str, Any], _payload: bytes)
 
 
 async def sync(services: Services, caller: Caller, call: dict[str, Any],
-               functions: user_sql.Functions | None) -> Reply:
+               functions: sql.Functions | None) -> Reply:
     """A table or query's rows, as an Arrow IPC stream the worker turns into pandas; a
     query is read as any other (docs/sql.md): OML's views and table functions too."""
     if call.get("table") is not None:
@@ -107,7 +108,7 @@ async def sync(services: Services, caller: Caller, call: dict[str, Any],
         table = await asyncio.to_thread(services.catalog.query, caller.name,
                                         f"SELECT * FROM {quote(stored.name)}")
     elif call.get("query") is not None:
-        table = await user_sql.query(services, caller, str(call["query"]), None, functions)
+        table = await sql.query(services, caller, str(call["query"]), None, functions)
     else:
         raise InvalidRequest("oml.sync needs table= or query=")
     return {"rows": table.num_rows}, await asyncio.to_thread(arrow_stream, table)

@@ -27,14 +27,14 @@ class Datastores:
         self.store = store
         self.ds = store.datastores
 
-    def save(self, caller: str, name: str, objects: list[StoredObject], description: str,
-             grantable: bool, overwrite: bool, append: bool) -> None:
+    def save(self, caller: str, name: str, objects: list[StoredObject], *, description: str = "",
+             grantable: bool = False, overwrite: bool = False, append: bool = False) -> None:
         if not objects:
             raise InvalidRequest("objs must name at least one object to save")
         if overwrite and append:
             raise InvalidRequest("overwrite and append cannot both be true")
-        self.ds.save(caller, check_name(name), objects, description, grantable, overwrite,
-                     append)
+        self.ds.save(caller, check_name(name), objects, description=description,
+                     grantable=grantable, overwrite=overwrite, append=append)
 
     def load(self, caller: str, name: str, names: list[str] | None,
              owner: str | None) -> list[StoredObject]:
@@ -108,8 +108,8 @@ class Datastores:
         """The caller's datastores, then those others granted to them."""
         return self.ds.matching(owner=caller) + self.ds.granted_to(caller)
 
-    def delete(self, caller: str, name: str, objs: list[str] | None,
-               regex: bool) -> list[str]:
+    def delete(self, caller: str, name: str, *, objs: list[str] | None = None,
+               regex: bool = False) -> list[str]:
         names = self.ds.names_matching(caller, name, regex) if regex else [check_name(name)]
         if not names:
             raise NotFound(f"no datastore matches {name!r}")

@@ -30,7 +30,7 @@ async def readiness(services: Services) -> dict[str, dict[str, Any]]:
     return {"store": store, "data": data, "executor": executor}
 
 
-def ready(parts: dict[str, dict[str, Any]]) -> bool:
+def all_ready(parts: dict[str, dict[str, Any]]) -> bool:
     return all(p["state"] == "ok" for p in parts.values())
 
 

@@ -25,7 +25,6 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import orjson
 
@@ -42,12 +41,12 @@ from epe.errors import (
 )
 from epe.observe import metrics
 from epe.observe.logs import JOB_ID
-from epe.service import runs as execution
+from epe.service import runs
 from epe.service.answers import Answer, Answers, FolderAnswers, StoreAnswers
 from epe.service.pyq import TableFunctions
 from epe.service.queue import Accepted, Queue, restore
 from epe.service.services import Services
-from epe.store.jobs import JobRecord, QueueFull
+from epe.store.jobs import JobRecord, NewJob, QueueFull
 
 log = logging.getLogger("epe.jobs")
 
@@ -57,7 +56,7 @@ PROGRESS_BATCHES = 20  # an async run is cut into at least this many batches, fo
 SWEEP_INTERVAL = 3600.0
 
 # Work a job does that is not a run: given the job's output, it returns its result's JSON.
-Work = Callable[[execution.Output], Awaitable[bytes]]
+Work = Callable[[runs.Output], Awaitable[bytes]]
 
 
 def answers_for(services: Services) -> Answers:
@@ -78,7 +77,7 @@ class JobManager:
         self._progress_writes: dict[str, asyncio.Task[None]] = {}
         self._latest: dict[str, tuple[int, int]] = {}
         self._loops: list[asyncio.Task[None]] = []
-        self._outputs: dict[str, execution.Output] = {}  # of the jobs running here
+        self._outputs: dict[str, runs.Output] = {}  # of the jobs running here
         self._states: dict[str, Status] = {}  # live jobs here, as the gauge counts them
 
     # -- lifecycle ---------------------------------------------------------------
@@ -106,7 +105,7 @@ class JobManager:
 
     # -- submitting ----------------------------------------------------------------
 
-    async def submit(self, job: execution.Prepared, idempotency_key: str | None) -> JobRecord:
+    async def submit(self, job: runs.Prepared, idempotency_key: str | None) -> JobRecord:
         owner = job.caller.name
         if idempotency_key and (same := await asyncio.to_thread(
                 self.store.by_idempotency_key, owner, idempotency_key)):
@@ -117,11 +116,10 @@ class JobManager:
             accepted.hold = self.services.environments.hold(job.body.env_name)
         now = self.queue.take(level)  # a free slot here: it runs at once, never waits
         try:
-            record = await asyncio.to_thread(
-                self._create, owner=owner, kind=job.op.kind,
-                request=job.body.model_dump_json(by_alias=True),
+            record = await asyncio.to_thread(self._create, NewJob(
+                owner, job.op.kind, job.body.model_dump_json(by_alias=True),
                 idempotency_key=idempotency_key, service=level, source=job.source,
-                pinned=self._pinned(job), running=now)
+                pinned=self._pinned(job)), running=now)
         except BaseException as e:
             accepted.release()
             if now:
@@ -148,29 +146,27 @@ class JobManager:
         Its answer is ``{"result": R}``, R the JSON ``work`` returns, or the error body of
         the ``EpeError`` it raises; what it adds to its ``Output`` is the job's log.
         """
-        record = await asyncio.to_thread(self._create, owner=owner, kind=kind,
-                                         request=request, idempotency_key=None, service=None,
-                                         source=None, pinned=True)
+        record = await asyncio.to_thread(self._create, NewJob(owner, kind, request,
+                                                              pinned=True))
         self._admitted(record, Status.RUNNING)
         self.queue.started(record.id)
         task = self._tasks[record.id] = asyncio.create_task(self._run_work(record.id, work))
         task.add_done_callback(lambda _task: self.queue.freed(record.id, None))
         return record
 
-    def _pinned(self, job: execution.Prepared) -> bool:
+    def _pinned(self, job: runs.Prepared) -> bool:
         """Whether only this server may run the job: it names an environment (each
         server has its own), or reads tables, which are this server's own unless the
         data layer is shared."""
-        reads_tables = job.op.input in ("whole", "chunks", "groups")
         tables_here = not is_shared(self.settings.tables_url)
-        return job.body.env_name is not None or (reads_tables and tables_here)
+        return job.body.env_name is not None or (job.op.input.query and tables_here)
 
-    def _create(self, **values: Any) -> JobRecord:
+    def _create(self, job: NewJob, running: bool = False) -> JobRecord:
         """A new job held by this server (blocking); 503 when it holds all it may."""
         try:
-            record = self.store.create(id=uuid.uuid4().hex, server=self.queue.name,
+            record = self.store.create(job, id=uuid.uuid4().hex, server=self.queue.name,
                                        lease=self.settings.job_lease,
-                                       limit=self.settings.job_queue_limit, **values)
+                                       limit=self.settings.job_queue_limit, running=running)
         except QueueFull:
             metrics.REFUSED.labels("job_queue_full").inc()
             raise ServerBusy("the server has as many jobs waiting as it can hold; try again "
@@ -226,13 +222,13 @@ class JobManager:
         JOB_ID.set(record.id)  # this task's own context: every line it logs names the job
         log.info("job %s runs here%s", record.id, "" if accepted else
                  " (accepted by another server)")
-        output = self._outputs[record.id] = execution.Output()
+        output = self._outputs[record.id] = runs.Output()
 
         async def running() -> bytes:
             job = accepted.job if accepted else await asyncio.to_thread(
                 restore, self.services, record)
-            return await execution.run(self.services, job, self._progress(record.id), output,
-                                       min_batches=PROGRESS_BATCHES,
+            return await runs.run(self.services, job, progress=self._progress(record.id),
+                                       output=output, min_batches=PROGRESS_BATCHES,
                                        functions=TableFunctions(self.services, job.caller, self))
 
         try:
@@ -243,7 +239,7 @@ class JobManager:
 
     async def _run_work(self, job_id: str, work: Work) -> None:
         JOB_ID.set(job_id)
-        output = self._outputs[job_id] = execution.Output()
+        output = self._outputs[job_id] = runs.Output()
 
         async def running() -> bytes | None:
             if not await asyncio.to_thread(self.store.move, job_id, Status.RUNNING):
@@ -253,7 +249,7 @@ class JobManager:
         await self._settle(job_id, running(), output)
 
     async def _settle(self, job_id: str, running: Awaitable[bytes | None],
-                      output: execution.Output) -> None:
+                      output: runs.Output) -> None:
         """Wait for the job's work and keep its answer, however it ends."""
         try:
             if (body := await running) is None:
@@ -290,7 +286,7 @@ class JobManager:
         if (state := self._states.pop(job_id, None)) is not None:
             metrics.JOBS.labels(state.value).dec()
 
-    def _progress(self, job_id: str) -> execution.Progress:
+    def _progress(self, job_id: str) -> runs.Progress:
         # Every update is written, the latest first if several wait: a job has at most a
         # few dozen batches, and a throttle would drop the last update before a long pause.
         def report(done: int, total: int) -> None:
@@ -308,7 +304,7 @@ class JobManager:
             self._progress_writes.pop(job_id, None)
 
     async def _finish(self, job_id: str, status: Status, answer: Answer,
-                      output: execution.Output) -> None:
+                      output: runs.Output) -> None:
         if (writing := self._progress_writes.get(job_id)) is not None:
             await asyncio.gather(writing, return_exceptions=True)  # progress lands first
         await asyncio.to_thread(self.answers.keep, job_id, self.queue.name, status, answer,

@@ -20,7 +20,7 @@ import pyarrow as pa
 from pydantic import ValidationError
 
 from epe import errors
-from epe.core import tablefunctions as fmt
+from epe.core import tablefunctions
 from epe.core.operations import API_ROOT, OPERATIONS, Operation
 from epe.core.sql import Call
 from epe.data.names import check_table_name, quote
@@ -80,20 +80,20 @@ class TableFunctions:
 
     async def evaluate(self, call: Call) -> pa.Table:
         op = OPERATIONS[OPERATION_OF[call.function]]
-        out = fmt.kind_of(_text(call, "out_fmt"))
+        out = tablefunctions.kind_of(_text(call, "out_fmt"))
         body = request_body(call, op, out)
         name = _text(call, "scr_name")
         if not name:
             raise InvalidRequest(f"{call.name} needs scr_name, the name of a script you may "
                                  "run")
         prepared = await asyncio.to_thread(runs.prepare, self.services, self.caller, op, body,
-                                           name, _text(call, "scr_owner"))
+                                           name=name, owner=_text(call, "scr_owner"))
         if prepared.asynchronous:
             if self.jobs is None:
                 raise InvalidRequest(f"{call.name} with oml_async_flag cannot run here: no "
                                      "job manager")
             job = await self.jobs.submit(prepared, None)
-            return fmt.one_value(None, self.job_url(job.id))
+            return tablefunctions.one_value(None, self.job_url(job.id))
         result = await runs.run(self.services, prepared, functions=self)
         return await asyncio.to_thread(shape, out, _text(call, "out_fmt"), result)
 
@@ -115,8 +115,8 @@ class TableFunctions:
         """'job is still running', or where the result is, as OML's pyqJobStatus."""
         _jobs, job = self._job(call)
         if not job.status.ended:
-            return fmt.one_value(None, "job is still running")
-        return fmt.one_value(None, self.job_url(job.id) + "/result")
+            return tablefunctions.one_value(None, "job is still running")
+        return tablefunctions.one_value(None, self.job_url(job.id) + "/result")
 
     def job_result(self, call: Call) -> pa.Table:
         """The finished job's result in ``out_fmt``; its error if it failed."""
@@ -128,16 +128,16 @@ class TableFunctions:
         if answer.status != 200 or not isinstance(body, dict) or "result" not in body:
             raise _error(body, answer.status)
         out_fmt = _text(call, "out_fmt")
-        return shape(fmt.kind_of(out_fmt), out_fmt, orjson.dumps(body["result"]))
+        return shape(tablefunctions.kind_of(out_fmt), out_fmt, orjson.dumps(body["result"]))
 
 
 def shape(kind: str, out_fmt: str | None, result: bytes) -> pa.Table:
     if kind == "PNG":
-        return fmt.images(result)
+        return tablefunctions.images(result)
     if kind == "relational":
         assert out_fmt is not None
-        return fmt.relational(out_fmt, result)
-    return fmt.as_json(result)
+        return tablefunctions.relational(out_fmt, result)
+    return tablefunctions.as_json(result)
 
 
 def _error(body: Any, status: int) -> errors.EpeError:

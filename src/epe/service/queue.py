@@ -30,7 +30,7 @@ from epe.auth.tokens import TokenClaims
 from epe.core.operations import OPERATIONS
 from epe.core.params import parse_parameters
 from epe.errors import NotFound
-from epe.service import runs as execution
+from epe.service import runs
 from epe.service.scripts import source_hash
 from epe.service.services import Services
 from epe.service.sessions import Caller
@@ -47,7 +47,7 @@ HEARTBEATS_PER_LEASE = 5
 class Accepted:
     """A job this server accepted that nobody has claimed yet."""
 
-    job: execution.Prepared
+    job: runs.Prepared
     level: str  # its service level
     hold: Any = None  # the lease on its named environment, while it waits and runs
     since: float = 0.0  # time.monotonic() when it was recorded as accepted here
@@ -172,7 +172,7 @@ class Queue:
                 if job_id not in held and since < began]
 
 
-def restore(services: Services, record: JobRecord) -> execution.Prepared:
+def restore(services: Services, record: JobRecord) -> runs.Prepared:
     """A job accepted by another server, as that server prepared it (blocking): its
     request, the script found when it was submitted, and its owner as the caller."""
     user = services.store.get_user(record.owner)
@@ -184,8 +184,8 @@ def restore(services: Services, record: JobRecord) -> execution.Prepared:
     # The token was checked when the job was submitted; the run acts as its owner.
     claims = TokenClaims(user.name, jti="", issued=record.created, expires=record.created,
                          chain_start=record.created)
-    source = execution.Source(record.source)
-    return execution.Prepared(Caller(user, claims), op, body, source, kwargs, controls,
-                              execution.run_timeout(services, body),
+    source = runs.Source(record.source)
+    return runs.Prepared(Caller(user, claims), op, body, source, kwargs, controls,
+                              runs.run_timeout(services, body),
                               source_hash(record.source))
 

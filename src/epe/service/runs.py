@@ -12,23 +12,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any, cast
 
 import pyarrow as pa
 
 from epe.core import assemble, plan
-from epe.core.operations import Operation
+from epe.core.operations import CHUNKS, GROUPS, INDEX, NONE, WHOLE, Operation
 from epe.core.params import Controls, parse_parameters
 from epe.core.requests import (
     GroupApplyRequest,
     IndexApplyRequest,
+    InputRequest,
     ParallelRequest,
     RowApplyRequest,
     RunRequest,
-    TableApplyRequest,
 )
 from epe.core.scripts import parse_script
 from epe.errors import EpeError, InvalidRequest, TimeLimitExceeded
@@ -36,6 +37,7 @@ from epe.observe import metrics
 from epe.observe.logs import JOB_ID
 from epe.runner.executor import (
     TIME_LIMIT,
+    CallHandler,
     Executor,
     InputRef,
     Rows,
@@ -43,8 +45,7 @@ from epe.runner.executor import (
     TaskFailed,
     TaskResult,
 )
-from epe.service import calls, scripts
-from epe.service import sql as user_sql
+from epe.service import calls, scripts, sql
 from epe.service.services import Services
 from epe.service.sessions import Caller
 
@@ -103,10 +104,10 @@ def check_environment(services: Services, body: RunRequest) -> None:
 
 
 @contextmanager
-def streamed_input(services: Services, caller: Caller, sql: list[user_sql.Ready],
+def streamed_input(services: Services, caller: Caller, statements: list[sql.Ready],
                    controls: Controls) -> Iterator[pa.RecordBatchReader]:
     """The input query's rows as they come (blocking; read within the block)."""
-    with user_sql.run_stream(services, caller, sql) as rows:
+    with sql.run_stream(services, caller, statements) as rows:
         if not controls.na_omit:
             yield rows
         else:
@@ -114,53 +115,86 @@ def streamed_input(services: Services, caller: Caller, sql: list[user_sql.Ready]
                                                     (b.drop_null() for b in rows))
 
 
-def whole_input(services: Services, caller: Caller, sql: list[user_sql.Ready],
+def whole_input(services: Services, caller: Caller, statements: list[sql.Ready],
                 controls: Controls) -> pa.Table:
-    table = user_sql.run_query(services, caller, sql)
+    table = sql.run_query(services, caller, statements)
     return table.drop_null() if controls.na_omit else table
 
 
-async def plan_work(services: Services, caller: Caller, op: Operation, body: RunRequest,
-                    controls: Controls, functions: user_sql.Functions | None = None) -> Work:
+@dataclass(frozen=True)
+class Planning:
+    """What planning a run's units reads: who runs it, with what, and how."""
+
+    services: Services
+    caller: Caller
+    op: Operation
+    controls: Controls
+    functions: sql.Functions | None = None
+
+    async def input_sql(self, body: InputRequest) -> list[sql.Ready]:
+        """The input read as docs/sql.md says: translated if need be, OML's views and
+        table functions computed, before any of its rows are."""
+        return await sql.prepare(self.services, self.caller, body.input,
+                                      sql.mode_of(self.services, body.dialect),
+                                      self.functions)
+
+    def stream(self, statements: list[sql.Ready]) -> Rows:
+        return partial(streamed_input, self.services, self.caller, statements, self.controls)
+
+
+async def _no_input(_how: Planning, _body: RunRequest) -> Work:
+    return Work([(0, 0)])
+
+
+async def _index(how: Planning, body: IndexApplyRequest) -> Work:
+    return Work(plan.index_units(body.times), unit_name=how.op.unit)
+
+
+async def _whole(how: Planning, body: InputRequest) -> Work:
+    return Work(rows=how.stream(await how.input_sql(body)), cut=lambda n: [(0, n)])
+
+
+async def _chunks(how: Planning, body: RowApplyRequest) -> Work:
+    return Work(rows=how.stream(await how.input_sql(body)),
+                cut=partial(plan.chunk_units, rows=body.rows), unit_name=how.op.unit)
+
+
+async def _groups(how: Planning, body: GroupApplyRequest) -> Work:
+    statements = await how.input_sql(body)
+    # Sorting a large input takes a while: off the event loop, so other requests are
+    # not held up meanwhile.
+    grouping = await asyncio.to_thread(group_input, how.services, how.caller, body, statements,
+                                       how.controls)
+    return Work(grouping.units, grouping.table, labels=grouping.keys, unit_name=how.op.unit)
+
+
+# One planner per input (core.operations): each reads the fields of its input's request
+# class, from which every operation taking that input derives its request model.
+PLANNERS: dict[str, Callable[[Planning, Any], Awaitable[Work]]] = {
+    NONE.name: _no_input, INDEX.name: _index, WHOLE.name: _whole, CHUNKS.name: _chunks,
+    GROUPS.name: _groups}
+
+
+async def plan_work(how: Planning, body: RunRequest) -> Work:
     """The units of a run, and its input, as its operation takes them."""
-    if op.input == "none":
-        return Work([(0, 0)])
-    if op.input == "index":
-        assert isinstance(body, IndexApplyRequest)
-        return Work(plan.index_units(body.times), unit_name=op.unit)
-    assert isinstance(body, TableApplyRequest | RowApplyRequest | GroupApplyRequest)
-    # The input read as docs/sql.md says: translated if need be, OML's views and table
-    # functions computed, before any of its rows are.
-    sql = await user_sql.prepare(services, caller, body.input,
-                                 user_sql.mode_of(services, body.dialect), functions)
-    if op.input == "groups":
-        assert isinstance(body, GroupApplyRequest)
-        # Sorting a large input takes a while: off the event loop, so other
-        # requests are not held up meanwhile.
-        grouping = await asyncio.to_thread(group_input, services, caller, body, sql, controls)
-        return Work(grouping.units, grouping.table, labels=grouping.keys, unit_name=op.unit)
-    assert isinstance(body, TableApplyRequest | RowApplyRequest)
-    stream = partial(streamed_input, services, caller, sql, controls)
-    if op.input == "chunks":
-        assert isinstance(body, RowApplyRequest)
-        return Work(rows=stream, cut=partial(plan.chunk_units, rows=body.rows),
-                    unit_name=op.unit)
-    return Work(rows=stream, cut=lambda n: [(0, n)])
+    return await PLANNERS[how.op.input.name](how, body)
 
 
 def group_input(services: Services, caller: Caller, body: GroupApplyRequest,
-                sql: list[user_sql.Ready], controls: Controls) -> plan.Grouping:
+                statements: list[sql.Ready], controls: Controls) -> plan.Grouping:
     """The input, sorted into its groups (blocking)."""
-    table = whole_input(services, caller, sql, controls)
+    table = whole_input(services, caller, statements, controls)
     group_by = plan.resolve_columns(table.schema, body.group_by, "groupBy")
     order_by = plan.resolve_columns(table.schema, body.order_by, "orderBy") \
         if body.order_by else []
     return plan.group_units(table, group_by, order_by)
 
 
-def degree(services: Services, body: RunRequest, controls: Controls, capacity: int) -> int:
-    if not isinstance(body, ParallelRequest):  # an operation whose units run one by one
+def degree(services: Services, prepared: Prepared, capacity: int) -> int:
+    if not prepared.op.parallel:  # an operation of one unit
         return 1
+    # Its request derives from ParallelRequest (core.operations checks it).
+    body, controls = cast(ParallelRequest, prepared.body), prepared.controls
     level = controls.service or body.service
     flag = body.parallel_flag or bool(controls.parallel)
     return plan.degree_of_parallelism(flag, body.parallel,
@@ -220,8 +254,8 @@ class Output:
 Progress = Callable[[int, int], None]
 
 
-def prepare(services: Services, caller: Caller, op: Operation, body: RunRequest,
-            name: str | None, owner: str | None) -> Prepared:
+def prepare(services: Services, caller: Caller, op: Operation, body: RunRequest, *,
+            name: str | None = None, owner: str | None = None) -> Prepared:
     """Everything that can be refused before running: script, parameters, limits."""
     source = resolve_source(services, caller, body, name, owner)
     kwargs, controls = parse_parameters(body.parameters)
@@ -230,59 +264,67 @@ def prepare(services: Services, caller: Caller, op: Operation, body: RunRequest,
                     scripts.source_hash(source.text))
 
 
-async def run(services: Services, job: Prepared, progress: Progress | None = None,
+async def run(services: Services, prepared: Prepared, *, progress: Progress | None = None,
               output: Output | None = None, min_batches: int = 1,
-              functions: user_sql.Functions | None = None) -> bytes:
+              functions: sql.Functions | None = None) -> bytes:
     """Run a prepared request in the workers of its environment (``envName``); its
     metrics and audit entry are recorded however it ends. ``functions`` run OML's
     table functions where its input or its function's ``oml.sync`` call them."""
     stats, start, error = RunStats(), time.perf_counter(), None
     try:
-        tenant = services.known_tenant(job.caller.name)
+        tenant = services.known_tenant(prepared.caller.name)
         if tenant is None:  # the user's first run since start: their uid is looked up
-            tenant = await asyncio.to_thread(services.tenant, job.caller.name)
-        async with services.environments.executor(job.body.env_name, tenant) as executor:
-            payload = await run_on(executor, services, job, progress, output, min_batches,
-                                   stats, functions)
+            tenant = await asyncio.to_thread(services.tenant, prepared.caller.name)
+        async with services.environments.executor(prepared.body.env_name, tenant) as executor:
+            payload = await run_on(executor, services, prepared, progress=progress, output=output,
+                                   min_batches=min_batches, stats=stats, functions=functions)
         stats.output_bytes = len(payload)
         return payload
     except BaseException as e:
         error = e
         raise
     finally:
-        record(services, job, stats, time.perf_counter() - start, error)
+        record(services, prepared, stats, time.perf_counter() - start, error)
 
 
-async def run_on(executor: Executor, services: Services, job: Prepared,
+async def run_on(executor: Executor, services: Services, prepared: Prepared, *,
                  progress: Progress | None = None, output: Output | None = None,
                  min_batches: int = 1, stats: RunStats | None = None,
-                 functions: user_sql.Functions | None = None) -> bytes:
+                 functions: sql.Functions | None = None) -> bytes:
     """Run a prepared request: plan, share the input, run the batches, shape the result."""
     stats = stats or RunStats()
     start = time.perf_counter()
-    work = await plan_work(services, job.caller, job.op, job.body, job.controls, functions)
+    how = Planning(services, prepared.caller, prepared.op, prepared.controls, functions)
+    work = await plan_work(how, prepared.body)
+    graphics = bool(prepared.body.graphics_flag or prepared.controls.graphics)
     async with share(executor, work, stats) as ref:
-        if job.op.input not in ("none", "index"):  # it has an input query
+        if prepared.op.input.query:
             stats.input_seconds = time.perf_counter() - start
-        dop = degree(services, job.body, job.controls, executor.capacity)
+        dop = degree(services, prepared, executor.capacity)
         batches = plan.batches(work.units, dop, min_batches=min_batches)
         stats.invocations, stats.batches = len(work.units), len(batches)
         log.info("%s by %s: %d invocations in %d batches, degree of parallelism %d",
-                 job.op.kind, job.caller.name, len(work.units), len(batches), dop)
-        graphics = bool(job.body.graphics_flag or job.controls.graphics)
-        tasks = [Task(kind=job.op.kind, source=job.source, script_key=job.script_key,
-                      kwargs=job.kwargs, graphics=graphics, units=tuple(b), input_ref=ref,
-                      input_type=job.controls.input_type,
-                      pickled_kwargs=job.body.pickled_parameters,
-                      result_format=job.body.result_format,
-                      calls=calls.handler(services, job.caller, functions)) for b in batches]
-        outcomes = await run_batches(executor, tasks, dop, job.timeout, progress)
+                 prepared.op.kind, prepared.caller.name, len(work.units), len(batches), dop)
+        handler = calls.handler(services, prepared.caller, functions)
+        tasks = [task(prepared, b, ref, graphics, handler) for b in batches]
+        outcomes = await run_batches(executor, tasks, dop, prepared.timeout, progress)
     if output is not None:
         output.parts += [printed(o) for o in outcomes]
     results = settle(outcomes, work, batches)
     fragments = [f for r in results for f in r.fragments]
-    payload = shape(job.op, fragments, work, graphics and job.body.result_format == "json")
+    images_json = graphics and prepared.body.result_format == "json"
+    payload = shape(prepared.op, fragments, work, images_json)
     return assemble.check_size(payload, services.settings.output_limit)
+
+
+def task(prepared: Prepared, units: Sequence[plan.Unit], ref: InputRef | None,
+         graphics: bool, handler: CallHandler) -> Task:
+    """One batch of a prepared request, as the executor runs it."""
+    return Task(kind=prepared.op.kind, calling=prepared.op.calling, source=prepared.source,
+                script_key=prepared.script_key, kwargs=prepared.kwargs, graphics=graphics,
+                units=tuple(units), input_ref=ref, input_type=prepared.controls.input_type,
+                pickled_kwargs=prepared.body.pickled_parameters,
+                result_format=prepared.body.result_format, calls=handler)
 
 
 @asynccontextmanager
@@ -308,6 +350,8 @@ async def run_batches(executor: Executor, tasks: Sequence[Task], dop: int, timeo
     Batches still going when the time limit comes are cancelled with ``TIME_LIMIT``,
     so that the executor can tell a timeout from a caller that went away.
     """
+    if len(tasks) == 1:
+        return [await _run_alone(executor, tasks[0], timeout, progress)]
     gate = asyncio.Semaphore(dop)
     total, done = sum(len(t.units) for t in tasks), 0
     if progress is not None:
@@ -332,9 +376,46 @@ async def run_batches(executor: Executor, tasks: Sequence[Task], dop: int, timeo
         raise
     if late:
         await _cancel(late, TIME_LIMIT)
-        raise TimeLimitExceeded(f"the run went past its time limit of {timeout:g} s and was "
-                                "stopped")
+        raise _time_limit(timeout)
     return [_outcome(t) for t in running]
+
+
+async def _run_alone(executor: Executor, task: Task, timeout: float,
+                     progress: Progress | None) -> TaskResult | BaseException:
+    """``run_batches`` for a run of one batch (every do-eval, most table-applies): in the
+    caller's own task, with a timer for the time limit, rather than a task and a wait of
+    its own, which cost a sync do-eval a tenth of its time in the server."""
+    this = asyncio.current_task()
+    assert this is not None
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        this.cancel(TIME_LIMIT)
+
+    if progress is not None:
+        progress(0, len(task.units))
+    timer = asyncio.get_running_loop().call_later(timeout, expire)
+    try:
+        result = await executor.run(task, timeout)
+    except asyncio.CancelledError:
+        if not expired:
+            raise
+        this.uncancel()
+        raise _time_limit(timeout) from None
+    except Exception as e:  # the batch's outcome, as run_batches reports every batch's
+        return e
+    finally:
+        timer.cancel()
+    if progress is not None:
+        progress(len(task.units), len(task.units))
+    return result
+
+
+def _time_limit(timeout: float) -> TimeLimitExceeded:
+    return TimeLimitExceeded(f"the run went past its time limit of {timeout:g} s and was "
+                             "stopped")
 
 
 def _outcome(task: asyncio.Future[TaskResult]) -> TaskResult | BaseException:
@@ -412,10 +493,10 @@ def outcome(error: BaseException | None) -> str:
     return type(error).__name__ if isinstance(error, EpeError) else "InternalError"
 
 
-def record(services: Services, job: Prepared, stats: RunStats, seconds: float,
+def record(services: Services, prepared: Prepared, stats: RunStats, seconds: float,
            error: BaseException | None) -> None:
     """A run's metrics and its audit entry (never its parameters' values)."""
-    kind, mode, series = job.op.kind, job.mode, metrics.series
+    kind, mode, series = prepared.op.kind, prepared.mode, metrics.series
     series(metrics.RUNS, kind, mode, outcome(error)).inc()
     series(metrics.RUN_SECONDS, kind, mode).observe(seconds)
     if stats.batches:
@@ -429,9 +510,9 @@ def record(services: Services, job: Prepared, stats: RunStats, seconds: float,
         series(metrics.OUTPUT_BYTES, kind).observe(stats.output_bytes)
     cancelled = isinstance(error, asyncio.CancelledError)
     services.audit.record(
-        "run", kind, job.caller.name, error=None if cancelled else error,
-        status="cancelled" if cancelled else None, owner=job.script.owner,
-        name=job.script.name, scriptHash=job.script_key,
-        input=getattr(job.body, "input", None), envName=job.body.env_name, mode=mode,
+        "run", kind, prepared.caller.name, error=None if cancelled else error,
+        status="cancelled" if cancelled else None, owner=prepared.script.owner,
+        name=prepared.script.name, scriptHash=prepared.script_key,
+        input=getattr(prepared.body, "input", None), envName=prepared.body.env_name, mode=mode,
         jobId=JOB_ID.get(), durationMs=round(seconds * 1000, 3), units=stats.invocations,
         batches=stats.batches, inputRows=stats.input_rows, outputBytes=stats.output_bytes)

@@ -93,7 +93,8 @@ def prepare_data_dir(settings: Settings) -> None:
 def open_store_of(settings: Settings) -> Store:
     """The metadata store the settings name, the data folder made first."""
     prepare_data_dir(settings)
-    return open_store(settings.metadata_store_url, settings.metadata_pool_size)
+    return open_store(settings.metadata_store_url, settings.metadata_pool_size,
+                      retry_after=settings.retry_after)
 
 
 def signing_key(settings: Settings, store: Store) -> bytes:

@@ -23,8 +23,7 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from epe.core import sql as reading
-from epe.core.sql import Call, Mode, Statement
+from epe.core.sql import MODES, Call, Mode, Statement, mentions_pyq, read
 from epe.errors import InvalidRequest, NotFound
 from epe.service.services import Services
 from epe.service.sessions import Caller
@@ -62,8 +61,8 @@ class Ready:
 
 def mode_of(services: Services, requested: str | None) -> Mode:
     mode = requested or services.settings.sql_dialect
-    if mode not in reading.MODES:
-        raise InvalidRequest(f"dialect must be one of {', '.join(reading.MODES)}")
+    if mode not in MODES:
+        raise InvalidRequest(f"dialect must be one of {', '.join(MODES)}")
     return mode
 
 
@@ -89,23 +88,23 @@ def statements(services: Services, caller: Caller, text: str,
         return tables[name.upper()]
 
     if mode == "oracle":
-        return [reading.read(text, dialect, oracle=True, has_table=has_table)]
+        return [read(text, dialect, oracle=True, has_table=has_table)]
     found: list[Statement | Callable[[], Statement]] = []
     native_error: InvalidRequest | None = None
-    if not reading.mentions_pyq(text):
+    if not mentions_pyq(text):
         found.append(Statement(text))  # untouched: nothing of OML's in it
         if mode == "auto":
-            found.append(partial(reading.read, text, dialect, True))
+            found.append(partial(read, text, dialect, True))
         return found
     try:
-        found.append(reading.read(text, dialect, oracle=False, has_table=has_table))
+        found.append(read(text, dialect, oracle=False, has_table=has_table))
     except InvalidRequest as e:
         if mode == "native":
             raise
         native_error = e
     if mode == "auto":
         try:
-            oracle = reading.read(text, dialect, oracle=True, has_table=has_table)
+            oracle = read(text, dialect, oracle=True, has_table=has_table)
         except InvalidRequest as e:
             if native_error is not None:
                 raise _both(native_error, e) from None

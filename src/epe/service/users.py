@@ -19,8 +19,9 @@ from epe.service.sessions import Caller
 from epe.store import Store, UserRecord
 
 
-def create_user(store: Store, audit: AuditTrail, catalog: Catalog, by: str | None, name: str,
-                password: str, admin: bool = False, db_role: str | None = None) -> UserRecord:
+def create_user(store: Store, audit: AuditTrail, catalog: Catalog, *, name: str, password: str,
+                admin: bool = False, db_role: str | None = None,
+                by: str | None = None) -> UserRecord:
     """Create a user, and the place of their tables (with PostgreSQL, a role and a
     schema, or the binding to the existing role ``db_role``); ``by`` is the admin who
     asks (``None``: the command line)."""
@@ -38,8 +39,8 @@ def create_user(store: Store, audit: AuditTrail, catalog: Catalog, by: str | Non
     return user
 
 
-async def delete_user(store: Store, audit: AuditTrail, catalog: Catalog, jobs: JobManager,
-                      admin: Caller, name: str) -> str:
+async def delete_user(store: Store, audit: AuditTrail, catalog: Catalog, jobs: JobManager, *,
+                      name: str, admin: Caller) -> str:
     """Delete a user and everything they own; the name as stored."""
     upper = normalize_user(name, check=False)
     if upper == admin.name:

@@ -60,8 +60,8 @@ class DatastoreStore:
         self.engine = engine
         self._grants = GrantStore(engine)
 
-    def save(self, owner: str, name: str, objects: list[StoredObject], description: str,
-             grantable: bool, overwrite: bool, append: bool) -> None:
+    def save(self, owner: str, name: str, objects: list[StoredObject], *, description: str = "",
+             grantable: bool = False, overwrite: bool = False, append: bool = False) -> None:
         """Create, overwrite or append to a datastore; Conflict where it exists and
         neither is asked, or an appended object's name is taken.
 
@@ -78,11 +78,12 @@ class DatastoreStore:
                     created=now, updated=now).on_conflict_do_nothing(
                         index_elements=[_DS.c.owner, _DS.c.name]).returning(_DS.c.id)).scalar()
                 if ds_id is None:
-                    ds_id = self._change(conn, owner, name, objects, description, grantable,
-                                         overwrite, append, now)
+                    ds_id = self._change(conn, owner, name, objects, description=description,
+                                         grantable=grantable, overwrite=overwrite,
+                                         append=append, now=now)
             conn.execute(insert(_OBJ), [{"datastore_id": ds_id, **vars(o)} for o in objects])
 
-    def _change(self, conn: Any, owner: str, name: str, objects: list[StoredObject],
+    def _change(self, conn: Any, owner: str, name: str, objects: list[StoredObject], *,
                 description: str, grantable: bool, overwrite: bool, append: bool,
                 now: float) -> int | None:
         """The existing datastore's id, locked, and overwritten or ready for appending;

@@ -13,27 +13,49 @@ insert with ``ON CONFLICT`` (``upsert``, both dialects have it) and lock the row
 they go on to change (``SELECT ... FOR UPDATE``, which SQLite's compiler leaves
 out: its IMMEDIATE transaction already holds the whole database). A read that
 must see one version across several statements takes a ``snapshot``.
+
+A database that cannot serve now (down, restarting, every connection taken, SQLite
+locked past ``busy_timeout``) is epe's ``ServerBusy``, raised by the engine itself
+(``answer_busy``): callers, the HTTP layer included, never see the driver's errors
+for it, and a client is asked to retry after ``retry_after`` seconds.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Connection, Engine, Table, create_engine, event, func, literal
-from sqlalchemy import exc as sa_exc
+from sqlalchemy import (
+    URL,
+    Connection,
+    Engine,
+    ExceptionContext,
+    Table,
+    create_engine,
+    event,
+    exc,
+    func,
+    literal,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
+
+from epe.errors import ServerBusy
+
+log = logging.getLogger("epe.store")
 
 _IMMEDIATE = "epe_immediate"
 
 
-def sqlite_engine(path: Path) -> Engine:
+def sqlite_engine(path: Path, retry_after: int = 5) -> Engine:
     # hide_parameters: an error (and so the log) never carries the values of a statement,
     # such as a job's request with its parameters.
-    engine = create_engine(f"sqlite:///{path}", hide_parameters=True)
+    engine = create_engine(f"sqlite:///{path}", hide_parameters=True,
+                           poolclass=busy_pool(retry_after))
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_conn: Any, _record: Any) -> None:
@@ -55,16 +77,54 @@ def sqlite_engine(path: Path) -> Engine:
     return engine
 
 
-def postgresql_engine(url: URL, pool_size: int) -> Engine:
+def postgresql_engine(url: URL, pool_size: int, retry_after: int = 5) -> Engine:
     """psycopg 3 through a pool of ``pool_size`` connections (as many again in a burst).
 
     No ``pool_pre_ping``: it would double the round trips of every lookup. A
     connection the server dropped fails its request once and is replaced.
     """
-    return create_engine(url.set(drivername="postgresql+psycopg"), pool_size=pool_size,
-                         max_overflow=pool_size, pool_timeout=30,
-                         connect_args={"connect_timeout": 10,
-                                       "application_name": "epe"})
+    engine = create_engine(url.set(drivername="postgresql+psycopg"), pool_size=pool_size,
+                           max_overflow=pool_size, pool_timeout=30,
+                           poolclass=busy_pool(retry_after),
+                           connect_args={"connect_timeout": 10, "application_name": "epe"})
+    return engine
+
+
+def busy(cause: BaseException, retry_after: int) -> ServerBusy:
+    log.warning("the metadata database cannot serve: %s", type(cause).__name__)
+    return ServerBusy("the metadata database cannot be reached now; retry later",
+                      retry_after=retry_after)
+
+
+def answer_busy(engine: Engine, retry_after: int) -> None:
+    """Make the driver's errors that say the database cannot serve now ``ServerBusy``
+    (from when the store is open: opening says why it cannot in a line of its own)."""
+
+    @event.listens_for(engine, "handle_error")
+    def _translate(context: ExceptionContext) -> None:
+        # Raising here replaces the error once SQLAlchemy has cleaned up after it (a
+        # connection cut is dropped from the pool).
+        error = context.sqlalchemy_exception
+        if error is not None and unreachable(error):
+            raise busy(error, retry_after) from error
+
+
+def busy_pool(retry_after: int) -> type[QueuePool]:
+    """SQLAlchemy's queue pool, for which every connection taken past its timeout is a
+    ``ServerBusy`` (the pool raises that itself, never through ``handle_error``)."""
+
+    class BusyPool(QueuePool):
+        # SQLAlchemy names a pool's logger after its class's module: this one logs where
+        # its parent does, under "sqlalchemy" (quiet below WARNING), not as epe's own.
+        __module__ = QueuePool.__module__
+
+        def _do_get(self) -> ConnectionPoolEntry:
+            try:
+                return super()._do_get()
+            except exc.TimeoutError as e:
+                raise busy(e, retry_after) from e
+
+    return BusyPool
 
 
 @contextmanager
@@ -104,21 +164,17 @@ def db_now(conn: Connection) -> Any:
     return literal(time.time())
 
 
-# What the database layer raises; ``unreachable`` tells which of them are worth a retry.
-DATABASE_ERRORS: tuple[type[Exception], ...] = (sa_exc.DBAPIError, sa_exc.TimeoutError)
-
-
 def unreachable(error: BaseException) -> bool:
     """Whether ``error`` says the database could not serve now (down, restarting, its
     connections all taken, SQLite locked past ``busy_timeout``) rather than that a
     statement was wrong: the first is worth a retry, the second is a bug."""
-    if isinstance(error, sa_exc.TimeoutError):  # no pooled connection came free in time
+    if isinstance(error, exc.TimeoutError):  # no pooled connection came free in time
         return True
-    if not isinstance(error, sa_exc.DBAPIError):
+    if not isinstance(error, exc.DBAPIError):
         return False
-    if error.connection_invalidated or isinstance(error, sa_exc.InterfaceError):
+    if error.connection_invalidated or isinstance(error, exc.InterfaceError):
         return True
-    if not isinstance(error, sa_exc.OperationalError):
+    if not isinstance(error, exc.OperationalError):
         return False
     # psycopg's OperationalError is about the connection or the server (refused, shut
     # down by an administrator, terminated); SQLite's also covers a missing table, a bug,

@@ -68,6 +68,19 @@ class JobRecord:
         return cls(**values)
 
 
+@dataclass(frozen=True)
+class NewJob:
+    """A job as it is submitted: whose it is, what it runs, where it may run."""
+
+    owner: str
+    kind: str
+    request: str  # the request's body, JSON
+    idempotency_key: str | None = None
+    service: str | None = None
+    source: str | None = None  # the script's source, as found when it was submitted
+    pinned: bool = False  # only the server that holds it may run it
+
+
 class JobStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -75,20 +88,16 @@ class JobStore:
         # inserting one under this lock admits exactly up to the limit.
         self._admitting = threading.Lock()
 
-    def create(self, *, id: str, owner: str, kind: str, request: str,
-               idempotency_key: str | None, service: str | None = None,
-               source: str | None = None, pinned: bool = False, server: str | None = None,
-               lease: float = 0.0, limit: int | None = None,
-               running: bool = False) -> JobRecord:
-        """Insert a PENDING job (RUNNING with ``running``: ``server`` runs it at once),
-        held by ``server`` when given. Conflict if the owner already used
-        ``idempotency_key``; QueueFull if ``server`` holds ``limit`` jobs."""
+    def create(self, job: NewJob, *, id: str, server: str | None = None, lease: float = 0.0,
+               limit: int | None = None, running: bool = False) -> JobRecord:
+        """Insert ``job`` PENDING as ``id`` (RUNNING with ``running``: ``server`` runs it at
+        once), held by ``server`` when given. Conflict if the owner already used its
+        idempotency key; QueueFull if ``server`` holds ``limit`` jobs."""
         now = time.time()
-        values = {"id": id, "owner": owner, "kind": kind, "request": request, "created": now,
+        values = {**vars(job), "id": id, "created": now,
                   "status": (Status.RUNNING if running else Status.PENDING).value,
                   "started": now if running else None, "progress_done": 0,
-                  "progress_total": 0, "idempotency_key": idempotency_key,
-                  "service": service, "source": source, "pinned": pinned, "server": server}
+                  "progress_total": 0, "server": server}
         try:
             with self._admitting, writing(self.engine) as conn:
                 if limit is not None and self._held(conn, server) >= limit:
@@ -97,7 +106,8 @@ class JobStore:
                     values["lease_expires"] = db_now(conn) + lease
                 conn.execute(insert(_T).values(**values))
         except IntegrityError:
-            raise Conflict(f"a job with idempotency key {idempotency_key!r} exists") from None
+            raise Conflict(f"a job with idempotency key {job.idempotency_key!r} exists"
+                           ) from None
         created = self.get(id)
         assert created is not None
         return created
@@ -209,7 +219,7 @@ class JobStore:
 
     # -- answers kept in the database --------------------------------------------------
 
-    def finish(self, id: str, server: str, status: Status, http_status: int, body: bytes,
+    def finish(self, id: str, server: str, *, status: Status, http_status: int, body: bytes,
                log: str) -> bool:
         """End the job ``server`` holds with its answer and log, in one transaction;
         False (nothing written) if it is no longer that server's to end."""

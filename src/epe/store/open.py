@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from epe.errors import InvalidSetting
-from epe.store.engine import postgresql_engine, sqlite_engine
+from epe.store.engine import answer_busy, postgresql_engine, sqlite_engine
 from epe.store.migrate import upgrade
 from epe.store.store import POSTGRESQL_CACHE_TTL, Store
 
@@ -23,9 +23,10 @@ SCHEMES = ("sqlite", "postgresql")
 _USE = "use sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
 
 
-def open_store(url: str, pool_size: int = 10) -> Store:
+def open_store(url: str, pool_size: int = 10, *, retry_after: int = 5) -> Store:
     """The store at ``url``, created and migrated if needed. ``pool_size``: the
-    connections kept open to a PostgreSQL server."""
+    connections kept open to a PostgreSQL server; ``retry_after``: the seconds its
+    ``ServerBusy`` asks a client to wait, when the database cannot serve."""
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -40,33 +41,35 @@ def open_store(url: str, pool_size: int = 10) -> Store:
         raise InvalidSetting(f"the metadata URL {_shown(parsed)!r} names no "
                              f"{'file' if backend == 'sqlite' else 'database'}; {_USE}")
     if backend == "sqlite":
-        return _open_sqlite(Path(parsed.database))
-    return _open_postgresql(parsed, pool_size)
+        return _open_sqlite(Path(parsed.database), retry_after)
+    return _open_postgresql(parsed, pool_size, retry_after)
 
 
 def _shown(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def _open_sqlite(path: Path) -> Store:
+def _open_sqlite(path: Path, retry_after: int) -> Store:
     path.parent.mkdir(parents=True, exist_ok=True)
-    engine = sqlite_engine(path)
+    engine = sqlite_engine(path, retry_after)
     upgrade(engine)
     # Users, tokens and datastores are in here: the server's user alone reads it.
     for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if part.exists():
             os.chmod(part, 0o600)
+    answer_busy(engine, retry_after)
     return Store(engine)
 
 
-def _open_postgresql(url: URL, pool_size: int) -> Store:
+def _open_postgresql(url: URL, pool_size: int, retry_after: int) -> Store:
     try:
-        engine = postgresql_engine(url.set(drivername="postgresql"), pool_size)
+        engine = postgresql_engine(url.set(drivername="postgresql"), pool_size, retry_after)
     except ImportError:
         raise InvalidSetting("a postgresql:// metadata URL needs psycopg: "
                              "pip install 'epe[postgres]'") from None
     _reach(engine, url)
     upgrade(engine)
+    answer_busy(engine, retry_after)
     return Store(engine, cache_ttl=POSTGRESQL_CACHE_TTL, shared=True)
 
 

@@ -205,8 +205,10 @@ class LocalPool:
         self._count("busy", 1)
         worker.group.begin()
         try:
-            reply, payload = await asyncio.wait_for(
-                worker.request(protocol.task_header(task), task.calls), timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps the request in
+            # a task of its own, a cost every sync run paid.
+            async with asyncio.timeout(timeout):
+                reply, payload = await worker.request(protocol.task_header(task), task.calls)
         except TimeoutError:
             self._discard(worker, "timeout")
             raise errors.TimeLimitExceeded(

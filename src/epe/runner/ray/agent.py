@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from epe import errors
+from epe.core.operations import Calling
 from epe.runner.executor import InputRef, Shared, Task, TaskFailed, TaskResult, Tenant, Usage
 from epe.runner.local.host import LocalHost
 from epe.runner.local.pool import LocalPool
@@ -241,7 +242,9 @@ class NodeAgent:
 
 def _task(header: dict[str, Any], running: _Running) -> Task:
     """``protocol.task_header``'s header as the task it was made from."""
-    return Task(kind=header["kind"], source=header["source"], script_key=header["script_key"],
+    calling = Calling(header["call"], header["frames_as_columns"], header["images_as_list"])
+    return Task(kind=header["kind"], calling=calling, source=header["source"],
+                script_key=header["script_key"],
                 kwargs=header["kwargs"], graphics=header["graphics"],
                 units=tuple((int(a), int(b)) for a, b in header["units"]),
                 input_type=header["input_type"], pickled_kwargs=header["pickled_kwargs"],
