@@ -10,6 +10,7 @@ one frame per task.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import linecache
@@ -168,7 +169,8 @@ class Worker:
             error, message, tb = type(e).__name__, e.message, None
         else:
             error, message = ScriptFailed.__name__, f"{type(e).__name__}: {e}"
-            if isinstance(e, MemoryError):  # ArrowMemoryError too
+            if isinstance(e, MemoryError) or (isinstance(e, OSError) and
+                                              e.errno == errno.ENOMEM):  # mmap's refusal
                 message += memory_note
             tb = user_traceback(e)
         return {"ok": False, "error": error, "message": message, "traceback": tb,
