@@ -296,22 +296,20 @@ def test_a_server_that_cannot_isolate_says_so_or_refuses() -> None:
                              capture_output=True, text=True, timeout=120, cwd="/")
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "EPE_REQUIRE_ISOLATION" in refused.stderr and "not run as root" in refused.stderr
-    server = subprocess.Popen(as_nobody, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, cwd="/")
+    server = EpeServer(data, wrapper=("sh", "-c", 'cd / && exec runuser -u nobody -- "$@"',
+                                      "sh"))
     try:
-        lines = []
-        assert server.stdout is not None
-        for line in server.stdout:
-            lines.append(line)
-            if "epe serving on" in line:
-                break
-        output = "".join(lines)
-        assert "TENANTS ARE NOT ISOLATED" in output, output
-        url = line.split("epe serving on ", 1)[1].strip()
-        assert httpx.get(url + "/health").json()["tenantIsolation"] is False
+        server.start()
+        # Logged while it started (lines reach the output in their own time).
+        wait_for(lambda: "TENANTS ARE NOT ISOLATED" in "".join(server.output))
+        # Nor can it have cgroups (none was delegated to it): it says so, and why.
+        wait_for(lambda: "resource limits: rlimit: no cgroup can be used here (" in
+                 "".join(server.output))
+        with server.http() as c:
+            health = c.get("/health").json()
+        assert (health["tenantIsolation"], health["resourceLimits"]) == (False, "rlimit")
     finally:
-        server.terminate()
-        server.wait(30)
+        server.stop()
         shutil.rmtree(data.parent, ignore_errors=True)
 
 

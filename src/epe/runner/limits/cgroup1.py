@@ -21,6 +21,7 @@ from epe.runner.executor import Usage
 from epe.runner.limits import Kind, Unavailable, UserLimits
 from epe.runner.limits.hierarchy import (
     Made,
+    check_writable,
     close_fds,
     make,
     mounts,
@@ -60,6 +61,7 @@ def prepare() -> Cgroup1:
                                   f"{os.geteuid()}; delegate the folder to the server's "
                                   "user)") from None
             made.append(folder / TOP)
+            check_writable(folder / TOP)  # made by another server, as another user
         if (dirs["memory"] / TOP / "memory.use_hierarchy").read_text().strip() != "1":
             raise Unavailable(f"{dirs['memory']} does not account its children's memory "
                               "(memory.use_hierarchy is 0)")

@@ -74,10 +74,14 @@ def prepare() -> Cgroup2:
     _enable_below(own, is_root=not (own / "cgroup.type").exists())
     try:
         make(own / TOP)
+        check_writable(own / TOP)  # made by another server, as another user
         _enable(own / TOP, CONTROLLERS)
     except OSError as e:
         remove(own / TOP)
         raise Unavailable(f"cannot set up {own / TOP}: {e.strerror}") from None
+    except Unavailable:
+        remove(own / TOP)
+        raise
     if not (own / TOP / "memory.peak").exists():
         remove(own / TOP)
         raise Unavailable("the kernel has no memory.peak (Linux 5.19 or later has)")
