@@ -57,7 +57,8 @@ def test_health_and_the_log_say_how_workers_are_limited(server: EpeServer) -> No
     kind = here()
     with server.http() as c:
         assert c.get("/health").json()["resourceLimits"] == kind
-    assert any(f"resource limits: {kind}" in line for line in server.output)
+    if server.env.get("EPE_EXECUTOR") != "ray":  # on Ray, the nodes' agents log it
+        assert any(f"resource limits: {kind}" in line for line in server.output)
     if kind != "rlimit":  # and each worker is in its user's group, in epe's
         user, c = server.new_client()
         with c:
