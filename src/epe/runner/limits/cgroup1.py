@@ -81,6 +81,7 @@ class Cgroup1:
         self._top = {c: folder / TOP for c, folder in dirs.items()}
         self._ids = itertools.count(1)
         self._made = Made()
+        self._users: dict[str, UserLimits] = {}
         for top in self._hierarchies:
             sweep_dead(top)
 
@@ -93,6 +94,7 @@ class Cgroup1:
         return ", ".join(str(top) for top in self._hierarchies)
 
     def user(self, name: str, limits: UserLimits) -> None:
+        self._users[name] = limits
         for top in self._hierarchies:
             make(top / name)
             self._made.users.add(top / name)
@@ -102,6 +104,8 @@ class Cgroup1:
 
     def worker(self, user: str) -> _Worker:
         self._made.sweep()
+        if not (self._top["memory"] / user).exists():  # removed by another server's sweep
+            self.user(user, self._users[user])
         leaf = f"w{os.getpid()}-{next(self._ids)}"
         joins, leaves = [], []
         for top, controllers in self._hierarchies.items():

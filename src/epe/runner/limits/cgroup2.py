@@ -126,6 +126,7 @@ class Cgroup2:
         self._top = top
         self._ids = itertools.count(1)
         self._made = Made()
+        self._users: dict[str, UserLimits] = {}
         sweep_dead(top)
 
     @property
@@ -137,6 +138,7 @@ class Cgroup2:
         return str(self._top)
 
     def user(self, name: str, limits: UserLimits) -> None:
+        self._users[name] = limits
         group = self._top / name
         make(group)
         self._made.users.add(group)
@@ -150,6 +152,8 @@ class Cgroup2:
 
     def worker(self, user: str) -> _Worker:
         self._made.sweep()
+        if not (self._top / user).exists():  # removed by another server's sweep
+            self.user(user, self._users[user])
         leaf = self._top / user / f"w{os.getpid()}-{next(self._ids)}"
         make(leaf)
         return _Worker(leaf, self._made)

@@ -195,14 +195,16 @@ _LEAF = re.compile(r"w(\d+)-\d+")  # a worker's leaf: made by the process of tha
 
 def sweep_dead(top: Path) -> None:
     """Remove the empty leaves that servers which died without stopping left in ``top``
-    (a Ray node's agent ended by Ray, a server killed)."""
+    (a Ray node's agent ended by Ray, a server killed), and their users' groups if that
+    empties them (a live server makes its user's group again: ``Cgroup*.worker``)."""
     with contextlib.suppress(OSError):
         for user in top.iterdir():
             if not user.is_dir():
                 continue
-            for leaf in user.iterdir():
-                if (m := _LEAF.fullmatch(leaf.name)) and not _alive(int(m.group(1))):
-                    remove(leaf)
+            dead = [leaf for leaf in user.iterdir()
+                    if (m := _LEAF.fullmatch(leaf.name)) and not _alive(int(m.group(1)))]
+            if dead and all(remove(leaf) for leaf in dead):
+                remove(user)
 
 
 def _alive(pid: int) -> bool:
