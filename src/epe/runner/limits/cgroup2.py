@@ -32,7 +32,7 @@ import os
 from pathlib import Path
 
 from epe.runner.executor import Usage
-from epe.runner.limits import Kind, Unavailable, UserLimits
+from epe.runner.limits.groups import Kind, Unavailable, UserLimits
 from epe.runner.limits.hierarchy import (
     Made,
     check_writable,

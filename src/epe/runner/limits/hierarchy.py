@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from epe.runner.limits import Unavailable
+from epe.runner.limits.groups import Unavailable
 
 
 @dataclass(frozen=True)

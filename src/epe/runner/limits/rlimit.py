@@ -16,7 +16,7 @@ import contextlib
 import os
 
 from epe.runner.executor import Usage
-from epe.runner.limits import Kind, UserLimits
+from epe.runner.limits.groups import Kind, UserLimits
 
 KIND: Kind = "rlimit"
 TICK = os.sysconf("SC_CLK_TCK")
