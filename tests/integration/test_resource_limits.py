@@ -2,7 +2,7 @@
 
 Each of ``cgroup2``, ``cgroup1`` and ``rlimit`` is set up as the server sets it up and
 given real processes, which join their groups as the fork server's children do
-(writing themselves to the ``cgroup.procs`` named): what a task used is what the
+(writing themselves to the files named): what a task used is what the
 kernel counted; with cgroups, a user's workers share one memory limit (the one that
 crosses it is killed, and its group says so), users share the CPU equally however
 many workers each keeps busy, a user's processes are bounded, and what was made is

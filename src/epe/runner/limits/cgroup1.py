@@ -114,7 +114,10 @@ class Cgroup1:
                 group = group / leaf
                 make(group)
                 leaves.append(group)
-            joins.append(str(group / "cgroup.procs"))
+            # ``tasks``, not ``cgroup.procs``: a new worker has one thread, and moving the
+            # writer's own thread spares the kernel the RCU grace period (~10 ms) that
+            # moving a whole process waits for.
+            joins.append(str(group / "tasks"))
         memory = self._top["memory"] / user / leaf
         cpuacct = self._top["cpuacct"] / user / leaf
         return _Worker(tuple(joins), leaves, memory, cpuacct, self._made)

@@ -28,8 +28,9 @@ class WorkerGroup(Protocol):
 
     @property
     def join(self) -> tuple[str, ...]:
-        """The ``cgroup.procs`` files a new worker writes ``0`` to (itself), before it
-        drops its privileges and reads a task (``runner.worker.zygote``)."""
+        """The files a new worker writes ``0`` to (itself: ``cgroup.procs``, or version
+        1's ``tasks``), before it drops its privileges and reads a task
+        (``runner.worker.zygote``)."""
         ...
 
     def started(self, pid: int, sandboxed: bool) -> None:

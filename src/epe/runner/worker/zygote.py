@@ -9,8 +9,8 @@ messages:
 - ``{"spawn": id, "limits": {...}, "sandbox": {...} | null, "workdir": path | null,
   "run_as": [uid, gid] | null, "cgroups": [path, ...]}``
   with two file descriptors (the worker's ends of its task pipes): it forks; the child
-  joins its user's cgroups (writing itself to each ``cgroup.procs`` named), enters the
-  sandbox (``sandbox.enter``) or, without one, its own session, then becomes
+  joins its user's cgroups (writing itself to each ``cgroup.procs`` or ``tasks`` file
+  named), enters the sandbox (``sandbox.enter``) or, without one, its own session, then becomes
   a worker (``main.serve``). The answer is ``{"spawned": id, "pid": pid}``.
 - none for exits: when a child ends it sends ``{"exited": pid, "code": returncode}``
   (negative: killed by that signal), which is how the pool learns how a worker died.
@@ -127,7 +127,8 @@ class ForkServer:
 
 
 def _join(procs: str) -> None:
-    """Move this process into the cgroup whose ``cgroup.procs`` is ``procs``."""
+    """Move this process into the cgroup of ``procs`` (its ``cgroup.procs``, or ``tasks``:
+    this process has one thread)."""
     try:
         fd = os.open(procs, os.O_WRONLY)
         try:
