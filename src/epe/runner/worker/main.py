@@ -204,10 +204,10 @@ def preload() -> None:
     pyarrow.set_cpu_count(len(os.sched_getaffinity(0)))
     _warm_up_conversion()
 
+    # The batch code too, not by each worker's first task: importing in a forked worker
+    # touches pages it would otherwise share, which made that task ~10 ms slower.
     import epe.core.results
     import epe.core.scripts
-    # Imported here, not by a worker's first task: importing in a forked worker touches
-    # pages it would otherwise share, which made that task ~10 ms slower.
     import epe.runner.worker.invoke  # noqa: F401
 
 
