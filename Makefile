@@ -9,7 +9,7 @@ DATA_DIR ?= ./epe-data
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint bench clean chromium postgresql console-assets console-check console-screenshots
+.PHONY: run test test-image image podman lint bench clean chromium postgresql jq slapd nodejs console-assets console-check console-screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import ensurepip' 2>/dev/null || (apt-get update -q && apt-get install -y -q python3.11-venv)
@@ -27,11 +27,26 @@ postgresql:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql)
 
-test: $(STAMP) chromium postgresql
+# The sign-in tests start a real OpenLDAP (tests/ldapserver.py) and a real OpenID provider,
+# oidc-provider from npm under Node.js (tests/oidcprovider.py): Debian's packages, when missing.
+slapd:
+	@test -x /usr/sbin/slapd || (apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q slapd)
+
+nodejs:
+	@command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q nodejs npm)
+	test -d tests/oidc/node_modules/oidc-provider || \
+		(cd tests/oidc && npm ci --no-audit --no-fund)
+
+test: $(STAMP) chromium postgresql jq slapd nodejs
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
+
+# OML's REST notebook (tests/client/test_oml_notebooks.py) pipes curl into jq, as a user does.
+jq:
+	command -v jq >/dev/null || (apt-get update -q && apt-get install -y -q jq)
 
 # The browser tests (tests/browser) drive Debian's Chromium through Playwright:
 # Playwright's own browser download is not used.
@@ -49,6 +64,31 @@ console-check: console-assets
 # Run the browser tests and keep their screenshots as docs/images/console-*.png.
 console-screenshots: $(STAMP) chromium
 	EPE_CONSOLE_SCREENSHOTS=docs/images $(BIN)/python -m pytest tests/browser
+
+# The container image (Containerfile, deploy/build-image.sh; docs/deploy.md): podman, its
+# runtime runc and mmdebstrap from Debian, when missing (no recommends: none is needed).
+podman:
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		--no-install-recommends podman runc mmdebstrap)
+
+# localhost/epe:VERSION from this checkout: the wheel, a wheelhouse of it and everything it
+# needs, then the image from a Debian base made by mmdebstrap, nothing pulled.
+# IMAGE_EXTRAS=postgres,ray IMAGE=localhost/epe-ray:VERSION: the image KubeRay's nodes run.
+VERSION = $(shell $(PYTHON) -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
+IMAGE_BUILD := build/image
+IMAGE_EXTRAS ?= postgres
+IMAGE ?= localhost/epe:$(VERSION)
+image: $(STAMP) podman
+	rm -rf $(IMAGE_BUILD)
+	$(BIN)/python -m build --outdir $(IMAGE_BUILD)/dist .
+	$(BIN)/python -m pip wheel --quiet --wheel-dir $(IMAGE_BUILD)/wheelhouse \
+		"$$(ls $(IMAGE_BUILD)/dist/epe-*.whl)[$(IMAGE_EXTRAS)]"
+	EPE_IMAGE_EXTRAS=$(IMAGE_EXTRAS) deploy/build-image.sh $(IMAGE_BUILD) $(IMAGE)
+
+# The image's test (tests/release/test_image.py): minutes of building, so apart from `make test`.
+test-image: $(STAMP) podman
+	EPE_TEST_IMAGE=1 $(BIN)/python -m pytest tests/release/test_image.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/do_eval_latency.py

@@ -74,7 +74,7 @@ for species, frame in res.items():
 print(len(res.img), "images;", res.img[0][:8])
 res.dat.head(3)''',
     '''oml.script.create("build_lm_1", func=build_lm_1, overwrite=True)
-oml.script.dir(name="build_lm_1")[["NAME", "DESCRIPTION"]]''',
+oml.script.dir(name="build_lm_1")[["name", "description"]]''',
     '''f = oml.script.load("build_lm_1")
 print(f.source)
 oml.table_apply(data=IRIS, func="build_lm_1").coef_''',

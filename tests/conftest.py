@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.pgserver import INSTALL_HINT, PostgresServer, binaries, on_postgresql_data
+from tests import ldapserver
+from tests.ldapserver import Slapd
+from tests.oidcprovider import OidcProvider
+from tests.pgserver import INSTALL_HINT, PostgresServer, binaries, free_port, on_postgresql_data
 from tests.raycluster import DRIVER_ENV, RayCluster, stop_orphans
 from tests.serverproc import EpeServer
 
@@ -21,6 +24,30 @@ def postgres() -> Iterator[PostgresServer]:
     pg = PostgresServer(bin_dir).start()
     yield pg
     pg.stop()
+
+
+@pytest.fixture(scope="session")
+def slapd() -> Iterator[Slapd]:
+    """One real OpenLDAP server for the session (tests/ldapserver.py)."""
+    if not ldapserver.installed():
+        pytest.fail(ldapserver.INSTALL_HINT)
+    server = Slapd().start()
+    yield server
+    server.stop()
+
+
+# The ports of the servers that sign in through the OpenID provider: its client's
+# redirect URIs name them, so they are chosen before it starts.
+OIDC_SERVER_PORTS = {"api": free_port(), "console": free_port()}
+
+
+@pytest.fixture(scope="session")
+def oidc_provider() -> Iterator[OidcProvider]:
+    """One real OpenID provider for the session (tests/oidcprovider.py)."""
+    callback = "http://127.0.0.1:{}/omlusers/api/v1/sign-in/oidc/callback"
+    provider = OidcProvider().start([callback.format(p) for p in OIDC_SERVER_PORTS.values()])
+    yield provider
+    provider.close()
 
 
 @pytest.fixture(scope="session")

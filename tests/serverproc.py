@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,9 @@ def unique_name(prefix: str = "U") -> str:
 
 
 def run_cli(*args: str, stdin: str = "", env: dict[str, str] | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*EPE, *args], input=stdin, text=True, capture_output=True,
+            check: bool = True, epe: Sequence[str] = EPE) -> subprocess.CompletedProcess[str]:
+    """``epe ARGS``; ``epe``: the command that is epe (another install's, a container's)."""
+    return subprocess.run([*epe, *args], input=stdin, text=True, capture_output=True,
                           env={**os.environ, **(env or {})}, check=check, timeout=120)
 
 
@@ -43,12 +45,23 @@ class EpeServer:
     """``epe serve`` on a free port with its own data folder."""
 
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None,
-                 wrapper: tuple[str, ...] = ()) -> None:
+                 wrapper: tuple[str, ...] = (), port: int = 0, epe: Sequence[str] = EPE,
+                 cli: Sequence[str] | None = None) -> None:
         """``wrapper``: a command that runs the server as its arguments (it must ``exec``
-        them, so that the process the tests signal is the server)."""
+        them, or pass signals on, so that the signals the tests send reach the server).
+        ``port``: 0, a free one; a fixed one where another party must know it first (an
+        OpenID provider's redirect URIs). ``epe``: the command that is epe (this checkout's
+        by default; an installed wheel's, an old version's); ``cli``: the one that runs its
+        other commands beside the server (``epe`` by default; in a container, ``podman
+        exec``)."""
         self.data_dir = data_dir
+        self.port = port
         self.wrapper = wrapper
+        self.epe, self.cli = tuple(epe), tuple(cli if cli is not None else epe)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("EPE_")}
+        # A stopping server lets what runs finish for this long: the tests' sleepers would
+        # hold every stop for the default's 25 s (a test of stopping sets its own).
+        self.env["EPE_SHUTDOWN_GRACE"] = "3"
         self.env.update(env or {})
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
@@ -59,7 +72,8 @@ class EpeServer:
         self.output = []
         self.url = ""
         self.proc = subprocess.Popen(
-            [*self.wrapper, *EPE, "serve", "--data-dir", str(self.data_dir), "--port", "0"],
+            [*self.wrapper, *self.epe, "serve", "--data-dir", str(self.data_dir), "--port",
+             str(self.port)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env)
         ready = threading.Event()
         threading.Thread(target=self._pump, args=(ready,), daemon=True).start()
@@ -113,7 +127,8 @@ class EpeServer:
 
     def _add_with_cli(self, name: str, password: str, admin: bool) -> None:
         args = ["user", "add", name, "--data-dir", str(self.data_dir), "--password-stdin"]
-        run_cli(*args, *(["--admin"] if admin else []), stdin=password + "\n", env=self.env)
+        run_cli(*args, *(["--admin"] if admin else []), stdin=password + "\n", env=self.env,
+                epe=self.cli)
 
     def http(self, **kw: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=120, **kw)

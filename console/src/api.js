@@ -8,7 +8,9 @@
 const BASE = location.pathname.replace(/console\/?$/, "").replace(/[^/]*$/, "");
 export const API = `${BASE}oml/api/py-scripts/v2`;
 export const USERS = `${BASE}omlusers/api/v1/users`;
+export const MODELS = `${BASE}omlmod/v1`;
 const TOKEN = `${BASE}omlusers/api/oauth2/v1/token`;
+const SIGN_IN = `${BASE}omlusers/api/v1/sign-in`;
 const KEY = "epe.console.session";
 const RETRY_REFRESH_MS = 10_000;
 
@@ -25,6 +27,34 @@ let notice = "";
 let timer = 0;
 const subscribers = new Set();
 schedule();
+arrived();
+
+// Back from the identity provider: the server put a token of ours (or what went wrong)
+// in the address's fragment. Take it out of the address at once, then sign in with it.
+function arrived() {
+  const found = new URLSearchParams(location.hash.slice(1));
+  if (!found.has("token") && !found.has("signinError")) return;
+  history.replaceState(null, "", location.pathname + location.search);
+  if (found.has("signinError")) {
+    notice = `Could not sign in: ${found.get("signinError")}`;
+    return;
+  }
+  const body = { accessToken: found.get("token"), expiresIn: Number(found.get("expiresIn")) };
+  send(`${USERS}/me`, { token: body.accessToken })
+    .then((me) => {
+      if (me.status !== 200) throw new ApiError(me.status, me.data);
+      setSession(fromToken(me.data.result.username, me.data.result.admin, body));
+    })
+    .catch((e) => setSession(null, `Could not sign in: ${e.message}`));
+}
+
+// How one signs in here: passwords always; single sign-on when the server offers it.
+export async function signInWays() {
+  const r = await send(SIGN_IN);
+  if (r.status !== 200) return { password: true, oidc: null };
+  const oidc = r.data.oidc && { ...r.data.oidc, url: BASE + r.data.oidc.url };
+  return { ...r.data, oidc };
+}
 
 function restore() {
   try {
@@ -152,6 +182,13 @@ export const api = {
   get: (path) => call("GET", API + path),
   post: (path, json) => call("POST", API + path, { json }),
   del: (path) => call("DELETE", API + path),
+};
+
+// OML Services' models, endpoints and scoring jobs (docs/models.md).
+export const oml = {
+  get: (path) => call("GET", MODELS + path),
+  post: (path, json) => call("POST", MODELS + path, { json }),
+  del: (path) => call("DELETE", MODELS + path),
 };
 
 // Path segments are user data: always encode them.

@@ -1,11 +1,12 @@
 // The shell: sign-in, the navigation, and the page the URL's hash names.
-import { useState } from "preact/hooks";
-import { currentNotice, signIn, signOut } from "./api.js";
+import { useEffect, useState } from "preact/hooks";
+import { currentNotice, signIn, signInWays, signOut } from "./api.js";
 import { ErrorBox } from "./components/common.jsx";
 import { href, useRoute, useSession } from "./hooks.js";
 import { DatastoresPage } from "./pages/Datastores.jsx";
 import { EnvironmentsPage } from "./pages/Environments.jsx";
 import { JobsPage } from "./pages/Jobs.jsx";
+import { ModelsPage } from "./pages/Models.jsx";
 import { RunPage } from "./pages/Run.jsx";
 import { ScriptsPage } from "./pages/Scripts.jsx";
 import { TablesPage } from "./pages/Tables.jsx";
@@ -18,6 +19,7 @@ const PAGES = [
   ["jobs", "Jobs", JobsPage, false],
   ["tables", "Tables", TablesPage, false],
   ["datastores", "Datastores", DatastoresPage, false],
+  ["models", "Models", ModelsPage, false],
   ["environments", "Environments", EnvironmentsPage, false],
   ["users", "Users", UsersPage, true],
 ];
@@ -69,6 +71,12 @@ function SignIn({ notice }) {
   const [password, setPassword] = useState("");
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
+  const [sso, setSso] = useState(null);
+  useEffect(() => {
+    signInWays()
+      .then((ways) => setSso(ways.oidc))
+      .catch(() => setSso(null));
+  }, []);
   const submit = async (e) => {
     e.preventDefault();
     setBusy(true);
@@ -119,6 +127,13 @@ function SignIn({ notice }) {
           </button>
         </form>
         <ErrorBox error={error} title="Could not sign in" />
+        {sso && (
+          <footer>
+            <a role="button" class="secondary" href={sso.url}>
+              Sign in with {sso.name}
+            </a>
+          </footer>
+        )}
       </article>
     </main>
   );

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import logging
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
@@ -18,27 +20,36 @@ from epe.api import (
     datastores,
     envs,
     errors,
+    groups,
     jobs,
     meta,
     metrics,
+    models,
     openapi,
     query,
     run,
     scripts,
+    signin,
     tables,
+    tokens,
     users,
 )
 from epe.api.middleware import (
     BodyLimit,
     DeprecateV1,
+    Draining,
     FormBodyAsJson,
     Observe,
     RefuseLoneSurrogates,
+    TenantPaths,
 )
 from epe.core.operations import API_ROOT, API_VERSIONS
 from epe.errors import InvalidSetting
+from epe.service import backup, control
 from epe.service.jobs import JobManager
-from epe.service.services import open_services
+from epe.service.models import Models
+from epe.service.schedules import ScoringJobs
+from epe.service.services import Services, open_services
 from epe.settings import Settings
 from epe.store import Store
 
@@ -82,11 +93,18 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
                              asyncio.to_thread(services.catalog.warm_up))
         manager = JobManager(services)
         await manager.start()
+        scoring = ScoringJobs(services, manager)
+        await scoring.start()
         app.state.services, app.state.jobs = services, manager
+        app.state.models, app.state.scoring_jobs = Models(services), scoring
+        app.state.drain = functools.partial(drain, services, manager)  # epe serve's SIGTERM
         stop_metrics = serve_metrics(settings)
+        stop_control = await serve_control(services, manager)
         try:
             yield
         finally:
+            await stop_control()
+            await scoring.stop()
             await manager.stop()
             await services.environments.stop()
             services.close()  # the audit trail's last entries are written here
@@ -99,19 +117,60 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     openapi.install(app, settings.max_timeout)
     app.add_middleware(RefuseLoneSurrogates)
     app.add_middleware(DeprecateV1)
+    app.add_middleware(TenantPaths)  # outside DeprecateV1: a tenant-scoped v1 path is v1
     app.add_middleware(FormBodyAsJson)
     app.add_middleware(BodyLimit, limit=settings.max_body_size,
-                       upload_limit=settings.max_upload_size)
+                       upload_limit=settings.max_upload_size,
+                       model_limit=settings.max_model_size)
+    app.add_middleware(Draining)
     app.add_middleware(Observe)  # outermost: it sees every answer, the 413s too
     app.include_router(meta.router)
     app.include_router(metrics.router)
     app.include_router(auth.router)
     app.include_router(users.router)
+    app.include_router(tokens.router)
+    app.include_router(groups.router)
+    app.include_router(signin.router)
     app.include_router(audit.router)
+    app.include_router(models.router)
     for version in API_VERSIONS:
         app.include_router(versioned_router(), prefix=f"{API_ROOT}/{version}")
     console.install(app)
     return app
+
+
+async def drain(services: Services, manager: JobManager) -> None:
+    """The first step of stopping (docs/deploy.md, restarting without losing work): no
+    more new work, waiting jobs back to the queue, what runs finishes within the grace
+    or is stopped; then the server may stop listening."""
+    began = time.monotonic()
+    services.drain.begin()
+    running, runs = manager.running, services.drain.runs
+    handed = await manager.hand_back()
+    log.info("draining: not ready, no new runs or jobs; %d waiting jobs handed back to the "
+             "queue; waiting up to %g s for %d running jobs and %d runs", handed,
+             services.drain.grace, running, runs)
+    if await services.drain.settle(lambda: manager.running == 0):
+        log.info("drained in %.1f s", time.monotonic() - began)
+        return
+    runs = services.drain.interrupt_runs()
+    jobs = await manager.interrupt(services.drain.stopped_message("job"))
+    log.warning("stopping: %d jobs and %d runs were still running and were stopped (FAILED, "
+                "they say why)", jobs, runs)
+
+
+async def serve_control(services: Services, manager: JobManager
+                        ) -> Callable[[], Awaitable[None]]:
+    """Listen on the data folder's control socket (``epe backup`` asks there), unless
+    another server runs on the folder."""
+    if not manager.queue.owns_folder:
+        return _nothing
+    return await control.serve(services.settings.data_dir, {
+        "backup": functools.partial(backup.answer, services.settings, services.catalog)})
+
+
+async def _nothing() -> None:
+    pass
 
 
 def serve_metrics(settings: Settings) -> Callable[[], None]:

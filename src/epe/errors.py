@@ -12,7 +12,7 @@ the Python client maps the body back to the same class by ``errorCode``.
     │   ├── ResultNotSerializable  400 / 1012  the value cannot become JSON
     │   ├── WorkerDied             400 / 1013  the worker process died under the function
     │   ├── TimeLimitExceeded      400 / 1014  the run went past its timeout
-    │   ├── JobInterrupted         400 / 1015  the server stopped while the job ran
+    │   ├── JobInterrupted         400 / 1015  the server stopped while the job (or run) ran
     │   └── OutputTooLarge         400 / 1024  the result is over the output limit (OML)
     ├── Unauthorized               401 / 2001  missing, bad, expired or revoked token
     ├── Forbidden                  403 / 3001  the caller lacks a role the action needs
@@ -22,6 +22,7 @@ the Python client maps the body back to the same class by ``errorCode``.
     ├── PayloadTooLarge            413 / 4013
     ├── TooManyRequests            429 / 4029  too many failed logins; retry later
     ├── ServerBusy                 503 / 5003  not accepted; retry later
+    │   └── SignInUnavailable      503 / 5005  the directory or the provider cannot answer
     ├── NotReady                   503 / 5004  a part cannot serve now (/health/ready)
     ├── InternalError              500 / 5000  our bug
     └── InvalidSetting             500 / 5001  the server's settings are wrong (at start)
@@ -122,6 +123,13 @@ class TooManyRequests(EpeError):
 class ServerBusy(EpeError):
     status = 503
     code = 5003
+
+
+class SignInUnavailable(ServerBusy):
+    """The directory or the identity provider cannot be reached: the client may retry;
+    never a 500 (docs/sign-in.md)."""
+
+    code = 5005
 
 
 class NotReady(EpeError):

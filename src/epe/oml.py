@@ -12,8 +12,11 @@ What is here:
 
 - ``connect``, ``isconnected``, ``disconnect``: one session per process; tokens are
   refreshed silently, and after the refresh chain ends the session logs in again.
-- Data proxies (``DataFrame``): ``sync``, ``create``, ``push``, ``drop``, ``dir``;
-  a proxy has ``.columns``, ``.shape``, ``.head(n)``, ``.pull()`` and column selection.
+- Data proxies (``DataFrame`` and its columns ``Float``, ``String``, ``Boolean``,
+  ``Bytes``, ``Datetime``): ``sync``, ``create``, ``push``, ``drop``, ``dir``. A proxy
+  is lazy: selections, filters, joins, statistics, ``crosstab``, ``split``... build SQL
+  that runs in the database as the user (Ibis compiles it); rows come back on
+  ``.pull()``, ``.head()`` shown, or a statistic.
 - ``do_eval``, ``table_apply``, ``row_apply``, ``group_apply``, ``index_apply``:
   ``func`` is a function, a stored script's name, or a string holding a
   definition; keyword arguments may be any Python objects; values come back as
@@ -21,6 +24,9 @@ What is here:
   ``oml_async_flag=True`` gives a ``Job``.
 - ``script`` (create, dir, load, drop), ``ds`` (save, load, dir, describe,
   delete), ``grant`` and ``revoke``.
+- ``models``: models as scoring endpoints (docs/models.md): ``models.deploy(clf,
+  "iris")`` stores a fitted model and deploys it in one call; ``score``, ``dir``,
+  ``endpoints``, ``schedule`` (batch scoring jobs) and the rest.
 
 Errors are the server's own classes from ``epe.errors`` (``ScriptFailed``,
 ``NotFound``, ...), carrying its message, ``errorCode`` and traceback.
@@ -30,18 +36,36 @@ See docs/client.md.
 from __future__ import annotations
 
 from epe.client import _datastores as ds
+from epe.client import _graphics as graphics
+from epe.client import _models as models
 from epe.client import _scripts as script
+from epe.client._algorithms import IN_DATABASE, automl
 from epe.client._connection import Connection, connect_from, current, has_current, set_current
 from epe.client._datastores import grant, revoke
 from epe.client._embed import do_eval, group_apply, index_apply, row_apply, table_apply
+from epe.client._frame import Boolean, Bytes, Datetime, Float, String
 from epe.client._jobs import Job
-from epe.client._proxy import DataFrame, create, dir, drop, push, sync
+from epe.client._proxy import (  # noqa: F401 -- _proxy_from_state: how proxies unpickle
+    DataFrame,
+    _proxy_from_state,
+    create,
+    dir,
+    drop,
+    push,
+    sync,
+)
 from epe.client._results import DataImage
 
 __all__ = [
+    "Boolean",
+    "Bytes",
     "DataFrame",
     "DataImage",
+    "Datetime",
+    "Float",
     "Job",
+    "String",
+    "automl",
     "connect",
     "create",
     "dir",
@@ -50,9 +74,11 @@ __all__ = [
     "drop",
     "ds",
     "grant",
+    "graphics",
     "group_apply",
     "index_apply",
     "isconnected",
+    "models",
     "push",
     "revoke",
     "row_apply",
@@ -60,6 +86,9 @@ __all__ = [
     "sync",
     "table_apply",
 ]
+
+
+globals().update(IN_DATABASE)  # oml.glm, oml.rf, ...: each says why epe has none
 
 
 def connect(url: str | None = None, user: str | None = None,

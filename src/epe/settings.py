@@ -8,7 +8,7 @@ import time. ``docs/settings.md`` documents every field (a test checks it).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +16,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ServiceLevel = Literal["LOW", "MEDIUM", "HIGH"]
 # HOST:PORT, the host a name, an IPv4 address or a bracketed IPv6 one.
 _ADDRESS = r"^$|^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):[0-9]{1,5}$"
+
+
+# What a Ray node is given (docs/security.md, Ray nodes): the limits and sandbox of the
+# workers its agent starts, and where the server's data folder is, to hide it from them.
+# Never a URL, a key or a password: a Ray cluster does not authenticate who reads it,
+# and whatever reaches a node can be read there (tests/unit/test_node_settings.py keeps
+# this the whole of what code running on a node reads).
+NODE_SETTINGS = frozenset({
+    "data_dir", "require_isolation", "worker_user", "worker_network", "worker_tmp_size",
+    "worker_memory_limit", "worker_max_processes", "worker_max_open_files", "worker_max_tasks",
+    "worker_start_timeout", "output_limit", "graphics_dpi", "graphics_width",
+    "graphics_height", "resource_limits", "user_memory_limit",
+})
 
 
 class Settings(BaseSettings):
@@ -51,6 +64,50 @@ class Settings(BaseSettings):
         100, ge=1, description="Failed logins from one client address before a 429."
     )
     login_window: float = Field(300.0, gt=0, description="Seconds failed logins are counted.")
+
+    # Organisation sign-in (docs/sign-in.md): a directory behind the password grant.
+    ldap_url: str = Field(
+        "", pattern=r"^$|^ldaps?://", description="The directory (ldap:// or ldaps://); empty: "
+        "passwords are epe's own.")
+    ldap_start_tls: bool = Field(False, description="Upgrade an ldap:// connection with StartTLS.")
+    ldap_ca_file: str = Field(
+        "", description="CA certificates (PEM) the directory's certificate is checked against "
+        "(empty: the system's).")
+    ldap_user_dn: str = Field(
+        "", description="DN template a user binds as, e.g. uid={username},ou=people,dc=example,"
+        "dc=org (empty: search with the service account).")
+    ldap_bind_dn: str = Field("", description="The service account's DN, to search for users.")
+    ldap_bind_password: str = Field("", description="The service account's password.")
+    ldap_user_base: str = Field("", description="Where users are searched for.")
+    ldap_user_filter: str = Field(
+        "(uid={username})", description="Filter that finds an active user by name ({username}: "
+        "the name, escaped).")
+    ldap_group_base: str = Field("", description="Where groups are searched for (empty: no "
+                                                 "groups from the directory).")
+    ldap_admin_group: str = Field("", description="The directory group (name or DN) whose "
+                                                  "members are epe's admins.")
+    ldap_timeout: float = Field(5.0, gt=0, description="Seconds to wait for the directory.")
+
+    # Organisation sign-in: an OpenID Connect provider (docs/sign-in.md).
+    oidc_issuer: str = Field("", description="The provider's issuer URL (empty: no single "
+                                             "sign-on).")
+    oidc_client_id: str = Field("", description="epe's client id at the provider (the "
+                                                "console's sign-in).")
+    oidc_client_secret: str = Field("", description="epe's client secret at the provider "
+                                                    "(empty: a public client, PKCE only).")
+    oidc_audience: str = Field("", description="Audience of the provider's access tokens "
+                                               "accepted as bearer tokens (empty: none are).")
+    oidc_username_claim: str = Field("preferred_username",
+                                     description="Claim holding the user name.")
+    oidc_groups_claim: str = Field("groups", description="Claim holding the user's groups.")
+    oidc_admin_group: str = Field("", description="The provider's group whose members are "
+                                                  "epe's admins.")
+    oidc_name: str = Field("single sign-on", min_length=1,
+                           description="The provider's name on the console's sign-in button.")
+    oidc_timeout: float = Field(5.0, gt=0, description="Seconds to wait for the provider.")
+    signin_cache_ttl: float = Field(
+        60.0, ge=0, description="Seconds the provider's keys and the directory's answers for "
+        "automation tokens are kept.")
 
     # Where users' code runs (docs/scale-out.md).
     executor: Literal["local", "ray"] = Field(
@@ -167,6 +224,26 @@ class Settings(BaseSettings):
         0.5, gt=0, description="Seconds between looks for other servers' waiting jobs."
     )
 
+    # Stopping (docs/deploy.md#restarting-without-losing-work).
+    shutdown_grace: float = Field(
+        25.0, ge=0, description="Seconds a stopping server lets runs, jobs and requests under "
+                                "way finish before it stops them."
+    )
+
+    # Models and scoring (docs/models.md).
+    max_model_size: int = Field(
+        256 * 1024**2, gt=0, description="Largest model a user may store, in bytes (413 beyond)."
+    )
+    score_max_records: int = Field(
+        1000, ge=1, description="Records one score call may send (400 beyond)."
+    )
+    score_timeout: float = Field(
+        60.0, gt=0, description="Seconds a score call may take before it is stopped."
+    )
+    schedule_poll_interval: float = Field(
+        5.0, gt=0, description="Most seconds between looks for due batch scoring runs."
+    )
+
     # Service levels (docs/api.md#run-requests): the highest degree of parallelism each allows.
     service_low_parallel: int = Field(2, ge=1, description="Parallelism cap of service LOW.")
     service_medium_parallel: int = Field(4, ge=1, description="Parallelism cap of service MEDIUM.")
@@ -209,6 +286,12 @@ class Settings(BaseSettings):
             raise ValueError("give 0 (three quarters of the machine's memory) or at least "
                              "64 MiB (67108864): a worker needs that much to start")
         return value
+
+    def for_nodes(self) -> dict[str, Any]:
+        """The settings a Ray node is given (``NODE_SETTINGS``), as JSON values."""
+        given = self.model_dump(mode="json", include=set(NODE_SETTINGS))
+        given["data_dir"] = str(self.data_dir.absolute())
+        return given
 
     def job_concurrency(self, level: ServiceLevel) -> int:
         return {

@@ -10,9 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.server
+import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -465,6 +467,27 @@ def test_a_failed_cli_build_exits_1_with_pips_message(srv: EpeServer, wheels: Pa
     assert r.returncode == 1
     assert "error: pip could not install" in r.stderr and "epe_no_such_pkg" in r.stderr
     assert [p for p in (srv.data_dir / "envs").iterdir() if name in p.name] == []
+
+
+def test_a_restored_backup_builds_the_environments_again_from_their_definitions(
+        srv: EpeServer, built: str, places: Callable[[], Path], tmp_path: Path) -> None:
+    # docs/deploy.md#backups: a backup keeps what each environment was built from (here
+    # a package from a folder of wheels), and restoring builds it again with pip.
+    made = run_cli("backup", "--data-dir", str(srv.data_dir), "--to", str(tmp_path / "b"))
+    assert "environments" in made.stdout, made
+    restored = places()
+    done = run_cli("restore", "--from", str(tmp_path / "b"), "--data-dir", str(restored))
+    assert f"building environment {built} again" in done.stdout, done
+    listed = {e["name"]: e for e in json.loads(run_cli(
+        "env", "list", "--json", "--data-dir", str(restored)).stdout)["result"]["envs"]}
+    original = {e["name"]: e for e in json.loads(run_cli(
+        "env", "list", "--json", "--data-dir", str(srv.data_dir)).stdout)["result"]["envs"]}
+    assert {k: v for k, v in listed[built].items() if k != "size"} == \
+        {k: v for k, v in original[built].items() if k != "size"}
+    imported = subprocess.run([str(restored / "envs" / built / "bin" / "python"), "-c",
+                               "import epe_envtest_pkg; print(epe_envtest_pkg.VALUE)"],
+                              capture_output=True, text=True, check=True)
+    assert imported.stdout == "42\n"
 
 
 # -- pools: started when needed, stopped when idle; environments outlive restarts ----------

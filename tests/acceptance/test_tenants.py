@@ -313,6 +313,23 @@ def test_a_server_that_cannot_isolate_says_so_or_refuses() -> None:
         shutil.rmtree(data.parent, ignore_errors=True)
 
 
+@isolated
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="util-linux's setpriv is missing")
+def test_a_root_server_without_cap_net_admin_cannot_isolate_and_says_why(
+        tmp_path: Path) -> None:
+    """As in a container given CAP_SYS_ADMIN alone: namespaces can be made, but a worker's
+    own loopback cannot be brought up. The start-up probe sees it (it used to pass, and then
+    every run failed with a 500)."""
+    command = ["setpriv", "--bounding-set=-net_admin", *EPE, "serve",
+               "--data-dir", str(tmp_path / "data"), "--port", "0"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EPE_")}
+    refused = subprocess.run(command, env={**env, "EPE_REQUIRE_ISOLATION": "true"},
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "EPE_REQUIRE_ISOLATION" in refused.stderr, refused.stderr
+    assert "CAP_NET_ADMIN" in refused.stderr, refused.stderr
+
+
 def test_runs_wait_their_turn_and_a_full_queue_is_a_503(make_server: Any) -> None:
     srv = make_server(EPE_MAX_WORKERS="2", EPE_MAX_POOLS="1", EPE_POOL_QUEUE_LIMIT="0")
     (_, first), (_, second) = srv.new_client(), srv.new_client()

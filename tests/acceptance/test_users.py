@@ -59,10 +59,12 @@ def test_users_list_for_admins_and_each_user_reads_their_own_account(
 
     token = login(server, name, "Secret-pw").json()["accessToken"]
     with server.http(headers={"Authorization": f"Bearer {token}"}) as c:
-        assert c.get(f"{USERS}/me").json() == {"result": {"username": name.upper(),
-                                                           "admin": False}}
+        assert c.get(f"{USERS}/me").json() == {"result": {
+            "username": name.upper(), "admin": False, "groups": [], "source": "local",
+            "via": "epe", "scope": None}}
         assert_error(c.get(USERS), 403, 3001)  # the list is for admins only
     assert admin.get(f"{USERS}/me").json()["result"]["admin"] is True
+    assert admin.get(f"{USERS}/me").json()["result"]["groups"] == ["ADMIN"]
     with server.http() as anonymous:
         assert_error(anonymous.get(f"{USERS}/me"), 401)
 
@@ -168,3 +170,45 @@ def test_cli_invalid_user_name_exits_nonzero_with_a_message(server: EpeServer,
     assert result.returncode != 0
     assert result.stderr.strip()
     assert "Traceback" not in result.stderr
+
+
+def test_admins_keep_local_users_groups_and_admin_is_a_group(server: EpeServer,
+                                                             admin: httpx.Client) -> None:
+    groups = "/omlusers/api/v1/groups"
+    member, member_pw = server.add_user()
+    owner, owner_pw = server.add_user()
+    name = unique_name("analysis")
+    with server.client(owner, owner_pw) as o:
+        assert o.post(f"{API}/scripts", json={"name": name, "script": "def f():\n    return 3\n"}
+                      ).status_code == 201
+        assert o.post(f"{API}/scripts/{name}/grants", json={"group": "analysts"}
+                      ).status_code == 200
+        assert_error(o.put(f"{groups}/analysts/members/{member}"), 403, 3001)
+    run = f"{API}/do-eval/{name}/{owner}"
+    with server.client(member, member_pw) as m:
+        assert_error(m.post(run), 404)
+        r = admin.put(f"{groups}/Analysts/members/{member.lower()}")
+        assert r.status_code == 200 and r.json()["result"] == {"group": "ANALYSTS", "user": member}
+        assert m.get(f"{USERS}/me").json()["result"]["groups"] == ["ANALYSTS"]
+        assert m.post(run).json() == {"result": 3}  # at once: membership is looked up per run
+        listed = {g["name"]: g["members"] for g in admin.get(groups).json()["items"]}
+        assert member in listed["ANALYSTS"] and member not in listed.get("ADMIN", [])
+        assert admin.delete(f"{groups}/analysts/members/{member}").status_code == 200
+        assert_error(admin.delete(f"{groups}/analysts/members/{member}"), 404)
+        assert_error(m.post(run), 404)
+        # Admin is the group ADMIN: joining it is the role, and a grant to it reaches admins.
+        assert admin.put(f"{groups}/ADMIN/members/{member}").status_code == 200
+        me = m.get(f"{USERS}/me").json()["result"]
+        assert me["admin"] is True and me["groups"] == ["ADMIN"]
+        assert m.get(USERS).status_code == 200
+        with server.client(owner, owner_pw) as o:
+            assert o.post(f"{API}/scripts/{name}/grants", json={"group": "admin"}
+                          ).status_code == 200
+        assert m.post(run).json() == {"result": 3}
+        assert admin.delete(f"{groups}/ADMIN/members/{member}").status_code == 200
+        assert_error(m.get(USERS), 403, 3001)
+        assert_error(m.post(run), 404)
+    me_admin = admin.get(f"{USERS}/me").json()["result"]["username"]
+    assert_error(admin.delete(f"{groups}/ADMIN/members/{me_admin}"), 400)
+    assert_error(admin.put(f"{groups}/PUBLIC/members/{member}"), 400)
+    assert_error(admin.put(f"{groups}/analysts/members/NOBODY_HERE"), 404)

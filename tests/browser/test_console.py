@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from playwright.sync_api import Page, expect
+from sklearn.linear_model import LogisticRegression
 
 from tests.acceptance.test_envs import make_wheel
 from tests.browser.conftest import DEMO_PASSWORD, DEMO_USER, Console, sign_in
@@ -33,6 +35,7 @@ TICKS = ("import time\n"
          "    time.sleep(pause)\n"
          "    print('tick', i)\n"
          "    return i * i\n")
+COLUMNS = ["SEPAL_LENGTH", "SEPAL_WIDTH", "PETAL_LENGTH", "PETAL_WIDTH"]
 SLEEPER = "import time\ndef sleeper():\n    time.sleep(60)\n    return 'woke up'\n"
 
 
@@ -321,6 +324,59 @@ def test_datastores_list_and_describe(signed_in: Page, api: httpx.Client) -> Non
     grants = page.get_by_role("region", name="grants")
     grants.get_by_role("button", name="Grant read").click()
     expect(grants.get_by_role("status")).to_have_text("Granted to everyone.")
+    grants.get_by_label("User to grant to or revoke from").fill("analysts")
+    grants.get_by_role("button", name="Grant to group").click()
+    expect(grants.get_by_role("status")).to_have_text("Granted to group ANALYSTS.")
+    grants.get_by_role("button", name="Revoke from group").click()
+    expect(grants.get_by_role("status")).to_have_text("Revoked from group ANALYSTS.")
+
+
+def test_models_endpoints_a_scored_record_and_a_scoring_job(signed_in: Page,
+                                                           api: httpx.Client) -> None:
+    from tests.acceptance.test_models import onnx_zip, scoring_job
+
+    x = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]],
+                 dtype=np.float32)
+    clf = LogisticRegression().fit(x, ["setosa", "virginica", "versicolor"])
+    zipped = onnx_zip(clf, x[:1], {"function": "classification", "inputColumns": COLUMNS})
+    r = api.post("/omlmod/v1/models", files={"modelData": ("m.zip", zipped)},
+                 data={"modelName": "console_iris", "modelType": "ONNX", "version": "1"})
+    assert r.status_code == 201, r.text
+    model = r.json()["modelId"]
+    assert api.post("/omlmod/v1/deployment", json={"modelId": model, "uri": "console-iris"}
+                    ).status_code == 201
+    put_table(api, "CONSOLE_IN", ",".join(COLUMNS) + "\n5.1,3.5,1.4,0.2\n")
+    scoring_job(api, {"jobName": "console_job", "jobType": "MODEL_SCORING",
+                      "jobSchedule": {"jobStartDate": "2100-01-01T00:00:00Z",
+                                      "repeatInterval": "FREQ=DAILY"},
+                      "jobProperties": {"modelId": model, "inputData": "CONSOLE_IN",
+                                        "outputData": "CONSOLE_OUT"}})
+    page = signed_in
+    open_page(page, "Models")
+    expect(page.get_by_role("table", name="models")).to_contain_text("console_iris")
+    page.get_by_role("link", name="console-iris").click()
+    form = page.get_by_role("form", name="score a record")
+    for name, value in zip(COLUMNS, x[0], strict=True):
+        form.get_by_label(name).fill(str(float(value)))
+    form.get_by_role("button", name="Score").click()
+    expect(page.get_by_role("region", name="scoring result")).to_contain_text("setosa")
+    job = page.get_by_role("article", name="scoring job console_job")
+    job.get_by_role("button", name="Run now").click()
+    job.get_by_role("button", name="Runs").click()
+    expect(page.get_by_role("table", name="runs of console_job")).to_contain_text("FINISH")
+    # The owner grants the model to a group and takes it back, with the scripts' control.
+    page.get_by_role("link", name="console_iris").click()
+    described = page.get_by_role("article", name="model console_iris")
+    expect(described).to_contain_text(model)
+    grants = described.get_by_role("region", name="grants")
+    grants.get_by_label("Grant to user").fill("analysts")
+    grants.get_by_role("button", name="Grant to group").click()
+    expect(grants.get_by_role("status")).to_have_text("Granted to group ANALYSTS.")
+    expect(grants.get_by_role("listitem")).to_have_text("group ANALYSTS Revoke")
+    assert api.get(f"/omlmod/v1/models/{model}/grants").json()["result"]["groups"] == \
+        ["ANALYSTS"]
+    grants.get_by_role("button", name="Revoke").click()
+    expect(grants.get_by_text("Nobody: it is private.")).to_be_visible()
 
 
 class GatedWheels(http.server.SimpleHTTPRequestHandler):

@@ -159,11 +159,12 @@ def test_create_then_columns_shape_head_and_pull(table: oml.DataFrame,
     pulled = table.pull()
     assert pulled.equals(frame)  # types kept: the upload is Parquet
     assert table.head(2).pull().equals(frame.head(2))
-    assert str(table.dtypes["ID"]) == "int64"
+    assert table.dtypes["ID"] is oml.Float and table.dtypes["GRP"] is oml.String
 
 
 def test_column_selection(table: oml.DataFrame, frame: pd.DataFrame) -> None:
-    assert table["X"].pull().equals(frame[["X"]])
+    assert table["X"].pull() == frame["X"].tolist()  # a column: OML's pull() is a list
+    assert isinstance(table["X"], oml.Float)
     assert table[["GRP", "ID"]].pull().equals(frame[["GRP", "ID"]])
     assert table[:, ["odd name", "X"]].pull().equals(frame[["odd name", "X"]])
     assert table[["grp"]].columns == ["GRP"]  # matched ignoring case, as SQL does
@@ -489,27 +490,29 @@ def test_scripts_and_grants_between_users(server: EpeServer,
         oml.script.create(name, func=plain)
     oml.script.create(name, func="def plain(x):\n    return -x", overwrite=True)
     mine = oml.script.dir(name=name)
-    assert mine["SCRIPT"].tolist() == ["def plain(x):\n    return -x"]
-    assert list(mine.columns) == ["NAME", "SCRIPT", "DESCRIPTION", "DATE"]
+    assert mine["script"].tolist() == ["def plain(x):\n    return -x"]
+    assert list(mine.columns) == ["name", "script", "description", "date"]  # OML's
+    assert mine["description"].tolist() == [None]
     everything = oml.script.dir(name=f"^({name}|{shared})$", regex_match=True, sctype="all")
-    assert sorted(everything["NAME"]) == sorted([name, shared])
-    assert set(everything["OWNER"]) == {alice_name, "PYQSYS"}
+    assert list(everything.columns) == ["owner", "name", "script", "description", "date"]
+    assert sorted(everything["name"]) == sorted([name, shared])
+    assert set(everything["owner"]) == {alice_name, "PYQSYS"}
     loaded = oml.script.load(name)
     assert (loaded.name, loaded.owner) == (name, alice_name)
     assert loaded(4) == -4  # runs here
     assert oml.do_eval(loaded, x=5) == -5  # runs there, by name
     oml.grant(name, typ="pyqscript", user=bob_name)
     given = oml.script.dir(sctype="grant")
-    assert list(given.columns) == ["NAME", "GRANTEE", "SCRIPT", "DESCRIPTION", "DATE"]
-    assert given[["NAME", "GRANTEE"]].values.tolist() == [[name, bob_name]]
+    assert list(given.columns) == ["name", "grantee"]
+    assert given.values.tolist() == [[name, bob_name]]
 
     login(server, users["bob"])
     assert oml.do_eval(name, func_owner=alice_name, x=1) == -1
     assert oml.do_eval(shared) == "global"
     granted = oml.script.dir(sctype="granted")  # others on this server may grant to PUBLIC
-    assert name in granted["NAME"].tolist()
-    assert bob_name not in set(granted["OWNER"]) and "PYQSYS" not in set(granted["OWNER"])
-    assert oml.script.dir(name=shared, sctype="global")["OWNER"].tolist() == ["PYQSYS"]
+    assert name in granted["name"].tolist()
+    assert bob_name not in set(granted["owner"]) and "PYQSYS" not in set(granted["owner"])
+    assert oml.script.dir(name=shared, sctype="global")["description"].tolist() == ["a lambda"]
     with pytest.raises(errors.NotFound):
         oml.script.drop(shared, is_global=True)  # only its creator drops it
 

@@ -73,8 +73,9 @@ def score_lm_1(dat, model):
 
 
 def build_lm(dat, dsname):
-    import oml
     from sklearn import linear_model
+
+    import oml
     regr = linear_model.LinearRegression()
     import pandas as pd  # noqa: F401 -- as in the lab
     X = dat[["SEPAL_WIDTH", "PETAL_LENGTH", "PETAL_WIDTH"]]
@@ -85,8 +86,9 @@ def build_lm(dat, dsname):
 
 
 def score_mod(dat, dsname):
-    import oml
     import pandas as pd
+
+    import oml
     obj_dict = oml.ds.load(name=dsname, to_globals=False)
     regr = obj_dict["regr"]
     pred = regr.predict(dat[["SEPAL_WIDTH", "PETAL_LENGTH", "PETAL_WIDTH"]])
@@ -95,8 +97,9 @@ def score_mod(dat, dsname):
 
 
 def build_lm_2(dat, dsname):
-    import oml
     from sklearn import linear_model
+
+    import oml
     regr = linear_model.LinearRegression()
     X = dat[["SEPAL_WIDTH", "PETAL_LENGTH", "PETAL_WIDTH"]]
     y = dat[["SEPAL_LENGTH"]]
@@ -220,8 +223,8 @@ def test_task3_1_the_udf_in_the_script_repository(IRIS: oml.DataFrame) -> None:
     oml.script.create("build_lm_1", func=build_lm_1, overwrite=True)
     scripts = oml.script.dir(sctype="user")
     print(scripts)
-    assert list(scripts["NAME"]) == ["build_lm_1"]
-    assert "def build_lm_1(dat):" in scripts["SCRIPT"][0]
+    assert list(scripts["name"]) == ["build_lm_1"]
+    assert "def build_lm_1(dat):" in scripts["script"][0]
     build_lm_1_again = oml.script.load(name="build_lm_1")
     mod2 = oml.table_apply(data=IRIS, func="build_lm_1")
     assert mod2.coef_ == pytest.approx(np.array([[2.2299405]]))

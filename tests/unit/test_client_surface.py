@@ -13,8 +13,9 @@ from epe import oml
 from epe.runner.worker.userlib.oml import ds as worker_ds
 
 PUBLIC = [
-    "DataFrame", "DataImage", "Job", "connect", "create", "dir", "disconnect", "do_eval",
-    "drop", "ds", "grant", "group_apply", "index_apply", "isconnected", "push", "revoke",
+    "Boolean", "Bytes", "DataFrame", "DataImage", "Datetime", "Float", "Job", "String",
+    "automl", "connect", "create", "dir", "disconnect", "do_eval", "drop", "ds", "grant",
+    "graphics", "group_apply", "index_apply", "isconnected", "models", "push", "revoke",
     "row_apply", "script", "sync", "table_apply",
 ]
 
@@ -28,10 +29,11 @@ def test_all_is_exactly_the_intended_names() -> None:
 
 def functions() -> list[tuple[str, Callable[..., Any]]]:
     found = [(n, getattr(oml, n)) for n in PUBLIC if callable(getattr(oml, n))]
-    for namespace in ("script", "ds"):
+    for namespace in ("script", "ds", "graphics", "models"):
         module = getattr(oml, namespace)
         found += [(f"{namespace}.{n}", getattr(module, n)) for n in module.__all__]
     classes = [(n, getattr(oml, n)) for n in PUBLIC if inspect.isclass(getattr(oml, n))]
+    classes.append(("Series", oml.Float.__mro__[1]))  # what every column type has
     for cls_name, cls in classes:
         found += [(f"{cls_name}.{n}", m) for n, m in vars(cls).items()
                   if not n.startswith("_") and (callable(m) or isinstance(m, property))]

@@ -142,7 +142,9 @@ def test_script_create_is_strict_too() -> None:
 def test_grant_needs_a_user_key_whose_null_means_everyone() -> None:
     assert GrantRequest.model_validate({"user": None}).user is None
     assert GrantRequest.model_validate({"user": "BOB"}).user == "BOB"
-    assert problems(GrantRequest, {}) == [("user", "missing")]
+    assert problems(GrantRequest, {}) == [("", "value_error")]
+    assert GrantRequest.model_validate({"group": "data-science"}).group == "data-science"
+    assert problems(GrantRequest, {"user": "BOB", "group": "G"}) == [("", "value_error")]
 
 
 def test_token_request_grant_types() -> None:

@@ -28,7 +28,8 @@ def files() -> Iterator[Path]:
             yield path
             continue
         for found in sorted(path.rglob("*")):
-            if found.is_file() and found.suffix in SUFFIXES and "__pycache__" not in found.parts:
+            if found.is_file() and found.suffix in SUFFIXES and \
+                    not {"__pycache__", "node_modules"} & set(found.parts):
                 yield found
 
 

@@ -110,6 +110,16 @@ function DatastoreGrants({ name, grantable }) {
       await api.del(`${base}${seg(user.trim() || "PUBLIC")}`);
       return `Revoked from ${user.trim() || "everyone"}.`;
     });
+  const grantGroup = () =>
+    action.run(async () => {
+      const answer = await api.post(base, { group: user.trim() });
+      return `Granted to group ${answer.result.group}.`;
+    });
+  const revokeGroup = () =>
+    action.run(async () => {
+      const answer = await api.del(`${base}${seg("group", user.trim())}`);
+      return `Revoked from group ${answer.result.group}.`;
+    });
   return (
     <section aria-label="grants">
       <h4>Grants</h4>
@@ -125,13 +135,19 @@ function DatastoreGrants({ name, grantable }) {
       >
         <input
           aria-label="User to grant to or revoke from"
-          placeholder="User name (empty: everyone)"
+          placeholder="User or group name (empty: everyone)"
           value={user}
           onInput={(e) => setUser(e.currentTarget.value)}
         />
         <button type="submit">Grant read</button>
         <button type="button" class="secondary" onClick={revoke}>
           Revoke
+        </button>
+        <button type="button" class="secondary" disabled={!user.trim()} onClick={grantGroup}>
+          Grant to group
+        </button>
+        <button type="button" class="secondary outline" disabled={!user.trim()} onClick={revokeGroup}>
+          Revoke from group
         </button>
       </form>
       <Notice>{action.done}</Notice>

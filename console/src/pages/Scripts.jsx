@@ -3,7 +3,8 @@
 import { useState } from "preact/hooks";
 import { api, seg } from "../api.js";
 import { CodeEditor } from "../components/CodeEditor.jsx";
-import { ConfirmButton, ErrorBox, Loading, Notice } from "../components/common.jsx";
+import { ConfirmButton, ErrorBox, Loading } from "../components/common.jsx";
+import { Grants } from "../components/Grants.jsx";
 import { go, href, useAction, useResource } from "../hooks.js";
 
 const GLOBAL = "PYQSYS";
@@ -149,66 +150,18 @@ function ScriptDetail({ name, owner, entry, me, onChange }) {
       </div>
       <ErrorBox error={action.error} />
       <CodeEditor value={s.script} revision={s.script} readOnly label={`source of ${s.name}`} />
-      {kind === "own" && <Grants name={s.name} grantees={entry?.grantees || []} onChange={onChange} />}
-    </article>
-  );
-}
-
-function Grants({ name, grantees, onChange }) {
-  const [user, setUser] = useState("");
-  const action = useAction();
-  const grant = (who) =>
-    action.run(async () => {
-      await api.post(`/scripts${seg(name)}/grants`, { user: who });
-      setUser("");
-      onChange();
-      return `Granted to ${who || "everyone"}.`;
-    });
-  const revoke = (who) =>
-    action.run(async () => {
-      await api.del(`/scripts${seg(name)}/grants${seg(who)}`);
-      onChange();
-      return `Revoked from ${who}.`;
-    });
-  return (
-    <section class="grants" aria-label="grants">
-      <h4>Who else may run it</h4>
-      {grantees.length === 0 ? (
-        <p class="muted">Nobody: it is private.</p>
-      ) : (
-        <ul>
-          {grantees.map((g) => (
-            <li>
-              {g === "PUBLIC" ? "everyone (PUBLIC)" : g}{" "}
-              <button type="button" class="secondary outline small" onClick={() => revoke(g)}>
-                Revoke
-              </button>
-            </li>
-          ))}
-        </ul>
-      )}
-      <form
-        class="inline"
-        onSubmit={(e) => {
-          e.preventDefault();
-          grant(user.trim());
-        }}
-      >
-        <input
-          aria-label="Grant to user"
-          placeholder="User name"
-          required
-          value={user}
-          onInput={(e) => setUser(e.currentTarget.value)}
+      {kind === "own" && (
+        <Grants
+          client={api}
+          base={`/scripts${seg(s.name)}/grants`}
+          revokePath={(who, isGroup) => `/scripts${seg(s.name)}/grants${isGroup ? seg("group", who) : seg(who)}`}
+          grantees={entry?.grantees || []}
+          groups={entry?.groupGrantees || []}
+          verb="run"
+          onChange={onChange}
         />
-        <button type="submit">Grant</button>
-        <button type="button" class="secondary" onClick={() => grant(null)}>
-          Grant to everyone
-        </button>
-      </form>
-      <Notice>{action.done}</Notice>
-      <ErrorBox error={action.error} />
-    </section>
+      )}
+    </article>
   );
 }
 

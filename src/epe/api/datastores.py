@@ -55,9 +55,19 @@ def delete_datastore(name: str, caller: CallerDep, services: ServicesDep) -> Res
 
 @router.post("/{name}/grants")
 def grant(name: str, body: GrantRequest, caller: CallerDep, services: ServicesDep) -> Response:
-    """Let a user (``null``: everyone) read one of the caller's grantable datastores."""
+    """Let a user (``null``: everyone), or the members of a group, use one of the caller's
+    grantable datastores."""
+    if body.group is not None:
+        group = services.grants.grant_group(caller.name, "datastore", name, body.group)
+        return json_response({"result": {"name": name, "group": group}})
     grantee = services.grants.grant(caller.name, "datastore", name, body.user)
     return json_response({"result": {"name": name, "user": grantee}})
+
+
+@router.delete("/{name}/grants/group/{group}")
+def revoke_group(name: str, group: str, caller: CallerDep, services: ServicesDep) -> Response:
+    shown = services.grants.revoke_group(caller.name, "datastore", name, group)
+    return json_response({"result": {"name": name, "group": shown, "revoked": True}})
 
 
 @router.delete("/{name}/grants/{user}")

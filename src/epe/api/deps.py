@@ -1,15 +1,20 @@
-"""Dependencies every router shares: the services, the job manager, and who is calling."""
+"""Dependencies every router shares: the services, the job manager, the models and
+scoring jobs, and who is calling."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from epe.errors import Unauthorized
+from epe.service.audit import VIA_TOKEN
 from epe.service.jobs import JobManager
+from epe.service.models import Models
+from epe.service.schedules import ScoringJobs
 from epe.service.services import Services
-from epe.service.sessions import Caller, authenticate
+from epe.service.sessions import Caller, authenticate, needs_network
 
 
 async def get_services(request: Request) -> Services:
@@ -37,7 +42,14 @@ def bearer_token(request: Request) -> str:
 # Dependencies are ``async`` on purpose: FastAPI runs plain ``def`` ones in its
 # threadpool, a hop that costs more than the (cached) lookups themselves.
 async def current_caller(request: Request, services: ServicesDep) -> Caller:
-    return authenticate(services, bearer_token(request))
+    token = bearer_token(request)
+    if needs_network(services, token):  # the provider or the directory: not on the loop
+        caller = await asyncio.to_thread(authenticate, services, token)
+    else:
+        caller = authenticate(services, token)
+    if caller.token_name is not None:
+        VIA_TOKEN.set(caller.token_name)  # every audit entry of this request names it
+    return caller.may(request.method, request.url.path)
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]
@@ -48,3 +60,24 @@ async def admin_caller(caller: CallerDep) -> Caller:
 
 
 AdminDep = Annotated[Caller, Depends(admin_caller)]
+
+
+async def session_caller(caller: CallerDep) -> Caller:
+    return caller.require_session()
+
+
+SessionDep = Annotated[Caller, Depends(session_caller)]
+
+
+async def get_models(request: Request) -> Models:
+    return request.app.state.models
+
+
+ModelsDep = Annotated[Models, Depends(get_models)]
+
+
+async def get_scoring_jobs(request: Request) -> ScoringJobs:
+    return request.app.state.scoring_jobs
+
+
+ScoringJobsDep = Annotated[ScoringJobs, Depends(get_scoring_jobs)]

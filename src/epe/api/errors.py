@@ -67,7 +67,9 @@ def describe_validation(problems: Any) -> str:
         if p.get("type") == "json_invalid":
             return "the request body is not valid JSON"
         where = ".".join(str(x) for x in p.get("loc", ()) if x != "body")
-        if p.get("type") == "missing" and where:
+        if p.get("type") == "value_error" and not where:
+            parts.append(str(p.get("msg", "")).removeprefix("Value error, "))
+        elif p.get("type") == "missing" and where:
             parts.append(f"'{where}' is required")
         elif where:
             parts.append(f"'{where}': {p.get('msg')}")

@@ -63,7 +63,11 @@ async def health(services: ServicesDep) -> Response:
 
 @router.get("/health/ready")
 async def ready(services: ServicesDep) -> Response:
-    """Readiness: the store, the data layer and the executor can serve; 503 if one cannot."""
+    """Readiness: the store, the data layer and the executor can serve; 503 if one cannot,
+    or once the server is stopping (a load balancer sends it nothing more)."""
+    if services.drain.draining:
+        return error_response(NotReady("not ready: the server is stopping (draining)",
+                                       status="draining"))
     parts = await readiness(services)
     if all_ready(parts):
         return json_response({"status": "ready", "parts": parts})

@@ -1,6 +1,6 @@
-"""ASGI middleware: each request's id, metrics and access log line; the request body
-limit (413); v1's deprecation headers; reading form-typed bodies as JSON; refusing JSON
-bodies with lone surrogates."""
+"""ASGI middleware: each request's id, metrics and access log line; requests under way,
+for a drain; the request body limit (413); v1's deprecation headers; OML's tenant-scoped
+paths; reading form-typed bodies as JSON; refusing JSON bodies with lone surrogates."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ V1_PREFIX = f"{API_ROOT}/v1"
 # RFC 9745 (Deprecation: @epoch) and RFC 8594 (Sunset): OML retired v1 on 2026-03-31.
 DEPRECATION = (b"deprecation", b"@1743465600")
 SUNSET = (b"sunset", b"Tue, 31 Mar 2026 23:59:59 GMT")
+CLOSE = (b"connection", b"close")
 
 
 access = logging.getLogger("epe.access")
@@ -72,6 +73,32 @@ class Observe:
             REQUEST_ID.reset(token)
 
 
+class Draining:
+    """Requests under way, counted for a stopping server's drain (``epe.service.drain``,
+    which waits for them). While it drains, every answer says ``Connection: close``:
+    the client's next request opens a connection that a load balancer sends elsewhere."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        drain = scope["app"].state.services.drain
+
+        async def closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and drain.draining:
+                message["headers"] = [*message.get("headers", ()), CLOSE]
+            await send(message)
+
+        drain.requests += 1
+        try:
+            await self.app(scope, receive, closing)
+        finally:
+            drain.requests -= 1
+
+
 def route_template(scope: Scope) -> str:
     """The whole path template of the route that answered (``UNMATCHED`` if none did).
 
@@ -89,17 +116,23 @@ def route_template(scope: Scope) -> str:
 class BodyLimit:
     """Refuse bodies over the limit, by their header or as they stream in.
 
-    Table uploads (``PUT .../tables/...``) have their own, larger limit.
+    Table uploads (``PUT .../tables/...``) and model uploads (``POST /omlmod/v1/models``)
+    have their own limits.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, upload_limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, upload_limit: int,
+                 model_limit: int | None = None) -> None:
         self.app = app
         self.limit = limit
         self.upload_limit = upload_limit
+        self.model_limit = model_limit or limit
 
     def _limit_for(self, scope: Scope) -> int:
-        upload = scope["method"] == "PUT" and "/tables/" in scope["path"]
-        return self.upload_limit if upload else self.limit
+        if scope["method"] == "PUT" and "/tables/" in scope["path"]:
+            return self.upload_limit
+        if scope["method"] == "POST" and scope["path"] == "/omlmod/v1/models":
+            return self.model_limit + FORM_OVERHEAD  # the form's other fields and framing
+        return self.limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -137,6 +170,9 @@ class BodyLimit:
         await error_response(PayloadTooLarge(_too_large(limit)))(scope, receive, send)
 
 
+FORM_OVERHEAD = 1024**2
+
+
 def _too_large(limit: int) -> str:
     return f"the request body is over this server's limit of {limit} bytes"
 
@@ -160,19 +196,51 @@ class DeprecateV1:
         await self.app(scope, receive, marked)
 
 
-class FormBodyAsJson:
-    """Treat ``application/x-www-form-urlencoded`` bodies as JSON.
+# OML's older URL form names the cloud tenant and database before ``/api``:
+# /oml/tenants/{tenant}/databases/{database}/api/py-scripts/... and
+# /omlusers/tenants/{tenant}/databases/{database}/api/oauth2/v1/token.
+TENANT_PATH = re.compile(r"^/(oml|omlusers)/tenants/[^/]+/databases/[^/]+(/api(?:/.*)?)$")
+TENANT_RAW_PATH = re.compile(rb"^/(oml|omlusers)/tenants/[^/]+/databases/[^/]+(/api(?:/.*)?)$")
 
-    ``curl -d '{...}'`` without ``-H 'Content-Type: application/json'`` sends that
-    type; every endpoint of ours that takes a body takes JSON or a file with its
-    own type, so reading it as JSON is what the user meant.
+
+class TenantPaths:
+    """Answer OML's tenant-scoped paths as the plain ones (docs/api.md#tenant-scoped-paths).
+
+    An epe server is one tenant with one database, so the two names are accepted
+    whatever they are and dropped: ``/oml/tenants/T/databases/D/api/py-scripts/v2/jobs``
+    is ``/oml/api/py-scripts/v2/jobs``. The path is rewritten in place, before the
+    router (and ``DeprecateV1``) see it.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and "/tenants/" in scope["path"]:
+            match = TENANT_PATH.match(scope["path"])
+            if match is not None:
+                # In place: ``Observe`` reads the route the router leaves in this scope.
+                scope["path"] = f"/{match.group(1)}{match.group(2)}"
+                raw = TENANT_RAW_PATH.match(scope.get("raw_path") or b"")
+                if raw is not None:  # still percent-encoded, as the client sent it
+                    scope["raw_path"] = b"/" + raw.group(1) + raw.group(2)
+        await self.app(scope, receive, send)
+
+
+class FormBodyAsJson:
+    """Treat ``application/x-www-form-urlencoded`` bodies as JSON.
+
+    ``curl -d '{...}'`` without ``-H 'Content-Type: application/json'`` sends that
+    type; every endpoint of ours that takes a body takes JSON or a file with its
+    own type, so reading it as JSON is what the user meant. The model upload takes a
+    form (``FORM_PATHS``), urlencoded too.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in FORM_PATHS:
             headers = scope["headers"]
             if any(k == b"content-type" and v.startswith(FORM) for k, v in headers):
                 # In place: ``Observe`` reads the route the router leaves in this scope.
@@ -182,6 +250,8 @@ class FormBodyAsJson:
 
 
 FORM = b"application/x-www-form-urlencoded"
+# Routes that take a form (a model's upload, whose fields a PYTHON model may send alone).
+FORM_PATHS = frozenset({"/omlmod/v1/models"})
 
 
 class RefuseLoneSurrogates:

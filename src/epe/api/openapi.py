@@ -19,9 +19,9 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from epe.core.names import GROUP_NAME, TABLE_NAME, USER_NAME
 from epe.core.names import OBJECT_NAME as DATASTORE_NAME
 from epe.core.names import OBJECT_NAME as SCRIPT_NAME
-from epe.core.names import TABLE_NAME, USER_NAME
 from epe.core.operations import OPERATIONS
 from epe.envs.registry import NAME as ENV_NAME
 
@@ -41,13 +41,14 @@ ERROR_SCHEMA: Schema = {
 }
 BEARER = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
           "description": "A token from POST /omlusers/api/oauth2/v1/token."}
-PUBLIC_PATHS = ("/health", "/omlusers/api/oauth2/v1/token")
+PUBLIC_PATHS = ("/health", "/omlusers/api/oauth2/v1/token", "/omlusers/api/v1/sign-in",
+                "/omlusers/api/v1/sign-in/oidc", "/omlusers/api/v1/sign-in/oidc/callback")
 
 # What a name in a path may look like, by resource: the server's own checks.
 NAMES = {"scripts": SCRIPT_NAME, "datastores": DATASTORE_NAME, "tables": TABLE_NAME,
          "envs": ENV_NAME, "users": USER_NAME}
 PARAMETERS = {"scriptName": SCRIPT_NAME, "ownerName": USER_NAME, "owner": USER_NAME,
-              "user": USER_NAME}
+              "user": USER_NAME, "group": GROUP_NAME, "token_id": re.compile(r"[0-9a-f]{32}")}
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 # ... and in request bodies, by (model, property).
 BODY_NAMES = {("ScriptCreate", "name"): SCRIPT_NAME, ("UserCreate", "username"): USER_NAME,

@@ -23,6 +23,9 @@ from epe.service.pyq import TableFunctions
 router = APIRouter(tags=["tables"])
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+# The data backend's SQL dialect, for clients that write their own SQL for it (the
+# Python client's proxies compile theirs with Ibis): "duckdb" or "postgres".
+DIALECT_HEADER = "Epe-Sql-Dialect"
 
 
 @router.post("/query")
@@ -34,11 +37,14 @@ async def query(body: QueryRequest, request: Request, caller: CallerDep,
     functions = TableFunctions(services, caller, jobs, partial(job_url, request))
     table = await sql.query(services, caller, body.input, body.dialect, functions)
     limit = services.settings.output_limit
+    dialect = {DIALECT_HEADER: services.catalog.dialect}
     if ARROW_STREAM in request.headers.get("accept", ""):
         data = check_size(await asyncio.to_thread(arrow_stream, table), limit)
-        return Response(data, media_type=ARROW_STREAM)
+        return Response(data, media_type=ARROW_STREAM, headers=dialect)
     records = await asyncio.to_thread(lambda: to_json(json_ready(table).to_pylist(), limit))
-    return result_response(records)
+    answer = result_response(records)
+    answer.headers.update(dialect)
+    return answer
 
 
 def json_ready(table: pa.Table) -> pa.Table:

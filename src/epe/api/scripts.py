@@ -48,9 +48,19 @@ def delete_script(name: str, caller: CallerDep, services: ServicesDep,
 
 @router.post("/{name}/grants")
 def grant(name: str, body: GrantRequest, caller: CallerDep, services: ServicesDep) -> Response:
-    """Let a user (``null``: everyone) run one of the caller's private scripts."""
+    """Let a user (``null``: everyone), or the members of a group, use one of the caller's
+    private scripts."""
+    if body.group is not None:
+        group = services.grants.grant_group(caller.name, "pyqscript", name, body.group)
+        return json_response({"result": {"name": name, "group": group}})
     grantee = services.grants.grant(caller.name, "pyqscript", name, body.user)
     return json_response({"result": {"name": name, "user": grantee}})
+
+
+@router.delete("/{name}/grants/group/{group}")
+def revoke_group(name: str, group: str, caller: CallerDep, services: ServicesDep) -> Response:
+    shown = services.grants.revoke_group(caller.name, "pyqscript", name, group)
+    return json_response({"result": {"name": name, "group": shown, "revoked": True}})
 
 
 @router.delete("/{name}/grants/{user}")

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from epe.api.deps import AdminDep, CallerDep, JobsDep, ServicesDep
 from epe.api.responses import json_response
-from epe.core.names import iso_date
+from epe.core.names import ADMIN_GROUP, iso_date
 from epe.core.requests import UserCreate
 from epe.service.users import create_user, delete_user
 from epe.store import UserRecord
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/omlusers/api/v1/users", tags=["users"])
 
 def _shown(user: UserRecord) -> dict[str, object]:
     return {"username": user.name, "admin": user.is_admin,
-            "createdDate": iso_date(user.created)}
+            "createdDate": iso_date(user.created), "source": user.source}
 
 
 @router.get("")
@@ -30,9 +30,14 @@ async def list_users(_admin: AdminDep, services: ServicesDep) -> Response:
 
 
 @router.get("/me")
-def whoami(caller: CallerDep) -> Response:
-    """The caller's own account: what the console shows and which controls it offers."""
-    return json_response({"result": {"username": caller.name, "admin": caller.user.is_admin}})
+def whoami(caller: CallerDep, services: ServicesDep) -> Response:
+    """The caller's own account: what the console shows and which controls it offers,
+    the groups they are in (ADMIN for an admin), and how they signed in."""
+    groups = sorted(services.store.identity.groups_of(caller.name)
+                    | ({ADMIN_GROUP} if caller.user.is_admin else set()))
+    return json_response({"result": {"username": caller.name, "admin": caller.user.is_admin,
+                                     "groups": groups, "source": caller.user.source,
+                                     "via": caller.claims.via, "scope": caller.claims.scope}})
 
 
 @router.post("", status_code=201)

@@ -1,5 +1,5 @@
-"""The client commands of ``epe``: ``script``, ``run``, ``job``, ``table`` (docs/client.md)
-and ``audit`` (docs/operations.md).
+"""The client commands of ``epe``: ``script``, ``run``, ``job``, ``table`` (docs/client.md),
+``model`` (docs/models.md) and ``audit`` (docs/operations.md).
 
 They talk to a running server over its REST API through the Python client
 (``epe.client``), logged in from ``EPE_URL``, ``EPE_USER`` and ``EPE_PASSWORD``.
@@ -330,6 +330,271 @@ def table_drop(name: str) -> None:
     click.echo(f"table {name} dropped")
 
 
+# -- epe model -----------------------------------------------------------------------------
+
+
+@click.group("model")
+def model_group() -> None:
+    """Models as scoring endpoints, and batch scoring jobs (docs/models.md)."""
+
+
+def _models_call(method: str, path: str, **kw: Any) -> Any:
+    from epe.client._models import _call
+
+    return _call(method, path, _connect(), **kw)
+
+
+def _model_fields(name: str, version: str, shared: bool, description: str,
+                  columns: str | None, function: str | None) -> dict[str, str]:
+    return {"modelName": name, "version": version, "description": description,
+            **({"shared": "true"} if shared else {}),
+            **({"inputColumns": columns} if columns else {}),
+            **({"function": function} if function else {})}
+
+
+_MODEL_OPTIONS = [
+    click.option("--name", required=True, help="The model's name."),
+    click.option("--version", default="1.0", show_default=True, help="Its version."),
+    click.option("--shared", is_flag=True, help="Let every user score it."),
+    click.option("--description", default="", help="What the model does."),
+    click.option("--columns", default=None, metavar="JSON",
+                 help="Its input columns, when the model does not say: a JSON list of "
+                      "names, or an object of name -> type."),
+    click.option("--function", type=click.Choice(["regression", "classification",
+                                                  "clustering"]),
+                 help="What it predicts, when the model does not say."),
+]
+
+
+def _with_model_options(command: Any) -> Any:
+    for option in reversed(_MODEL_OPTIONS):
+        command = option(command)
+    return command
+
+
+@model_group.command("upload")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_with_model_options
+def model_upload(file: Path, name: str, version: str, shared: bool, description: str,
+                 columns: str | None, function: str | None) -> None:
+    """Store an ONNX model: FILE is Oracle's zip (the .onnx file, metadata.json)."""
+    fields = {**_model_fields(name, version, shared, description, columns, function),
+              "modelType": "ONNX"}
+    answer = _models_call("POST", "/models", data=fields,
+                          files={"modelData": (file.name, file.read_bytes())})
+    click.echo(answer["modelId"])
+
+
+@model_group.command("create")
+@click.option("--datastore", required=True, help="The datastore holding the model.")
+@click.option("--object", "object_", required=True, help="The model's object name there.")
+@click.option("--script", default=None, help="A scoring script's name: f(model, data).")
+@_with_model_options
+def model_create(datastore: str, object_: str, script: str | None, name: str, version: str,
+                 shared: bool, description: str, columns: str | None,
+                 function: str | None) -> None:
+    """Store a PYTHON model from one of your datastores; print its id."""
+    fields = {**_model_fields(name, version, shared, description, columns, function),
+              "modelType": "PYTHON", "datastore": datastore, "object": object_,
+              **({"script": script} if script else {})}
+    click.echo(_models_call("POST", "/models", data=fields)["modelId"])
+
+
+@model_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print GET /omlmod/v1/models's answer.")
+def model_list(as_json: bool) -> None:
+    """List the models you may see: yours, shared ones, and those granted to you."""
+    items = _models_call("GET", "/models")["items"]
+    if as_json:
+        _echo_json(items)
+        return
+    _table([[m["modelId"], m["modelName"], m["version"], m["modelType"], m["function"],
+             m["createdBy"], "yes" if m["shared"] else "no"] for m in items],
+           ["MODEL_ID", "NAME", "VERSION", "TYPE", "FUNCTION", "OWNER", "SHARED"])
+
+
+@model_group.command("show")
+@click.argument("model_id")
+def model_show(model_id: str) -> None:
+    """Print a model's description as JSON."""
+    _echo_json(_models_call("GET", f"/models/{model_id}"))
+
+
+@model_group.command("drop")
+@click.argument("model_id")
+def model_drop(model_id: str) -> None:
+    """Delete one of your models (undeploy it first)."""
+    _models_call("DELETE", f"/models/{model_id}")
+    click.echo(f"model {model_id} deleted")
+
+
+@model_group.command("deploy")
+@click.argument("model_id")
+@click.argument("uri")
+def model_deploy(model_id: str, uri: str) -> None:
+    """Deploy MODEL_ID at URI."""
+    _models_call("POST", "/deployment", json={"modelId": model_id, "uri": uri})
+    click.echo(f"model {model_id} deployed at {uri}")
+
+
+@model_group.command("undeploy")
+@click.argument("uri")
+def model_undeploy(uri: str) -> None:
+    """Delete the endpoint URI."""
+    _models_call("DELETE", f"/deployment/{uri}")
+    click.echo(f"endpoint {uri} deleted")
+
+
+@model_group.command("endpoints")
+def model_endpoints() -> None:
+    """List the endpoints you may score."""
+    items = _models_call("GET", "/deployment")["items"]
+    _table([[e["uri"], e["modelName"], e["version"], e["function"], e["createdBy"]]
+            for e in items], ["URI", "MODEL", "VERSION", "FUNCTION", "OWNER"])
+
+
+@model_group.command("api")
+@click.argument("uri")
+def model_api(uri: str) -> None:
+    """Print the endpoint's own OpenAPI document."""
+    _echo_json(_models_call("GET", f"/deployment/{uri}/api"))
+
+
+@model_group.command("score")
+@click.argument("uri")
+@click.argument("records", nargs=-1, metavar="RECORD...")
+@click.option("--file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A JSON file holding a list of records.")
+@click.option("--top-n", type=int, default=None, help="The most probable N per record.")
+def model_score(uri: str, records: tuple[str, ...], file: Path | None,
+                top_n: int | None) -> None:
+    """Score RECORDs (each a JSON object) with the endpoint URI; print the results."""
+    given = [orjson.loads(r) for r in records]
+    if file is not None:
+        given += orjson.loads(file.read_bytes())
+    if not given:
+        raise click.UsageError("give at least one RECORD, or --file")
+    body: dict[str, Any] = {"inputRecords": given, **({"topN": top_n} if top_n else {})}
+    _echo_json(_models_call("POST", f"/deployment/{uri}/score", json=body)["scoringResults"])
+
+
+def _grantee_options(command: Any) -> Any:
+    command = click.option("--group", default=None, help="A group (its members).")(command)
+    return click.option("--user", default=None,
+                        help="A user (PUBLIC: everyone).")(command)
+
+
+def _change_grant(action: str, model_id: str, user: str | None, group: str | None) -> None:
+    from epe.client._models import change_grant
+
+    if (user is None) == (group is None):
+        raise click.UsageError("give --user or --group (one of them)")
+    answer = change_grant(action, model_id, user, group, _connect())["result"]
+    who = f"group {answer['group']}" if "group" in answer else answer["user"]
+    click.echo(f"model {model_id} {'granted to' if action == 'grant' else 'revoked from'} "
+               f"{who}")
+
+
+@model_group.command("grant")
+@click.argument("model_id")
+@_grantee_options
+def model_grant(model_id: str, user: str | None, group: str | None) -> None:
+    """Let --user, or the members of --group, see and score your model MODEL_ID."""
+    _change_grant("grant", model_id, user, group)
+
+
+@model_group.command("revoke")
+@click.argument("model_id")
+@_grantee_options
+def model_revoke(model_id: str, user: str | None, group: str | None) -> None:
+    """Take back a grant of your model MODEL_ID to --user or --group."""
+    _change_grant("revoke", model_id, user, group)
+
+
+@model_group.command("grants")
+@click.argument("model_id")
+def model_grants(model_id: str) -> None:
+    """List whom your model MODEL_ID is granted to."""
+    from epe.client._models import list_grants
+
+    found = list_grants(model_id, _connect())
+    _table([["user", u] for u in found["users"]] + [["group", g] for g in found["groups"]],
+           ["KIND", "GRANTEE"])
+
+
+@model_group.group("job")
+def model_job_group() -> None:
+    """Batch scoring jobs on a schedule."""
+
+
+@model_job_group.command("create")
+@click.argument("name")
+@click.option("--model", "model_id", required=True, help="The model's id.")
+@click.option("--input", "input_", required=True, help="The table to score.")
+@click.option("--output", required=True, help="The table to write (replaced each run).")
+@click.option("--repeat", default="FREQ=DAILY", show_default=True,
+              help="The repeat rule (FREQ=HOURLY;INTERVAL=2, ...).")
+@click.option("--start", default=None, help="First run, ISO-8601 (default: now).")
+@click.option("--end", default=None, help="No run after this, ISO-8601.")
+@click.option("--max-runs", type=int, default=None, help="At most this many runs.")
+@click.option("--keep", multiple=True, help="An input column kept beside the predictions.")
+def model_job_create(name: str, model_id: str, input_: str, output: str, repeat: str,
+                     start: str | None, end: str | None, max_runs: int | None,
+                     keep: tuple[str, ...]) -> None:
+    """Score table --input into table --output with --model on a schedule; print its id."""
+    import datetime as dt
+
+    from epe.client._models import _instant
+
+    when: dict[str, Any] = {"jobStartDate": start or _instant(dt.datetime.now(dt.UTC)),
+                            "repeatInterval": repeat,
+                            **({"jobEndDate": end} if end else {}),
+                            **({"maxRuns": max_runs} if max_runs else {})}
+    answer = _models_call("POST", "/jobs", json={
+        "jobName": name, "jobType": "MODEL_SCORING", "jobSchedule": when,
+        "jobProperties": {"modelId": model_id, "inputData": input_, "outputData": output,
+                          "supplementalColumnNames": list(keep)}})
+    click.echo(answer["jobId"])
+
+
+@model_job_group.command("list")
+def model_job_list() -> None:
+    """List your batch scoring jobs."""
+    items = _models_call("GET", "/jobs")["items"]
+    _table([[j["jobId"], j["jobName"], j["jobStatus"], j["jobSchedule"]["repeatInterval"],
+             j["nextRunDate"] or "", str(j["runCount"])] for j in items],
+           ["JOB_ID", "NAME", "STATUS", "REPEAT", "NEXT_RUN", "RUNS"])
+
+
+@model_job_group.command("show")
+@click.argument("job_id")
+def model_job_show(job_id: str) -> None:
+    """Print a job with its runs as JSON."""
+    _echo_json(_models_call("GET", f"/jobs/{job_id}"))
+
+
+def _job_action(action: str) -> click.Command:
+    def command(job_id: str) -> None:
+        _echo_json(_models_call("POST", f"/jobs/{job_id}/action", json={"action": action}))
+
+    command.__doc__ = {"ENABLE": "Run JOB_ID on its schedule again, from its next slot.",
+                       "DISABLE": "Stop running JOB_ID on its schedule.",
+                       "RUN": "Run JOB_ID once now."}[action]
+    return click.command(action.lower())(click.argument("job_id")(command))
+
+
+for _action in ("ENABLE", "DISABLE", "RUN"):
+    model_job_group.add_command(_job_action(_action))
+
+
+@model_job_group.command("drop")
+@click.argument("job_id")
+def model_job_drop(job_id: str) -> None:
+    """Delete JOB_ID and its runs' history."""
+    _models_call("DELETE", f"/jobs/{job_id}")
+    click.echo(f"scoring job {job_id} deleted")
+
+
 # -- epe audit -----------------------------------------------------------------------------
 
 AUDIT_PATH = "/omlusers/api/v1/audit"
@@ -360,7 +625,8 @@ def _object(entry: dict[str, Any]) -> str:
 @click.option("--since", help="From this time on: UNIX seconds or ISO-8601 (2026-01-31, "
                               "2026-01-31T12:00:00Z).")
 @click.option("--until", help="Before this time.")
-@click.option("--kind", help="Only one kind: run, login, script, datastore, user or env.")
+@click.option("--kind", help="Only one kind: run, login, script, datastore, user, env or "
+                            "model.")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True,
               help="At most this many entries.")
 @click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
@@ -380,4 +646,4 @@ def audit_command(user: str | None, since: str | None, until: str | None, kind: 
            ["TIME", "KIND", "ACTION", "USER", "STATUS", "CODE", "OBJECT", "CLIENT"])
 
 
-COMMANDS = [script_group, run_group, job_group, table_group, audit_command]
+COMMANDS = [script_group, run_group, job_group, table_group, model_group, audit_command]

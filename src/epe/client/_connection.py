@@ -63,6 +63,7 @@ class Connection:
         self._lock = threading.Lock()
         self._token: _Token | None = None
         self.temp_tables: set[str] = set()  # oml.push tables, dropped by disconnect
+        self.sql_dialect: str | None = None  # the data backend's, from /query answers
         self.closed = False
         self.logins = 0  # password grants made (the first one included)
         self.refreshes = 0

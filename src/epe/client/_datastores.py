@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import sys
+import warnings
 from typing import Any
 
 import pandas as pd
@@ -21,7 +22,9 @@ import pandas as pd
 from epe.client._connection import Connection, current, segment
 from epe.client._errors import error_from_refusal
 from epe.client._functions import dumps
+from epe.client._proxy import keep_tables
 from epe.client._results import unpickle
+from epe.errors import NotFound
 
 __all__ = ["delete", "describe", "dir", "load", "save"]
 
@@ -62,6 +65,7 @@ def save(objs: dict[str, Any], name: str, description: str = " ",
         raise TypeError("objs must be a non-empty dict of name -> object")
     if overwrite and append:
         raise ValueError("overwrite and append cannot both be True")
+    keep_tables(objs)  # a pushed table a saved proxy reads lives on, as in OML
     call(current(), "save", {"objs": objs, "name": name, "description": description,
                              "grantable": grantable, "overwrite": overwrite, "append": append,
                              "compression": compression})
@@ -109,12 +113,22 @@ def _grant_root(typ: str) -> str:
     return _GRANT_ROOTS[typ]
 
 
-def grant(name: str, typ: str = "datastore", user: str | None = None) -> None:
-    """Let ``user`` (None: everyone) read your datastore ``name`` (``typ='datastore'``)
-    or run your script ``name`` (``typ='pyqscript'``)."""
-    current().post_json(f"{_grant_root(typ)}/{segment(name)}/grants", {"user": user})
+def grant(name: str, typ: str = "datastore", user: str | None = None, *,
+          group: str | None = None) -> None:
+    """Let ``user`` (None: everyone), or the members of ``group``, read your datastore
+    ``name`` (``typ='datastore'``) or run your script ``name`` (``typ='pyqscript'``)."""
+    body = {"group": group} if group is not None else {"user": user}
+    current().post_json(f"{_grant_root(typ)}/{segment(name)}/grants", body)
 
 
-def revoke(name: str, typ: str = "datastore", user: str | None = None) -> None:
-    """Take back what ``grant`` gave ``user`` (None: everyone)."""
-    current().delete(f"{_grant_root(typ)}/{segment(name)}/grants/{segment(user or 'PUBLIC')}")
+def revoke(name: str, typ: str = "datastore", user: str | None = None, *,
+           group: str | None = None) -> None:
+    """Take back what ``grant`` gave ``user`` (None: everyone) or ``group``. Revoking
+    what was not granted is a ``UserWarning``, as in OML."""
+    who = f"group/{segment(group)}" if group is not None else segment(user or "PUBLIC")
+    try:
+        current().delete(f"{_grant_root(typ)}/{segment(name)}/grants/{who}")
+    except NotFound as e:
+        if "not granted" not in e.message:
+            raise
+        warnings.warn(e.message, UserWarning, stacklevel=2)

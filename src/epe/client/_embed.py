@@ -8,15 +8,17 @@ objects the function returned.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import orjson
+import pandas as pd
 
 from epe.client._connection import Connection, current, segment
 from epe.client._functions import Shipped, pickled_parameters, ship
 from epe.client._jobs import Job
-from epe.client._proxy import DataFrame, columns_of
-from epe.client._results import decode
+from epe.client._proxy import DataFrame, columns_of, push_frame
+from epe.client._results import DataImage, decode
 from epe.core.operations import Kind, operation
 
 # Control arguments that become fields of the request body; the others (oml_input_type,
@@ -83,16 +85,59 @@ def request_body(shipped: Shipped, kwargs: dict[str, Any], graphics: bool,
 def submit(connection: Connection, kind: Kind, func: Any, func_owner: str | None,
            graphics: bool, kwargs: dict[str, Any], fields: dict[str, Any],
            keep: Any = None) -> Any:
-    """Send one run request; the decoded value, or a ``Job`` for an async run."""
+    """Send one run request; the decoded value, or a ``Job`` for an async run.
+
+    ``func_value`` (OML's prototype of the result) is not an argument of the function:
+    it shapes the value into one table (``results.as_table``).
+    """
+    prototype = kwargs.pop("func_value", None)
+    shape = None if prototype is None else partial(as_table, connection, prototype)
     shipped = ship(func, func_owner)
     body = request_body(shipped, kwargs, graphics)
     body.update(fields)
+    if "input" in body and keep is not None and not keep.native:
+        body.pop("dialect", None)
+    elif "input" in body:
+        body["dialect"] = "native"  # the proxy's SQL is compiled for the backend
     graphics = bool(body.get("graphicsFlag"))
     r = connection.request("POST", run_path(kind, shipped), json=body)
     if r.status_code == 201:
         job_id = r.headers["location"].rstrip("/").rsplit("/", 1)[-1]
-        return Job(job_id, connection, kind, graphics, pickled=True, keep=keep)
-    return decode(kind, r.json()["result"], graphics)
+        return Job(job_id, connection, kind, graphics, pickled=True, keep=keep, shape=shape)
+    value = decode(kind, r.json()["result"], graphics)
+    return value if shape is None else shape(value)
+
+
+def as_table(connection: Connection, prototype: Any, value: Any) -> DataFrame:
+    """The value as one table with ``func_value``'s columns, kept in the database as a
+    pushed table (OML returns an ``oml.DataFrame``): every DataFrame of a row-apply's
+    chunks, a group-apply's groups (in group order) or an index-apply's invocations,
+    one after the other; their columns named and typed as the prototype's."""
+    if not isinstance(prototype, pd.DataFrame):
+        raise TypeError("func_value must be a pandas DataFrame: the prototype of the "
+                        "result's columns")
+    parts = list(value.values()) if isinstance(value, dict) else \
+        value if isinstance(value, list) else [value]
+    parts = [p.dat if isinstance(p, DataImage) else p for p in parts]
+    frames = []
+    for part in parts:
+        if isinstance(part, pd.Series):
+            part = part.to_frame().T
+        if not isinstance(part, pd.DataFrame):
+            raise TypeError(f"with func_value the function must return a DataFrame, not "
+                            f"{type(part).__name__}")
+        if len(part.columns) != len(prototype.columns):
+            raise ValueError(f"the function returned {len(part.columns)} columns where "
+                             f"func_value has {len(prototype.columns)} "
+                             f"({', '.join(map(str, prototype.columns))})")
+        frames.append(part.set_axis(prototype.columns, axis=1))
+    table = pd.concat(frames, ignore_index=True) if frames else prototype.iloc[:0]
+    for name, dtype in prototype.dtypes.items():
+        if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+            table[name] = pd.to_numeric(table[name])
+        elif pd.api.types.is_bool_dtype(dtype):
+            table[name] = table[name].astype(bool)
+    return push_frame(connection, table)
 
 
 def _input(data: Any) -> DataFrame:

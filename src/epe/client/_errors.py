@@ -72,3 +72,10 @@ def _unexpected(status: int, body: Any) -> EpeError:
         f"HTTP {status} without an epe error body: {text[:500]}")
     vars(error)["status_code"] = status
     return error
+
+
+class Unsupported(NotImplementedError):
+    """What epe's client does not do, by design (OML's in-database algorithms, pandas
+    methods a data proxy has no SQL for; docs/client.md): the message names the operation
+    and what to do instead. A ``NotImplementedError``, as pandas raises for what it does
+    not do, so notebook code that catches that keeps working."""

@@ -160,6 +160,8 @@ def _is_local(name: str, module: types.ModuleType) -> bool:
     if name not in _local:
         file = getattr(module, "__file__", None)
         top = name.split(".")[0]
+        # ``oml`` is ``epe.oml`` under OML's name: by reference, as every epe module.
+        top = "epe" if module.__name__.split(".")[0] == "epe" else top
         _local[name] = bool(file) and top not in ("epe", "__main__") \
             and not str(Path(str(file)).resolve()).startswith(_INSTALLED)
     return _local[name]

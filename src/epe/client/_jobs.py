@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -33,8 +34,9 @@ class Job:
 
     def __init__(self, job_id: str, connection: Connection | None = None,
                  kind: str | None = None, graphics: bool = False, pickled: bool = False,
-                 keep: Any = None) -> None:
+                 keep: Any = None, shape: Callable[[Any], Any] | None = None) -> None:
         self.id = job_id
+        self._shape = shape  # func_value's table of the value (docs/client.md)
         self._connection = connection or current()
         self._kind = kind
         self._graphics = graphics
@@ -121,7 +123,8 @@ class Job:
         end first); raises the job's error if it failed."""
         raw = self.raw_result()
         if self._pickled and self._kind is not None:
-            return decode(self._kind, raw, self._graphics)
+            value = decode(self._kind, raw, self._graphics)
+            return value if self._shape is None else self._shape(value)
         return raw
 
     def log(self) -> str:

@@ -1,9 +1,9 @@
-"""Data proxies (``oml.DataFrame``): a SQL query over the user's tables, run on demand.
+"""Data proxies: making them (``oml.sync``, ``create``, ``push``), tables, and how a
+proxy travels pickled (docs/client.md#what-a-proxy-does).
 
-A proxy holds the SQL that run requests send as ``input``; nothing is fetched
-until it is needed. Column selection builds a new proxy whose SQL projects the
-columns, quoted and checked against the proxy's own. ``.shape`` and ``.pull()``
-go through ``POST /query`` (docs/tables.md), the rows as an Arrow stream.
+The proxy itself, lazy and on Ibis, is ``_frame.DataFrame``; what it computes in the
+database is ``_summary``. A proxy starts as an unbound Ibis table named like the user's
+table, typed from the Arrow schema ``POST /query`` answers for ``LIMIT 0``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import io
 import re
 import secrets
 import weakref
-from collections.abc import Iterator, Sequence
 from typing import Any, Literal, overload
 
 import pandas as pd
@@ -21,16 +20,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from epe.client._connection import Connection, current, segment
+from epe.client._frame import DataFrame, Lazy, Series
+from epe.client._sql import Sources, fetch, ibis, ibis_schema, quote
 from epe.core.names import TABLE_NAME
 
-ARROW_STREAM = "application/vnd.apache.arrow.stream"
+__all__ = ["DataFrame", "Series", "quote"]
+
 PARQUET = "application/vnd.apache.parquet"
-_REPR_ROWS = 10
-
-
-def quote(identifier: str) -> str:
-    """A SQL identifier in double quotes."""
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def table_sql(name: str) -> str:
@@ -39,12 +35,18 @@ def table_sql(name: str) -> str:
 
 
 class _TempTable:
-    """A table made by ``oml.push``: dropped when no proxy refers to it any more."""
+    """A table made by ``oml.push``: dropped when no proxy refers to it any more, unless
+    a proxy of it was saved in a datastore (then it stays, as OML keeps it)."""
 
     def __init__(self, connection: Connection, name: str) -> None:
         self.name = name
         connection.temp_tables.add(name)
-        weakref.finalize(self, _drop_quietly, weakref.ref(connection), name)
+        self._finalizer = weakref.finalize(self, _drop_quietly, weakref.ref(connection), name)
+
+    def keep(self, connection: Connection) -> None:
+        """Never drop it: a datastore refers to it."""
+        self._finalizer.detach()
+        connection.temp_tables.discard(self.name)
 
 
 def _drop_quietly(connection_ref: weakref.ref[Connection], name: str) -> None:
@@ -57,169 +59,88 @@ def _drop_quietly(connection_ref: weakref.ref[Connection], name: str) -> None:
         connection.request("DELETE", f"/tables/{segment(name)}")
 
 
-class DataFrame:
-    """A proxy for rows on the server: a table, a query, or columns of another proxy.
-
-    ``oml.DataFrame(proxy["COL"])`` makes a proxy of the column(s), as OML4Py's
-    constructor does; that is the ``index`` of ``oml.group_apply``.
-    """
-
-    _connection: Connection
-    _sql: str
-    _columns: list[str] | None
-    _table: str | None
-    _keep: _TempTable | None
-
-    def __init__(self, other: DataFrame) -> None:
-        if not isinstance(other, DataFrame):
-            raise TypeError("oml.DataFrame(x) takes another proxy (e.g. proxy['COL']); use "
-                            "oml.push(df) or oml.create(df, table=...) for a pandas DataFrame")
-        self._connection = other._connection
-        self._sql = other._sql
-        self._columns = other._columns
-        self._table = other._table
-        self._keep = other._keep
-
-    @classmethod
-    def _make(cls, connection: Connection, sql: str, columns: list[str] | None = None,
-              table: str | None = None, keep: _TempTable | None = None) -> DataFrame:
-        proxy = cls.__new__(cls)
-        proxy._connection = connection
-        proxy._sql = sql
-        proxy._columns = columns
-        proxy._table = table
-        proxy._keep = keep
-        return proxy
-
-    def _derived(self, sql: str, columns: list[str] | None) -> DataFrame:
-        return DataFrame._make(self._connection, sql, columns, None, self._keep)
-
-    # -- what it is ----------------------------------------------------------------------
-
-    @property
-    def sql(self) -> str:
-        """The query whose rows this proxy stands for (the ``input`` of run requests)."""
-        return self._sql
-
-    @property
-    def table(self) -> str | None:
-        """The table's name when the proxy is a whole table, else None."""
-        return self._table
-
-    def _schema(self) -> pa.Schema:
-        return _arrow(self._connection, f"SELECT * FROM ({self._sql}) AS t LIMIT 0").schema
-
-    @property
-    def columns(self) -> list[str]:
-        """The column names, as the query returns them."""
-        if self._columns is None:
-            self._columns = list(self._schema().names)
-        return list(self._columns)
-
-    @property
-    def dtypes(self) -> pd.Series:
-        """The pandas dtype each column has once pulled."""
-        return self._schema().empty_table().to_pandas().dtypes
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(rows, columns); the rows are counted on the server."""
-        rows = self._connection.post_json(
-            "/query", {"input": f"SELECT count(*) AS n FROM ({self._sql}) AS t"})
-        return int(rows[0]["n"]), len(self.columns)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __iter__(self) -> Iterator[str]:
-        """The column names, as iterating a pandas DataFrame gives."""
-        return iter(self.columns)
-
-    # -- rows ----------------------------------------------------------------------------
-
-    def pull(self) -> pd.DataFrame:
-        """All the rows, as a pandas DataFrame (through an Arrow stream)."""
-        return _arrow(self._connection, self._sql).to_pandas()
-
-    def head(self, n: int = 5) -> DataFrame:
-        """A proxy of the first ``n`` rows; ``.pull()`` it, or just show it."""
-        return self._derived(f"SELECT * FROM ({self._sql}) AS t LIMIT {int(n)}",
-                             self._columns)
-
-    # -- columns -------------------------------------------------------------------------
-
-    def _resolve(self, names: Sequence[str]) -> list[str]:
-        """The columns as the proxy spells them; matched ignoring case, as SQL does."""
-        by_lower = {c.lower(): c for c in self.columns}
-        missing = [n for n in names if not isinstance(n, str) or n.lower() not in by_lower]
-        if missing:
-            raise KeyError(f"no column {', '.join(map(repr, missing))} in this proxy; its "
-                           f"columns are {', '.join(self.columns)}")
-        return [by_lower[n.lower()] for n in names]
-
-    def select(self, names: Sequence[str]) -> DataFrame:
-        """A proxy of some of the columns, in the order given."""
-        if isinstance(names, str):
-            names = [names]
-        columns = self._resolve(list(names))
-        if not columns:
-            raise ValueError("select at least one column")
-        listed = ", ".join(quote(c) for c in columns)
-        return self._derived(f"SELECT {listed} FROM ({self._sql}) AS t", columns)
-
-    def __getitem__(self, key: Any) -> DataFrame:
-        """``proxy["COL"]``, ``proxy[["A", "B"]]`` and ``proxy[:, ["A", "B"]]``."""
-        if isinstance(key, tuple) and len(key) == 2 and key[0] == slice(None):
-            key = key[1]
-        if isinstance(key, str):
-            return self.select([key])
-        if isinstance(key, list | tuple) and all(isinstance(k, str) for k in key):
-            return self.select(list(key))
-        raise TypeError("select columns with proxy['COL'], proxy[['A', 'B']] or "
-                        "proxy[:, ['A', 'B']]; filter rows with oml.sync(query=...)")
-
-    # -- display -------------------------------------------------------------------------
-
-    def _preview(self) -> tuple[pd.DataFrame, int] | None:
-        try:
-            return self.head(_REPR_ROWS).pull(), self.shape[0]
-        except Exception:
-            return None
-
-    def __repr__(self) -> str:
-        preview = self._preview()
-        if preview is None:
-            return f"oml.DataFrame({self._sql!r})"
-        frame, rows = preview
-        more = f"\n... ({rows} rows in all)" if rows > len(frame) else ""
-        return f"{frame!r}{more}\n[oml.DataFrame: {rows} rows x {len(frame.columns)} columns]"
-
-    def _repr_html_(self) -> str:
-        preview = self._preview()
-        if preview is None:
-            return f"<pre>oml.DataFrame({self._sql!r})</pre>"
-        frame, rows = preview
-        return (frame.to_html(index=False)
-                + f"<p>oml.DataFrame: {rows} rows &times; {len(frame.columns)} columns</p>")
+def _schema_of(connection: Connection, sql: str) -> pa.Schema:
+    return fetch(connection, f"SELECT * FROM ({sql}) AS t LIMIT 0").table.schema
 
 
-def _arrow(connection: Connection, sql: str) -> pa.Table:
-    r = connection.request("POST", "/query", json={"input": sql},
-                           headers={"Accept": ARROW_STREAM})
-    with pa.ipc.open_stream(r.content) as reader:
-        return reader.read_all()
+def table_proxy(connection: Connection, name: str, keep: _TempTable | None = None,
+                schema: pa.Schema | None = None) -> DataFrame:
+    """A proxy of all of table ``name`` (as stored)."""
+    schema = schema if schema is not None else _schema_of(connection, table_sql(name))
+    rel = ibis().table(ibis_schema(schema), name=name)
+    return DataFrame._of(connection, rel, keep=(keep,) if keep else (), table=name)
+
+
+def query_proxy(connection: Connection, sql: str, schema: pa.Schema | None = None) -> DataFrame:
+    """A proxy of a user's query: an unbound table that the compiled SQL defines."""
+    schema = schema if schema is not None else _schema_of(connection, sql)
+    name = "__epe_query_" + secrets.token_hex(6)
+    rel = ibis().table(ibis_schema(schema), name=name)
+    return DataFrame._of(connection, rel, sources=Sources({name: sql}))
 
 
 def columns_of(value: Any, what: str) -> list[str]:
-    """Column names given as a proxy, a name, or a list of names (``index``, ``orderby``)."""
+    """Column names given as a proxy, a column, a name, or a list of names (``index``,
+    ``orderby``)."""
     if isinstance(value, DataFrame):
         return value.columns
+    if isinstance(value, Series) and value.name is not None:
+        return [value.name]
     if isinstance(value, str):
         return [value]
     if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
         return list(value)
     raise TypeError(f"{what} must be an oml.DataFrame of columns, a column name, or a list of "
                     "them")
+
+
+# -- how a proxy travels pickled ---------------------------------------------------------
+
+
+def state_of(proxy: DataFrame) -> dict[str, Any]:
+    """What a pickled proxy holds: its SQL (the server's dialect), its columns and types,
+    and its table when it is a whole one; never a connection."""
+    return {"sql": proxy.sql, "table": proxy.table,
+            "columns": [[c, str(v.type())] for c, v in proxy._cols.items()]}
+
+
+def _proxy_from_state(state: dict[str, Any]) -> DataFrame:
+    """A proxy again, in this session (``oml.ds.load``, a function's result)."""
+    connection = current()
+    columns = state.get("columns")
+    schema = None if columns is None else ibis().schema(dict(columns))
+    if state.get("table"):
+        rel_schema = schema or ibis_schema(_schema_of(connection, table_sql(state["table"])))
+        rel = ibis().table(rel_schema, name=state["table"])
+        return DataFrame._of(connection, rel, table=state["table"])
+    name = "__epe_query_" + secrets.token_hex(6)
+    rel_schema = schema or ibis_schema(_schema_of(connection, state["sql"]))
+    rel = ibis().table(rel_schema, name=name)
+    return DataFrame._of(connection, rel, sources=Sources({name: state["sql"]}))
+
+
+# Pickled by reference as ``oml._proxy_from_state``: in this client that is the function
+# above (``import oml`` is ``epe.oml``); inside a worker it is the worker's own, which
+# makes the worker's proxy. So a proxy saved in a datastore comes back as a proxy
+# wherever it is loaded.
+_proxy_from_state.__module__ = "oml"
+
+
+def _reduce(proxy: DataFrame) -> tuple[Any, tuple[dict[str, Any]]]:
+    return _proxy_from_state, (state_of(proxy),)
+
+
+DataFrame.__reduce__ = _reduce  # type: ignore[assignment,method-assign]
+
+
+def keep_tables(objs: dict[str, Any]) -> None:
+    """Pushed tables that proxies in ``objs`` read are kept from now on (a datastore is
+    about to refer to them)."""
+    for value in objs.values():
+        if isinstance(value, Lazy):
+            for kept in value._keep:
+                if isinstance(kept, _TempTable):
+                    kept.keep(value._connection)
 
 
 # -- oml.sync, create, push, drop, dir -----------------------------------------------------
@@ -240,9 +161,7 @@ def describe_table(connection: Connection, name: str) -> dict[str, Any]:
 
 def sync_table(connection: Connection, name: str) -> DataFrame:
     """A proxy for a table, which must exist."""
-    info = describe_table(connection, name)
-    return DataFrame._make(connection, table_sql(info["name"]),
-                           [c["name"] for c in info["columns"]], info["name"])
+    return table_proxy(connection, describe_table(connection, name)["name"])
 
 
 @overload
@@ -273,9 +192,7 @@ def sync(schema: str | None = None, regex_match: bool = False, table: str | None
     if query is not None:
         if regex_match:
             raise ValueError("regex_match applies to table names, not to a query")
-        proxy = DataFrame._make(connection, query)
-        proxy._columns = list(proxy._schema().names)  # checks the query now, as OML4Py does
-        return proxy
+        return query_proxy(connection, query)  # checks the query now, as OML4Py does
     name = table if table is not None else view
     assert name is not None
     if regex_match:
@@ -311,8 +228,7 @@ def upload(connection: Connection, name: str, body: bytes, content_type: str,
 
 def _proxy_of(connection: Connection, info: dict[str, Any],
               keep: _TempTable | None = None) -> DataFrame:
-    return DataFrame._make(connection, table_sql(info["name"]),
-                           [c["name"] for c in info["columns"]], info["name"], keep)
+    return table_proxy(connection, info["name"], keep)
 
 
 def create(x: pd.DataFrame, table: str, oranumber: bool = True, dbtypes: Any = None,
@@ -337,7 +253,11 @@ def push(x: pd.DataFrame, oranumber: bool = True, dbtypes: Any = None) -> DataFr
     The table is dropped once no proxy refers to it any more, or at
     ``oml.disconnect()``. ``oranumber`` and ``dbtypes`` have no effect here.
     """
-    connection = current()
+    return push_frame(current(), x)
+
+
+def push_frame(connection: Connection, x: pd.DataFrame) -> DataFrame:
+    """``oml.push`` in this session: a temporary table and its proxy."""
     name = "OML_PUSH_" + secrets.token_hex(8).upper()
     info = upload(connection, name, _parquet(x), PARQUET)
     return _proxy_of(connection, info, _TempTable(connection, info["name"]))

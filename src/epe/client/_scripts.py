@@ -17,6 +17,13 @@ GLOBAL_OWNER = "PYQSYS"
 SCTYPES = ("user", "global", "granted", "grant", "all")
 
 
+class Source(str):
+    """A script's source text; ``read()`` gives it too (OML's notebooks use both)."""
+
+    def read(self) -> str:
+        return str(self)
+
+
 class Script:
     """A stored script, as ``oml.script.load`` returns it.
 
@@ -39,6 +46,10 @@ class Script:
 
     def __str__(self) -> str:
         return self.source
+
+    def get_source(self) -> Source:
+        """The script's source: a string that also ``read()``s, as OML's does."""
+        return Source(self.source)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the script's entry point locally."""
@@ -97,12 +108,13 @@ def _of_type(script: dict[str, Any], sctype: str, user: str) -> bool:
 
 
 def dir(name: str | None = None, regex_match: bool = False, sctype: str = "user") -> pd.DataFrame:
-    """Scripts as a DataFrame: NAME, SCRIPT, DESCRIPTION, DATE (and OWNER unless
-    ``sctype='user'``).
+    """Scripts as OML lists them: name, script, description, date (``owner`` first for
+    ``all`` and ``granted``); name and grantee for ``grant``. A missing description is
+    None.
 
     ``sctype``: ``user`` (your private scripts), ``global`` (global scripts),
     ``granted`` (others' scripts granted to you), ``grant`` (your scripts you granted,
-    one row per GRANTEE), ``all`` (every script you may run). ``name`` filters by
+    one row per grantee), ``all`` (every script you may run). ``name`` filters by
     name, or by regular expression with ``regex_match``.
     """
     if sctype not in SCTYPES:
@@ -116,17 +128,26 @@ def dir(name: str | None = None, regex_match: bool = False, sctype: str = "user"
                                      else s["name"] == name):
             continue
         chosen.append(s)
-    rows = [{"OWNER": s["owner"], "NAME": s["name"],
-             "SCRIPT": fetch(connection, s["name"], s["owner"])["script"],
-             "DESCRIPTION": s.get("description", ""), "DATE": s.get("date")} for s in chosen]
-    columns = ["NAME", "SCRIPT", "DESCRIPTION", "DATE"]
     if sctype == "grant":
-        rows = [{**row, "GRANTEE": grantee} for row, s in zip(rows, chosen, strict=True)
-                for grantee in s["grantees"]]
-        return pd.DataFrame(rows, columns=["NAME", "GRANTEE", *columns[1:]])
-    if sctype != "user":
-        columns.insert(0, "OWNER")
-    return pd.DataFrame(rows, columns=["OWNER", *columns[-4:]])[columns]
+        rows = [{"name": s["name"], "grantee": g} for s in chosen for g in s["grantees"]]
+        return _frame(rows, ["name", "grantee"])
+    rows = [{"owner": s["owner"], "name": s["name"],
+             "script": fetch(connection, s["name"], s["owner"])["script"],
+             "description": s.get("description") or None, "date": s.get("date")}
+            for s in chosen]
+    columns = ["name", "script", "description", "date"]
+    if sctype in ("all", "granted"):
+        columns.insert(0, "owner")
+    return _frame(rows, columns)
+
+
+def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    """Text columns keep None for what is missing; ``date`` is a timestamp."""
+    frame = pd.DataFrame({c: pd.Series([r.get(c) for r in rows], dtype=object)
+                          for c in columns}, columns=columns)
+    if "date" in frame:
+        frame["date"] = pd.to_datetime(frame["date"], utc=True).dt.tz_localize(None)
+    return frame
 
 
 def load(name: str, owner: str | None = None) -> Script:

@@ -15,6 +15,8 @@ from epe.errors import InvalidRequest
 # Global scripts belong to OML's system owner; a grant to PUBLIC is a grant to everyone.
 GLOBAL_OWNER = "PYQSYS"
 PUBLIC = "PUBLIC"
+# Admins are a group of this name (docs/sign-in.md#groups).
+ADMIN_GROUP = "ADMIN"
 RESERVED_USERS = frozenset({GLOBAL_OWNER, PUBLIC})
 
 # Oracle-style identifiers: a letter, then letters, digits, _ $ #.
@@ -34,6 +36,30 @@ def normalize_user(name: str, check: bool = True) -> str:
     if check and upper in RESERVED_USERS:
         raise InvalidRequest(f"{upper} is a reserved name")
     return upper
+
+
+# Group names come from directories and providers (cn, a path, a GUID): any printable
+# text without a slash, which would split the URL paths that carry them.
+GROUP_NAME = re.compile(r"[^\x00-\x1f\x7f/]{1,128}")
+
+
+def normalize_group(name: str) -> str:
+    """Group names, like user names, are case-insensitive and shown upper-case."""
+    upper = name.strip().upper()
+    if not GROUP_NAME.fullmatch(upper):
+        raise InvalidRequest(f"invalid group name {name!r}: 1 to 128 characters, no control "
+                             "characters or slashes")
+    if upper == PUBLIC:
+        raise InvalidRequest("PUBLIC is everyone, not a group: grant to {\"user\": null}")
+    return upper
+
+
+def user_name_from(external: str) -> str | None:
+    """The epe user name of a name a directory or a provider gives (``jane.doe``,
+    ``jane@example.org``): upper-case, every character a user name cannot have made
+    ``_``; None when it does not start with a letter."""
+    mapped = re.sub(r"[^A-Z0-9_$#]", "_", external.strip().upper())[:128]
+    return mapped if USER_NAME.fullmatch(mapped) and mapped not in RESERVED_USERS else None
 
 
 def check_object_name(name: object, what: str) -> str:

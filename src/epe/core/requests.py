@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 Service = Literal["LOW", "MEDIUM", "HIGH"]
 # How ``input`` is read: Oracle's SQL translated, the backend's own, or either (docs/sql.md).
@@ -88,7 +96,30 @@ class ScriptCreate(_Body):
 
 
 class GrantRequest(_Body):
-    user: StrictStr | None = Field(min_length=1)
+    """``{"user": U}`` (``null``: everyone) or ``{"group": G}``."""
+
+    user: StrictStr | None = Field(None, min_length=1)
+    group: StrictStr | None = Field(None, min_length=1, max_length=128)
+
+    @model_validator(mode="after")
+    def _one_grantee(self) -> GrantRequest:
+        named = self.model_fields_set & {"user", "group"}
+        if len(named) != 1 or ("group" in named and self.group is None):
+            raise ValueError("send {\"user\": name}, {\"user\": null} for everyone, or "
+                             "{\"group\": name}")
+        return self
+
+
+class ApiTokenCreate(_Body):
+    name: StrictStr = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$")
+    expires_in: StrictInt | None = Field(None, alias="expiresIn", gt=0)
+    scope: Literal["run", "read"] = "run"
+
+
+class GroupMembers(_Body):
+    """Local users added to or removed from a group."""
+
+    users: list[StrictStr] = Field(min_length=1, max_length=1000)
 
 
 class UserCreate(_Body):
@@ -103,3 +134,36 @@ class TokenRequest(_Body):
     password: StrictStr | None = None
     refresh_token: StrictStr | None = None
     token: StrictStr | None = None  # dbt-oracle sends the refresh token under this key
+
+
+# -- OML Services (docs/models.md) ------------------------------------------------------------
+
+class DeployRequest(_Body):
+    model_id: StrictStr = Field(alias="modelId", min_length=1, max_length=64)
+    uri: StrictStr = Field(min_length=1, max_length=128)
+
+
+class JobSchedule(_Body):
+    job_start_date: StrictStr = Field(alias="jobStartDate", min_length=1)
+    repeat_interval: StrictStr = Field(alias="repeatInterval", min_length=1, max_length=1000)
+    job_end_date: StrictStr | None = Field(None, alias="jobEndDate")
+    max_runs: StrictInt | None = Field(None, alias="maxRuns", ge=1)
+
+
+class JobProperties(_Body):
+    model_id: StrictStr = Field(alias="modelId", min_length=1, max_length=64)
+    input_data: StrictStr = Field(alias="inputData", min_length=1, max_length=128)
+    output_data: StrictStr = Field(alias="outputData", min_length=1, max_length=128)
+    supplemental_column_names: list[StrictStr] = Field(
+        default_factory=list, alias="supplementalColumnNames", max_length=1000)
+
+
+class ScoringJobCreate(_Body):
+    job_name: StrictStr = Field(alias="jobName", min_length=1, max_length=128)
+    job_type: Literal["MODEL_SCORING"] = Field(alias="jobType")
+    job_schedule: JobSchedule = Field(alias="jobSchedule")
+    job_properties: JobProperties = Field(alias="jobProperties")
+
+
+class JobAction(_Body):
+    action: Literal["ENABLE", "DISABLE", "RUN"]

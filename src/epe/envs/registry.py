@@ -78,6 +78,10 @@ class Environment:
     created: float
     python_version: str  # "3.11"
     size: int  # bytes on disk, the layered server environment not counted
+    # The rest of what it was built from (a backup keeps it, to build it again).
+    requirements: str | None = None
+    find_links: str | None = None
+    no_index: bool | None = None
 
     @property
     def python(self) -> Path:
@@ -90,7 +94,9 @@ class Environment:
     def to_json(self) -> bytes:
         return orjson.dumps({"name": self.name, "id": self.id, "description": self.description,
                              "packages": list(self.packages), "created": self.created,
-                             "python": self.python_version, "size": self.size},
+                             "python": self.python_version, "size": self.size,
+                             "requirements": self.requirements,
+                             "findLinks": self.find_links, "noIndex": self.no_index},
                             option=orjson.OPT_INDENT_2)
 
     @classmethod
@@ -98,7 +104,9 @@ class Environment:
         return cls(name=path.name, path=path, id=str(data["id"]),
                    description=str(data.get("description") or ""),
                    packages=tuple(data.get("packages") or ()), created=float(data["created"]),
-                   python_version=str(data["python"]), size=int(data.get("size") or 0))
+                   python_version=str(data["python"]), size=int(data.get("size") or 0),
+                   requirements=data.get("requirements"), find_links=data.get("findLinks"),
+                   no_index=data.get("noIndex"))
 
 
 def site_packages(folder: Path, python_version: str) -> Path:

@@ -63,6 +63,15 @@ INPUT_ROWS = Histogram("epe_run_input_rows", "Rows of a run's input query.", ["o
 OUTPUT_BYTES = Histogram("epe_run_output_bytes", "Bytes of JSON of a run's result.",
                          ["operation"], buckets=_BYTES)
 
+# -- models (docs/models.md) ---------------------------------------------------------------
+
+SCORES = Counter("epe_model_scores", "Score calls to model endpoints ended, by outcome (ok, or "
+                 "the error's class).", ["outcome"])
+SCORE_SECONDS = Histogram("epe_model_score_duration_seconds", "Time a score call took, from "
+                          "its records checked to its results.", buckets=_FAST)
+SCORING_RUNS = Counter("epe_scoring_runs", "Runs of batch scoring jobs ended, by status "
+                       "(FINISH, FAILED).", ["status"])
+
 # -- admission and jobs ------------------------------------------------------------------------
 
 REFUSED = Counter("epe_admission_refusals", "Work refused with 503 because the server was "

@@ -69,9 +69,16 @@ class Shared:
     rows: int
 
 
+# A task that scores with a deployed model rather than calling a function
+# (``runner.worker.models``; docs/models.md): its ``kwargs`` say what to do, and the
+# worker goes by its kind; its calling is that of a function over data, never used.
+MODEL_TASK = "model"
+MODEL_CALLING = Calling("data")
+
+
 @dataclass(frozen=True)
 class Task:
-    kind: str  # the operation's name; workers go by ``calling``
+    kind: str  # the operation's name; workers go by ``calling`` (a model task: by kind)
     calling: Calling  # how the worker calls the function over the units
     source: str
     script_key: str  # stable for one version of one script, so workers can cache it

@@ -23,7 +23,10 @@ import orjson
 
 from epe import errors
 from epe.core.assemble import Fragment
-from epe.runner.executor import CallHandler, Task, TaskFailed, TaskResult, Usage
+from epe.runner.executor import MODEL_TASK, CallHandler, Task, TaskFailed, TaskResult, Usage
+
+__all__ = ["MODEL_TASK", "answer_call", "encode", "is_call", "read_async", "read_sync",
+           "task_failure", "task_header", "task_result"]
 
 log = logging.getLogger("epe.runner")
 

@@ -14,6 +14,7 @@ import logging
 import queue
 import threading
 import time
+from contextvars import ContextVar
 from typing import Any
 
 from epe.core.names import normalize_user, parse_instant
@@ -27,7 +28,9 @@ log = logging.getLogger("epe.audit")
 FLUSH_INTERVAL = 0.5  # seconds between writes
 QUEUE_LIMIT = 100_000  # entries held while the store cannot take them; more are dropped
 WRITE_CHUNK = 1000  # entries per transaction
-KINDS = ("run", "login", "script", "datastore", "user", "env")
+KINDS = ("run", "login", "script", "datastore", "user", "env", "model", "token", "group")
+# The automation token the current request came with: every entry it makes names it.
+VIA_TOKEN: ContextVar[str | None] = ContextVar("epe_via_token", default=None)
 MAX_PAGE = 1000  # entries one query may return
 
 
@@ -53,6 +56,8 @@ def entry(kind: str, action: str, user: str | None, *, error: BaseException | No
     code = None
     if error is not None:
         code = error.code if isinstance(error, EpeError) else 5000
+    if (token := VIA_TOKEN.get()) is not None:
+        details.setdefault("token", token)
     return AuditEntry(time.time(), kind, action, user,
                       status or ("ok" if error is None else "failed"), code, owner, name,
                       client, REQUEST_ID.get(), {k: v for k, v in details.items()

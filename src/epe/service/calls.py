@@ -86,14 +86,20 @@ def ds_delete(services: Services, user: str, call: dict[str, Any], _payload: byt
 
 def grant(services: Services, user: str, call: dict[str, Any], _payload: bytes) -> Reply:
     """``oml.grant``: the same rules as granting over REST (``epe.service.grants``)."""
-    services.grants.grant(user, object_type(str(call.get("typ", "datastore"))),
-                          str(call["name"]), call.get("user"))
+    kind, name = object_type(str(call.get("typ", "datastore"))), str(call["name"])
+    if call.get("group") is not None:
+        services.grants.grant_group(user, kind, name, str(call["group"]))
+    else:
+        services.grants.grant(user, kind, name, call.get("user"))
     return {}, b""
 
 
 def revoke(services: Services, user: str, call: dict[str, Any], _payload: bytes) -> Reply:
-    services.grants.revoke(user, object_type(str(call.get("typ", "datastore"))),
-                           str(call["name"]), call.get("user"))
+    kind, name = object_type(str(call.get("typ", "datastore"))), str(call["name"])
+    if call.get("group") is not None:
+        services.grants.revoke_group(user, kind, name, str(call["group"]))
+    else:
+        services.grants.revoke(user, kind, name, call.get("user"))
     return {}, b""
 
 

@@ -31,14 +31,17 @@ def describe(script: ScriptRecord, with_source: bool = False) -> dict[str, Any]:
 
 
 def visible(store: Store, caller: Caller) -> list[dict[str, Any]]:
-    """Scripts the caller may run: their own, global ones, and those granted to them.
-    The caller's own private scripts also say whom they are granted to."""
+    """Scripts the caller may run: their own, global ones, and those granted to them or
+    a group of theirs. The caller's own private scripts also say whom they are granted
+    to (users, and groups)."""
     granted = store.grants.grantees("pyqscript", caller.name)
+    to_groups = store.grants.grantees("pyqscript", caller.name, "group")
     listed = []
     for script in store.visible_scripts(caller.name):
         info = describe(script)
         if script.owner == caller.name:
             info["grantees"] = granted.get(script.name, [])
+            info["groupGrantees"] = to_groups.get(script.name, [])
         listed.append(info)
     return listed
 

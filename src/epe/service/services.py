@@ -13,6 +13,8 @@ import importlib.util
 import os
 from dataclasses import dataclass, field
 
+from epe.auth.directory import Directory
+from epe.auth.provider import Provider
 from epe.auth.throttle import LoginThrottle
 from epe.auth.tokens import TokenService, load_or_create_key, new_key
 from epe.data import Catalog, open_catalog
@@ -24,6 +26,7 @@ from epe.runner.pools import Backend
 from epe.runner.worker.sandbox import probe as isolation_refused
 from epe.service.audit import AuditTrail
 from epe.service.datastores import Datastores
+from epe.service.drain import Drain
 from epe.service.grants import Grants
 from epe.settings import Settings
 from epe.store import Store, open_store
@@ -40,12 +43,17 @@ class Services:
     grants: Grants = field(init=False)
     datastores: Datastores = field(init=False)
     logins: LoginThrottle = field(init=False)
+    drain: Drain = field(init=False)  # whether the server is stopping (docs/deploy.md)
+    directory: Directory | None = field(init=False)  # EPE_LDAP_URL (docs/sign-in.md)
+    provider: Provider | None = field(init=False)  # EPE_OIDC_ISSUER
 
     def __post_init__(self) -> None:
         self.audit = AuditTrail(self.store.audit, self.settings.audit_retention)
         self.grants = Grants(self.store, self.audit)
         self.datastores = Datastores(self.store)
         self.logins = LoginThrottle(self.settings.login_window)
+        self.drain = Drain(self.settings.shutdown_grace, self.settings.retry_after)
+        self.directory, self.provider = sign_in_backends(self.settings)
 
     @property
     def isolated(self) -> bool:
@@ -75,9 +83,24 @@ class Services:
         return Tenant(user, uid)
 
     def close(self) -> None:
+        if self.provider is not None:
+            self.provider.close()
         self.audit.close()
         self.catalog.close()
         self.store.close()
+
+
+def sign_in_backends(settings: Settings) -> tuple[Directory | None, Provider | None]:
+    """The directory and the provider the settings name (docs/sign-in.md)."""
+    retry = settings.retry_after
+    if settings.ldap_url and importlib.util.find_spec("ldap3") is None:
+        raise InvalidSetting("EPE_LDAP_URL is set, but ldap3 is not installed: install epe's "
+                             "signin extra (pip install 'epe[signin]')")
+    if settings.oidc_issuer and importlib.util.find_spec("cryptography") is None:
+        raise InvalidSetting("EPE_OIDC_ISSUER is set, but cryptography is not installed: "
+                             "install epe's signin extra (pip install 'epe[signin]')")
+    return (Directory(settings, retry) if settings.ldap_url else None,
+            Provider(settings, retry) if settings.oidc_issuer else None)
 
 
 def prepare_data_dir(settings: Settings) -> None:
@@ -113,6 +136,9 @@ def check_settings(settings: Settings) -> None:
     """Refuse, before serving, settings the server could not start with: a catalog it
     cannot open, isolation required where it cannot be had (the store: ``open_store_of``)."""
     open_catalog_of(settings).close()
+    _directory, provider = sign_in_backends(settings)
+    if provider is not None:
+        provider.close()
     if settings.executor == "ray":
         if importlib.util.find_spec("ray") is None:
             raise InvalidSetting("EPE_EXECUTOR=ray, but Ray is not installed: install epe's "

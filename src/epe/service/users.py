@@ -13,6 +13,7 @@ from epe.auth.passwords import hash_password
 from epe.core.names import normalize_user
 from epe.data import Catalog
 from epe.errors import InvalidRequest, NotFound
+from epe.service.accounts import add_account
 from epe.service.audit import AuditTrail
 from epe.service.jobs import JobManager
 from epe.service.sessions import Caller
@@ -27,16 +28,9 @@ def create_user(store: Store, audit: AuditTrail, catalog: Catalog, *, name: str,
     asks (``None``: the command line)."""
     if not password:
         raise InvalidRequest("the password must not be empty")
-    user = store.add_user(normalize_user(name), hash_password(password), admin)
-    try:
-        catalog.add_owner(user.name, db_role)
-    except BaseException:
-        store.delete_user(user.name)  # no user without a place for their tables
-        raise
-    audit.record("user", "create", by, name=user.name, admin=admin,
-                 via=None if by else "command line",
-                 **({"db_role": db_role} if db_role is not None else {}))
-    return user
+    return add_account(store, audit, catalog, name=normalize_user(name),
+                       password_hash=hash_password(password), admin=admin, by=by,
+                       db_role=db_role)
 
 
 async def delete_user(store: Store, audit: AuditTrail, catalog: Catalog, jobs: JobManager, *,

@@ -24,7 +24,7 @@ PURGE_CHUNK = 10_000  # rows per delete: a large purge never holds the write loc
 @dataclass(frozen=True)
 class AuditEntry:
     time: float
-    kind: str  # run, login, script, datastore, user, env
+    kind: str  # run, login, script, datastore, user, env, model
     action: str  # the operation (do_eval, ...) or create, delete, grant, revoke, login
     user: str | None  # who acted (the name tried, for a failed login)
     status: str = "ok"  # ok, failed, cancelled

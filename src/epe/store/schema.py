@@ -32,6 +32,36 @@ users = Table(
     Column("password_hash", Text, nullable=False),
     Column("is_admin", Boolean, nullable=False, default=False),
     Column("created", Float, nullable=False),
+    # Who vouches for the password (docs/sign-in.md): local (the hash above), ldap, oidc.
+    Column("source", String(16), nullable=False, server_default="local"),
+    # The name the directory knows the user by (the name typed at sign-in), or the
+    # provider's subject: what a refresh checks again.
+    Column("external_id", String(512), nullable=True),
+)
+
+# Members of groups, besides admins (is_admin: the group ADMIN). For directory and
+# provider users the set is replaced at each sign-in and refresh; for local users it is
+# kept by admins.
+user_groups = Table(
+    "user_groups",
+    metadata,
+    Column("user_name", String(128), primary_key=True),
+    Column("group_name", String(128), primary_key=True),
+    Index("ix_user_groups_group", "group_name"),
+)
+
+# Automation tokens: the secret is shown once and kept only as its SHA-256.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("scope", String(8), nullable=False),  # run | read
+    Column("created", Float, nullable=False),
+    Column("expires", Float, nullable=True),
+    UniqueConstraint("owner", "name", name="uq_api_tokens_owner_name"),
 )
 
 revoked_tokens = Table(
@@ -62,11 +92,13 @@ grants = Table(
     "grants",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("object_type", String(16), nullable=False),  # "pyqscript" | "datastore"
+    Column("object_type", String(16), nullable=False),  # pyqscript | datastore | model
     Column("owner", String(128), nullable=False),
-    Column("name", String(128), nullable=False),
+    Column("name", String(128), nullable=False),  # a model's: its id
     Column("grantee", String(128), nullable=False),  # a user name, or PUBLIC for everyone
-    UniqueConstraint("object_type", "owner", "name", "grantee", name="uq_grants"),
+    Column("grantee_type", String(8), nullable=False, server_default="user"),  # user | group
+    UniqueConstraint("object_type", "owner", "name", "grantee_type", "grantee",
+                     name="uq_grants"),
 )
 
 jobs = Table(
@@ -167,7 +199,7 @@ audit = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("time", Float, nullable=False),
-    Column("kind", String(16), nullable=False),  # run, login, script, datastore, user, env
+    Column("kind", String(16), nullable=False),  # run, login, script, datastore, user, env, model
     Column("action", String(32), nullable=False),  # the operation, or create, grant, ...
     Column("user_name", String(128), nullable=True),  # who; the name tried, for a login
     Column("status", String(16), nullable=False),  # ok, failed, cancelled
@@ -180,4 +212,89 @@ audit = Table(
     Index("ix_audit_time", "time"),
     Index("ix_audit_user_time", "user_name", "time"),
     Index("ix_audit_kind_time", "kind", "time"),
+)
+
+# OML Services (docs/models.md). A model is a snapshot: its bytes (Oracle's ONNX zip, or
+# the pickle a datastore held) and the scoring script as they were when it was stored,
+# so a version never changes under its endpoint. The server stores the bytes and never
+# loads them; ``signature`` is what a worker of the owner read from the model.
+models = Table(
+    "models",
+    metadata,
+    Column("id", String(36), primary_key=True),  # a UUID, as Oracle's modelId
+    Column("owner", String(128), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("namespace", String(128), nullable=False, default=""),
+    Column("model_type", String(16), nullable=False),  # ONNX | PYTHON
+    Column("function", String(16), nullable=False),  # regression, classification, clustering
+    Column("description", Text, nullable=False, default=""),
+    Column("shared", Boolean, nullable=False, default=False),
+    Column("created", Float, nullable=False),
+    Column("signature", Text, nullable=False),  # JSON: input columns and their types
+    Column("spec", Text, nullable=False),  # JSON: how a worker loads it (type's own fields)
+    Column("script", Text, nullable=True),  # a PYTHON model's scoring script, as stored
+    Column("size", Integer, nullable=False),
+    Column("digest", String(64), nullable=False),  # sha256 of data, spec and script
+    Column("data", LargeBinary, nullable=False),
+    UniqueConstraint("owner", "namespace", "name", "version", name="uq_models_name"),
+)
+
+# A model's endpoint: one per model, its URI unique on the server.
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("uri", String(128), primary_key=True),
+    Column("model_id", String(36), ForeignKey("models.id"), nullable=False),
+    Column("owner", String(128), nullable=False),
+    Column("created", Float, nullable=False),
+    UniqueConstraint("model_id", name="uq_deployments_model"),
+)
+
+# Batch scoring jobs on a schedule: the schedule is this row; replicas claim a due run
+# by locking it (``FOR UPDATE SKIP LOCKED``) and moving ``next_run`` on in the same
+# transaction, so each slot runs once. ``server``: the one server that may run it, when
+# users' tables are that server's own.
+scoring_jobs = Table(
+    "scoring_jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("model_id", String(36), ForeignKey("models.id"), nullable=False),
+    Column("input_table", String(128), nullable=False),
+    Column("output_table", String(128), nullable=False),
+    Column("supplemental", Text, nullable=False),  # JSON list of column names
+    Column("start_at", Float, nullable=False),
+    Column("end_at", Float, nullable=True),
+    Column("repeat", Text, nullable=False),  # the repeat rule (RFC 5545 RRULE)
+    Column("max_runs", Integer, nullable=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("next_run", Float, nullable=True),  # None: nothing left to run
+    Column("run_count", Integer, nullable=False, default=0),  # scheduled runs begun
+    Column("server", String(64), nullable=True),
+    Column("created", Float, nullable=False),
+    UniqueConstraint("owner", "name", name="uq_scoring_jobs_name"),
+    Index("ix_scoring_jobs_due", "enabled", "next_run"),
+)
+
+# Each run of a scoring job: its slot, who ran it, how it ended. It runs as an async
+# job of the owner (``job_id``); a run whose server stopped under it is failed by the
+# next scheduler pass.
+scoring_runs = Table(
+    "scoring_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scoring_job", String(32), ForeignKey("scoring_jobs.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("scheduled", Float, nullable=True),  # the slot run; None: run at once by hand
+    Column("status", String(16), nullable=False),  # RUNNING, FINISH, FAILED
+    Column("started", Float, nullable=False),
+    Column("finished", Float, nullable=True),
+    Column("server", String(64), nullable=False),
+    Column("job_id", String(64), nullable=True),
+    Column("rows", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Index("ix_scoring_runs_job", "scoring_job", "started"),
+    Index("ix_scoring_runs_status", "status"),
 )

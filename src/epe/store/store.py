@@ -28,13 +28,17 @@ from epe.store.datastores import DatastoreStore
 from epe.store.engine import upsert, writing
 from epe.store.grants import (
     Grantee,
+    GranteeType,
     GrantStore,
     ObjectType,
     drop_object_grants,
     drop_user_grants,
     matching,
 )
+from epe.store.identity import IdentityStore
 from epe.store.jobs import JobStore
+from epe.store.models import ModelStore
+from epe.store.schedules import ScheduleStore
 from epe.store.uids import UidStore
 
 CACHE_TTL = 2.0  # seconds a looked-up user, unrevoked token or script is trusted
@@ -49,6 +53,12 @@ class UserRecord:
     password_hash: str
     is_admin: bool
     created: float
+    source: str = "local"  # local | ldap | oidc: who vouches for the password
+    external_id: str | None = None  # the directory's name for the user, or the subject
+
+    @property
+    def local(self) -> bool:
+        return self.source == "local"
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,8 @@ class ScriptRecord:
 
 
 class Store:
-    """Users, revoked tokens and scripts; ``grants``, ``jobs``, ``datastores``, ``audit``.
+    """Users, revoked tokens and scripts; ``grants``, ``jobs``, ``datastores``, ``audit``,
+    ``models`` (and their endpoints) and ``schedules`` (batch scoring jobs).
 
     Made by ``epe.store.open_store`` from a URL, on an engine already migrated.
     ``shared``: other servers may use the same database at once (PostgreSQL).
@@ -78,14 +89,27 @@ class Store:
         self._users: TTLCache[UserRecord] = TTLCache(cache_ttl)
         self._unrevoked: TTLCache[bool] = TTLCache(cache_ttl)
         self._scripts: TTLCache[ScriptRecord] = TTLCache(cache_ttl)
-        self.grants = _ScriptGrantsDropCache(engine, self._scripts)
+        self.grants = _GrantsDropCaches(engine, self._grants_changed)
         self.jobs = JobStore(engine)
         self.datastores = DatastoreStore(engine)
         self.uids = UidStore(engine)
         self.audit = AuditStore(engine)
+        self.identity = IdentityStore(engine, cache_ttl, self._membership_changed)
+        self.models = ModelStore(engine, cache_ttl)
+        self.schedules = ScheduleStore(engine)
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def _grants_changed(self) -> None:
+        """Cached lookups that depend on grants are made anew."""
+        self._scripts.clear()
+        self.models.forget_grants()
+
+    def _membership_changed(self, name: str) -> None:
+        """A user's groups or admin role changed: what they may run is looked up anew."""
+        self._users.drop(name)
+        self._grants_changed()
 
     def check(self) -> None:
         """Raise unless the database answers a query now (the readiness check)."""
@@ -94,9 +118,10 @@ class Store:
 
     # -- users -----------------------------------------------------------------
 
-    def add_user(self, name: str, password_hash: str, is_admin: bool) -> UserRecord:
+    def add_user(self, name: str, password_hash: str, is_admin: bool, source: str = "local",
+                 external_id: str | None = None) -> UserRecord:
         """Insert a user; ``name`` must already be normalised. Conflict if it exists."""
-        user = UserRecord(name, password_hash, is_admin, time.time())
+        user = UserRecord(name, password_hash, is_admin, time.time(), source, external_id)
         try:
             with writing(self.engine) as conn:
                 conn.execute(insert(schema.users).values(**vars(user)))
@@ -129,7 +154,8 @@ class Store:
         self._users.drop(name)
 
     def delete_user(self, name: str) -> bool:
-        """Delete a user with everything they own here: scripts, grants, jobs, datastores.
+        """Delete a user with everything they own here: scripts, grants, jobs, datastores,
+        models with their endpoints, and scoring jobs.
 
         A new user given the same name later must inherit none of it.
         """
@@ -138,12 +164,16 @@ class Store:
             conn.execute(delete(schema.scripts).where(schema.scripts.c.owner == name))
             conn.execute(delete(schema.jobs).where(schema.jobs.c.owner == name))
             conn.execute(delete(schema.datastores).where(schema.datastores.c.owner == name))
+            conn.execute(delete(schema.user_groups).where(schema.user_groups.c.user_name == name))
+            conn.execute(delete(schema.api_tokens).where(schema.api_tokens.c.owner == name))
+            self.models.drop_owner(conn, name)
             drop_user_grants(conn, name)
             conn.execute(update(schema.worker_uids).where(schema.worker_uids.c.owner == name)
                          .values(owner=None))
         self._users.drop(name)
-        self._scripts.clear()
+        self._grants_changed()
         self.uids.forget(name)
+        self.identity.forget(name)
         return bool(gone)
 
     # -- revoked tokens ----------------------------------------------------------
@@ -259,18 +289,20 @@ def _script_exists(name: str) -> Conflict:
     return Conflict(f"script {name} already exists; send \"overwrite\": true to replace it")
 
 
-class _ScriptGrantsDropCache(GrantStore):
-    """Grants; a change forgets cached script lookups, which depend on grants."""
+class _GrantsDropCaches(GrantStore):
+    """Grants; a change forgets cached lookups that depend on grants (scripts, models)."""
 
-    def __init__(self, engine: Engine, scripts: TTLCache[ScriptRecord]) -> None:
+    def __init__(self, engine: Engine, changed: Callable[[], None]) -> None:
         super().__init__(engine)
-        self._scripts = scripts
+        self._changed = changed
 
-    def grant(self, object_type: ObjectType, owner: str, name: str, grantee: Grantee) -> None:
-        super().grant(object_type, owner, name, grantee)
-        self._scripts.clear()
+    def grant(self, object_type: ObjectType, owner: str, name: str, grantee: Grantee,
+              grantee_type: GranteeType = "user") -> None:
+        super().grant(object_type, owner, name, grantee, grantee_type)
+        self._changed()
 
-    def revoke(self, object_type: ObjectType, owner: str, name: str, grantee: Grantee) -> bool:
-        gone = super().revoke(object_type, owner, name, grantee)
-        self._scripts.clear()
+    def revoke(self, object_type: ObjectType, owner: str, name: str, grantee: Grantee,
+               grantee_type: GranteeType = "user") -> bool:
+        gone = super().revoke(object_type, owner, name, grantee, grantee_type)
+        self._changed()
         return gone

@@ -134,23 +134,30 @@ def user_traceback(exc: BaseException) -> str:
 class Worker:
     def __init__(self, limits: dict[str, Any]) -> None:
         from epe.runner.worker.graphics import FigureCapture
+        from epe.runner.worker.models import ModelTasks
 
         self.output_limit: int = limits["output_limit"]
         self.memory_note = ""  # what a MemoryError's message adds: the limit that refused
         self.scripts = ScriptCache()
         self.capture = FigureCapture(limits["graphics_dpi"], tuple(limits["graphics_size"]),
                                      self.output_limit)
+        self.models = ModelTasks(self.scripts.get)  # loaded models, kept between tasks
 
     def handle(self, header: protocol.Header) -> tuple[protocol.Header, bytes]:
-        from epe.runner.worker.invoke import Batch
+        from epe.runner.worker.invoke import Batch, BatchOutput
+        from epe.runner.worker.models import ModelOutput
 
         out, err = _Capture(), _Capture()
         batch: Batch | None = None
+        result: BatchOutput | ModelOutput
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                func = self.scripts.get(header["script_key"], header["source"])
-                batch = Batch(func, header, self.output_limit, self.capture)
-                result = batch.run()
+                if header["kind"] == protocol.MODEL_TASK:
+                    result = self.models.run(header)
+                else:
+                    func = self.scripts.get(header["script_key"], header["source"])
+                    batch = Batch(func, header, self.output_limit, self.capture)
+                    result = batch.run()
         except BaseException as e:  # SystemExit too: user code must not end the worker
             unit = batch.position if batch is not None else None
             return self._failure(e, unit, out, err, self.memory_note), b""
@@ -208,7 +215,8 @@ def preload() -> None:
     # touches pages it would otherwise share, which made that task ~10 ms slower.
     import epe.core.results
     import epe.core.scripts
-    import epe.runner.worker.invoke  # noqa: F401
+    import epe.runner.worker.invoke
+    import epe.runner.worker.models  # noqa: F401
 
 
 def _warm_up_conversion() -> None:

@@ -197,7 +197,12 @@ def _loopback_up() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         request = struct.pack("16sH", b"lo", 0)
         flags = struct.unpack("16sH", fcntl.ioctl(s, SIOCGIFFLAGS, request))[1]
-        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | IFF_UP))
+        try:
+            fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | IFF_UP))
+        except PermissionError:
+            # A container's default capabilities lack it (podman, docker: --cap-add).
+            raise SandboxError("bringing up loopback in the worker's network namespace: "
+                               "the server lacks CAP_NET_ADMIN") from None
 
 
 def _drop_privileges(uid: int, gid: int) -> None:
@@ -223,6 +228,7 @@ def probe() -> str | None:
             unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
             _mount(None, "/", None, MS_REC | MS_PRIVATE)
             _read_only_tree()
+            _loopback_up()  # what a worker without network does first
         except Exception as e:
             refusal = str(e).encode()
         os.write(write, refusal)

@@ -111,22 +111,37 @@ def _unpickle(name: str, blob: bytes, versions_json: str) -> Any:
 
 def dir(name: str | None = None, regex_match: bool = False,
         dstype: str = "user") -> pd.DataFrame:
-    """Datastores: datastore_name, object_count, size, date, description (+owner/grantee)."""
+    """Datastores as OML lists them: datastore_name, object_count, size, date,
+    description; ``owner`` first for ``all`` and ``granted``; datastore_name and grantee
+    for ``grant``. A missing description is None."""
     header, _ = _request("ds.dir", {"name": name, "regex_match": regex_match,
                                     "dstype": dstype})
     columns = ["datastore_name", "object_count", "size", "date", "description"]
     if dstype in ("all", "granted"):
-        columns.insert(1, "owner")
+        columns.insert(0, "owner")
     if dstype == "grant":
-        columns.insert(1, "grantee")
-    return pd.DataFrame(header["rows"], columns=columns)
+        columns = ["datastore_name", "grantee"]
+    return listing(header["rows"], columns)
+
+
+def listing(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    """Rows as a DataFrame whose text columns keep None (not NaN) for what is missing,
+    and whose ``date`` is a timestamp, as OML's listings show them."""
+    frame = pd.DataFrame({c: pd.Series([r.get(c) for r in rows], dtype=object)
+                          for c in columns}, columns=columns)
+    for c in ("object_count", "size", "length", "row_count", "col_count"):
+        if c in frame:
+            frame[c] = frame[c].astype("int64")
+    if "date" in frame:
+        frame["date"] = pd.to_datetime(frame["date"], utc=True).dt.tz_localize(None)
+    return frame
 
 
 def describe(name: str, owner: str | None = None) -> pd.DataFrame:
     """The datastore's objects: object_name, class, size, length, row_count, col_count."""
     header, _ = _request("ds.describe", {"name": name, "owner": owner})
-    return pd.DataFrame(header["rows"], columns=["object_name", "class", "size", "length",
-                                                 "row_count", "col_count"])
+    return listing(header["rows"], ["object_name", "class", "size", "length", "row_count",
+                                    "col_count"])
 
 
 def delete(name: str, objs: list[str] | None = None, regex_match: bool = False) -> Any:
