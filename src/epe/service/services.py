@@ -19,6 +19,7 @@ from epe.auth.throttle import LoginThrottle
 from epe.auth.tokens import TokenService, load_or_create_key, new_key
 from epe.data import Catalog, open_catalog
 from epe.errors import InvalidSetting
+from epe.runner import limits
 from epe.runner.environments import EnvironmentPools
 from epe.runner.executor import Tenant
 from epe.runner.local.host import LocalHost
@@ -134,7 +135,8 @@ def open_catalog_of(settings: Settings) -> Catalog:
 
 def check_settings(settings: Settings) -> None:
     """Refuse, before serving, settings the server could not start with: a catalog it
-    cannot open, isolation required where it cannot be had (the store: ``open_store_of``)."""
+    cannot open, isolation or cgroups required where they cannot be had (the store:
+    ``open_store_of``)."""
     open_catalog_of(settings).close()
     _directory, provider = sign_in_backends(settings)
     if provider is not None:
@@ -151,6 +153,8 @@ def check_settings(settings: Settings) -> None:
     if settings.require_isolation and (refused := isolation_refused()):
         raise InvalidSetting("EPE_REQUIRE_ISOLATION is set, but workers cannot be isolated "
                              f"here: {refused}")
+    if settings.resource_limits == "cgroup":  # refuses, naming why, where none can be had
+        limits.choose(settings).close()
 
 
 def open_services(settings: Settings, store: Store | None = None) -> Services:
