@@ -296,6 +296,10 @@ def test_a_server_that_cannot_isolate_says_so_or_refuses() -> None:
                              capture_output=True, text=True, timeout=120, cwd="/")
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "EPE_REQUIRE_ISOLATION" in refused.stderr and "not run as root" in refused.stderr
+    refused = subprocess.run(as_nobody, env={**env, "EPE_RESOURCE_LIMITS": "cgroup"},
+                             capture_output=True, text=True, timeout=120, cwd="/")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "EPE_RESOURCE_LIMITS=cgroup, but no cgroup can be used here" in refused.stderr
     server = EpeServer(data, wrapper=("sh", "-c", 'cd / && exec runuser -u nobody -- "$@"',
                                       "sh"))
     try:
