@@ -14,9 +14,9 @@ and measures, in the same run:
   the time from the first submission to the last 302. Baseline: the same 8 clients
   sending N sync do-evals.
 
-The job queue limit is raised to hold every job of the throughput run (with the
-default of 200, a burst of more would be refused with 503: that is admission, not
-throughput); every other setting is the default.
+The job queue limit and the user's waiting-jobs limit are raised to hold every job of
+the throughput run (with the defaults of 200 and 100, a burst of more would be refused
+with 503 or 429: that is admission, not throughput); every other setting is the default.
 
 Run: ``.venv/bin/python bench/jobs.py [--quick] [--json]``
 """
@@ -320,7 +320,8 @@ def main() -> None:
         print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
 
     with tempfile.TemporaryDirectory(prefix="epe-bench-jobs-") as tmp:
-        server = BenchServer(Path(tmp) / "data", {"EPE_JOB_QUEUE_LIMIT": "100000"})
+        server = BenchServer(Path(tmp) / "data", {"EPE_JOB_QUEUE_LIMIT": "100000",
+                                                   "EPE_USER_WAITING_JOBS": "100000"})
         with server.guarded():
             server.add_user(USER, PASSWORD)
             log("starting the server...")

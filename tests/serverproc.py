@@ -23,7 +23,10 @@ from typing import Any
 import httpx
 
 EPE = [sys.executable, "-m", "epe"]
-API = "/oml/api/py-scripts/v2"
+# Where the API lives (OML's paths), written here once for every test: v2, and v1 beside it.
+ROOT = "/oml/api/py-scripts"
+API = f"{ROOT}/v2"
+API1 = f"{ROOT}/v1"
 TOKEN_URL = "/omlusers/api/oauth2/v1/token"
 USERS = "/omlusers/api/v1/users"
 _READY = re.compile(r"epe serving on (http://\S+)")

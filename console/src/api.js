@@ -8,6 +8,7 @@
 const BASE = location.pathname.replace(/console\/?$/, "").replace(/[^/]*$/, "");
 export const API = `${BASE}oml/api/py-scripts/v2`;
 export const USERS = `${BASE}omlusers/api/v1/users`;
+export const USAGE = `${BASE}omlusers/api/v1/usage`;
 export const MODELS = `${BASE}omlmod/v1`;
 const TOKEN = `${BASE}omlusers/api/oauth2/v1/token`;
 const SIGN_IN = `${BASE}omlusers/api/v1/sign-in`;

@@ -10,6 +10,7 @@ import { ModelsPage } from "./pages/Models.jsx";
 import { RunPage } from "./pages/Run.jsx";
 import { ScriptsPage } from "./pages/Scripts.jsx";
 import { TablesPage } from "./pages/Tables.jsx";
+import { UsagePage } from "./pages/Usage.jsx";
 import { UsersPage } from "./pages/Users.jsx";
 
 // [route, title, page, for admins only]
@@ -21,6 +22,7 @@ const PAGES = [
   ["datastores", "Datastores", DatastoresPage, false],
   ["models", "Models", ModelsPage, false],
   ["environments", "Environments", EnvironmentsPage, false],
+  ["usage", "Usage", UsagePage, false],
   ["users", "Users", UsersPage, true],
 ];
 

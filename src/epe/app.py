@@ -32,6 +32,7 @@ from epe.api import (
     signin,
     tables,
     tokens,
+    usage,
     users,
 )
 from epe.api.middleware import (
@@ -45,6 +46,7 @@ from epe.api.middleware import (
 )
 from epe.core.operations import API_ROOT, API_VERSIONS
 from epe.errors import InvalidSetting
+from epe.runner.local.forkserver import Launched
 from epe.service import backup, control
 from epe.service.jobs import JobManager
 from epe.service.models import Models
@@ -81,14 +83,16 @@ def load_plugins(settings: Settings) -> None:
                                  ) from None
 
 
-def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
+def create_app(settings: Settings, store: Store | None = None,
+               launched: Launched | None = None) -> FastAPI:
     """The app; ``store``: the metadata store, if the caller opened it already (``epe serve``
-    does, to say in one line why it cannot)."""
+    does, to say in one line why it cannot); ``launched``: the default fork server, if the
+    caller launched it already (``epe serve`` does, before it imports this module)."""
     load_plugins(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = open_services(settings, store)
+        services = open_services(settings, store, launched)
         await asyncio.gather(services.environments.start(),
                              asyncio.to_thread(services.catalog.warm_up))
         manager = JobManager(services)
@@ -132,6 +136,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.include_router(groups.router)
     app.include_router(signin.router)
     app.include_router(audit.router)
+    app.include_router(usage.router)
     app.include_router(models.router)
     for version in API_VERSIONS:
         app.include_router(versioned_router(), prefix=f"{API_ROOT}/{version}")

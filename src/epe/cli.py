@@ -14,15 +14,18 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import uvicorn
 from pydantic import ValidationError
 
 from epe.client._cli import COMMANDS as CLIENT_COMMANDS
-from epe.errors import EpeError
+from epe.errors import EpeError, NotFound
 from epe.settings import Settings
+
+if TYPE_CHECKING:
+    from epe.runner.local.forkserver import Launched
 
 DATA_DIR = click.option("--data-dir", type=click.Path(path_type=Path), default=None,
                         envvar="EPE_DATA_DIR", help="Folder holding everything epe keeps.")
@@ -124,18 +127,32 @@ class _Server(uvicorn.Server):
 @click.option("--port", type=int, default=None, envvar="EPE_PORT", help="Port to listen on.")
 def serve(data_dir: Path | None, host: str | None, port: int | None) -> None:
     """Serve the API until SIGTERM or SIGINT."""
+    from epe.runner.local.forkserver import launch_default
+
+    settings = build_settings(data_dir=data_dir, host=host, port=port)
+    # The default fork server imports numpy, pandas and matplotlib while this process
+    # imports the app, opens the store and checks the settings: they overlap, on
+    # machines with two cores or more. The server adopts it when it starts.
+    launched = launch_default(settings) if settings.executor == "local" else None
+    try:
+        _serve(settings, launched)
+    finally:
+        if launched is not None:
+            launched.discard()  # stopped with the server, or never adopted
+
+
+def _serve(settings: Settings, launched: Launched | None) -> None:
     from epe.app import create_app, load_plugins
     from epe.observe import logs
     from epe.service.services import check_settings, open_store_of
 
-    settings = build_settings(data_dir=data_dir, host=host, port=port)
     logs.configure(settings.log_format, settings.log_level)
     load_plugins(settings)  # a module that cannot be imported: one line, before anything
     store = open_store_of(settings)  # before uvicorn: a bad URL is one line, no traceback
     check_settings(settings)  # what else would stop the server: one line and exit 1
     # uvicorn's own lines go through the same handler (log_config=None), so that in
     # JSON mode every line is JSON; epe writes its own access lines (api/middleware.py).
-    app = create_app(settings, store=store)
+    app = create_app(settings, store=store, launched=launched)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
                             access_log=False, lifespan="on", log_config=None,
                             timeout_graceful_shutdown=CUT_AFTER)
@@ -231,6 +248,70 @@ def user_add(name: str, data_dir: Path | None, password_stdin: bool, admin: bool
         audit.close()
         store.close()
     click.echo(f"user {created.name} created" + (" (admin)" if admin else ""))
+
+
+class LimitValue(click.ParamType):
+    """A limit's value on the command line: a whole number, or ``default``."""
+
+    name = "N|default"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int | str:
+        if str(value).lower() == DEFAULT:
+            return DEFAULT
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a whole number or '{DEFAULT}'", param, ctx)
+
+
+LIMIT = LimitValue()
+DEFAULT = "default"
+
+
+@user.command("limits")
+@click.argument("name")
+@DATA_DIR
+@click.option("--running-jobs", type=LIMIT,
+              help="Jobs running at once (or 'default': EPE_USER_RUNNING_JOBS).")
+@click.option("--waiting-jobs", type=LIMIT,
+              help="Jobs waiting to run (or 'default': EPE_USER_WAITING_JOBS).")
+@click.option("--memory", type=LIMIT, metavar="BYTES",
+              help="Memory of all the user's workers on a node (or 'default': "
+                   "EPE_USER_MEMORY_LIMIT).")
+@click.option("--storage", type=LIMIT, metavar="BYTES",
+              help="Bytes stored: tables, datastores and job results (or 'default': "
+                   "EPE_USER_STORAGE_QUOTA).")
+def user_limits(name: str, data_dir: Path | None, **given: Any) -> None:
+    """Show user NAME's limits and what they hold now; with options, change them first."""
+    from epe.core.limits import API_NAMES, check_value
+    from epe.core.names import normalize_user
+    from epe.service.audit import entry
+    from epe.service.limits import UserLimits
+    from epe.service.services import open_store_of
+
+    changes = {k: None if v == DEFAULT else check_value(k, v) for k, v in given.items()
+               if v is not None}
+    settings = build_settings(data_dir=data_dir)
+    store = open_store_of(settings)
+    try:
+        upper = normalize_user(name, check=False)
+        if store.get_user(upper) is None:
+            raise NotFound(f"no such user {upper}")
+        limits = UserLimits(settings, store)
+        if changes:
+            limits.change(upper, changes)
+            store.audit.append([entry("user", "limits", None, name=upper, via="command line",
+                                      limits={API_NAMES[k]: v for k, v in changes.items()})])
+        shown = limits.shown(upper)
+    finally:
+        store.close()
+    for key, value in shown["limits"].items():
+        click.echo(f"{key:<12} {value:>14}  {'' if key in shown['limitsSet'] else '(default)'}"
+                   .rstrip())
+    held = shown["usage"]
+    click.echo(f"now: {held['runningJobs']} running, {held['waitingJobs']} waiting, "
+               f"{held['storage']} bytes stored")
 
 
 @cli.command()

@@ -8,7 +8,9 @@ import pyarrow as pa
 
 from epe.auth.passwords import hash_password
 from epe.core.scripts import parse_script
+from epe.service import tables
 from epe.service.audit import AuditTrail
+from epe.service.limits import UserLimits
 from epe.service.services import open_catalog_of, open_store_of
 from epe.service.users import create_user
 from epe.settings import Settings
@@ -83,11 +85,14 @@ def load_demo(settings: Settings, password: str) -> Iterator[str]:
 
 def load_iris(settings: Settings) -> str:
     """IRIS for OMLUSER, replacing any earlier copy so the demo can be loaded again."""
+    store = open_store_of(settings)
     catalog = open_catalog_of(settings)
     try:
-        info = catalog.put(DEMO_USER, "IRIS", iris_table(), overwrite=True)
+        info = tables.keep(catalog, store, UserLimits(settings, store), owner=DEMO_USER,
+                           name="IRIS", table=iris_table(), overwrite=True)
     finally:
         catalog.close()
+        store.close()
     return f"table IRIS loaded: {info.rows} rows"
 
 

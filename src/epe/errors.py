@@ -20,7 +20,8 @@ the Python client maps the body back to the same class by ``errorCode``.
     ├── MethodNotAllowed           405 / 4005
     ├── Conflict                   409 / 4009  the object already exists
     ├── PayloadTooLarge            413 / 4013
-    ├── TooManyRequests            429 / 4029  too many failed logins; retry later
+    │   └── StorageQuotaExceeded   413 / 4113  a write would cross the user's storage quota
+    ├── TooManyRequests            429 / 4029  too many failed logins, or jobs waiting; retry later
     ├── ServerBusy                 503 / 5003  not accepted; retry later
     │   └── SignInUnavailable      503 / 5005  the directory or the provider cannot answer
     ├── NotReady                   503 / 5004  a part cannot serve now (/health/ready)
@@ -113,6 +114,13 @@ class Conflict(EpeError):
 class PayloadTooLarge(EpeError):
     status = 413
     code = 4013
+
+
+class StorageQuotaExceeded(PayloadTooLarge):
+    """A write would take the user's bytes stored (tables, datastores and kept job results
+    together) past their quota; nothing of it was kept. The body names both."""
+
+    code = 4113
 
 
 class TooManyRequests(EpeError):

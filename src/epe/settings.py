@@ -13,7 +13,6 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ServiceLevel = Literal["LOW", "MEDIUM", "HIGH"]
 # HOST:PORT, the host a name, an IPv4 address or a bracketed IPv6 one.
 _ADDRESS = r"^$|^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):[0-9]{1,5}$"
 
@@ -140,14 +139,10 @@ class Settings(BaseSettings):
         60.0, gt=0, description="Seconds a new worker may take to import its libraries."
     )
 
-    # What a user's workers may hold on one machine (docs/operations.md#resource-limits).
+    # How a user's workers are held to their limits (docs/operations.md#resource-limits).
     resource_limits: Literal["auto", "cgroup", "rlimit"] = Field(
         "auto", description="How workers are limited: cgroups where they can be had (auto), "
                             "cgroups or refuse to start, or rlimits only."
-    )
-    user_memory_limit: int = Field(
-        0, ge=0, description="Memory of all of a user's workers on one machine together, in "
-                             "bytes (0: three quarters of the machine's)."
     )
 
     # Tenants (docs/security.md): each user's workers are their own.
@@ -224,6 +219,25 @@ class Settings(BaseSettings):
         0.5, gt=0, description="Seconds between looks for other servers' waiting jobs."
     )
 
+    # What one user may hold (docs/operations.md#limits); an admin overrides them per user.
+    user_running_jobs: int = Field(
+        8, ge=1, description="Jobs of one user running at once, every service level together."
+    )
+    user_waiting_jobs: int = Field(
+        100, ge=0, description="Jobs of one user waiting to run; more are refused with 429."
+    )
+    user_memory_limit: int = Field(
+        0, ge=0, description="Bytes of memory all of one user's workers on a node may hold "
+                             "together (0: three quarters of the node's memory)."
+    )
+    user_storage_quota: int = Field(
+        10 * 1024**3, ge=0, description="Bytes one user may store: tables, datastores and "
+                                        "kept job results together."
+    )
+    usage_retention: int = Field(
+        365 * 24 * 3600, gt=0, description="Seconds a run's usage record is kept."
+    )
+
     # Stopping (docs/deploy.md#restarting-without-losing-work).
     shutdown_grace: float = Field(
         25.0, ge=0, description="Seconds a stopping server lets runs, jobs and requests under "
@@ -293,19 +307,15 @@ class Settings(BaseSettings):
         given["data_dir"] = str(self.data_dir.absolute())
         return given
 
-    def job_concurrency(self, level: ServiceLevel) -> int:
-        return {
-            "LOW": self.job_concurrency_low,
-            "MEDIUM": self.job_concurrency_medium,
-            "HIGH": self.job_concurrency_high,
-        }[level]
+    # The service levels themselves are the core's (``core.requests.SERVICE_LEVELS``):
+    # here they are only the fields' names.
+    def job_concurrency(self, level: str) -> int:
+        """Jobs of service ``level`` that run at once."""
+        return int(getattr(self, f"job_concurrency_{level.lower()}"))
 
-    def parallel_cap(self, level: ServiceLevel) -> int:
-        return {
-            "LOW": self.service_low_parallel,
-            "MEDIUM": self.service_medium_parallel,
-            "HIGH": self.service_high_parallel,
-        }[level]
+    def parallel_cap(self, level: str) -> int:
+        """The highest degree of parallelism service ``level`` allows."""
+        return int(getattr(self, f"service_{level.lower()}_parallel"))
 
     @property
     def metadata_path(self) -> Path:

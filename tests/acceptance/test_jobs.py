@@ -21,6 +21,7 @@ import pytest
 
 from tests.serverproc import (
     API,
+    API1,
     EpeServer,
     assert_error,
     iris_csv,
@@ -29,7 +30,6 @@ from tests.serverproc import (
     wait_for,
 )
 
-V1 = API.replace("/v2", "/v1")
 DELETED = {"result": "job deleted successfully"}
 STATUSES = {"PENDING", "RUNNING", "FINISH", "FAILED", "CANCELLED", "TIMEOUT"}
 ELAPSED = re.compile(r"^\d{2,}:[0-5]\d:[0-5]\d$")
@@ -72,7 +72,7 @@ def created(c: httpx.Client, r: httpx.Response, path: str) -> str:
     assert r.status_code == 201, r.text
     assert r.content == b""
     url = r.headers["Location"]
-    version = "/v1/" if path.startswith(V1) else "/v2/"
+    version = "/v1/" if path.startswith(API1) else "/v2/"
     prefix = f"{c.base_url}".rstrip("/") + API.replace("/v2", version) + "jobs/"
     assert url.startswith(prefix), (url, prefix)
     # Clients append "/result": the URL ends in the id, with no query or trailing slash.
@@ -168,9 +168,9 @@ def test_oracle_async_group_apply_example_verbatim(server: EpeServer) -> None:
     _user, c = server.new_client()
     with c:
         put_table(c, "IRIS", iris_csv())
-        r = c.post(f"{V1}/scripts", json={"name": "group_count", "script": GROUP_COUNT})
+        r = c.post(f"{API1}/scripts", json={"name": "group_count", "script": GROUP_COUNT})
         assert r.status_code == 201, r.text
-        path = f"{V1}/group-apply/group_count"
+        path = f"{API1}/group-apply/group_count"
         r = c.post(path, content=ORACLE_ASYNC_BODY,
                    headers={"Content-Type": "application/json", "Accept": "application/json"})
         url = created(c, r, path)
@@ -210,7 +210,7 @@ RUNS: list[tuple[str, dict[str, Any]]] = [
 
 
 @pytest.mark.parametrize("operation, body", RUNS, ids=[op for op, _ in RUNS])
-@pytest.mark.parametrize("version", [API, V1], ids=["v2", "v1"])
+@pytest.mark.parametrize("version", [API, API1], ids=["v2", "v1"])
 def test_async_on_every_run_endpoint(c: httpx.Client, version: str, operation: str,
                                      body: dict[str, Any]) -> None:
     """201, empty body, absolute Location in the same version; the result is the sync
@@ -293,7 +293,7 @@ def test_result_of_a_finished_job_is_served_again(c: httpx.Client) -> None:
 def test_unknown_job_is_404(c: httpx.Client) -> None:
     for r in (c.get(f"{API}/jobs/nosuchjob"), c.get(f"{API}/jobs/nosuchjob/result"),
               c.get(f"{API}/jobs/nosuchjob/log"), c.delete(f"{API}/jobs/nosuchjob"),
-              c.get(f"{V1}/jobs/nosuchjob")):
+              c.get(f"{API1}/jobs/nosuchjob")):
         assert_error(r, 404, 4004)
 
 

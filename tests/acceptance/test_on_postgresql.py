@@ -66,7 +66,6 @@ from tests.acceptance.test_tokens import (  # noqa: F401
     test_revoking_a_refreshed_token_refuses_it,
 )
 from tests.acceptance.test_users import (  # noqa: F401
-    admin,
     test_admin_creates_a_user_who_can_log_in,
     test_cli_user_add_works_while_the_server_runs,
     test_delete_user,

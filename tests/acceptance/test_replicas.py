@@ -212,6 +212,26 @@ def test_a_burst_submitted_to_one_replica_is_partly_run_by_the_other(
     assert sorted(by_a + by_b) == sorted(ids)  # each job ran once, on one replica
 
 
+def test_two_users_jobs_take_turns_across_replicas(replicas: list[EpeServer]) -> None:
+    # One slot of LOW on each replica. A burst of one user's jobs through A, then two of
+    # another user's through B: theirs start at the next free slots, whichever replica's
+    # (docs/operations.md#fair-share), while most of the burst still waits.
+    a, b = replicas
+    first, second = a.add_user(), a.add_user()
+    nap = "import time\ndef f(s):\n    time.sleep(s)\n    return s\n"
+    with client(a, a.token(*first)) as on_a, client(b, b.token(*second)) as on_b:
+        burst = [submit(on_a, f"{API}/do-eval", {"script": nap, "parameters": '{"s": 1}'})
+                 for _ in range(8)]
+        wait_status(on_a, burst[0], "RUNNING")
+        theirs = [submit(on_b, f"{API}/do-eval", {"script": nap, "parameters": '{"s": 0.2}'})
+                  for _ in range(2)]
+        wait_for(lambda: all(status_of(on_b, u) == "FINISH" for u in theirs), 60)
+        left = [u for u in burst if status_of(on_a, u) in ("PENDING", "RUNNING")]
+        assert len(left) >= 3, "the second user waited for the first one's burst"
+        for url in left:
+            on_a.delete(url)
+
+
 def test_racing_writes_through_both_replicas_answer_201_or_409(
         replicas: list[EpeServer]) -> None:
     a = replicas[0]

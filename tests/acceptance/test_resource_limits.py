@@ -1,12 +1,12 @@
 """Each user's workers are held to their share (docs/operations.md#resource-limits).
 
 Against real servers: ``/health`` and the log say how workers are limited here; a
-function touching more memory than its user's limit is killed with a 400 naming the
-limit, its size and the setting, while another user's run finishes; each worker
-lives in its user's group beneath the server's own cgroup. As an ordinary user, the
-server gets cgroups where a subtree was delegated to it (made here as root, as an
-administrator would) and says why not where none was (``test_tenants``'s server as
-``nobody``).
+function touching more memory than its user's limit (an admin's, for that user) is
+killed with a 400 naming the limit, its size and the setting, while another user's run
+finishes; each worker lives in its user's group beneath the server's own cgroup. As an
+ordinary user, the server gets cgroups where a subtree was delegated to it (made here
+as root, as an administrator would) and says why not where none was
+(``test_tenants``'s server as ``nobody``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from epe.runner.identity import unreachable
 from epe.runner.limits import Unavailable, cgroup1, choose
 from epe.runner.limits.hierarchy import mounts, own_dir, own_paths
 from epe.settings import Settings
-from tests.serverproc import API, EPE, EpeServer, assert_error
+from tests.serverproc import API, EPE, USERS, EpeServer, assert_error
 
 MB = 1024**2
 HOLD = ("def f(mb, seconds):\n    import time\n    block = bytearray(mb * 2**20)\n"
@@ -67,11 +67,12 @@ def test_health_and_the_log_say_how_workers_are_limited(server: EpeServer) -> No
 
 
 def test_a_worker_past_its_users_memory_is_killed_and_another_users_run_finishes(
-        make_server: Any) -> None:
+        server: EpeServer, admin: httpx.Client) -> None:
     if here() == "rlimit":
         pytest.skip("no cgroup here: each worker's address space is its only limit")
-    srv = make_server(EPE_USER_MEMORY_LIMIT=str(256 * MB))
-    (_, greedy), (_, other) = srv.new_client(), srv.new_client()
+    (name, greedy), (_, other) = server.new_client(), server.new_client()
+    r = admin.patch(f"{USERS}/{name}", json={"limits": {"memory": 256 * MB}})
+    assert r.status_code == 200, r.text
     with greedy, other, concurrent.futures.ThreadPoolExecutor(1) as pool:
         running = pool.submit(value, other, HOLD, mb=100, seconds=3)
         r = greedy.post(f"{API}/do-eval", json={"script": HOLD, "parameters": json.dumps(
@@ -79,7 +80,7 @@ def test_a_worker_past_its_users_memory_is_killed_and_another_users_run_finishes
         body = assert_error(r, 400, 1013)
         assert "256 MiB" in body["errorMessage"] and "EPE_USER_MEMORY_LIMIT" in \
             body["errorMessage"], body
-        assert running.result(timeout=120) == 100
+        assert running.result(timeout=120) == 100  # another user's run: untouched
         # Its pool has a worker again, and what fits runs.
         assert value(greedy, HOLD, mb=50, seconds=0) == 50
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -11,13 +10,6 @@ import pytest
 from tests.serverproc import API, TOKEN_URL, EpeServer, assert_error, run_cli, unique_name
 
 USERS = "/omlusers/api/v1/users"
-
-
-@pytest.fixture(scope="module")
-def admin(server: EpeServer) -> Iterator[httpx.Client]:
-    _name, client = server.new_client(admin=True)
-    with client:
-        yield client
 
 
 def login(srv: EpeServer, user: str, password: str) -> httpx.Response:
@@ -59,9 +51,13 @@ def test_users_list_for_admins_and_each_user_reads_their_own_account(
 
     token = login(server, name, "Secret-pw").json()["accessToken"]
     with server.http(headers={"Authorization": f"Bearer {token}"}) as c:
-        assert c.get(f"{USERS}/me").json() == {"result": {
-            "username": name.upper(), "admin": False, "groups": [], "source": "local",
-            "via": "epe", "scope": None}}
+        me = c.get(f"{USERS}/me").json()["result"]
+        assert {k: me[k] for k in ("username", "admin", "groups", "source", "via", "scope")} \
+            == {"username": name.upper(), "admin": False, "groups": [], "source": "local",
+                "via": "epe", "scope": None}
+        assert me["usage"] == {"runningJobs": 0, "waitingJobs": 0, "storage": 0,
+                               "storageDetail": {"tables": 0, "datastores": 0,
+                                                 "jobResults": 0}}
         assert_error(c.get(USERS), 403, 3001)  # the list is for admins only
     assert admin.get(f"{USERS}/me").json()["result"]["admin"] is True
     assert admin.get(f"{USERS}/me").json()["result"]["groups"] == ["ADMIN"]

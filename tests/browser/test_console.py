@@ -477,3 +477,28 @@ def test_a_user_who_is_not_an_admin_is_offered_no_admin_controls(signed_in: Page
     page.goto(page.url.split("#")[0] + "#/users")
     expect(page.get_by_role("form", name="add a user")).to_have_count(0)
     expect(page.get_by_role("heading", name="Scripts", exact=True)).to_be_visible()
+
+
+# -- usage ----------------------------------------------------------------------------------
+
+
+def test_usage_shows_a_users_runs_and_limits_and_admins_the_top_users(
+        page: Page, console: Console, api: httpx.Client, shot: Shot) -> None:
+    assert api.post(f"{API}/do-eval/hello_world").json() == {"result": "Hello World!"}
+    sign_in(page, console)
+    open_page(page, "Usage")
+    runs = page.get_by_role("table", name="runs")
+    expect(runs.get_by_role("row", name=re.compile("OMLUSER.hello_world")).first).to_be_visible()
+    limits = page.get_by_role("definition").filter(has=page.get_by_test_id("storage"))
+    expect(limits).to_contain_text("of 10.0 GiB")  # IRIS, in a quota of EPE_USER_STORAGE_QUOTA
+    expect(page.get_by_role("img", name=re.compile("CPU seconds"))).to_have_count(0)
+    page.get_by_role("button", name="Sign out").click()
+
+    sign_in(page, console, *console.admin)
+    open_page(page, "Usage")
+    chart = page.get_by_role("img", name="CPU seconds per day of the top users")
+    expect(chart.locator("g.bar")).to_have_count(14)  # the last fourteen days
+    expect(chart.locator("rect[data-series='OMLUSER']")).to_have_count(14)
+    expect(page.get_by_role("list", name="legend")).to_contain_text("OMLUSER")
+    expect(page.get_by_role("table", name="runs")).to_contain_text("OMLUSER")
+    shot(page, "usage", full_page=True)

@@ -1,5 +1,6 @@
 """The metadata store's contract, which every backend must pass: users, revoked
-tokens, scripts, grants, jobs, datastores, and the one error convention of
+tokens, scripts, grants, jobs (fair claims and users' limits), datastores, storage,
+usage, and the one error convention of
 ``epe.store`` (lookups None, deletes say whether, creates raise Conflict).
 
 Run on a real SQLite file and on a real PostgreSQL database (the session's server,
@@ -17,10 +18,13 @@ import pytest
 
 from epe.core.jobs import Status
 from epe.core.names import GLOBAL_OWNER
-from epe.errors import Conflict, InvalidSetting
+from epe.errors import Conflict, InvalidSetting, StorageQuotaExceeded
 from epe.store import ScriptRecord, Store, open_store
 from epe.store.datastores import StoredObject
-from epe.store.jobs import JobRecord, NewJob, QueueFull
+from epe.store.jobs import Admission, JobRecord, NewJob, QueueFull, UserQueueFull
+from epe.store.storage import Stored
+from epe.store.usage import DAY as DAY_SECONDS
+from epe.store.usage import UsageQuery, UsageRecord
 
 
 def sqlite_url(_request: pytest.FixtureRequest, folder: Path) -> str:
@@ -433,8 +437,8 @@ def test_unfinished_jobs_fail_at_restart_and_old_ones_expire(store: Store) -> No
 # -- the job queue --------------------------------------------------------------------------
 
 def queued(store: Store, job_id: str, server: str = "A", service: str = "LOW",
-           lease: float = 60.0, pinned: bool = False) -> JobRecord:
-    job = NewJob("ALICE", "do_eval", "{}", service=service, source="def f(): pass",
+           lease: float = 60.0, pinned: bool = False, owner: str = "ALICE") -> JobRecord:
+    job = NewJob(owner, "do_eval", "{}", service=service, source="def f(): pass",
                  pinned=pinned)
     return store.jobs.create(job, id=job_id, server=server, lease=lease)
 
@@ -526,13 +530,13 @@ def test_racing_servers_never_claim_one_job_twice(store: Store) -> None:
 def test_a_server_holds_at_most_its_limit_of_unfinished_jobs(store: Store) -> None:
     job = NewJob("ALICE", "do_eval", "{}")
     for i in range(3):
-        store.jobs.create(job, id=f"j{i}", server="A", lease=60.0, limit=3)
+        store.jobs.create(job, id=f"j{i}", server="A", lease=60.0, admission=Admission(held=3))
     with pytest.raises(QueueFull):
-        store.jobs.create(job, id="j3", server="A", lease=60.0, limit=3)
-    store.jobs.create(job, id="b0", server="B", lease=60.0, limit=3)
+        store.jobs.create(job, id="j3", server="A", lease=60.0, admission=Admission(held=3))
+    store.jobs.create(job, id="b0", server="B", lease=60.0, admission=Admission(held=3))
     store.jobs.claim("B", "LOW", 1, 60.0)  # nothing of A's to claim: no service level
     store.jobs.move("j0", Status.FAILED)
-    store.jobs.create(job, id="j4", server="A", lease=60.0, limit=3)
+    store.jobs.create(job, id="j4", server="A", lease=60.0, admission=Admission(held=3))
 
 
 def test_finishing_keeps_the_answer_with_the_end_in_one_step(store: Store) -> None:
@@ -557,6 +561,112 @@ def test_a_shared_secret_is_made_once(store: Store) -> None:
     made = race(store, lambda i: store.secret("key", lambda: bytes([i]) * 8))
     assert len(set(made)) == 1 and len(made[0]) == 8
     assert store.secret("key", lambda: b"other") == made[0]
+
+
+# -- fair share and limits ----------------------------------------------------------------
+
+def claimed(store: Store, n: int, running_limit: int | None = None) -> list[str]:
+    return [j.id for j in store.jobs.claim("S", "LOW", n, 60.0, running_limit)]
+
+
+def test_claims_go_to_the_user_with_the_fewest_jobs_running(store: Store) -> None:
+    for i in range(1, 5):
+        queued(store, f"a{i}")
+    queued(store, "b1", owner="BOB")
+    queued(store, "b2", owner="BOB")
+    assert claimed(store, 1) == ["a1"]  # nobody runs anything: the oldest job
+    assert claimed(store, 1) == ["b1"]  # ALICE runs one, BOB none
+    # Both run one now: turns alternate, the older job first where places tie.
+    assert claimed(store, 3) == ["a2", "b2", "a3"]
+
+
+def test_a_users_running_limit_holds_in_claims_and_admission(store: Store) -> None:
+    assert store.limits.change("BOB", {"running_jobs": 1, "storage": 5}) == {
+        "running_jobs": 1, "storage": 5}
+    assert store.limits.change("BOB", {"storage": None}) == {"running_jobs": 1}
+    for i in range(3):
+        queued(store, f"a{i}")
+        queued(store, f"b{i}", owner="BOB")
+    # The default lets ALICE run two; BOB's own limit, one.
+    assert sorted(claimed(store, 6, running_limit=2)) == ["a0", "a1", "b0"]
+    assert store.jobs.counts("BOB") == (1, 2)
+
+    def admit(job_id: str) -> JobRecord:
+        return store.jobs.create(NewJob("BOB", "do_eval", "{}", service="HIGH"), id=job_id,
+                                 server="S", lease=60, admission=Admission(running=1, waiting=3),
+                                 running=True)
+
+    assert admit("now").status is Status.PENDING  # a slot, but BOB runs all he may
+    with pytest.raises(UserQueueFull):  # and has three waiting
+        admit("more")
+    assert store.jobs.get("more") is None
+    store.limits.change("BOB", {"running_jobs": None})
+    assert claimed(store, 1, running_limit=2) == ["b1"]
+
+
+def test_a_job_with_a_free_slot_waits_while_another_waits_at_its_level(store: Store) -> None:
+    queued(store, "waiting", service="HIGH")
+    job = store.jobs.create(NewJob("BOB", "do_eval", "{}", service="HIGH"), id="new",
+                            server="A", lease=60, admission=Admission(running=5, waiting=5),
+                            running=True)
+    assert job.status is Status.PENDING
+    assert [j.id for j in store.jobs.claim("A", "HIGH", 2, 60.0, 5)] == ["waiting", "new"]
+
+
+# -- storage ------------------------------------------------------------------------------
+
+def test_a_write_that_would_cross_the_storage_quota_keeps_nothing(store: Store) -> None:
+    store.add_user("ALICE", "h", False)
+    store.datastores.save("ALICE", "ds", [stored("a", b"x" * 60)], quota=100)
+    with pytest.raises(StorageQuotaExceeded) as refused:
+        store.datastores.save("ALICE", "ds", [stored("b", b"y" * 50)], append=True,
+                              quota=100)
+    assert (refused.value.extra["storageUsed"], refused.value.extra["storageQuota"]) == (60, 100)
+    info = store.datastores.readable("ALICE", "ds", None)
+    assert info is not None and [o.name for o in store.datastores.objects(info)] == ["a"]
+    # Tables count at the size they were stored at; one replaced counts no more.
+    assert store.storage.reserve_table("ALICE", "T", 30, quota=100) is None
+    with pytest.raises(StorageQuotaExceeded):
+        store.storage.reserve_table("ALICE", "other", 11, quota=100)
+    assert store.storage.reserve_table("ALICE", "t", 40, quota=100) == 30
+    store.storage.restore_table("ALICE", "t", 30)  # storing it failed
+    queued(store, "j1")
+    store.jobs.claim("A", "LOW", 1, 60.0)
+    store.jobs.finish("j1", "A", status=Status.FINISH, http_status=200, body=b"12345",
+                      log="log")
+    assert store.storage.stored("ALICE") == Stored(tables=30, datastores=60, job_results=8)
+    with pytest.raises(StorageQuotaExceeded):
+        store.storage.check("ALICE", "keeping a result", 3, quota=100)
+    store.storage.drop_table("ALICE", "T")
+    store.storage.check("ALICE", "keeping a result", 3, quota=100)
+
+
+# -- usage ----------------------------------------------------------------------------------
+
+def used(user: str, started: float, cpu: float, script: str | None = None,
+         outcome: str = "ok") -> UsageRecord:
+    return UsageRecord(user=user, operation="do_eval", script=script, service="LOW",
+                       mode="sync", job_id=None, started=started, wall_seconds=1.0,
+                       cpu_seconds=cpu, peak_memory=int(cpu * 100), input_rows=10,
+                       input_bytes=80, output_bytes=5, outcome=outcome)
+
+
+def test_usage_is_found_by_run_day_and_script_and_purged(store: Store) -> None:
+    day = 86_400 * 20_000  # a UTC midnight
+    store.usage.append([used("ALICE", day + 10, 1.0, "ALICE.s"),
+                        used("ALICE", day + 20, 2.0, "ALICE.s", "ScriptFailed"),
+                        used("ALICE", day + DAY_SECONDS + 5, 4.0),
+                        used("BOB", day + 30, 8.0, "ALICE.s")])
+    runs, more = store.usage.find(UsageQuery(user="ALICE", limit=2))
+    assert [r["started"] for r in runs] == [day + DAY_SECONDS + 5, day + 20] and more
+    days, _ = store.usage.find(UsageQuery(user="ALICE", by="day"))
+    assert [(d["day"], d["runs"], d["failed"], d["cpu_seconds"], d["peak_memory"])
+            for d in days] == [(20_001, 1, 0, 4.0, 400), (20_000, 2, 1, 3.0, 200)]
+    scripts, _ = store.usage.find(UsageQuery(by="script", since=day, until=day + 100))
+    assert [(r["user_name"], r["script"], r["runs"], r["input_rows"]) for r in scripts] == [
+        ("BOB", "ALICE.s", 1, 10), ("ALICE", "ALICE.s", 2, 20)]
+    assert store.usage.purge(day + 25) == 2
+    assert [r["user_name"] for r in store.usage.find(UsageQuery())[0]] == ["ALICE", "BOB"]
 
 
 # -- datastores -----------------------------------------------------------------------
@@ -616,12 +726,17 @@ def test_deleting_a_user_deletes_everything_of_theirs(store: Store) -> None:
     new_job(store, "j1")
     store.datastores.save("ALICE", "ds", [stored("a")], grantable=True)
     store.grants.grant("pyqscript", "BOB", "theirs", "ALICE")
+    store.limits.change("ALICE", {"storage": 10})
+    store.storage.reserve_table("ALICE", "T", 5, quota=100)
+    store.usage.append([used("ALICE", time.time(), 1.0)])
     assert store.delete_user("ALICE") is True
     assert store.delete_user("ALICE") is False
     assert store.get_script("ALICE", "s") is None
     assert store.jobs.get("j1") is None
     assert store.datastores.readable("ALICE", "ds", None) is None
     assert not store.grants.is_granted("pyqscript", "BOB", "theirs", "ALICE")
+    assert store.limits.overrides("ALICE") == {} and store.storage.stored("ALICE") == Stored()
+    assert store.usage.find(UsageQuery(user="ALICE"))[0] == []
 
 
 # -- opening ----------------------------------------------------------------------------

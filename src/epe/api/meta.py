@@ -11,14 +11,14 @@ from fastapi.responses import Response
 from epe.api.deps import CallerDep, ServicesDep
 from epe.api.errors import error_response
 from epe.api.responses import json_response
-from epe.core.operations import API_ROOT, OPERATIONS
+from epe.core.operations import API_ROOT, OPERATIONS, V1_RETIRED
 from epe.errors import NotFound, NotReady
 from epe.service.health import all_ready, readiness
 
 router = APIRouter(tags=["meta"])
 
 VERSIONS = {
-    "v1": {"isLatest": False, "lifecycle": "DEPRECATED@2026-03-31"},
+    "v1": {"isLatest": False, "lifecycle": f"DEPRECATED@{V1_RETIRED.isoformat()}"},
     "v2": {"isLatest": True, "lifecycle": "ACTIVE"},
 }
 

@@ -4,23 +4,28 @@ paths; reading form-typed bodies as JSON; refusing JSON bodies with lone surroga
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import re
 import time
+from email.utils import format_datetime
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from epe.api.errors import error_response
-from epe.core.operations import API_ROOT
+from epe.core.operations import API_ROOT, V1_RETIRED
 from epe.errors import InvalidRequest, PayloadTooLarge
 from epe.observe import metrics
 from epe.observe.logs import REQUEST_ID, request_id_from
 
 V1_PREFIX = f"{API_ROOT}/v1"
-# RFC 9745 (Deprecation: @epoch) and RFC 8594 (Sunset): OML retired v1 on 2026-03-31.
-DEPRECATION = (b"deprecation", b"@1743465600")
-SUNSET = (b"sunset", b"Tue, 31 Mar 2026 23:59:59 GMT")
+# RFC 9745 (Deprecation: @epoch, the day it is deprecated) and RFC 8594 (Sunset: the last
+# moment it answers), both of the day OML retired v1.
+_RETIRED = datetime.datetime.combine(V1_RETIRED, datetime.time(), datetime.UTC)
+DEPRECATION = (b"deprecation", f"@{int(_RETIRED.timestamp())}".encode())
+SUNSET = (b"sunset", format_datetime(_RETIRED + datetime.timedelta(days=1, seconds=-1),
+                                     usegmt=True).encode())
 CLOSE = (b"connection", b"close")
 
 

@@ -7,6 +7,7 @@ it. Catalog work blocks, so it runs in the threadpool, never on the event loop.
 from __future__ import annotations
 
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -28,11 +29,13 @@ def table_json(info: TableInfo) -> dict[str, Any]:
 @router.put("/{name}", status_code=201)
 async def put_table(name: str, request: Request, caller: CallerDep, services: ServicesDep,
                     overwrite: bool = False) -> Response:
-    """Create table ``name`` from the body; 201 whether it was new or replaced."""
+    """Create table ``name`` from the body; 201 whether it was new or replaced. Refused,
+    and nothing kept, where it would take the caller past their storage quota."""
     body = await request.body()
     content_type = request.headers.get("content-type", "")
-    info = await run_in_threadpool(tables.upload, services.catalog, caller.name, name, body,
-                                   content_type, overwrite)
+    info = await run_in_threadpool(partial(
+        tables.upload, services.catalog, services.store, services.limits, owner=caller.name,
+        name=name, body=body, content_type=content_type, overwrite=overwrite))
     return json_response({"result": table_json(info)}, 201)
 
 
@@ -49,5 +52,5 @@ def describe_table(name: str, caller: CallerDep, services: ServicesDep) -> Respo
 
 @router.delete("/{name}")
 def drop_table(name: str, caller: CallerDep, services: ServicesDep) -> Response:
-    services.catalog.drop(caller.name, name)
+    tables.drop(services.catalog, services.store, caller.name, name)
     return json_response({"result": f"table {name} deleted"})

@@ -1,5 +1,5 @@
 """The client commands of ``epe``: ``script``, ``run``, ``job``, ``table`` (docs/client.md),
-``model`` (docs/models.md) and ``audit`` (docs/operations.md).
+``model`` (docs/models.md), ``audit`` and ``usage`` (docs/operations.md).
 
 They talk to a running server over its REST API through the Python client
 (``epe.client``), logged in from ``EPE_URL``, ``EPE_USER`` and ``EPE_PASSWORD``.
@@ -17,6 +17,7 @@ import click
 import orjson
 
 from epe.core.operations import OPERATIONS, Operation
+from epe.core.requests import SERVICE_LEVELS
 
 if TYPE_CHECKING:
     from epe.client._connection import Connection
@@ -191,7 +192,7 @@ def _run_command(op: Operation) -> click.Command:
         click.option("--order-by", help="Ordering column(s) in a group (group-apply)."),
         click.option("--times", type=int, help="Number of invocations (index-apply)."),
         click.option("--parallel", type=int, help="Degree of parallelism."),
-        click.option("--service", type=click.Choice(["LOW", "MEDIUM", "HIGH"]),
+        click.option("--service", type=click.Choice(SERVICE_LEVELS),
                      help="Service level."),
         click.option("--env", help="Run in this named environment."),
         click.option("--timeout", type=int, help="Time limit, seconds."),
@@ -646,4 +647,44 @@ def audit_command(user: str | None, since: str | None, until: str | None, kind: 
            ["TIME", "KIND", "ACTION", "USER", "STATUS", "CODE", "OBJECT", "CLIENT"])
 
 
-COMMANDS = [script_group, run_group, job_group, table_group, model_group, audit_command]
+# -- epe usage -----------------------------------------------------------------------------
+
+USAGE_PATH = "/omlusers/api/v1/usage"
+USAGE_COLUMNS = {
+    "run": ["started", "user", "operation", "script", "service", "mode", "outcome"],
+    "day": ["day", "user", "runs", "failed"],
+    "script": ["script", "user", "runs", "failed"],
+}
+USAGE_MEASURES = ["wallSeconds", "cpuSeconds", "peakMemory", "inputRows", "inputBytes",
+                  "outputBytes"]
+
+
+@click.command("usage")
+@click.option("--user", help="Only this user's runs (admins; others see only their own).")
+@click.option("--since", help="Runs started from this time on: UNIX seconds or ISO-8601 "
+                              "(2026-01-31, 2026-01-31T12:00:00Z).")
+@click.option("--until", help="Runs started before this time.")
+@click.option("--by", type=click.Choice(["run", "day", "script"]), default="run",
+              show_default=True, help="One line per run, or sums per user and day or script.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True,
+              help="At most this many lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print the items as JSON.")
+def usage_command(user: str | None, since: str | None, until: str | None, by: str,
+                  limit: int, as_json: bool) -> None:
+    """What runs used, newest first: CPU seconds, peak memory, rows and bytes in and out
+    (your own; an admin's EPE_USER sees everyone's)."""
+    params = {k: v for k, v in (("user", user), ("since", since), ("until", until))
+              if v is not None}
+    answer = orjson.loads(_connect().request("GET", USAGE_PATH, api=False, params={
+        **params, "by": by, "limit": str(limit)}).content)
+    items = answer["items"]
+    if as_json:
+        _echo_json(items)
+        return
+    columns = USAGE_COLUMNS[by] + USAGE_MEASURES
+    _table([["" if i.get(c) is None else str(i[c]) for c in columns] for i in items],
+           [c.upper() for c in columns])
+
+
+COMMANDS = [script_group, run_group, job_group, table_group, model_group, audit_command,
+            usage_command]

@@ -30,11 +30,11 @@ from typing import Any
 
 import orjson
 
+from epe.core.names import ENV_NAME, checked_name
 from epe.errors import Conflict, InvalidRequest, NotFound
 
 log = logging.getLogger("epe.envs")
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 META = "env.json"
 LOCK = "env.lock"
 BUILDING = ".building-"
@@ -56,10 +56,8 @@ def prepare_root(data_dir: Path) -> Path:
 
 
 def check_name(name: str) -> str:
-    if not NAME.fullmatch(name):
-        raise InvalidRequest(f"invalid environment name {name!r}: use up to 64 letters, digits, "
-                             "'_' and '-', starting with a letter or digit")
-    return name
+    return checked_name(name, ENV_NAME, "environment", "use up to 64 letters, digits, '_' "
+                        "and '-', starting with a letter or digit")
 
 
 def unknown(name: str) -> InvalidRequest:
@@ -115,7 +113,7 @@ def site_packages(folder: Path, python_version: str) -> Path:
 
 def read(root: Path, name: str) -> Environment | None:
     """The complete environment called ``name``, or ``None``."""
-    if not NAME.fullmatch(name):
+    if not ENV_NAME.fullmatch(name):
         return None
     folder = root / name
     try:
@@ -162,7 +160,7 @@ def hold_shared(root: Path, name: str) -> tuple[int, Environment] | None:
 
     ``None`` when there is no such environment, or it is being deleted.
     """
-    if not NAME.fullmatch(name):
+    if not ENV_NAME.fullmatch(name):
         return None
     fd = _lock(root / name / LOCK, fcntl.LOCK_SH)
     if fd is None:

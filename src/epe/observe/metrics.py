@@ -105,6 +105,13 @@ AUDIT_WRITTEN = Counter("epe_audit_entries_written", "Audit entries written to t
 AUDIT_DROPPED = Counter("epe_audit_entries_dropped", "Audit entries lost: the queue was full "
                         "or the store refused them.")
 
+# -- usage accounting (docs/operations.md#usage) -------------------------------------------------
+
+USAGE_WRITTEN = Counter("epe_usage_records_written", "Usage records of runs written to the "
+                        "store.")
+USAGE_DROPPED = Counter("epe_usage_records_dropped", "Usage records of runs lost: the queue "
+                        "was full or the store refused them.")
+
 
 @lru_cache(maxsize=4096)
 def series(metric: MetricWrapperBase, *labels: str) -> Any:

@@ -67,6 +67,7 @@ class InputRef:
 class Shared:
     ref: InputRef  # what tasks name as their ``input_ref``
     rows: int
+    bytes: int = 0  # the Arrow size of its rows, for usage accounting
 
 
 # A task that scores with a deployed model rather than calling a function

@@ -86,6 +86,7 @@ class _Entry:
     python: str
     version: str  # an environment deleted and made again under its name is another one
     size: int
+    tenant: Tenant  # as it was when the pool started (its memory limit)
     executor: Executor
     ready: asyncio.Future[None]
     active: int = 0
@@ -116,10 +117,6 @@ class Pools:
         await asyncio.gather(*(self._stop(e) for e in entries), *self._stopping,
                              return_exceptions=True)
         await self.backend.stop()
-
-    @property
-    def warm(self) -> int:
-        return len(self._entries)
 
     def status(self) -> ExecutorStatus:
         """Whether runs can be served now (the readiness check): the backend can fork
@@ -164,12 +161,19 @@ class Pools:
         if entry is not None and entry.ready.done() and entry.ready.exception() is not None:
             del self._entries[key]  # it failed to start: try again
             entry = None
+        if entry is not None and entry.tenant != tenant and entry.active == 0 and \
+                entry.ready.done():
+            # The user's limits changed (an admin): a new pool applies them. A busy pool
+            # is left to finish its runs; its user's next run once it is idle does it.
+            del self._entries[key]
+            self._in_background(entry)
+            entry = None
         if entry is None:
             await self._make_room(size)
             entry = self._entries.get(key)  # another run may have started it meanwhile
         if entry is None:
             executor = self.backend.pool(python, size, tenant)
-            entry = _Entry(key, python, version, size, executor,
+            entry = _Entry(key, python, version, size, tenant, executor,
                            asyncio.ensure_future(self._start(key, executor)))
             self._entries[key] = entry
         entry.last_used = time.monotonic()

@@ -79,7 +79,8 @@ class FolderAnswers:
             write_atomically(folder / "answer.json", answer.body)
             write_atomically(folder / "status", str(answer.status).encode())
             return self.jobs.move(job_id, status, http_status=answer.status,
-                                  result_path=str(folder / "answer.json"))
+                                  result_path=str(folder / "answer.json"),
+                                  result_bytes=len(answer.body) + len(log.encode()))
         return False
 
     def read(self, job: JobRecord) -> Answer | None:

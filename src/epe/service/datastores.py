@@ -1,8 +1,9 @@
 """Datastores as a user sees them (OML4Py's ``oml.ds``; docs/api.md).
 
 Shared by the REST routes and by the calls functions make through ``import
-oml``: the same owner rules either way. Listings carry OML4Py's column names;
-grants go through ``epe.service.grants``.
+oml``: the same owner rules either way, and the same storage quota
+(docs/operations.md#storage): a save that would cross it saves nothing. Listings
+carry OML4Py's column names; grants go through ``epe.service.grants``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from epe.core.names import check_object_name, iso_date, normalize_user
 from epe.errors import InvalidRequest, NotFound
+from epe.service.limits import UserLimits
 from epe.store import Store
 from epe.store.datastores import DatastoreInfo, StoredObject
 
@@ -23,9 +25,10 @@ def check_name(name: str) -> str:
 
 
 class Datastores:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, limits: UserLimits) -> None:
         self.store = store
         self.ds = store.datastores
+        self.limits = limits
 
     def save(self, caller: str, name: str, objects: list[StoredObject], *, description: str = "",
              grantable: bool = False, overwrite: bool = False, append: bool = False) -> None:
@@ -34,7 +37,8 @@ class Datastores:
         if overwrite and append:
             raise InvalidRequest("overwrite and append cannot both be true")
         self.ds.save(caller, check_name(name), objects, description=description,
-                     grantable=grantable, overwrite=overwrite, append=append)
+                     grantable=grantable, overwrite=overwrite, append=append,
+                     quota=self.limits.for_user(caller).storage)
 
     def load(self, caller: str, name: str, names: list[str] | None,
              owner: str | None) -> list[StoredObject]:

@@ -29,6 +29,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import orjson
 
@@ -42,6 +43,8 @@ from epe.errors import (
     JobInterrupted,
     NotFound,
     ServerBusy,
+    StorageQuotaExceeded,
+    TooManyRequests,
 )
 from epe.observe import metrics
 from epe.observe.logs import JOB_ID
@@ -50,7 +53,7 @@ from epe.service.answers import Answer, Answers, FolderAnswers, StoreAnswers
 from epe.service.pyq import TableFunctions
 from epe.service.queue import Accepted, Queue, restore
 from epe.service.services import Services
-from epe.store.jobs import JobRecord, NewJob, QueueFull
+from epe.store.jobs import Admission, JobRecord, NewJob, QueueFull, UserQueueFull
 
 log = logging.getLogger("epe.jobs")
 
@@ -141,12 +144,12 @@ class JobManager:
         accepted = Accepted(job, level)
         if job.body.env_name is not None:  # the environment stays while the job waits
             accepted.hold = self.services.environments.hold(job.body.env_name)
-        now = self.queue.take(level)  # a free slot here: it runs at once, never waits
+        now = self.queue.take(level)  # a free slot here: it may run at once
         try:
             record = await asyncio.to_thread(self._create, NewJob(
                 owner, job.op.kind, job.body.model_dump_json(by_alias=True),
                 idempotency_key=idempotency_key, service=level, source=job.source,
-                pinned=self._pinned(job)), running=now)
+                script=job.script.key, pinned=self._pinned(job)), running=now)
         except BaseException as e:
             accepted.release()
             if now:
@@ -159,11 +162,13 @@ class JobManager:
                                            idempotency_key)
             assert same is not None
             return same
-        self._admitted(record, Status.RUNNING if now else Status.PENDING)
-        if now:
+        self._admitted(record, record.status)
+        if record.status is Status.RUNNING:
             self._start(record, accepted)
-        else:
-            self.queue.accept(record.id, accepted)
+            return record
+        if now:  # its owner runs all they may, or others' jobs wait for the slot first
+            self.queue.give_back(level)
+        self.queue.accept(record.id, accepted)
         return record
 
     async def submit_work(self, owner: str, kind: str, request: str, work: Work) -> JobRecord:
@@ -190,15 +195,26 @@ class JobManager:
         return job.body.env_name is not None or (job.op.input.query and tables_here)
 
     def _create(self, job: NewJob, running: bool = False) -> JobRecord:
-        """A new job held by this server (blocking); 503 when it holds all it may."""
+        """A new job held by this server (blocking); 503 when it holds all it may, 429
+        when a run would wait and its owner has all the jobs waiting they may."""
+        admission = Admission(held=self.settings.job_queue_limit)
+        if job.service is not None:  # a run: its owner's limits count
+            limits = self.services.limits.for_user(job.owner)
+            admission = replace(admission, running=limits.running_jobs,
+                                waiting=limits.waiting_jobs)
         try:
             record = self.store.create(job, id=uuid.uuid4().hex, server=self.queue.name,
-                                       lease=self.settings.job_lease,
-                                       limit=self.settings.job_queue_limit, running=running)
+                                       lease=self.settings.job_lease, admission=admission,
+                                       running=running)
         except QueueFull:
             metrics.REFUSED.labels("job_queue_full").inc()
             raise ServerBusy("the server has as many jobs waiting as it can hold; try again "
                              "later", retry_after=self.settings.retry_after) from None
+        except UserQueueFull:
+            raise TooManyRequests(
+                f"you have {admission.waiting} jobs waiting to run, as many as you may "
+                "(EPE_USER_WAITING_JOBS, or the limit an admin set for you): submit more "
+                "once some have started", retry_after=self.settings.retry_after) from None
         self.answers.open(record.id)
         return record
 
@@ -262,7 +278,7 @@ class JobManager:
                                        functions=TableFunctions(self.services, job.caller, self))
 
         try:
-            await self._settle(record.id, running(), output)
+            await self._settle(record.id, running(), output, owner=record.owner)
         finally:
             if accepted is not None:
                 accepted.release()
@@ -279,12 +295,17 @@ class JobManager:
         await self._settle(job_id, running(), output)
 
     async def _settle(self, job_id: str, running: Awaitable[bytes | None],
-                      output: runs.Output) -> None:
-        """Wait for the job's work and keep its answer, however it ends."""
+                      output: runs.Output, owner: str | None = None) -> None:
+        """Wait for the job's work and keep its answer, however it ends: a result that
+        would take ``owner`` past their storage quota is refused (the answer says so)."""
         try:
             if (body := await running) is None:
                 return
-            await self._finish(job_id, Status.FINISH, Answer(200, wrap_result(body)), output)
+            status, answer = Status.FINISH, Answer(200, wrap_result(body))
+            if owner is not None:
+                status, answer = await asyncio.to_thread(self._within_quota, owner, answer,
+                                                         output)
+            await self._finish(job_id, status, answer, output)
         except EpeError as e:
             await self._finish(job_id, status_for(e), _error_answer(e, e.status), output)
         except asyncio.CancelledError:
@@ -301,6 +322,18 @@ class JobManager:
             self._tasks.pop(job_id, None)
             self._outputs.pop(job_id, None)
             self._untrack(job_id)
+
+    def _within_quota(self, owner: str, answer: Answer,
+                      output: runs.Output) -> tuple[Status, Answer]:
+        """The job's end and answer: FINISH with its result where keeping it (and its log)
+        fits ``owner``'s storage quota, FAILED with the refusal where not (blocking)."""
+        size = len(answer.body) + len(output.text().encode())
+        try:
+            self.services.store.storage.check(owner, "keeping the job's result", size,
+                                              self.services.limits.for_user(owner).storage)
+        except StorageQuotaExceeded as e:
+            return Status.FAILED, _error_answer(e, e.status)
+        return Status.FINISH, answer
 
     # -- the jobs gauge: jobs of this server by state ----------------------------------
 

@@ -2,9 +2,10 @@
 each service level, the jobs it accepted that wait, and its leases.
 
 The queue is the jobs table (``epe.store.jobs``). A server claims waiting jobs
-for as many free slots as it has at a level: its own at once (``wake``), other
-servers' by looking every ``EPE_JOB_POLL_INTERVAL`` where servers share a
-PostgreSQL database. Its heartbeat renews the leases on what it holds, lets go
+for as many free slots as it has at a level, by fair share across users
+(``epe.store.jobs.turns``; docs/operations.md#fair-share): its own at once
+(``wake``), other servers' by looking every ``EPE_JOB_POLL_INTERVAL`` where
+servers share a PostgreSQL database. Its heartbeat renews the leases on what it holds, lets go
 of what the database says is no longer its own (claimed elsewhere, deleted, or
 failed by another server), and fails the running jobs of servers whose leases
 ran out. A server that stops hands its waiting jobs back (``hand_back``).
@@ -32,17 +33,16 @@ from epe.auth.tokens import TokenClaims
 from epe.core.jobs import Status
 from epe.core.operations import OPERATIONS
 from epe.core.params import parse_parameters
+from epe.core.requests import SERVICE_LEVELS
 from epe.errors import NotFound
 from epe.service import runs
 from epe.service.scripts import source_hash
 from epe.service.services import Services
 from epe.service.sessions import Caller
-from epe.settings import ServiceLevel
 from epe.store.jobs import JobRecord
 
 log = logging.getLogger("epe.jobs")
 
-LEVELS: tuple[ServiceLevel, ...] = ("LOW", "MEDIUM", "HIGH")
 HEARTBEATS_PER_LEASE = 5
 
 
@@ -88,13 +88,13 @@ class Queue:
         self.shared = services.store.shared
         self.name, self._name_file = server_name(self.settings.data_dir)
         self.free: dict[str, int] = {level: self.settings.job_concurrency(level)
-                                     for level in LEVELS}
+                                     for level in SERVICE_LEVELS}
         self.accepted: dict[str, Accepted] = {}
         self.running: dict[str, float] = {}  # jobs running here: since when (monotonic)
         self.wake = asyncio.Event()
         # Levels where a server alone looks for waiting jobs it did not accept itself
         # since it started: those left from before it stopped.
-        self.backlog: set[str] = set() if self.shared else set(LEVELS)
+        self.backlog: set[str] = set() if self.shared else set(SERVICE_LEVELS)
 
     async def take_over_leftovers(self, message: str) -> list[str]:
         """Fail what this server was running when it last stopped (what was running at
@@ -150,7 +150,7 @@ class Queue:
         """Jobs claimed for this server's free slots, and what it kept of those it
         accepted itself."""
         found: list[tuple[JobRecord, Accepted | None]] = []
-        for level in LEVELS:
+        for level in SERVICE_LEVELS:
             # One server alone looks only when it has accepted something of this level,
             # or has leftovers from before it started.
             if self.free[level] <= 0 or not (self.shared or level in self.backlog or any(
@@ -158,7 +158,8 @@ class Queue:
                 continue
             n, self.free[level] = self.free[level], 0  # taken while the claim is under way
             claimed = await asyncio.to_thread(self.store.claim, self.name, level, n,
-                                              self.settings.job_lease)
+                                              self.settings.job_lease,
+                                              self.services.limits.defaults.running_jobs)
             self.free[level] += n - len(claimed)
             if len(claimed) < n:
                 self.backlog.discard(level)
@@ -213,8 +214,8 @@ def restore(services: Services, record: JobRecord) -> runs.Prepared:
     # The token was checked when the job was submitted; the run acts as its owner.
     claims = TokenClaims(user.name, jti="", issued=record.created, expires=record.created,
                          chain_start=record.created)
-    source = runs.Source(record.source)
+    source = runs.Source.of(record.source, record.script)
     return runs.Prepared(Caller(user, claims), op, body, source, kwargs, controls,
-                              runs.run_timeout(services, body),
-                              source_hash(record.source))
+                         runs.run_timeout(services, body),
+                         source_hash(record.source))
 

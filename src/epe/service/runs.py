@@ -44,10 +44,12 @@ from epe.runner.executor import (
     Task,
     TaskFailed,
     TaskResult,
+    Usage,
 )
 from epe.service import calls, scripts, sql
 from epe.service.services import Services
 from epe.service.sessions import Caller
+from epe.store.usage import UsageRecord
 
 log = logging.getLogger("epe.run")
 
@@ -75,6 +77,17 @@ class Source:
     text: str
     name: str | None = None
     owner: str | None = None
+
+    @property
+    def key(self) -> str | None:
+        """``OWNER.NAME`` of a stored script; None for an inline function."""
+        return None if self.name is None else f"{self.owner}.{self.name}"
+
+    @classmethod
+    def of(cls, text: str, key: str | None) -> Source:
+        """The source as a job keeps it: its text, and ``key`` as ``key`` makes it."""
+        owner, _, name = (key or "").partition(".")
+        return cls(text, name or None, owner or None)
 
 
 def resolve_source(services: Services, caller: Caller, body: RunRequest,
@@ -198,8 +211,7 @@ def degree(services: Services, prepared: Prepared, capacity: int) -> int:
     level = controls.service or body.service
     flag = body.parallel_flag or bool(controls.parallel)
     return plan.degree_of_parallelism(flag, body.parallel,
-                                      services.settings.parallel_cap(level),  # type: ignore[arg-type]
-                                      capacity)
+                                      services.settings.parallel_cap(level), capacity)
 
 
 @dataclass(frozen=True)
@@ -232,13 +244,16 @@ class Prepared:
 
 @dataclass
 class RunStats:
-    """What a run did, for its metrics and its audit entry."""
+    """What a run did, for its metrics, its audit entry and its usage record."""
 
+    started: float = field(default_factory=time.time)
     invocations: int = 0
     batches: int = 0
     input_seconds: float | None = None  # reading the input and handing it to the workers
     input_rows: int | None = None
+    input_bytes: int | None = None
     output_bytes: int | None = None
+    used: list[Usage] = field(default_factory=list)  # what the kernel counted, per task
 
 
 @dataclass
@@ -307,7 +322,8 @@ async def run_on(executor: Executor, services: Services, prepared: Prepared, *,
                  prepared.op.kind, prepared.caller.name, len(work.units), len(batches), dop)
         handler = calls.handler(services, prepared.caller, functions)
         tasks = [task(prepared, b, ref, graphics, handler) for b in batches]
-        outcomes = await run_batches(executor, tasks, dop, prepared.timeout, progress)
+        outcomes = await run_batches(executor, tasks, dop, prepared.timeout, progress,
+                                     stats.used)
     if output is not None:
         output.parts += [printed(o) for o in outcomes]
     results = settle(outcomes, work, batches)
@@ -337,21 +353,26 @@ async def share(executor: Executor, work: Work,
     rows, work.rows = work.rows, None  # the shared copy is what workers read; drop ours
     async with executor.share(rows) as shared:
         del rows
-        stats.input_rows = shared.rows
+        stats.input_rows, stats.input_bytes = shared.rows, shared.bytes
         if work.cut is not None:
             work.units = work.cut(shared.rows)
         yield shared.ref
 
 
 async def run_batches(executor: Executor, tasks: Sequence[Task], dop: int, timeout: float,
-                      progress: Progress | None = None) -> list[TaskResult | BaseException]:
-    """Run every batch, at most ``dop`` at once, each to its end (success or failure).
+                      progress: Progress | None = None,
+                      used: list[Usage] | None = None) -> list[TaskResult | BaseException]:
+    """Run every batch, at most ``dop`` at once, each to its end (success or failure);
+    what each that ended used goes in ``used``.
 
     Batches still going when the time limit comes are cancelled with ``TIME_LIMIT``,
     so that the executor can tell a timeout from a caller that went away.
     """
     if len(tasks) == 1:
-        return [await _run_alone(executor, tasks[0], timeout, progress)]
+        alone = await _run_alone(executor, tasks[0], timeout, progress)
+        if used is not None and isinstance(alone, TaskResult | TaskFailed):
+            used.append(alone.usage)
+        return [alone]
     gate = asyncio.Semaphore(dop)
     total, done = sum(len(t.units) for t in tasks), 0
     if progress is not None:
@@ -360,7 +381,14 @@ async def run_batches(executor: Executor, tasks: Sequence[Task], dop: int, timeo
     async def one(task: Task) -> TaskResult:
         nonlocal done
         async with gate:
-            result = await executor.run(task, timeout)
+            try:
+                result = await executor.run(task, timeout)
+            except TaskFailed as e:
+                if used is not None:
+                    used.append(e.usage)
+                raise
+        if used is not None:
+            used.append(result.usage)
         done += len(task.units)
         if progress is not None:
             progress(done, total)
@@ -509,6 +537,7 @@ def record(services: Services, prepared: Prepared, stats: RunStats, seconds: flo
     if stats.output_bytes is not None:
         series(metrics.OUTPUT_BYTES, kind).observe(stats.output_bytes)
     cancelled = isinstance(error, asyncio.CancelledError)
+    services.usage.add(usage_of(prepared, stats, seconds, error))
     services.audit.record(
         "run", kind, prepared.caller.name, error=None if cancelled else error,
         status="cancelled" if cancelled else None, owner=prepared.script.owner,
@@ -516,3 +545,17 @@ def record(services: Services, prepared: Prepared, stats: RunStats, seconds: flo
         input=getattr(prepared.body, "input", None), envName=prepared.body.env_name, mode=mode,
         jobId=JOB_ID.get(), durationMs=round(seconds * 1000, 3), units=stats.invocations,
         batches=stats.batches, inputRows=stats.input_rows, outputBytes=stats.output_bytes)
+
+
+def usage_of(prepared: Prepared, stats: RunStats, seconds: float,
+             error: BaseException | None) -> UsageRecord:
+    """A run's usage record (docs/operations.md#usage)."""
+    return UsageRecord(
+        user=prepared.caller.name, operation=prepared.op.kind, script=prepared.script.key,
+        service=prepared.controls.service or prepared.body.service, mode=prepared.mode,
+        job_id=JOB_ID.get(),
+        started=stats.started, wall_seconds=seconds,
+        cpu_seconds=sum(u.cpu_seconds for u in stats.used),
+        peak_memory=max((u.peak_memory for u in stats.used), default=0),
+        input_rows=stats.input_rows or 0, input_bytes=stats.input_bytes or 0,
+        output_bytes=stats.output_bytes or 0, outcome=outcome(error))

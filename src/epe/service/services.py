@@ -19,16 +19,19 @@ from epe.auth.throttle import LoginThrottle
 from epe.auth.tokens import TokenService, load_or_create_key, new_key
 from epe.data import Catalog, open_catalog
 from epe.errors import InvalidSetting
-from epe.runner import limits
 from epe.runner.environments import EnvironmentPools
 from epe.runner.executor import Tenant
+from epe.runner.limits import choose as choose_limits
+from epe.runner.local.forkserver import Launched
 from epe.runner.local.host import LocalHost
 from epe.runner.pools import Backend
-from epe.runner.worker.sandbox import probe as isolation_refused
+from epe.runner.worker import sandbox
 from epe.service.audit import AuditTrail
 from epe.service.datastores import Datastores
 from epe.service.drain import Drain
 from epe.service.grants import Grants
+from epe.service.limits import UserLimits
+from epe.service.usage import UsageLedger
 from epe.settings import Settings
 from epe.store import Store, open_store
 
@@ -40,18 +43,21 @@ class Services:
     tokens: TokenService
     catalog: Catalog
     environments: EnvironmentPools  # users' pools, in the server's and named environments
+    limits: UserLimits  # how much each user may hold: the one place that decides it
     audit: AuditTrail = field(init=False)
     grants: Grants = field(init=False)
     datastores: Datastores = field(init=False)
     logins: LoginThrottle = field(init=False)
+    usage: UsageLedger = field(init=False)  # what each run used
     drain: Drain = field(init=False)  # whether the server is stopping (docs/deploy.md)
     directory: Directory | None = field(init=False)  # EPE_LDAP_URL (docs/sign-in.md)
     provider: Provider | None = field(init=False)  # EPE_OIDC_ISSUER
 
     def __post_init__(self) -> None:
         self.audit = AuditTrail(self.store.audit, self.settings.audit_retention)
+        self.usage = UsageLedger(self.store.usage, self.settings.usage_retention)
         self.grants = Grants(self.store, self.audit)
-        self.datastores = Datastores(self.store)
+        self.datastores = Datastores(self.store, self.limits)
         self.logins = LoginThrottle(self.settings.login_window)
         self.drain = Drain(self.settings.shutdown_grace, self.settings.retry_after)
         self.directory, self.provider = sign_in_backends(self.settings)
@@ -68,25 +74,30 @@ class Services:
         return self.environments.backend.resource_limits
 
     def known_tenant(self, user: str) -> Tenant | None:
-        """``tenant`` when it needs no store access (not isolated, or the uid is known)."""
-        if not self.isolated:
-            return Tenant(user)
-        uid = self.store.uids.known(user)
-        return None if uid is None else Tenant(user, uid)
+        """``tenant`` when it needs no store access (the user's limits at hand, and, with
+        isolation, their uid known)."""
+        limits = self.limits.cached(user)
+        uid = self.store.uids.known(user) if self.isolated else None
+        if limits is None or (self.isolated and uid is None):
+            return None
+        return Tenant(user, uid, limits.memory or None)
 
     def tenant(self, user: str) -> Tenant:
-        """Who a user's workers are: with isolation, a host uid of the user's own
-        (given on first use: blocking)."""
+        """Who a user's workers are, and how much memory they may hold together on a
+        node (``None``: the node's share); with isolation, a host uid of the user's own
+        (given on first use). Blocking."""
+        memory = self.limits.for_user(user).memory or None
         if not self.isolated:
-            return Tenant(user)
+            return Tenant(user, memory_limit=memory)
         uid = self.store.uids.uid_of(user, self.settings.worker_uid_base,
                                      self.settings.worker_uid_count)
-        return Tenant(user, uid)
+        return Tenant(user, uid, memory)
 
     def close(self) -> None:
         if self.provider is not None:
             self.provider.close()
         self.audit.close()
+        self.usage.close()
         self.catalog.close()
         self.store.close()
 
@@ -150,26 +161,30 @@ def check_settings(settings: Settings) -> None:
         if refused := unreachable(settings.ray_address, settings.ray_connect_timeout):
             raise InvalidSetting(f"EPE_EXECUTOR=ray: {refused}")
         return  # isolation is the nodes' to say: the Ray backend checks it at start
-    if settings.require_isolation and (refused := isolation_refused()):
+    if settings.require_isolation and (refused := sandbox.probe()):
         raise InvalidSetting("EPE_REQUIRE_ISOLATION is set, but workers cannot be isolated "
                              f"here: {refused}")
     if settings.resource_limits == "cgroup":  # refuses, naming why, where none can be had
-        limits.choose(settings).close()
+        choose_limits(settings).close()
 
 
-def open_services(settings: Settings, store: Store | None = None) -> Services:
-    """The backends the settings name; ``store`` if the caller opened it already."""
+def open_services(settings: Settings, store: Store | None = None,
+                  launched: Launched | None = None) -> Services:
+    """The backends the settings name; ``store`` if the caller opened it already, and
+    ``launched``, the default fork server, if it launched it already."""
     store = store or open_store_of(settings)
     tokens = TokenService(signing_key(settings, store), settings.token_lifetime,
                           settings.token_chain_lifetime)
+    # Made before the backend, which enforces what it decides (a user's memory).
+    limits = UserLimits(settings, store)
     return Services(settings, store, tokens, open_catalog_of(settings),
-                    EnvironmentPools(settings, backend_of(settings)))
+                    EnvironmentPools(settings, backend_of(settings, launched)), limits)
 
 
-def backend_of(settings: Settings) -> Backend:
+def backend_of(settings: Settings, launched: Launched | None = None) -> Backend:
     """Where users' code runs: this machine, or the Ray cluster ``EPE_RAY_ADDRESS``."""
     if settings.executor == "ray":
         from epe.runner.ray.host import RayHost  # Ray itself: only in its bridge process
 
         return RayHost(settings)
-    return LocalHost(settings)
+    return LocalHost(settings, launched)

@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, insert, select
 
 from epe.store import schema
-from epe.store.engine import writing
+from epe.store.engine import delete_before, writing
 
 _T = schema.audit
-PURGE_CHUNK = 10_000  # rows per delete: a large purge never holds the write lock long
 
 
 @dataclass(frozen=True)
@@ -93,11 +92,4 @@ class AuditStore:
 
     def purge(self, before: float) -> int:
         """Delete the entries older than ``before``; how many."""
-        gone = 0
-        while True:
-            with writing(self.engine) as conn:
-                ids = select(_T.c.id).where(_T.c.time < before).limit(PURGE_CHUNK)
-                done = conn.execute(delete(_T).where(_T.c.id.in_(ids.scalar_subquery())))
-            gone += done.rowcount
-            if done.rowcount < PURGE_CHUNK:
-                return gone
+        return delete_before(self.engine, _T.c.time, before)

@@ -20,6 +20,7 @@ from epe.errors import Conflict
 from epe.store import schema
 from epe.store.engine import snapshot, upsert, writing
 from epe.store.grants import GrantStore, drop_object_grants, matching
+from epe.store.storage import check_quota, lock_owner, stored
 
 _DS, _OBJ, _G = schema.datastores, schema.datastore_objects, schema.grants
 
@@ -61,9 +62,11 @@ class DatastoreStore:
         self._grants = GrantStore(engine)
 
     def save(self, owner: str, name: str, objects: list[StoredObject], *, description: str = "",
-             grantable: bool = False, overwrite: bool = False, append: bool = False) -> None:
+             grantable: bool = False, overwrite: bool = False, append: bool = False,
+             quota: int | None = None) -> None:
         """Create, overwrite or append to a datastore; Conflict where it exists and
-        neither is asked, or an appended object's name is taken.
+        neither is asked, or an appended object's name is taken; StorageQuotaExceeded
+        (nothing saved) where it would take the owner's storage past ``quota``.
 
         The row is inserted if missing (``ON CONFLICT DO NOTHING``) or else locked
         (``FOR UPDATE``) before it is changed: concurrent saves of one datastore
@@ -71,6 +74,9 @@ class DatastoreStore:
         """
         now = time.time()
         with writing(self.engine) as conn:
+            if quota is not None:
+                lock_owner(conn, owner)
+                used = stored(conn, owner).total
             ds_id: int | None = None
             while ds_id is None:  # again only if it was deleted between the two statements
                 ds_id = conn.execute(upsert(conn, _DS).values(
@@ -82,6 +88,9 @@ class DatastoreStore:
                                          grantable=grantable, overwrite=overwrite,
                                          append=append, now=now)
             conn.execute(insert(_OBJ), [{"datastore_id": ds_id, **vars(o)} for o in objects])
+            if quota is not None:
+                check_quota(conn, owner, what=f"saving datastore {name}",
+                            size=sum(o.size for o in objects), used=used, quota=quota)
 
     def _change(self, conn: Any, owner: str, name: str, objects: list[StoredObject], *,
                 description: str, grantable: bool, overwrite: bool, append: bool,

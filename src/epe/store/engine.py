@@ -31,15 +31,18 @@ from typing import Any
 
 from sqlalchemy import (
     URL,
+    Column,
     Connection,
     Engine,
     ExceptionContext,
     Table,
     create_engine,
+    delete,
     event,
     exc,
     func,
     literal,
+    select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
@@ -147,6 +150,24 @@ def snapshot(engine: Engine) -> Iterator[Connection]:
             conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
             yield conn
+
+
+PURGE_CHUNK = 10_000  # rows per delete: a large purge never holds the write lock long
+
+
+def delete_before(engine: Engine, time: Column[Any], before: float,
+                  chunk: int = PURGE_CHUNK) -> int:
+    """Delete the rows of ``time``'s table (keyed by an ``id``) whose ``time`` is before
+    ``before``, ``chunk`` rows per transaction; how many."""
+    table = time.table
+    gone = 0
+    while True:
+        with writing(engine) as conn:
+            ids = select(table.c.id).where(time < before).limit(chunk)
+            done = conn.execute(delete(table).where(table.c.id.in_(ids.scalar_subquery())))
+        gone += done.rowcount
+        if done.rowcount < chunk:
+            return gone
 
 
 def upsert(conn: Connection, table: Table) -> Any:

@@ -8,6 +8,7 @@ API formats them.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -125,10 +126,16 @@ jobs = Table(
     Column("pinned", Boolean, nullable=False, server_default=false()),  # runs where accepted
     Column("server", String(64), nullable=True),
     Column("lease_expires", Float, nullable=True),
+    # Bytes of its kept answer and log, counted in its owner's storage (docs/operations.md).
+    Column("result_bytes", BigInteger, nullable=True),
+    Column("script", String(300), nullable=True),  # OWNER.NAME of its stored script, if one
     Index("ix_jobs_owner_created", "owner", "created"),
     Index("ix_jobs_owner_idempotency", "owner", "idempotency_key", unique=True),
-    Index("ix_jobs_queue", "status", "service", "created"),
+    # The queue by fair share: each user's oldest waiting job of a level, from the index.
+    Index("ix_jobs_queue", "status", "service", "owner", "created"),
     Index("ix_jobs_server", "server", "status"),
+    # A user's jobs running and waiting, and the bytes of their kept results, from the index.
+    Index("ix_jobs_owner_status", "owner", "status", "result_bytes"),
 )
 
 # A finished job's answer where every server can read it: used when several servers
@@ -212,6 +219,54 @@ audit = Table(
     Index("ix_audit_time", "time"),
     Index("ix_audit_user_time", "user_name", "time"),
     Index("ix_audit_kind_time", "kind", "time"),
+)
+
+# What an admin set for one user in place of the defaults of EPE_USER_* (docs/operations.md,
+# limits); a missing row or a NULL is the default. Deleted with the user.
+user_limits = Table(
+    "user_limits",
+    metadata,
+    Column("user_name", String(128), primary_key=True),
+    Column("running_jobs", Integer, nullable=True),
+    Column("waiting_jobs", Integer, nullable=True),
+    Column("memory", BigInteger, nullable=True),
+    Column("storage", BigInteger, nullable=True),
+)
+
+# The bytes of each of a user's tables, as stored through epe (their Arrow size), counted
+# in the user's storage beside datastores and job results: kept here, in the database
+# that holds the others, so that one transaction checks a write against the quota.
+table_sizes = Table(
+    "table_sizes",
+    metadata,
+    Column("owner", String(128), primary_key=True),
+    Column("name", String(128), primary_key=True),  # lower case: names match ignoring case
+    Column("bytes", BigInteger, nullable=False),
+)
+
+# One row per run, sync or job (docs/operations.md#usage): who ran what, for how long, with
+# how much CPU and memory (what the kernel counted for its workers) and how many bytes in
+# and out. Written in batches off the request path; purged after EPE_USAGE_RETENTION.
+run_usage = Table(
+    "run_usage",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_name", String(128), nullable=False),
+    Column("operation", String(32), nullable=False),
+    Column("script", String(300), nullable=True),  # OWNER.NAME; None: an inline function
+    Column("service", String(8), nullable=False),
+    Column("mode", String(8), nullable=False),  # sync | async
+    Column("job_id", String(64), nullable=True),
+    Column("started", Float, nullable=False),
+    Column("wall_seconds", Float, nullable=False),
+    Column("cpu_seconds", Float, nullable=False),
+    Column("peak_memory", BigInteger, nullable=False),
+    Column("input_rows", BigInteger, nullable=False),
+    Column("input_bytes", BigInteger, nullable=False),
+    Column("output_bytes", BigInteger, nullable=False),
+    Column("outcome", String(64), nullable=False),  # ok, cancelled, or the error's class
+    Index("ix_run_usage_started", "started"),
+    Index("ix_run_usage_user_started", "user_name", "started"),
 )
 
 # OML Services (docs/models.md). A model is a snapshot: its bytes (Oracle's ONNX zip, or

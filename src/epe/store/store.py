@@ -1,6 +1,6 @@
-"""The metadata store: users, revoked tokens and scripts; grants, jobs, datastores
-and the audit trail in the parts it holds (``grants``, ``jobs``, ``datastores``,
-``audit``).
+"""The metadata store: users, revoked tokens and scripts; grants, jobs, datastores,
+the audit trail, users' limits, storage and usage in the parts it holds (``grants``,
+``jobs``, ``datastores``, ``audit``, ``limits``, ``storage``, ``usage``).
 
 SQLAlchemy Core with visible SQL; SQLite in WAL mode by default so that
 ``epe user add`` can write while the server runs; PostgreSQL where several
@@ -37,9 +37,12 @@ from epe.store.grants import (
 )
 from epe.store.identity import IdentityStore
 from epe.store.jobs import JobStore
+from epe.store.limits import LimitStore
 from epe.store.models import ModelStore
 from epe.store.schedules import ScheduleStore
+from epe.store.storage import StorageStore
 from epe.store.uids import UidStore
+from epe.store.usage import UsageStore
 
 CACHE_TTL = 2.0  # seconds a looked-up user, unrevoked token or script is trusted
 # Where other servers share the database, a revoke or a user deletion made through one
@@ -76,7 +79,8 @@ class ScriptRecord:
 
 class Store:
     """Users, revoked tokens and scripts; ``grants``, ``jobs``, ``datastores``, ``audit``,
-    ``models`` (and their endpoints) and ``schedules`` (batch scoring jobs).
+    ``limits``, ``storage``, ``usage``, ``models`` (and their endpoints) and ``schedules``
+    (batch scoring jobs).
 
     Made by ``epe.store.open_store`` from a URL, on an engine already migrated.
     ``shared``: other servers may use the same database at once (PostgreSQL).
@@ -86,6 +90,7 @@ class Store:
                  shared: bool = False) -> None:
         self.engine = engine
         self.shared = shared
+        self.cache_ttl = cache_ttl
         self._users: TTLCache[UserRecord] = TTLCache(cache_ttl)
         self._unrevoked: TTLCache[bool] = TTLCache(cache_ttl)
         self._scripts: TTLCache[ScriptRecord] = TTLCache(cache_ttl)
@@ -94,6 +99,9 @@ class Store:
         self.datastores = DatastoreStore(engine)
         self.uids = UidStore(engine)
         self.audit = AuditStore(engine)
+        self.limits = LimitStore(engine)
+        self.storage = StorageStore(engine)
+        self.usage = UsageStore(engine)
         self.identity = IdentityStore(engine, cache_ttl, self._membership_changed)
         self.models = ModelStore(engine, cache_ttl)
         self.schedules = ScheduleStore(engine)
@@ -155,7 +163,8 @@ class Store:
 
     def delete_user(self, name: str) -> bool:
         """Delete a user with everything they own here: scripts, grants, jobs, datastores,
-        models with their endpoints, and scoring jobs.
+        models with their endpoints, scoring jobs, their limits, their tables' sizes and
+        the usage of their runs.
 
         A new user given the same name later must inherit none of it.
         """
@@ -168,6 +177,9 @@ class Store:
             conn.execute(delete(schema.api_tokens).where(schema.api_tokens.c.owner == name))
             self.models.drop_owner(conn, name)
             drop_user_grants(conn, name)
+            conn.execute(delete(schema.user_limits).where(schema.user_limits.c.user_name == name))
+            conn.execute(delete(schema.table_sizes).where(schema.table_sizes.c.owner == name))
+            conn.execute(delete(schema.run_usage).where(schema.run_usage.c.user_name == name))
             conn.execute(update(schema.worker_uids).where(schema.worker_uids.c.owner == name)
                          .values(owner=None))
         self._users.drop(name)

@@ -5,30 +5,7 @@ nodes: ``tests/integration/test_executor_conformance.py``, which runs on Ray too
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
-
-import pytest
-
 from tests.acceptance.test_resource_limits import (  # noqa: F401  (tests run here again)
     test_a_worker_past_its_users_memory_is_killed_and_another_users_run_finishes,
     test_health_and_the_log_say_how_workers_are_limited,
 )
-from tests.raycluster import RayCluster
-from tests.serverproc import EpeServer
-
-
-@pytest.fixture
-def make_server(ray_cluster: RayCluster, tmp_path: Path) -> Iterator[Callable[..., EpeServer]]:
-    """Servers of their own settings whose users' code runs on the session's cluster."""
-    started: list[EpeServer] = []
-
-    def make(**env: str) -> EpeServer:
-        env = {"EPE_EXECUTOR": "ray", "EPE_RAY_ADDRESS": ray_cluster.address, **env}
-        srv = EpeServer(tmp_path / f"data{len(started)}", env).start(timeout=180)
-        started.append(srv)
-        return srv
-
-    yield make
-    for srv in started:
-        srv.stop()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import os
 
+from epe.core.limits import NODE_SHARE
 from epe.errors import InvalidSetting
 from epe.runner.limits import cgroup1, cgroup2, rlimit
 from epe.runner.limits.groups import (
@@ -63,5 +64,5 @@ def node_memory() -> int:
 
 
 def user_memory_limit(settings: Settings) -> int:
-    """``EPE_USER_MEMORY_LIMIT``, or three quarters of the node's memory when it is 0."""
-    return settings.user_memory_limit or node_memory() * 3 // 4
+    """``EPE_USER_MEMORY_LIMIT``, or its share of this machine's memory when it is 0."""
+    return settings.user_memory_limit or int(node_memory() * NODE_SHARE)

@@ -40,24 +40,26 @@ class Exchange:
     def write(self, rows: Rows) -> Shared:
         path = os.path.join(self.dir, f"{uuid.uuid4().hex}.arrow")
         try:
-            count = self._write(path, rows)
+            count, size = self._write(path, rows)
             self._restrict(path, 0o640)
         except BaseException:
             with suppress(FileNotFoundError):  # a query that failed midway
                 os.unlink(path)
             raise
-        return Shared(InputRef("mmap", path), count)
+        return Shared(InputRef("mmap", path), count, size)
 
     @staticmethod
-    def _write(path: str, rows: Rows) -> int:
-        count = 0
+    def _write(path: str, rows: Rows) -> tuple[int, int]:
+        """The rows written, and their Arrow size in bytes."""
+        count = size = 0
         opened = nullcontext(rows.to_reader()) if isinstance(rows, pa.Table) else rows()
         with opened as stream, pa.OSFile(path, "wb") as sink, \
                 pa.ipc.new_file(sink, stream.schema) as writer:
             for batch in stream:
                 writer.write_batch(batch)
                 count += batch.num_rows
-        return count
+                size += batch.nbytes
+        return count, size
 
     def warm_up_and_close(self) -> None:
         """``warm_up``, then the folder removed (done once at start)."""

@@ -242,8 +242,9 @@ class LocalPool:
         limit = self._placement.memory_limit
         return (f"the function's worker was killed for memory: the workers of "
                 f"{self.tenant.name} on this machine together reached their memory limit of "
-                f"{size(limit)} ({limit} bytes, EPE_USER_MEMORY_LIMIT or the user's own "
-                "limit); use less memory at once, or ask an admin to raise the limit")
+                f"{size(limit)} ({limit} bytes: EPE_USER_MEMORY_LIMIT, or the user's own "
+                f"limit); use less memory at once, or ask an admin to raise it (epe user "
+                f"limits {self.tenant.name} --memory BYTES)")
 
     def status(self) -> ExecutorStatus:
         idle, busy = self._counts["idle"], self._counts["busy"]

@@ -321,7 +321,7 @@ class RayPool:
                                              "rows": written.rows})
             key = str(reply["key"])
             try:
-                yield Shared(InputRef("ray", key), written.rows)
+                yield Shared(InputRef("ray", key), written.rows, written.bytes)
             finally:
                 self.host.tell({"op": "forget", "key": key})
         finally:

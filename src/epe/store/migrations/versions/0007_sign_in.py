@@ -2,14 +2,14 @@
 grants to groups.
 
 Revision ID: 0007_sign_in
-Revises: 0008_models
+Revises: 0006_fair_share
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_sign_in"
-down_revision = "0008_models"
+down_revision = "0006_fair_share"
 branch_labels = None
 depends_on = None
 

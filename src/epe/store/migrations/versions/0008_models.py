@@ -1,14 +1,14 @@
 """OML Services: models, their endpoints, batch scoring jobs on a schedule and their runs.
 
 Revision ID: 0008_models
-Revises: 0005_job_leases
+Revises: 0007_sign_in
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_models"
-down_revision = "0005_job_leases"
+down_revision = "0007_sign_in"
 branch_labels = None
 depends_on = None
 
