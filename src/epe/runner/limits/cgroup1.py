@@ -82,8 +82,7 @@ class Cgroup1:
         self._ids = itertools.count(1)
         self._made = Made()
         self._users: dict[str, UserLimits] = {}
-        for top in self._hierarchies:
-            sweep_dead(top)
+        self._sweep()
 
     @property
     def kind(self) -> Kind:
@@ -104,8 +103,8 @@ class Cgroup1:
 
     def worker(self, user: str) -> _Worker:
         self._made.sweep()
-        if not (self._top["memory"] / user).exists():  # removed by another server's sweep
-            self.user(user, self._users[user])
+        if not all((top / user).is_dir() for top in self._hierarchies):
+            self.user(user, self._users[user])  # removed by another server's sweep
         leaf = f"w{os.getpid()}-{next(self._ids)}"
         joins, leaves = [], []
         for top, controllers in self._hierarchies.items():
@@ -124,6 +123,19 @@ class Cgroup1:
 
     def close(self) -> None:
         self._made.close(list(self._hierarchies))
+
+    def _sweep(self) -> None:
+        """What servers that died without stopping left: their leaves, the users' groups
+        that empties, and those users' groups in the hierarchies without leaves (``cpu``,
+        ``pids``), which the user's ``memory`` group no longer stands beside."""
+        for top in self._hierarchies:
+            sweep_dead(top)
+        memory = self._top["memory"]
+        for top in self._hierarchies:
+            if top != memory and top.is_dir():
+                for group in top.iterdir():
+                    if group.is_dir() and not (memory / group.name).exists():
+                        remove(group)  # only if empty: a live server's keeps its processes
 
 
 def _limit_memory(group: Path, limit: int) -> None:

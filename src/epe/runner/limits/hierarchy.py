@@ -185,7 +185,7 @@ class Made:
         servers started in the same cgroup may still use them: those stay)."""
         self.sweep(patience=2.0)
         for group in self.users:
-            remove(group)
+            remove(group, patience=0.5)  # a worker just killed may still be leaving it
         for top in tops:
             remove(top)
 
