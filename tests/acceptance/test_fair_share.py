@@ -14,10 +14,9 @@ import httpx
 import orjson
 
 from tests.acceptance.test_jobs import DELETED, SLEEPER, listed, result, submit, wait_status
-from tests.acceptance.test_users import USERS, admin
+from tests.acceptance.test_users import USERS
 from tests.serverproc import API, EpeServer, assert_error, put_table, run_cli, wait_for
 
-__all__ = ["admin"]  # the fixture, shared with the users' tests
 USAGE = "/omlusers/api/v1/usage"
 NAP = "import time\ndef f(s):\n    time.sleep(s)\n    return s\n"
 
