@@ -9,7 +9,7 @@ DATA_DIR ?= ./epe-data
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test test-image image podman lint bench clean chromium postgresql jq slapd nodejs console-assets console-check console-screenshots
+.PHONY: run test test-fast test-image image podman lint bench clean chromium postgresql jq slapd nodejs console-assets console-check console-screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import ensurepip' 2>/dev/null || (apt-get update -q && apt-get install -y -q python3.11-venv)
@@ -60,6 +60,22 @@ console-assets:
 # Fail if the committed bundle is not what console/ builds (needs Node and npm).
 console-check: console-assets
 	git diff --exit-code --stat -- src/epe/console/static
+
+# A subset for developers, under 5 minutes on 2 cores: the checks, the unit tests and one
+# acceptance module per main area (do-eval, the four applies, an async job, errors,
+# grants, queries on both table backends, datastores, users, an operation a plugin adds),
+# against real servers like the rest. `make test` runs everything; CI runs `make test`.
+FAST_TESTS := tests/unit tests/acceptance/test_smoke.py tests/acceptance/test_do_eval.py \
+	tests/acceptance/test_apply.py tests/acceptance/test_errors.py \
+	tests/acceptance/test_grants.py tests/acceptance/test_query.py \
+	tests/acceptance/test_datastores.py tests/acceptance/test_users.py \
+	tests/acceptance/test_plugin_operation.py
+
+test-fast: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q $(FAST_TESTS)
 
 # Run the browser tests and keep their screenshots as docs/images/console-*.png.
 console-screenshots: $(STAMP) chromium

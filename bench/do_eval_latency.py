@@ -67,7 +67,7 @@ def serve(data_dir: Path) -> None:
     config = uvicorn.Config(app, host=settings.host, port=settings.port,
                             log_level="warning", access_log=False, lifespan="on",
                             log_config=None)
-    _Server(config).run()
+    _Server(config, app).run()
 
 
 # -- the client side ---------------------------------------------------------------

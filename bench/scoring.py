@@ -129,7 +129,7 @@ def serve(data_dir: Path, model_dir: Path) -> None:
     configure(settings.log_format, settings.log_level)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
                             access_log=False, lifespan="on", log_config=None)
-    _Server(config).run()
+    _Server(config, app).run()
 
 
 # -- the client side -----------------------------------------------------------------------

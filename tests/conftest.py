@@ -4,6 +4,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests import ldapserver
@@ -94,6 +95,15 @@ def data_server(request: pytest.FixtureRequest) -> EpeServer:
     name = "server" if request.param == "duckdb" else "pg_data_server"
     srv: EpeServer = request.getfixturevalue(name)
     return srv
+
+
+@pytest.fixture(scope="module")
+def admin(server: EpeServer) -> Iterator[httpx.Client]:
+    """A client logged in as a new admin of ``server`` (the session's, or the one a module
+    defines in its place)."""
+    _name, client = server.new_client(admin=True)
+    with client:
+        yield client
 
 
 @pytest.fixture

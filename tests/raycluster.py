@@ -118,6 +118,37 @@ def listeners(pids: list[int]) -> list[tuple[int, str, int]]:
     return found
 
 
+LARGEST_REGION = 256 * 1024**2  # bigger private mappings are reservations, never filled
+
+
+def held_in(pid: int, needles: list[bytes]) -> set[bytes] | None:
+    """Which of ``needles`` the process holds: in its environment, its command line or
+    its writable memory (heap, stacks, anonymous mappings: where everything it was sent
+    or decoded lives); ``None`` if it cannot be read (gone, or not ours to read)."""
+    found: set[bytes] = set()
+
+    def look(blob: bytes) -> None:
+        found.update(n for n in needles if n in blob)
+
+    try:
+        look(Path(f"/proc/{pid}/environ").read_bytes())
+        look(Path(f"/proc/{pid}/cmdline").read_bytes())
+        with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+            for line in maps:
+                fields = line.split()
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                name = fields[5] if len(fields) > 5 else ""
+                if "rw" not in fields[1] or end - start > LARGEST_REGION or \
+                        (name and name not in ("[heap]", "[stack]")):
+                    continue
+                with contextlib.suppress(OSError, ValueError):
+                    mem.seek(start)
+                    look(mem.read(end - start))
+    except (OSError, ValueError):
+        return None
+    return found
+
+
 def is_loopback(address: str) -> bool:
     """127.0.0.0/8 or ::1, written either way (IPv4 on a dual-stack socket is ::ffff:…)."""
     ip = ipaddress.ip_address(address)

@@ -23,7 +23,10 @@ from typing import Any
 import httpx
 
 EPE = [sys.executable, "-m", "epe"]
-API = "/oml/api/py-scripts/v2"
+# Where the API lives (OML's paths), written here once for every test: v2, and v1 beside it.
+ROOT = "/oml/api/py-scripts"
+API = f"{ROOT}/v2"
+API1 = f"{ROOT}/v1"
 TOKEN_URL = "/omlusers/api/oauth2/v1/token"
 USERS = "/omlusers/api/v1/users"
 _READY = re.compile(r"epe serving on (http://\S+)")
@@ -59,6 +62,9 @@ class EpeServer:
         self.wrapper = wrapper
         self.epe, self.cli = tuple(epe), tuple(cli if cli is not None else epe)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("EPE_")}
+        # A stopping server lets what runs finish for this long: the tests' sleepers would
+        # hold every stop for the default's 25 s (a test of stopping sets its own).
+        self.env["EPE_SHUTDOWN_GRACE"] = "3"
         self.env.update(env or {})
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import logging
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
@@ -35,6 +37,7 @@ from epe.api import (
 from epe.api.middleware import (
     BodyLimit,
     DeprecateV1,
+    Draining,
     FormBodyAsJson,
     Observe,
     RefuseLoneSurrogates,
@@ -42,10 +45,12 @@ from epe.api.middleware import (
 )
 from epe.core.operations import API_ROOT, API_VERSIONS
 from epe.errors import InvalidSetting
+from epe.runner.local.forkserver import Launched
+from epe.service import backup, control
 from epe.service.jobs import JobManager
 from epe.service.models import Models
 from epe.service.schedules import ScoringJobs
-from epe.service.services import open_services
+from epe.service.services import Services, open_services
 from epe.settings import Settings
 from epe.store import Store
 
@@ -77,14 +82,16 @@ def load_plugins(settings: Settings) -> None:
                                  ) from None
 
 
-def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
+def create_app(settings: Settings, store: Store | None = None,
+               launched: Launched | None = None) -> FastAPI:
     """The app; ``store``: the metadata store, if the caller opened it already (``epe serve``
-    does, to say in one line why it cannot)."""
+    does, to say in one line why it cannot); ``launched``: the default fork server, if the
+    caller launched it already (``epe serve`` does, before it imports this module)."""
     load_plugins(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = open_services(settings, store)
+        services = open_services(settings, store, launched)
         await asyncio.gather(services.environments.start(),
                              asyncio.to_thread(services.catalog.warm_up))
         manager = JobManager(services)
@@ -93,10 +100,13 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         await scoring.start()
         app.state.services, app.state.jobs = services, manager
         app.state.models, app.state.scoring_jobs = Models(services), scoring
+        app.state.drain = functools.partial(drain, services, manager)  # epe serve's SIGTERM
         stop_metrics = serve_metrics(settings)
+        stop_control = await serve_control(services, manager)
         try:
             yield
         finally:
+            await stop_control()
             await scoring.stop()
             await manager.stop()
             await services.environments.stop()
@@ -115,6 +125,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_size,
                        upload_limit=settings.max_upload_size,
                        model_limit=settings.max_model_size)
+    app.add_middleware(Draining)
     app.add_middleware(Observe)  # outermost: it sees every answer, the 413s too
     app.include_router(meta.router)
     app.include_router(metrics.router)
@@ -129,6 +140,40 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         app.include_router(versioned_router(), prefix=f"{API_ROOT}/{version}")
     console.install(app)
     return app
+
+
+async def drain(services: Services, manager: JobManager) -> None:
+    """The first step of stopping (docs/deploy.md, restarting without losing work): no
+    more new work, waiting jobs back to the queue, what runs finishes within the grace
+    or is stopped; then the server may stop listening."""
+    began = time.monotonic()
+    services.drain.begin()
+    running, runs = manager.running, services.drain.runs
+    handed = await manager.hand_back()
+    log.info("draining: not ready, no new runs or jobs; %d waiting jobs handed back to the "
+             "queue; waiting up to %g s for %d running jobs and %d runs", handed,
+             services.drain.grace, running, runs)
+    if await services.drain.settle(lambda: manager.running == 0):
+        log.info("drained in %.1f s", time.monotonic() - began)
+        return
+    runs = services.drain.interrupt_runs()
+    jobs = await manager.interrupt(services.drain.stopped_message("job"))
+    log.warning("stopping: %d jobs and %d runs were still running and were stopped (FAILED, "
+                "they say why)", jobs, runs)
+
+
+async def serve_control(services: Services, manager: JobManager
+                        ) -> Callable[[], Awaitable[None]]:
+    """Listen on the data folder's control socket (``epe backup`` asks there), unless
+    another server runs on the folder."""
+    if not manager.queue.owns_folder:
+        return _nothing
+    return await control.serve(services.settings.data_dir, {
+        "backup": functools.partial(backup.answer, services.settings, services.catalog)})
+
+
+async def _nothing() -> None:
+    pass
 
 
 def serve_metrics(settings: Settings) -> Callable[[], None]:

@@ -1,4 +1,5 @@
-"""The ``epe`` command: serve, user add, demo, env, and the client's commands.
+"""The ``epe`` command: serve, backup, restore, user add, demo, env, and the client's
+commands.
 
 Errors are ``EpeError``s or click's own. ``EpeGroup`` turns an ``EpeError`` (and
 an unreachable server) into click's own error, a one-line message and exit code
@@ -8,11 +9,12 @@ an unreachable server) into click's own error, a one-line message and exit code
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import uvicorn
@@ -21,6 +23,9 @@ from pydantic import ValidationError
 from epe.client._cli import COMMANDS as CLIENT_COMMANDS
 from epe.errors import EpeError
 from epe.settings import Settings
+
+if TYPE_CHECKING:
+    from epe.runner.local.forkserver import Launched
 
 DATA_DIR = click.option("--data-dir", type=click.Path(path_type=Path), default=None,
                         envvar="EPE_DATA_DIR", help="Folder holding everything epe keeps.")
@@ -58,17 +63,58 @@ def cli() -> None:
     """epe: Embedded Python Execution, an OML4Py-compatible server."""
 
 
+# Seconds requests still open when a drain has ended get before they are cut: its grace
+# was theirs too (docs/deploy.md, restarting without losing work).
+CUT_AFTER = 2
+BACKUP_TIMEOUT = 24 * 3600.0  # seconds epe backup waits for the server to write it
+
+
 class _Server(uvicorn.Server):
-    """A uvicorn server that announces itself once its sockets listen."""
+    """A uvicorn server that announces itself once its sockets listen, and drains before
+    it stops (``epe.app.drain``): on a first SIGTERM or SIGINT it keeps listening, turns
+    unready and refuses new runs while what runs finishes; a second signal ends the
+    grace at once; a third exits without cleaning up, as uvicorn alone would."""
+
+    def __init__(self, config: uvicorn.Config, app: Any) -> None:
+        super().__init__(config)
+        self.app = app
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.signals = 0
+        self.draining: asyncio.Task[None] | None = None
 
     async def startup(self, sockets: Any = None) -> None:
         await super().startup(sockets=sockets)
         if self.should_exit:
             return
+        self.loop = asyncio.get_running_loop()
         host, port = self.servers[0].sockets[0].getsockname()[:2]
         click.echo(f"epe serving on http://{host}:{port}", err=False)
         click.echo(f"epe console on http://{host}:{port}/", err=False)
         sys.stdout.flush()
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        # A signal handler: it runs between two bytecodes of the loop's thread, so it
+        # only hands the work to the loop.
+        self.signals += 1
+        drain = getattr(self.app.state, "drain", None)  # set once the app has started
+        if self.loop is None or drain is None or self.signals > 2:
+            self.force_exit = self.signals > 2
+            super().handle_exit(sig, frame)
+            return
+        self._captured_signals.append(sig)  # re-raised at exit, as uvicorn does
+        if self.signals == 1:
+            self.loop.call_soon_threadsafe(self._drain, drain)
+        else:
+            self.loop.call_soon_threadsafe(self.app.state.services.drain.hurry)
+
+    def _drain(self, drain: Any) -> None:
+        async def then_exit() -> None:
+            try:
+                await drain()
+            finally:
+                self.should_exit = True
+
+        self.draining = asyncio.ensure_future(then_exit())
 
 
 @cli.command()
@@ -77,24 +123,91 @@ class _Server(uvicorn.Server):
 @click.option("--port", type=int, default=None, envvar="EPE_PORT", help="Port to listen on.")
 def serve(data_dir: Path | None, host: str | None, port: int | None) -> None:
     """Serve the API until SIGTERM or SIGINT."""
+    from epe.runner.local.forkserver import launch_default
+
+    settings = build_settings(data_dir=data_dir, host=host, port=port)
+    # The default fork server imports numpy, pandas and matplotlib while this process
+    # imports the app, opens the store and checks the settings: they overlap, on
+    # machines with two cores or more. The server adopts it when it starts.
+    launched = launch_default(settings) if settings.executor == "local" else None
+    try:
+        _serve(settings, launched)
+    finally:
+        if launched is not None:
+            launched.discard()  # stopped with the server, or never adopted
+
+
+def _serve(settings: Settings, launched: Launched | None) -> None:
     from epe.app import create_app, load_plugins
     from epe.observe import logs
     from epe.service.services import check_settings, open_store_of
 
-    settings = build_settings(data_dir=data_dir, host=host, port=port)
     logs.configure(settings.log_format, settings.log_level)
     load_plugins(settings)  # a module that cannot be imported: one line, before anything
     store = open_store_of(settings)  # before uvicorn: a bad URL is one line, no traceback
     check_settings(settings)  # what else would stop the server: one line and exit 1
     # uvicorn's own lines go through the same handler (log_config=None), so that in
     # JSON mode every line is JSON; epe writes its own access lines (api/middleware.py).
-    config = uvicorn.Config(create_app(settings, store=store), host=settings.host,
-                            port=settings.port, log_level="warning", access_log=False,
-                            lifespan="on", log_config=None)
+    app = create_app(settings, store=store, launched=launched)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                            access_log=False, lifespan="on", log_config=None,
+                            timeout_graceful_shutdown=CUT_AFTER)
     try:
-        _Server(config).run()
+        _Server(config, app).run()
     finally:
         logs.stop()
+
+
+@cli.command()
+@DATA_DIR
+@click.option("--to", type=click.Path(path_type=Path), required=True,
+              help="The folder to write the backup to: a new one.")
+def backup(data_dir: Path | None, to: Path) -> None:
+    """Back up the data folder into a new folder TO, while its server runs or not."""
+    from epe.service import backup as backups
+    from epe.service import control
+    from epe.service.services import open_catalog_of
+
+    settings = build_settings(data_dir=data_dir)
+    if not settings.data_dir.is_dir():
+        raise Failed(f"there is no data folder at {settings.data_dir}")
+    # The server running on the folder holds its tables: it writes the backup.
+    reply = control.ask(settings.data_dir, {"op": "backup", "to": str(to.absolute())},
+                        timeout=BACKUP_TIMEOUT)
+    if reply is None:  # no server: this process may open every file itself
+        catalog = open_catalog_of(settings)
+        try:
+            manifest = backups.take(settings, catalog, to)
+        finally:
+            catalog.close()
+    elif not reply.get("ok"):
+        raise Failed(str(reply.get("error")))
+    else:
+        manifest = backups.Manifest(reply["manifest"])
+    click.echo(f"backup of {settings.data_dir} written to {to}: {manifest.summary()}")
+    if manifest.values["metadata"] != "sqlite":
+        click.echo("the metadata is in PostgreSQL, not in this backup: back it up with pg_dump "
+                   "(docs/deploy.md#backups)")
+
+
+@cli.command()
+@click.option("--from", "source", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The backup, a folder written by epe backup.")
+@click.option("--data-dir", type=click.Path(path_type=Path), required=True,
+              help="The data folder to make: a new or empty one.")
+def restore(source: Path, data_dir: Path) -> None:
+    """Rebuild a data folder from a backup, into a new folder."""
+    from epe.service import backup as backups
+
+    settings = build_settings(data_dir=data_dir)
+    manifest, failed = backups.restore(source, settings, click.echo)
+    summary = manifest.summary()
+    if failed:
+        raise Failed(f"restored into {data_dir} ({summary}), but environments "
+                     f"{', '.join(failed)} could not be built again: build them with "
+                     "epe env create")
+    click.echo(f"restored {source} into {data_dir}: {summary}")
 
 
 @cli.group()

@@ -12,7 +12,7 @@ the Python client maps the body back to the same class by ``errorCode``.
     │   ├── ResultNotSerializable  400 / 1012  the value cannot become JSON
     │   ├── WorkerDied             400 / 1013  the worker process died under the function
     │   ├── TimeLimitExceeded      400 / 1014  the run went past its timeout
-    │   ├── JobInterrupted         400 / 1015  the server stopped while the job ran
+    │   ├── JobInterrupted         400 / 1015  the server stopped while the job (or run) ran
     │   └── OutputTooLarge         400 / 1024  the result is over the output limit (OML)
     ├── Unauthorized               401 / 2001  missing, bad, expired or revoked token
     ├── Forbidden                  403 / 3001  the caller lacks a role the action needs

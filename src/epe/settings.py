@@ -8,14 +8,26 @@ import time. ``docs/settings.md`` documents every field (a test checks it).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ServiceLevel = Literal["LOW", "MEDIUM", "HIGH"]
 # HOST:PORT, the host a name, an IPv4 address or a bracketed IPv6 one.
 _ADDRESS = r"^$|^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):[0-9]{1,5}$"
+
+
+# What a Ray node is given (docs/security.md, Ray nodes): the limits and sandbox of the
+# workers its agent starts, and where the server's data folder is, to hide it from them.
+# Never a URL, a key or a password: a Ray cluster does not authenticate who reads it,
+# and whatever reaches a node can be read there (tests/unit/test_node_settings.py keeps
+# this the whole of what code running on a node reads).
+NODE_SETTINGS = frozenset({
+    "data_dir", "require_isolation", "worker_user", "worker_network", "worker_tmp_size",
+    "worker_memory_limit", "worker_max_processes", "worker_max_open_files", "worker_max_tasks",
+    "worker_start_timeout", "output_limit", "graphics_dpi", "graphics_width",
+    "graphics_height",
+})
 
 
 class Settings(BaseSettings):
@@ -198,6 +210,12 @@ class Settings(BaseSettings):
         0.5, gt=0, description="Seconds between looks for other servers' waiting jobs."
     )
 
+    # Stopping (docs/deploy.md#restarting-without-losing-work).
+    shutdown_grace: float = Field(
+        25.0, ge=0, description="Seconds a stopping server lets runs, jobs and requests under "
+                                "way finish before it stops them."
+    )
+
     # Models and scoring (docs/models.md).
     max_model_size: int = Field(
         256 * 1024**2, gt=0, description="Largest model a user may store, in bytes (413 beyond)."
@@ -247,19 +265,21 @@ class Settings(BaseSettings):
                         "each may register operations of its own."
     )
 
-    def job_concurrency(self, level: ServiceLevel) -> int:
-        return {
-            "LOW": self.job_concurrency_low,
-            "MEDIUM": self.job_concurrency_medium,
-            "HIGH": self.job_concurrency_high,
-        }[level]
+    def for_nodes(self) -> dict[str, Any]:
+        """The settings a Ray node is given (``NODE_SETTINGS``), as JSON values."""
+        given = self.model_dump(mode="json", include=set(NODE_SETTINGS))
+        given["data_dir"] = str(self.data_dir.absolute())
+        return given
 
-    def parallel_cap(self, level: ServiceLevel) -> int:
-        return {
-            "LOW": self.service_low_parallel,
-            "MEDIUM": self.service_medium_parallel,
-            "HIGH": self.service_high_parallel,
-        }[level]
+    # The service levels themselves are the core's (``core.requests.SERVICE_LEVELS``):
+    # here they are only the fields' names.
+    def job_concurrency(self, level: str) -> int:
+        """Jobs of service ``level`` that run at once."""
+        return int(getattr(self, f"job_concurrency_{level.lower()}"))
+
+    def parallel_cap(self, level: str) -> int:
+        """The highest degree of parallelism service ``level`` allows."""
+        return int(getattr(self, f"service_{level.lower()}_parallel"))
 
     @property
     def metadata_path(self) -> Path:

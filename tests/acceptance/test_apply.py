@@ -25,9 +25,9 @@ import httpx
 import pytest
 
 from epe.runner.worker.main import IDLE_BEFORE_GIVING_BACK
-from tests.serverproc import API, EpeServer, assert_error, run_cli, unique_name, wait_for
+from tests.oracle_examples import BUILD_LM
+from tests.serverproc import API, API1, EpeServer, assert_error, run_cli, unique_name, wait_for
 
-API1 = "/oml/api/py-scripts/v1"
 DEMO_PASSWORD = "demo-Secret1"
 WORKERS = 4
 CAPS = {"LOW": 2, "MEDIUM": 3, "HIGH": 4}
@@ -51,16 +51,8 @@ GROUP_COUNT = (
     '    return pd.DataFrame([(dat["SPECIES"][0], dat["SEPAL_LENGTH"][0], dat.shape[0])],\n'
     '                        columns=["SPECIES","SEPAL_LENGTH","COUNT"])\n')
 
-# Oracle's lab: fit in table-apply, keep the model in a datastore, score in row-apply.
-BUILD_LM = (
-    "def build_lm(dat, ds_name):\n"
-    "    import oml\n"
-    "    from sklearn.linear_model import LinearRegression\n"
-    "    regr = LinearRegression()\n"
-    '    regr.fit(dat[["SEPAL_WIDTH", "PETAL_LENGTH", "PETAL_WIDTH"]], dat["SEPAL_LENGTH"])\n'
-    "    oml.ds.save(objs={'regr': regr}, name=ds_name, overwrite=True)\n"
-    "    return {'coef': [float(c) for c in regr.coef_], 'intercept': float(regr.intercept_)}\n")
-
+# Oracle's lab: fit in table-apply (BUILD_LM), keep the model in a datastore, score in
+# row-apply.
 SCORE_LM = (
     "def score_lm(dat, ds_name):\n"
     "    import oml\n"
@@ -231,7 +223,7 @@ def test_linear_model_fitted_in_table_apply_and_scored_by_row_apply(oml: httpx.C
     ds = unique_name("ds_regr")
     build, score = store(oml, BUILD_LM), store(oml, SCORE_LM)
     fitted = result(call(oml, "table-apply", {"input": "select * from IRIS",
-                                              "parameters": params(ds_name=ds)}, build, api=api))
+                                              "parameters": params(dsname=ds)}, build, api=api))
     assert fitted["coef"] == pytest.approx(LM_COEF, abs=5e-4)
     coef, intercept = fitted["coef"], fitted["intercept"]
     scored = result(call(oml, "row-apply", {"input": "select * from IRIS", "rows": 10,

@@ -20,9 +20,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.serverproc import API, EpeServer, iris_csv, put_table, unique_name, wait_for
+from tests.serverproc import API, API1, EpeServer, iris_csv, put_table, unique_name, wait_for
 
-V1 = API.replace("/v2", "/v1")
 DS = f"{API}/datastores"
 DS_COLUMNS = ["datastore_name", "object_count", "size", "date", "description"]
 DESCRIBE_COLUMNS = ["object_name", "class", "size", "length", "row_count", "col_count"]
@@ -206,7 +205,7 @@ def test_oracle_lab_build_score_and_per_species_models(alice: httpx.Client,
     store_script(alice, "build_lm_2", BUILD_LM_2)
 
     # 1. build_lm by table-apply, Oracle's curl body on v1: the model goes to a datastore.
-    r = alice.post(f"{V1}/table-apply/build_lm", content=BUILD_LM_BODY % dsname,
+    r = alice.post(f"{API1}/table-apply/build_lm", content=BUILD_LM_BODY % dsname,
                    headers={"Content-Type": "application/json", "Accept": "application/json"})
     assert r.status_code == 200, r.text
     coef = [float(x) for x in re.findall(r"-?\d+\.\d+(?:e-?\d+)?", r.json()["result"])]
@@ -726,7 +725,7 @@ def test_rest_list_describe_delete(alice: httpx.Client, names: dict[str, str]) -
     assert_error(alice.delete(f"{DS}/{name}"), 404)
     assert not can_load(alice, name, None)
     # v1 answers the same routes.
-    assert alice.get(f"{V1}/datastores").status_code == 200
+    assert alice.get(f"{API1}/datastores").status_code == 200
 
 
 def test_rest_isolation_between_users(alice: httpx.Client, bob: httpx.Client,

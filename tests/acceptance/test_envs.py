@@ -10,9 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.server
+import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -25,9 +27,8 @@ import httpx
 import pytest
 
 from epe.settings import Settings
-from tests.serverproc import API, EpeServer, assert_error, run_cli, unique_name, wait_for
+from tests.serverproc import API, API1, EpeServer, assert_error, run_cli, unique_name, wait_for
 
-V1 = API.replace("/v2", "/v1")
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 SIZE = re.compile(r"^\d+(\.\d)? (B|KiB|MiB|GiB|TiB)$")
 IMPORTS_IT = "def f():\n    import epe_envtest_pkg\n    return epe_envtest_pkg.VALUE\n"
@@ -83,22 +84,17 @@ def places() -> Iterator[Callable[[], Path]]:
 
 
 @pytest.fixture(scope="module")
-def srv(places: Callable[[], Path]) -> Iterator[EpeServer]:
+def server(places: Callable[[], Path]) -> Iterator[EpeServer]:
+    """This module's server, in place of the session's (``admin`` of tests/conftest.py
+    works on it)."""
     server = EpeServer(places(), {"EPE_ENV_WORKERS": "1"}).start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def admin(srv: EpeServer) -> Iterator[httpx.Client]:
-    _name, client = srv.new_client(admin=True)
-    with client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def user(srv: EpeServer) -> Iterator[httpx.Client]:
-    _name, client = srv.new_client()
+def user(server: EpeServer) -> Iterator[httpx.Client]:
+    _name, client = server.new_client()
     with client:
         yield client
 
@@ -180,17 +176,17 @@ def env_processes(folder: Path) -> set[int]:
 def test_a_package_in_an_environment_imports_there_and_not_elsewhere(
         user: httpx.Client, built: str) -> None:
     assert run(user, IMPORTS_IT, built).json() == {"result": 42}
-    assert run(user, IMPORTS_IT, built, root=V1).json() == {"result": 42}
+    assert run(user, IMPORTS_IT, built, root=API1).json() == {"result": 42}
     body = assert_error(run(user, IMPORTS_IT), 400, 1011)
     assert "epe_envtest_pkg" in body["errorMessage"]
 
 
 def test_a_run_in_an_environment_uses_its_python_with_the_server_libraries_layered(
-        srv: EpeServer, user: httpx.Client, built: str) -> None:
+        server: EpeServer, user: httpx.Client, built: str) -> None:
     r = run(user, WHERE, built)
     assert r.status_code == 200, r.text
     where = r.json()["result"]
-    assert where["prefix"] == str((srv.data_dir / "envs" / built).absolute())
+    assert where["prefix"] == str((server.data_dir / "envs" / built).absolute())
     if os.geteuid() == 0:  # as the user's own uid, like the default environment's workers
         assert where["uid"] >= Settings().worker_uid_base
     default = run(user, WHERE).json()["result"]
@@ -218,7 +214,7 @@ def test_environments_are_listed_in_omls_shape(user: httpx.Client, built: str) -
     assert isinstance(entry["number_of_installed_packages"], int)
     assert entry["number_of_installed_packages"] > 10
     assert entry["tags"] == {"python": PYTHON, "application": "OML4PY"}
-    assert user.get(f"{V1}/envs").json()["result"]["envs"] == list(envs(user).values())
+    assert user.get(f"{API1}/envs").json()["result"]["envs"] == list(envs(user).values())
     r = user.get(f"{API}/envs/{built}")
     assert r.status_code == 200 and r.json()["result"] == entry
     assert_error(user.get(f"{API}/envs/nonesuch"), 404, 4004)
@@ -228,7 +224,7 @@ def test_the_build_job_answers_the_new_environment_and_keeps_pips_output(
         admin: httpx.Client, wheels: Path) -> None:
     name = unique_name("env")
     wheel = wheels / "epe_envtest_cli-0.1-py3-none-any.whl"
-    url = submit(admin, name, root=V1, packages=[str(wheel)], noIndex=True)
+    url = submit(admin, name, root=API1, packages=[str(wheel)], noIndex=True)
     r = finish(admin, url)
     assert r.status_code == 200, r.text
     assert r.json()["result"]["name"] == name
@@ -277,7 +273,7 @@ def test_bad_create_requests_are_refused_before_any_job(admin: httpx.Client,
 
 
 def test_a_failed_build_ends_failed_with_pips_message_and_leaves_nothing(
-        srv: EpeServer, admin: httpx.Client, wheels: Path) -> None:
+        server: EpeServer, admin: httpx.Client, wheels: Path) -> None:
     name = unique_name("env")
     url = submit(admin, name, packages=["epe_no_such_pkg"], findLinks=str(wheels))
     r = finish(admin, url)
@@ -287,7 +283,7 @@ def test_a_failed_build_ends_failed_with_pips_message_and_leaves_nothing(
     assert "epe_no_such_pkg" in body["stdout"]  # pip's own output
     assert job_status(admin, url) == "FAILED"
     assert name not in envs(admin)
-    assert [p.name for p in (srv.data_dir / "envs").iterdir() if name in p.name] == []
+    assert [p.name for p in (server.data_dir / "envs").iterdir() if name in p.name] == []
     assert "unknown environment" in assert_error(run(admin, "def f():\n    return 1", name),
                                                  400)["errorMessage"]
     # The name is free again.
@@ -329,7 +325,7 @@ def gated(wheels: Path) -> Iterator[type[_GatedWheels]]:
 
 
 def test_a_build_in_progress_blocks_no_run_and_cannot_be_picked(
-        srv: EpeServer, admin: httpx.Client, user: httpx.Client, built: str,
+        server: EpeServer, admin: httpx.Client, user: httpx.Client, built: str,
         gated: Any) -> None:
     name = unique_name("env")
     url = submit(admin, name, packages=["epe_envtest_pkg"], findLinks=gated.url)
@@ -343,7 +339,7 @@ def test_a_build_in_progress_blocks_no_run_and_cannot_be_picked(
     assert name not in envs(user)
     assert_error(run(user, IMPORTS_IT, name), 400, 1001)
     assert_error(admin.post(f"{API}/envs", json={"name": name, "packages": ["x"]}), 409, 4009)
-    assert [p.name for p in (srv.data_dir / "envs").iterdir()
+    assert [p.name for p in (server.data_dir / "envs").iterdir()
             if p.name.startswith(f".building-{name}-")] != []
     gated.gate.set()
     assert finish(admin, url).status_code == 200
@@ -365,12 +361,12 @@ def test_the_build_log_is_read_while_pip_runs(admin: httpx.Client, gated: Any) -
 
 
 def test_deleting_a_build_job_stops_the_build_and_leaves_nothing(
-        srv: EpeServer, admin: httpx.Client, gated: Any) -> None:
+        server: EpeServer, admin: httpx.Client, gated: Any) -> None:
     name = unique_name("env")
     url = submit(admin, name, packages=["epe_envtest_pkg"], findLinks=gated.url)
     assert gated.asked.wait(60)
     assert admin.delete(url).status_code == 200
-    wait_for(lambda: not [p for p in (srv.data_dir / "envs").iterdir() if name in p.name])
+    wait_for(lambda: not [p for p in (server.data_dir / "envs").iterdir() if name in p.name])
     assert name not in envs(admin)
 
 
@@ -378,7 +374,7 @@ def test_deleting_a_build_job_stops_the_build_and_leaves_nothing(
 
 
 def test_an_environment_in_use_is_not_deleted_and_its_work_goes_on(
-        srv: EpeServer, admin: httpx.Client, user: httpx.Client, wheels: Path) -> None:
+        server: EpeServer, admin: httpx.Client, user: httpx.Client, wheels: Path) -> None:
     name = unique_name("env")
     assert create(admin, name, packages=["epe_envtest_pkg"],
                   findLinks=str(wheels)).status_code == 200
@@ -388,7 +384,7 @@ def test_an_environment_in_use_is_not_deleted_and_its_work_goes_on(
     wait_for(lambda: job_status(user, job) == "RUNNING")
     body = assert_error(admin.delete(f"{API}/envs/{name}"), 409, 4009)
     assert "in use" in body["errorMessage"]
-    cli = run_cli("env", "delete", name, "--data-dir", str(srv.data_dir), check=False)
+    cli = run_cli("env", "delete", name, "--data-dir", str(server.data_dir), check=False)
     assert cli.returncode == 1 and "in use" in cli.stderr, cli.stderr
     # Nothing was stopped: the job still runs, and the environment still serves.
     assert user.get(job).status_code == 202 and job_status(user, job) == "RUNNING"
@@ -399,15 +395,15 @@ def test_an_environment_in_use_is_not_deleted_and_its_work_goes_on(
     assert name not in envs(user)
     assert "unknown environment" in assert_error(run(user, IMPORTS_IT, name),
                                                  400)["errorMessage"]
-    assert not (srv.data_dir / "envs" / name).exists()
+    assert not (server.data_dir / "envs" / name).exists()
     assert_error(admin.delete(f"{API}/envs/{name}"), 404, 4004)
 
 
 def test_a_waiting_job_keeps_its_environment(
         places: Callable[[], Path], wheels: Path) -> None:
-    srv = EpeServer(places(), {"EPE_ENV_WORKERS": "1", "EPE_JOB_CONCURRENCY_LOW": "1"}).start()
+    server = EpeServer(places(), {"EPE_ENV_WORKERS": "1", "EPE_JOB_CONCURRENCY_LOW": "1"}).start()
     try:
-        _name, admin = srv.new_client(admin=True)
+        _name, admin = server.new_client(admin=True)
         with admin:
             name = unique_name("env")
             assert create(admin, name, packages=["epe_envtest_pkg"],
@@ -422,15 +418,15 @@ def test_a_waiting_job_keeps_its_environment(
             assert finish(admin, second.headers["Location"]).json() == {"result": 42}
             assert admin.delete(f"{API}/envs/{name}").status_code == 200
     finally:
-        srv.stop()
+        server.stop()
 
 
 # -- the command line ----------------------------------------------------------------------
 
 
 def test_the_cli_builds_lists_and_deletes_while_the_server_runs(
-        srv: EpeServer, user: httpx.Client, wheels: Path, tmp_path: Path) -> None:
-    name, data = unique_name("cli"), ["--data-dir", str(srv.data_dir)]
+        server: EpeServer, user: httpx.Client, wheels: Path, tmp_path: Path) -> None:
+    name, data = unique_name("cli"), ["--data-dir", str(server.data_dir)]
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("epe_envtest_cli\n")
     made = run_cli("env", "create", name, "--packages", "epe_envtest_pkg", "-r",
@@ -458,13 +454,34 @@ def test_the_cli_builds_lists_and_deletes_while_the_server_runs(
     assert missing.returncode == 1 and "no environment" in missing.stderr
 
 
-def test_a_failed_cli_build_exits_1_with_pips_message(srv: EpeServer, wheels: Path) -> None:
+def test_a_failed_cli_build_exits_1_with_pips_message(server: EpeServer, wheels: Path) -> None:
     name = unique_name("cli")
     r = run_cli("env", "create", name, "epe_no_such_pkg", "--find-links", str(wheels),
-                "--data-dir", str(srv.data_dir), check=False)
+                "--data-dir", str(server.data_dir), check=False)
     assert r.returncode == 1
     assert "error: pip could not install" in r.stderr and "epe_no_such_pkg" in r.stderr
-    assert [p for p in (srv.data_dir / "envs").iterdir() if name in p.name] == []
+    assert [p for p in (server.data_dir / "envs").iterdir() if name in p.name] == []
+
+
+def test_a_restored_backup_builds_the_environments_again_from_their_definitions(
+        srv: EpeServer, built: str, places: Callable[[], Path], tmp_path: Path) -> None:
+    # docs/deploy.md#backups: a backup keeps what each environment was built from (here
+    # a package from a folder of wheels), and restoring builds it again with pip.
+    made = run_cli("backup", "--data-dir", str(srv.data_dir), "--to", str(tmp_path / "b"))
+    assert "environments" in made.stdout, made
+    restored = places()
+    done = run_cli("restore", "--from", str(tmp_path / "b"), "--data-dir", str(restored))
+    assert f"building environment {built} again" in done.stdout, done
+    listed = {e["name"]: e for e in json.loads(run_cli(
+        "env", "list", "--json", "--data-dir", str(restored)).stdout)["result"]["envs"]}
+    original = {e["name"]: e for e in json.loads(run_cli(
+        "env", "list", "--json", "--data-dir", str(srv.data_dir)).stdout)["result"]["envs"]}
+    assert {k: v for k, v in listed[built].items() if k != "size"} == \
+        {k: v for k, v in original[built].items() if k != "size"}
+    imported = subprocess.run([str(restored / "envs" / built / "bin" / "python"), "-c",
+                               "import epe_envtest_pkg; print(epe_envtest_pkg.VALUE)"],
+                              capture_output=True, text=True, check=True)
+    assert imported.stdout == "42\n"
 
 
 # -- pools: started when needed, stopped when idle; environments outlive restarts ----------
@@ -472,24 +489,24 @@ def test_a_failed_cli_build_exits_1_with_pips_message(srv: EpeServer, wheels: Pa
 
 def test_pools_start_on_first_use_and_stop_when_idle_and_envs_survive_a_restart(
         places: Callable[[], Path], wheels: Path) -> None:
-    srv = EpeServer(places(), {"EPE_ENV_WORKERS": "1", "EPE_ENV_IDLE_TIMEOUT": "1"}).start()
+    server = EpeServer(places(), {"EPE_ENV_WORKERS": "1", "EPE_ENV_IDLE_TIMEOUT": "1"}).start()
     try:
-        _name, admin = srv.new_client(admin=True)
+        _name, admin = server.new_client(admin=True)
         with admin:
             name = unique_name("env")
             assert create(admin, name, packages=["epe_envtest_pkg"],
                           findLinks=str(wheels)).status_code == 200
-            folder = (srv.data_dir / "envs" / name).absolute()
+            folder = (server.data_dir / "envs" / name).absolute()
             assert env_processes(folder) == set()  # not started before a run needs it
             assert run(admin, IMPORTS_IT, name).json() == {"result": 42}
             assert env_processes(folder) != set()
             wait_for(lambda: env_processes(folder) == set(), timeout=60)
             assert run(admin, IMPORTS_IT, name).json() == {"result": 42}  # started again
-        srv.stop()
-        srv.start()
-        user, password = srv.add_user(admin=True)
-        with srv.client(user, password) as admin:
+        server.stop()
+        server.start()
+        user, password = server.add_user(admin=True)
+        with server.client(user, password) as admin:
             assert name in envs(admin)
             assert run(admin, IMPORTS_IT, name).json() == {"result": 42}
     finally:
-        srv.stop()
+        server.stop()

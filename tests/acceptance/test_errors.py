@@ -9,9 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serverproc import API, TOKEN_URL, EpeServer
-
-ROOT = "/oml/api/py-scripts"
+from tests.serverproc import API, ROOT, TOKEN_URL, EpeServer
 
 
 @pytest.fixture(scope="module")

@@ -23,33 +23,13 @@ import numpy as np
 import pytest
 from PIL import Image  # matplotlib's own dependency: it writes PNGs through Pillow's reader
 
-from tests.serverproc import API, EpeServer, assert_error, iris_csv, put_table, wait_for
+from tests.oracle_examples import RANDOM_RED_DOTS
+from tests.serverproc import API, API1, EpeServer, assert_error, iris_csv, put_table, wait_for
 
-V1 = API.replace("/v2", "/v1")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMAGE_KEYS = {"IMAGE", "DATA", "TITLE", "ID"}
 DEFAULT_DPI, DEFAULT_SIZE = 100, (640, 480)  # the settings' defaults: 6.4 x 4.8 in at 100 DPI
 
-# Oracle's RandomRedDots, as its do-eval documentation runs it (and `epe demo` loads it).
-RANDOM_RED_DOTS = """\
-def RandomRedDots(num_dots_1=100, num_dots_2=10):
-    import numpy as np
-    import pandas as pd
-    import matplotlib.pyplot as plt
-    d = {'id': range(1, 10), 'val': [x / 100 for x in range(1, 10)]}
-    df = pd.DataFrame(data=d)
-    fig = plt.figure(1)
-    ax = fig.add_subplot(111)
-    ax.scatter(range(0, int(num_dots_1)), np.random.rand(int(num_dots_1)), c='r')
-    fig.suptitle('Random Red Dots')
-    plt.show()
-    fig2 = plt.figure(2)
-    ax2 = fig2.add_subplot(111)
-    ax2.scatter(range(0, int(num_dots_2)), np.random.rand(int(num_dots_2)), c='r')
-    fig2.suptitle('Random Red Dots')
-    plt.show()
-    return df
-"""
 RED_DOTS_DATA = [{"id": i, "val": i / 100} for i in range(1, 10)]
 
 PLT = "import matplotlib.pyplot as plt\n"
@@ -176,7 +156,7 @@ def test_random_red_dots_oracle_example_verbatim(c: httpx.Client) -> None:
     r = c.post(f"{API}/scripts", json={"name": "RandomRedDots", "script": RANDOM_RED_DOTS,
                                        "overwrite": True})
     assert r.status_code == 201, r.text
-    r = c.post(f"{V1}/do-eval/RandomRedDots", content='{"graphicsFlag":true, "service":"LOW"}',
+    r = c.post(f"{API1}/do-eval/RandomRedDots", content='{"graphicsFlag":true, "service":"LOW"}',
                headers={"Content-Type": "application/json", "Accept": "application/json"})
     result = ok(r)
     assert isinstance(result, list) and len(result) == 2, result
@@ -290,7 +270,7 @@ def test_graphics_on_every_endpoint_sync_and_async(c: httpx.Client, endpoint: st
     assert_shape(ok(sync), expected)
     # The job's result is what the sync call answered, byte for byte: drawing is
     # deterministic, and Agg writes the same PNG for the same figure.
-    answer = job_answer(c, submit(c, f"{V1}/{endpoint}", body))
+    answer = job_answer(c, submit(c, f"{API1}/{endpoint}", body))
     assert answer.status_code == 200, answer.text[:2000]
     assert answer.json() == sync.json()
 

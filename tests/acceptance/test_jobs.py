@@ -21,6 +21,7 @@ import pytest
 
 from tests.serverproc import (
     API,
+    API1,
     EpeServer,
     assert_error,
     iris_csv,
@@ -29,7 +30,6 @@ from tests.serverproc import (
     wait_for,
 )
 
-V1 = API.replace("/v2", "/v1")
 DELETED = {"result": "job deleted successfully"}
 STATUSES = {"PENDING", "RUNNING", "FINISH", "FAILED", "CANCELLED", "TIMEOUT"}
 ELAPSED = re.compile(r"^\d{2,}:[0-5]\d:[0-5]\d$")
@@ -72,7 +72,7 @@ def created(c: httpx.Client, r: httpx.Response, path: str) -> str:
     assert r.status_code == 201, r.text
     assert r.content == b""
     url = r.headers["Location"]
-    version = "/v1/" if path.startswith(V1) else "/v2/"
+    version = "/v1/" if path.startswith(API1) else "/v2/"
     prefix = f"{c.base_url}".rstrip("/") + API.replace("/v2", version) + "jobs/"
     assert url.startswith(prefix), (url, prefix)
     # Clients append "/result": the URL ends in the id, with no query or trailing slash.
@@ -168,9 +168,9 @@ def test_oracle_async_group_apply_example_verbatim(server: EpeServer) -> None:
     _user, c = server.new_client()
     with c:
         put_table(c, "IRIS", iris_csv())
-        r = c.post(f"{V1}/scripts", json={"name": "group_count", "script": GROUP_COUNT})
+        r = c.post(f"{API1}/scripts", json={"name": "group_count", "script": GROUP_COUNT})
         assert r.status_code == 201, r.text
-        path = f"{V1}/group-apply/group_count"
+        path = f"{API1}/group-apply/group_count"
         r = c.post(path, content=ORACLE_ASYNC_BODY,
                    headers={"Content-Type": "application/json", "Accept": "application/json"})
         url = created(c, r, path)
@@ -210,7 +210,7 @@ RUNS: list[tuple[str, dict[str, Any]]] = [
 
 
 @pytest.mark.parametrize("operation, body", RUNS, ids=[op for op, _ in RUNS])
-@pytest.mark.parametrize("version", [API, V1], ids=["v2", "v1"])
+@pytest.mark.parametrize("version", [API, API1], ids=["v2", "v1"])
 def test_async_on_every_run_endpoint(c: httpx.Client, version: str, operation: str,
                                      body: dict[str, Any]) -> None:
     """201, empty body, absolute Location in the same version; the result is the sync
@@ -293,7 +293,7 @@ def test_result_of_a_finished_job_is_served_again(c: httpx.Client) -> None:
 def test_unknown_job_is_404(c: httpx.Client) -> None:
     for r in (c.get(f"{API}/jobs/nosuchjob"), c.get(f"{API}/jobs/nosuchjob/result"),
               c.get(f"{API}/jobs/nosuchjob/log"), c.delete(f"{API}/jobs/nosuchjob"),
-              c.get(f"{V1}/jobs/nosuchjob")):
+              c.get(f"{API1}/jobs/nosuchjob")):
         assert_error(r, 404, 4004)
 
 
@@ -592,10 +592,15 @@ def test_a_job_is_its_submitters_alone(c: httpx.Client, server: EpeServer) -> No
 # -- 7. restarts -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "kill-9"])
-def test_restart_keeps_finished_jobs_and_fails_unfinished_ones(
-        make_server: Callable[..., EpeServer], sig: signal.Signals) -> None:
-    srv = make_server(EPE_JOB_CONCURRENCY_LOW="1")
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGTERM twice", "kill-9"])
+def test_restart_keeps_finished_jobs_fails_the_running_one_and_runs_the_waiting_ones(
+        make_server: Callable[..., EpeServer], stop: str) -> None:
+    # SIGTERM: the sleeper outlasts the drain's grace (1 s) and is stopped; a second
+    # SIGTERM ends a long grace at once; kill -9: the sleeper is found running when the
+    # server starts again. Either way it ends FAILED, and the jobs that waited behind it
+    # run after the restart (docs/deploy.md#restarting-without-losing-work).
+    grace = "600" if stop == "SIGTERM twice" else "1"
+    srv = make_server(EPE_JOB_CONCURRENCY_LOW="1", EPE_SHUTDOWN_GRACE=grace)
     user, password = srv.add_user()
     with srv.client(user, password) as c:
         finished = submit(c, f"{API}/do-eval", {"script": QUICK, "parameters": '{"n": 13}'})
@@ -605,20 +610,49 @@ def test_restart_keeps_finished_jobs_and_fails_unfinished_ones(
         assert failed_answer.status_code == 400
         running = submit(c, f"{API}/do-eval", {"script": SLEEPER})
         wait_status(c, running, "RUNNING")
-        pending = submit(c, f"{API}/do-eval", {"script": QUICK})
-        assert status_of(c, pending) == "PENDING"
-    assert srv.proc is not None
-    workers = children(srv.proc.pid)
-    srv.stop(sig)
+        pending = [submit(c, f"{API}/do-eval", {"script": QUICK, "parameters": f'{{"n": {n}}}'})
+                   for n in (3, 4)]
+        assert {status_of(c, url) for url in pending} == {"PENDING"}
+        assert srv.proc is not None
+        workers = children(srv.proc.pid)
+        if stop == "SIGTERM twice":
+            drain_then_stop_again(srv, c, running)
+    srv.stop(signal.SIGKILL if stop == "kill-9" else signal.SIGTERM)
     old_url = srv.url
     try:
         srv.start()
-        if sig == signal.SIGTERM:  # a clean stop takes its workers with it
+        if stop != "kill-9":  # a clean stop takes its workers with it
             wait_for(lambda: not any(alive(p) for p in workers), 10)
-        check_after_restart(srv, user, password, old_url, finished, failed, running, pending,
-                            failed_answer.json())
+        why = check_after_restart(srv, user, password, old_url, finished, failed, running,
+                                  pending, failed_answer.json())
+        assert ("second stop signal" in why) == (stop == "SIGTERM twice"), why
     finally:
         kill_survivors(workers)
+
+
+def drain_then_stop_again(srv: EpeServer, c: httpx.Client, running: str) -> None:
+    """A first SIGTERM with a sync run under way: the server drains. It is unready, refuses
+    new runs and jobs (503, Retry-After), serves the rest, and the run finishes; the job
+    still runs, for its grace is long. A second SIGTERM is the caller's."""
+    def runs_started() -> int:
+        return sum("epe.run: do_eval" in line for line in srv.output)
+
+    started = runs_started()
+    with ThreadPoolExecutor(1) as pool:
+        under_way = pool.submit(c.post, f"{API}/do-eval", json={
+            "script": "import time\ndef f():\n    time.sleep(1)\n    return 'rested'\n"})
+        wait_for(lambda: runs_started() > started)
+        assert srv.proc is not None
+        srv.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: c.get("/health/ready").status_code == 503)
+        for r in (c.post(f"{API}/do-eval", json={"script": QUICK}),
+                  c.post(f"{API}/do-eval", json={"script": QUICK, "asyncFlag": True})):
+            assert_error(r, 503, 5003)
+            assert int(r.headers["Retry-After"]) >= 1
+        assert c.get(running).status_code == 202
+        r = under_way.result(60)
+        assert (r.status_code, r.json()) == (200, {"result": "rested"}), r.text
+    assert srv.proc.poll() is None  # the job under way holds the server: its grace is long
 
 
 def kill_survivors(pids: set[int]) -> None:
@@ -629,8 +663,9 @@ def kill_survivors(pids: set[int]) -> None:
 
 
 def check_after_restart(srv: EpeServer, user: str, password: str, old_url: str,
-                        finished: str, failed: str, running: str, pending: str,
-                        failed_answer: dict[str, Any]) -> None:
+                        finished: str, failed: str, running: str, pending: list[str],
+                        failed_answer: dict[str, Any]) -> str:
+    """Checks the jobs after a restart; why the running one failed."""
     assert srv.url  # a new port: every URL below is rebuilt from the job id
     base = f"{srv.url}{API}/jobs/"
 
@@ -642,23 +677,25 @@ def check_after_restart(srv: EpeServer, user: str, password: str, old_url: str,
         assert (r.status_code, r.json()) == (200, {"result": 169})
         r = result(c, moved(failed))
         assert (r.status_code, r.json()) == (400, failed_answer)
-        for url in (running, pending):
+        r = result(c, moved(running))
+        body = assert_error(r, 400, 1015)  # an error answer, not our bug (500)
+        assert "server stopped" in body["errorMessage"], body
+        for url, n in zip(pending, (3, 4), strict=True):
             r = result(c, moved(url))
-            assert 400 <= r.status_code < 500, r.text  # an error answer, not our bug (500)
-            body = assert_error(r, r.status_code)
-            assert "server stopped" in body["errorMessage"], body
+            assert (r.status_code, r.json()) == (200, {"result": n * n})
         jobs = listed(c)
         assert {k: j["status"] for k, j in jobs.items()} == {
             job_id(finished): "FINISH", job_id(failed): "FAILED",
-            job_id(running): "FAILED", job_id(pending): "FAILED"}
-        # Nothing was re-run behind the user's back.
-        assert not [line for line in srv.output if "epe.run:" in line], srv.output
+            job_id(running): "FAILED", **{job_id(url): "FINISH" for url in pending}}
+        # The job that was running was not re-run behind the user's back.
+        assert not [line for line in srv.output if f"job {job_id(running)} runs" in line]
         # The result files were written whole: no temporary file is left over.
         assert not list((srv.data_dir / "jobs").rglob("*.tmp"))
         # And the server takes new work.
         url = submit(c, f"{API}/do-eval", {"script": QUICK, "parameters": '{"n": 2}'})
         assert url.startswith(base) and not url.startswith(old_url)
         assert result(c, url).json() == {"result": 4}
+        return str(body["errorMessage"])
 
 
 def test_kill_9_leaves_no_user_code_running(make_server: Callable[..., EpeServer]) -> None:

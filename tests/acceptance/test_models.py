@@ -4,7 +4,8 @@ An ONNX classifier and regressor made by skl2onnx from scikit-learn models fitte
 IRIS, uploaded in Oracle's zip and scored over HTTP, answer what scikit-learn
 answers; so does a PYTHON model saved in a datastore by a function, with and
 without a scoring script. An endpoint's OpenAPI document validates and names its
-columns; other users are refused what is not shared; bad records and uploads are
+columns; other users are refused what is not shared or granted to them (or a group
+of theirs, while they are in it); bad records and uploads are
 400s naming what is wrong; a batch scoring job writes the table scikit-learn would,
 and a reader never sees half of it, on DuckDB and on PostgreSQL.
 
@@ -32,7 +33,15 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from tests.serverproc import API, EpeServer, assert_error, iris_csv, put_table, wait_for
+from tests.serverproc import (
+    API,
+    EpeServer,
+    assert_error,
+    iris_csv,
+    put_table,
+    unique_name,
+    wait_for,
+)
 
 OML = "/omlmod/v1"
 FEATURES = ["SEPAL_LENGTH", "SEPAL_WIDTH", "PETAL_LENGTH", "PETAL_WIDTH"]
@@ -273,6 +282,116 @@ def test_another_user_is_refused_an_unshared_model_and_may_score_a_shared_one(
         o.post(f"{OML}/jobs/{job}/action", json={"action": "RUN"})
         (run,) = finished_runs(o, job, 1)
         assert (run["status"], run["rows"]) == ("FINISH", 10), run
+
+
+# -- grants ------------------------------------------------------------------------------------
+
+
+def refused_or_scored(c: httpx.Client, uri: str, iris: Iris) -> int:
+    """The status of one score call: 200, or the 404 of a model one may not score."""
+    r = c.post(f"{OML}/deployment/{uri}/score", json={"inputRecords": iris.records()[:1]})
+    if r.status_code != 200:
+        assert_error(r, 404)
+    return r.status_code
+
+
+def test_a_model_granted_to_a_user_is_theirs_to_score_until_revoked(
+        server: EpeServer, owner: tuple[str, httpx.Client], iris: Iris,
+        iris_endpoint: str) -> None:
+    c = owner[1]
+    model = c.get(f"{OML}/deployment/{iris_endpoint}").json()["modelId"]
+    grants = f"{OML}/models/{model}/grants"
+    bob, b = server.new_client()
+    carol, o = server.new_client()
+    with b, o:
+        assert refused_or_scored(b, iris_endpoint, iris) == 404
+        # Only the owner grants: not a user who cannot see it, nor one it is granted to.
+        assert_error(b.post(grants, json={"user": bob}), 404)
+        r = c.post(grants, json={"user": bob.lower()})
+        assert r.json() == {"result": {"modelId": model, "user": bob}}, r.text
+        assert_error(b.post(grants, json={"user": carol}), 404)
+        assert_error(b.delete(f"{grants}/user/{bob}"), 404)
+        assert c.get(grants).json()["result"] == {"modelId": model, "users": [bob],
+                                                  "groups": []}
+        assert refused_or_scored(b, iris_endpoint, iris) == 200
+        assert b.get(f"{OML}/models/{model}").status_code == 200
+        assert model in [m["modelId"] for m in b.get(f"{OML}/models").json()["items"]]
+        assert iris_endpoint in [e["uri"] for e in b.get(f"{OML}/deployment").json()["items"]]
+        assert b.get(f"{OML}/deployment/{iris_endpoint}/api").status_code == 200
+        # ... to score, not to own: neither undeploying nor deleting it.
+        assert_error(b.delete(f"{OML}/deployment/{iris_endpoint}"), 404)
+        assert_error(b.delete(f"{OML}/models/{model}"), 404)
+        for refused in (o.get(f"{OML}/models/{model}"),
+                        o.get(f"{OML}/deployment/{iris_endpoint}/api")):
+            assert_error(refused, 404)
+        assert refused_or_scored(o, iris_endpoint, iris) == 404
+        # A batch scoring job of the grantee's scores their own table with it, while the
+        # grant lasts: each run asks again.
+        put_parquet(b, "BOBS", iris_table(iris, 5))
+        job = scoring_job(b, job_body("bobs", model, "BOBS", "BOBS_OUT",
+                                      start=time.time() + 86400, repeat="FREQ=DAILY"))
+        assert_error(o.post(f"{OML}/jobs", json=job_body(
+            "carols", model, "BOBS", "X", start=time.time(), repeat="FREQ=DAILY")), 404)
+        b.post(f"{OML}/jobs/{job}/action", json={"action": "RUN"})
+        (run,) = finished_runs(b, job, 1)
+        assert (run["status"], run["rows"]) == ("FINISH", 5), run
+        # Granted to everyone (PUBLIC), then not.
+        assert c.post(grants, json={"user": None}).json()["result"]["user"] == "PUBLIC"
+        assert refused_or_scored(o, iris_endpoint, iris) == 200
+        assert c.delete(f"{grants}/user/PUBLIC").status_code == 200
+        assert refused_or_scored(o, iris_endpoint, iris) == 404
+        r = c.delete(f"{grants}/user/{bob}")
+        assert r.json() == {"result": {"modelId": model, "user": bob, "revoked": True}}
+        assert refused_or_scored(b, iris_endpoint, iris) == 404
+        assert_error(b.get(f"{OML}/models/{model}"), 404)
+        b.post(f"{OML}/jobs/{job}/action", json={"action": "RUN"})
+        runs = finished_runs(b, job, 2)
+        assert runs[0]["status"] == "FAILED" and "granted" in runs[0]["errorMessage"], runs
+        assert "not granted" in assert_error(c.delete(f"{grants}/user/{bob}"), 404)[
+            "errorMessage"]
+        assert b.delete(f"{OML}/jobs/{job}").status_code == 200
+
+
+def test_a_model_granted_to_a_group_is_scored_by_its_members_while_they_are(
+        server: EpeServer, owner: tuple[str, httpx.Client], iris: Iris,
+        iris_endpoint: str) -> None:
+    owner_name, c = owner
+    model = c.get(f"{OML}/deployment/{iris_endpoint}").json()["modelId"]
+    grants = f"{OML}/models/{model}/grants"
+    group = unique_name("SCORERS")  # the server is shared: a group of this test's own
+    members = f"/omlusers/api/v1/groups/{group}/members"
+    admin, a = server.new_client(admin=True)
+    dave, d = server.new_client()
+    with a, d:
+        r = c.post(grants, json={"group": group.lower()})
+        assert r.json() == {"result": {"modelId": model, "group": group}}, r.text
+        assert c.get(grants).json()["result"]["groups"] == [group]
+        assert refused_or_scored(d, iris_endpoint, iris) == 404
+        assert a.put(f"{members}/{dave}").status_code == 200
+        assert refused_or_scored(d, iris_endpoint, iris) == 200
+        # Membership is looked up at each call: it ends, and so does scoring, at once.
+        assert a.delete(f"{members}/{dave}").status_code == 200
+        assert refused_or_scored(d, iris_endpoint, iris) == 404
+        assert a.put(f"{members}/{dave}").status_code == 200
+        r = c.delete(f"{grants}/group/{group}")
+        assert r.json() == {"result": {"modelId": model, "group": group, "revoked": True}}
+        assert refused_or_scored(d, iris_endpoint, iris) == 404
+        # An admin grants and revokes any user's model as its owner would.
+        assert a.post(grants, json={"user": dave}).status_code == 200
+        assert refused_or_scored(d, iris_endpoint, iris) == 200
+        assert c.get(grants).json()["result"]["users"] == [dave]
+        assert a.delete(f"{grants}/user/{dave}").status_code == 200
+        assert refused_or_scored(d, iris_endpoint, iris) == 404
+        assert a.delete(f"{members}/{dave}").status_code == 200
+
+        # The audit trail has the admin's grant and revoke, of the owner's model.
+        def trail() -> list[tuple[str, str, str]] | None:
+            r = a.get("/omlusers/api/v1/audit", params={"kind": "model", "user": admin})
+            made = [(e["action"], e["owner"], e["details"].get("grantee"))
+                    for e in r.json()["result"]["items"] if e["name"] == model]
+            return made if len(made) == 2 else None
+
+        assert wait_for(trail) == [("grant", owner_name, dave), ("revoke", owner_name, dave)]
 
 
 # -- what is refused ----------------------------------------------------------------------------

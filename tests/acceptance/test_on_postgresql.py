@@ -12,7 +12,6 @@ the job queue's admission limit included.
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -67,7 +66,6 @@ from tests.acceptance.test_tokens import (  # noqa: F401
     test_revoking_a_refreshed_token_refuses_it,
 )
 from tests.acceptance.test_users import (  # noqa: F401
-    admin,
     test_admin_creates_a_user_who_can_log_in,
     test_cli_user_add_works_while_the_server_runs,
     test_delete_user,
@@ -99,11 +97,11 @@ def srv(server: EpeServer) -> EpeServer:
     return server
 
 
-def test_restart_after_kill_9_keeps_finished_jobs_and_fails_unfinished_ones(
+def test_restart_after_kill_9_keeps_finished_jobs_fails_the_running_one_and_runs_the_rest(
         make_server: Callable[..., EpeServer]) -> None:
     # kill -9 alone here: a clean stop differs from SQLite's by one query.
-    jobs.test_restart_keeps_finished_jobs_and_fails_unfinished_ones(make_server,
-                                                                    signal.SIGKILL)
+    jobs.test_restart_keeps_finished_jobs_fails_the_running_one_and_runs_the_waiting_ones(
+        make_server, "kill-9")
 
 
 @pytest.fixture

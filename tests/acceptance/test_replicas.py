@@ -1,7 +1,8 @@
 """Several ``epe serve`` on one PostgreSQL database are one service (docs/deploy.md):
 tokens, revokes and user deletions, scripts, grants, datastores and jobs are shared;
 a burst submitted to one replica is partly run by the other; a replica killed with
-``kill -9`` leaves no job hung; racing writes through both answer 201/409, never 500.
+``kill -9`` leaves no job hung, and the jobs that waited on it run on the other; racing
+writes through both answer 201/409, never 500.
 Each replica has a data folder of its own, as on separate machines.
 
 Nothing here asserts on elapsed time. "Within one second" is checked as: one second
@@ -260,7 +261,7 @@ def test_racing_writes_through_both_replicas_answer_201_or_409(
 # -- a replica dies -------------------------------------------------------------------------
 
 
-def test_kill_9_of_the_replica_running_a_job_fails_it_through_the_survivor(
+def test_kill_9_of_the_replica_running_a_job_fails_it_and_its_waiting_job_runs_elsewhere(
         postgres: PostgresServer, tmp_path: Path) -> None:
     pair = start_replicas(postgres.new_database(migrated=True), tmp_path)
     workers: set[int] = set()
@@ -272,6 +273,13 @@ def test_kill_9_of_the_replica_running_a_job_fails_it_through_the_survivor(
             wait_status(on_a, url, "RUNNING")
         victim = wait_for(lambda: next((r for r in pair if ran_here(r, job_id(url))), None))
         survivor = pair[1] if victim is pair[0] else pair[0]
+        # Both busy (one job at a time each): a job accepted by the victim waits there.
+        with client(survivor, tokens[pair.index(survivor)]) as on_s, \
+                client(victim, tokens[pair.index(victim)]) as on_v:
+            busy = submit(on_s, f"{API}/do-eval", {"script": SLEEPER})
+            wait_for(lambda: ran_here(survivor, job_id(busy)))
+            waiting = submit(on_v, f"{API}/do-eval", {"script": QUICK, "parameters": '{"n": 6}'})
+            assert status_of(on_v, waiting) == "PENDING"
         assert victim.proc is not None
         workers = children(victim.proc.pid)
         victim.stop(signal.SIGKILL)
@@ -281,6 +289,13 @@ def test_kill_9_of_the_replica_running_a_job_fails_it_through_the_survivor(
             body = assert_error(c.get(there + "/result"), 400)
             assert "server stopped" in body["errorMessage"], body
             assert c.get(there).status_code == 302
+            # The job that waited on the victim had not started: it is not lost, but run
+            # by the survivor once it has room.
+            waited = survivor.url + waiting[len(victim.url):]
+            assert status_of(c, waited) == "PENDING"
+            assert c.delete(busy).json() == DELETED
+            assert result(c, waited).json() == {"result": 36}
+            assert ran_here(survivor, job_id(waiting))
             # The survivor serves on, and has its capacity.
             fresh = submit(c, f"{API}/do-eval", {"script": QUICK, "parameters": '{"n": 5}'})
             assert result(c, fresh).json() == {"result": 25}

@@ -10,18 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serverproc import EpeServer, assert_error, unique_name
+from tests.serverproc import ROOT, EpeServer, assert_error, unique_name
 
-ROOT = "/oml/api/py-scripts"
 VERSIONS = ["v1", "v2"]
 NewClient = Callable[[], tuple[str, httpx.Client]]
-
-
-@pytest.fixture(scope="module")
-def admin(server: EpeServer) -> Iterator[httpx.Client]:
-    _name, client = server.new_client(admin=True)
-    with client:
-        yield client
 
 
 @pytest.fixture

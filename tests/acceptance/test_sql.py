@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.oracle_examples import BUILD_LM
 from tests.serverproc import (
     API,
     EpeServer,
@@ -26,16 +27,6 @@ from tests.serverproc import (
     unique_name,
     wait_for,
 )
-
-# Oracle's lab: fit in table-apply, keep the model in a datastore.
-BUILD_LM = (
-    "def build_lm(dat, dsname):\n"
-    "    import oml\n"
-    "    from sklearn.linear_model import LinearRegression\n"
-    "    regr = LinearRegression()\n"
-    '    regr.fit(dat[["SEPAL_WIDTH", "PETAL_LENGTH", "PETAL_WIDTH"]], dat["SEPAL_LENGTH"])\n'
-    "    oml.ds.save(objs={'regr': regr}, name=dsname, overwrite=True)\n"
-    "    return str(regr)\n")
 
 # Oracle's pyqFun1 (its pyqEval and output-format examples).
 PYQ_FUN1 = (
@@ -147,7 +138,7 @@ def test_the_labs_datastore_contents_after_build_lm(oml: httpx.Client,
     r = oml.post(f"{API}/table-apply/build_lm",
                  json={"input": "select * from IRIS", "parameters": '{"dsname":"ds_pymodel"}'})
     assert r.status_code == 200, r.text
-    assert r.json()["result"] == "LinearRegression()"
+    assert len(r.json()["result"]["coef"]) == 3
     rows = query(oml, "SELECT * FROM ALL_PYQ_DATASTORE_CONTENTS")
     assert list(rows[0]) == ["DSOWNER", "DSNAME", "OBJNAME", "CLASS", "OBJSIZE", "LENGTH",
                              "NROW", "NCOL"]

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.serverproc import API, EpeServer, run_cli, unique_name
+from tests.serverproc import API, API1, EpeServer, run_cli, unique_name
 
 CSV = {"Content-Type": "text/csv"}
 PARQUET = {"Content-Type": "application/vnd.apache.parquet"}
@@ -81,7 +81,7 @@ def test_json_records_upload(client: httpx.Client) -> None:
 
 
 def test_v1_answers_too(client: httpx.Client) -> None:
-    v1, name = API.replace("/v2", "/v1"), unique_name("T")
+    v1, name = API1, unique_name("T")
     assert client.put(f"{v1}/tables/{name}", content=b"X\n1\n", headers=CSV).status_code == 201
     assert client.get(f"{API}/tables/{name}").json()["result"]["rows"] == 1
 

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import jwt
 import pytest
 
+from epe.api.deps import TOKEN_FREE
 from tests.serverproc import API, TOKEN_URL, EpeServer, assert_error, unique_name, wait_for
 
 REVOKE_URL = TOKEN_URL + "/revoke"
 PROBE = f"{API}/scripts"  # any endpoint that needs a token
 NewUser = Callable[..., tuple[str, str]]
-
-
-@pytest.fixture(scope="module")
-def admin(server: EpeServer) -> Iterator[httpx.Client]:
-    _name, client = server.new_client(admin=True)
-    with client:
-        yield client
 
 
 @pytest.fixture
@@ -320,3 +315,20 @@ def test_deleted_users_token_stops_working(server: EpeServer, new_user: NewUser,
     assert_error(probe(server, token), 401)
     assert_error(refresh(server, token), 401)
     assert_error(password_grant(server, user, password), 401)
+
+
+def test_only_the_token_free_paths_answer_without_a_token(server: EpeServer) -> None:
+    """Every operation of the OpenAPI document, asked without a token: 401 unless its path
+    is on the one list (``api.deps.TOKEN_FREE``), which is then never 401; the pages
+    outside the document answer too."""
+    with server.http() as anonymous:
+        document = anonymous.get("/openapi.json").json()
+        for path, methods in document["paths"].items():
+            concrete = re.sub(r"\{jobId\}", "0" * 32, re.sub(r"\{(?!jobId)\w+\}", "X", path))
+            for method in methods:
+                r = anonymous.request(method.upper(), concrete)
+                assert (r.status_code == 401) == (path not in TOKEN_FREE), (method, path, r.text)
+        pages = [p for p in TOKEN_FREE if p not in document["paths"]]
+        for page in pages:
+            asked = page + "console.js" if page.endswith("/assets/") else page
+            assert anonymous.get(asked).status_code in (200, 307), asked

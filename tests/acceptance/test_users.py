@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -11,13 +10,6 @@ import pytest
 from tests.serverproc import API, TOKEN_URL, EpeServer, assert_error, run_cli, unique_name
 
 USERS = "/omlusers/api/v1/users"
-
-
-@pytest.fixture(scope="module")
-def admin(server: EpeServer) -> Iterator[httpx.Client]:
-    _name, client = server.new_client(admin=True)
-    with client:
-        yield client
 
 
 def login(srv: EpeServer, user: str, password: str) -> httpx.Response:

@@ -364,6 +364,19 @@ def test_models_endpoints_a_scored_record_and_a_scoring_job(signed_in: Page,
     job.get_by_role("button", name="Run now").click()
     job.get_by_role("button", name="Runs").click()
     expect(page.get_by_role("table", name="runs of console_job")).to_contain_text("FINISH")
+    # The owner grants the model to a group and takes it back, with the scripts' control.
+    page.get_by_role("link", name="console_iris").click()
+    described = page.get_by_role("article", name="model console_iris")
+    expect(described).to_contain_text(model)
+    grants = described.get_by_role("region", name="grants")
+    grants.get_by_label("Grant to user").fill("analysts")
+    grants.get_by_role("button", name="Grant to group").click()
+    expect(grants.get_by_role("status")).to_have_text("Granted to group ANALYSTS.")
+    expect(grants.get_by_role("listitem")).to_have_text("group ANALYSTS Revoke")
+    assert api.get(f"/omlmod/v1/models/{model}/grants").json()["result"]["groups"] == \
+        ["ANALYSTS"]
+    grants.get_by_role("button", name="Revoke").click()
+    expect(grants.get_by_text("Nobody: it is private.")).to_be_visible()
 
 
 class GatedWheels(http.server.SimpleHTTPRequestHandler):

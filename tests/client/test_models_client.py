@@ -98,3 +98,36 @@ def test_the_cli_uploads_deploys_scores_and_lists(env: dict[str, str], iris: pd.
     assert "cli_job" in epe("model", "job", "list")
     assert json.loads(epe("model", "job", "disable", job)) == {"jobStatus": "DISABLED"}
     assert "deleted" in epe("model", "job", "drop", job)
+
+
+def test_grants_from_the_client_and_the_cli(server: EpeServer, env: dict[str, str],
+                                            connected: None, iris: pd.DataFrame) -> None:
+    x = iris[FEATURES].to_numpy(dtype=np.float32)
+    clf = LogisticRegression(max_iter=500).fit(x, iris["SPECIES"])
+    model_id = oml.models.store(onnx_zip(clf, x[:1], {"function": "classification",
+                                                       "inputColumns": FEATURES}), "granted")
+    other, password = server.add_user()
+    with server.client(other, password) as o:
+        assert o.get(f"/omlmod/v1/models/{model_id}").status_code == 404
+        oml.models.grant(model_id, other.lower())
+        oml.models.grant(model_id, group="analysts")
+        assert oml.models.grants(model_id) == {"users": [other], "groups": ["ANALYSTS"]}
+        assert o.get(f"/omlmod/v1/models/{model_id}").status_code == 200
+        with pytest.raises(ValueError, match="a user"):
+            oml.models.grant(model_id)
+        runner = CliRunner()
+
+        def epe(*args: str) -> str:
+            result = runner.invoke(cli, ["model", *args], env=env, catch_exceptions=False)
+            assert result.exit_code == 0, result.output
+            return result.output
+
+        assert f"user   {other}" in epe("grants", model_id)
+        assert f"revoked from {other}" in epe("revoke", model_id, "--user", other)
+        assert "revoked from group ANALYSTS" in epe("revoke", model_id, "--group", "analysts")
+        assert "granted to PUBLIC" in epe("grant", model_id, "--user", "public")
+        assert oml.models.grants(model_id) == {"users": ["PUBLIC"], "groups": []}
+        oml.models.revoke(model_id, "PUBLIC")
+        assert o.get(f"/omlmod/v1/models/{model_id}").status_code == 404
+    assert runner.invoke(cli, ["model", "grant", model_id], env=env).exit_code == 2
+    oml.models.drop(model_id)

@@ -26,6 +26,7 @@ from sklearn import datasets
 from sklearn.linear_model import LinearRegression
 
 from epe import oml  # the notebook: import oml
+from tests.oracle_examples import RANDOM_RED_DOTS, notebook_function
 from tests.serverproc import EpeServer
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -125,23 +126,8 @@ def compute_random_mean(index):
     return mean(res[1])
 
 
-def RandomRedDots(num_dots_1=100, num_dots_2=10):
-    import matplotlib.pyplot as plt
-    import numpy as np
-    import pandas as pd
-    d = {'id': range(1, 10), 'val': [x / 100 for x in range(1, 10)]}
-    df = pd.DataFrame(data=d)
-    fig = plt.figure(1)
-    ax = fig.add_subplot(111)
-    ax.scatter(range(0, int(num_dots_1)), np.random.rand(int(num_dots_1)), c='r')
-    fig.suptitle("Random Red Dots")
-    plt.show()
-    fig2 = plt.figure(2)
-    ax2 = fig2.add_subplot(111)
-    ax2.scatter(range(0, int(num_dots_2)), np.random.rand(int(num_dots_2)), c='r')
-    fig2.suptitle("Random Red Dots")
-    plt.show()
-    return df
+# Oracle's RandomRedDots, the demo's copy, defined as the notebook's cell defines it.
+RandomRedDots = notebook_function(RANDOM_RED_DOTS)
 
 
 # Published output of index_apply(times=12, func=compute_random_mean): the first ten.

@@ -38,10 +38,9 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from tests.serverproc import API, EpeServer, iris_csv
+from tests.serverproc import API, ROOT, EpeServer, iris_csv
 
 EXAMPLES = 30  # generated requests per operation
-ROOT = "/oml/api/py-scripts"
 USERS = "/omlusers/api/v1/users"
 # Left out, and why: everything else in the document is fuzzed.
 EXCLUDED = {

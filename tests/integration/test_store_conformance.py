@@ -282,6 +282,44 @@ def test_automation_tokens_are_kept_by_id_and_go_with_their_user(store: Store) -
     assert store.identity.tokens(None) == []
 
 
+def test_a_model_is_open_to_its_owner_shared_or_granted_and_a_grant_goes_with_it(
+        store: Store) -> None:
+    from epe.store.models import DeploymentRecord, new_model
+
+    for user in ("ALICE", "BOB", "CAROL"):
+        store.add_user(user, "x", False)
+    fields = dict(owner="ALICE", version="1", namespace="", model_type="ONNX",
+                  function="regression", description="", signature="{}", spec="{}",
+                  script=None, size=1, digest="d" * 64)
+    private = new_model(id="1" * 36, name="private", shared=False, **fields)
+    shared = new_model(id="2" * 36, name="shared", shared=True, **fields)
+    for model in (private, shared):
+        store.models.add(model, b"x")
+    store.models.deploy(DeploymentRecord("private-uri", private.id, "ALICE", time.time()))
+
+    def sees(user: str) -> tuple[bool, list[str], list[str]]:
+        return (store.models.open_to(private, user),
+                [m.name for m in store.models.visible(user, {})],
+                [d.uri for d, _ in store.models.endpoints(user)])
+
+    assert sees("BOB") == (False, ["shared"], [])
+    assert sees("ALICE") == (True, ["private", "shared"], ["private-uri"])
+    store.grants.grant("model", "ALICE", private.id, "BOB")
+    store.grants.grant("model", "ALICE", private.id, "TEAM", "group")
+    assert sees("BOB") == (True, ["private", "shared"], ["private-uri"])
+    assert sees("CAROL") == (False, ["shared"], [])
+    store.identity.add_member("TEAM", "CAROL")
+    assert sees("CAROL") == (True, ["private", "shared"], ["private-uri"])
+    store.identity.remove_member("TEAM", "CAROL")
+    assert sees("CAROL")[0] is False  # at once: no stale cache
+    assert store.grants.revoke("model", "ALICE", private.id, "BOB") is True
+    assert sees("BOB") == (False, ["shared"], [])
+    assert not store.grants.is_granted("pyqscript", "ALICE", private.id, "TEAM")
+    store.models.undeploy("private-uri")
+    assert store.models.delete(private) is True
+    assert store.grants.grantees("model", "ALICE", "group") == {}
+
+
 def test_grants_are_per_object_type(store: Store) -> None:
     put(store, "ALICE", "s")
     store.grants.grant("datastore", "ALICE", "s", "BOB")
@@ -420,15 +458,49 @@ def test_pinned_jobs_are_claimed_only_by_their_server(store: Store) -> None:
     assert [j.id for j in store.jobs.claim("A", "LOW", 1, 60.0)] == ["pinned"]
 
 
-def test_waiting_jobs_of_a_server_whose_lease_ran_out_are_not_claimed_but_failed(
+def test_waiting_jobs_of_a_server_whose_lease_ran_out_are_claimed_not_failed(
         store: Store) -> None:
+    # A waiting job has not started: another server runs it (docs/deploy.md); one pinned
+    # to its server waits for that server to come back.
     queued(store, "orphan", server="A", lease=-1.0)
-    assert store.jobs.claim("B", "LOW", 1, 60.0) == []
-    assert store.jobs.reap("its server stopped") == ["orphan"]
-    failed = store.jobs.get("orphan")
+    queued(store, "pinned", server="A", lease=-1.0, pinned=True)
+    assert store.jobs.reap("its server stopped") == []
+    assert [j.id for j in store.jobs.claim("B", "LOW", 5, 60.0)] == ["orphan"]
+    assert [j.id for j in store.jobs.claim("A", "LOW", 5, 60.0)] == ["pinned"]
+
+
+def test_running_jobs_of_a_server_whose_lease_ran_out_are_failed(store: Store) -> None:
+    queued(store, "running", server="A")
+    assert [j.id for j in store.jobs.claim("A", "LOW", 1, -1.0)] == ["running"]  # run out
+    assert store.jobs.reap("its server stopped") == ["running"]
+    failed = store.jobs.get("running")
     assert failed is not None and failed.status is Status.FAILED
     assert (failed.error, failed.http_status) == ("its server stopped", 400)
     assert store.jobs.reap("again") == []
+
+
+def test_a_stopping_server_hands_back_its_waiting_jobs_but_the_pinned_ones(
+        store: Store) -> None:
+    queued(store, "free", server="A")
+    queued(store, "pinned", server="A", pinned=True)
+    queued(store, "running", server="A")
+    store.jobs.move("running", Status.RUNNING)
+    queued(store, "other", server="B")
+    assert store.jobs.hand_back("A") == ["free"]
+    free = store.jobs.get("free")
+    assert free is not None and free.status is Status.PENDING and free.server is None
+    assert store.jobs.renew("A", 60.0, {"free", "pinned", "running"}) == {"pinned", "running"}
+    assert [j.id for j in store.jobs.claim("C", "LOW", 5, 60.0)] == ["free", "other"]
+
+
+def test_a_server_alone_started_again_adopts_every_waiting_job(store: Store) -> None:
+    queued(store, "pinned", server="OLD", pinned=True)
+    queued(store, "handed back", server="OLD")
+    store.jobs.hand_back("OLD")
+    queued(store, "running", server="OLD")
+    store.jobs.move("running", Status.RUNNING)
+    assert sorted(store.jobs.adopt("NEW", 60.0)) == ["handed back", "pinned"]
+    assert [j.id for j in store.jobs.claim("NEW", "LOW", 5, 60.0)] == ["pinned", "handed back"]
 
 
 def test_renewing_keeps_leases_and_says_what_is_no_longer_held(store: Store) -> None:

@@ -54,6 +54,16 @@ def test_ds_has_the_signatures_functions_see(name: str) -> None:
     assert params(getattr(oml.ds, name)) == params(getattr(worker_ds, name))
 
 
+@pytest.mark.parametrize("save", [oml.ds.save, worker_ds.save], ids=["client", "worker"])
+@pytest.mark.parametrize("args, error", [
+    (({}, "ds"), TypeError), ((["x"], "ds"), TypeError),
+    (({"x": 1}, "ds", " ", None, True, True), ValueError)])
+def test_ds_save_refuses_what_oml4py_refuses_before_anything_is_sent(
+        save: Callable[..., Any], args: tuple[Any, ...], error: type[Exception]) -> None:
+    with pytest.raises(error):  # no connection, no worker channel: refused before both
+        save(*args)
+
+
 def test_grant_and_revoke_have_the_signatures_functions_see() -> None:
     from epe.runner.worker.userlib import oml as worker_oml
 

@@ -69,6 +69,26 @@ def test_a_spec_for_an_existing_name_is_a_conflict(tmp_path: Path) -> None:
         check_spec(Spec("e", ("p",)), tmp_path)
 
 
+def test_what_an_environment_was_built_from_is_kept_to_build_it_again(tmp_path: Path) -> None:
+    # A backup keeps env.json; restoring builds the environment from it (docs/deploy.md).
+    spec = Spec("e1", ("a>=1", "/w/b.whl"), "c==2\n", "d", "/wheels", False)
+    folder = tmp_path / "e1"
+    folder.mkdir()
+    env = Environment(name="e1", path=folder, id="x", description=spec.description,
+                      packages=spec.packages, created=1.0, python_version="3.11", size=1,
+                      requirements=spec.requirements, find_links=spec.find_links,
+                      no_index=spec.no_index)
+    (folder / registry.META).write_bytes(env.to_json())
+    os.close(registry.create_lock(folder))
+    kept = read(tmp_path, "e1")
+    assert kept is not None and Spec.of(kept) == spec
+    # An env.json written before these were kept reads as built from packages alone.
+    (folder / registry.META).write_bytes(b'{"id": "x", "description": "d", "packages": '
+                                         b'["p"], "created": 1.0, "python": "3.11"}')
+    older = read(tmp_path, "e1")
+    assert older is not None and Spec.of(older) == Spec("e1", ("p",), None, "d")
+
+
 def test_only_complete_environments_are_read_and_listed(tmp_path: Path) -> None:
     env = make_env(tmp_path, "e")
     (tmp_path / ".building-f-123").mkdir()

@@ -3,6 +3,9 @@ planned is refused when it is made (docs/architecture.md#adding-an-operation).""
 
 from __future__ import annotations
 
+import datetime
+from email.utils import parsedate_to_datetime
+
 import pytest
 from pydantic import Field, StrictInt
 
@@ -96,3 +99,14 @@ def test_registering_adds_the_record_once() -> None:
             register(Operation("do_eval", DoEvalRequest, "again", input=NONE, shape="single"))
     finally:
         del OPERATIONS["twice_apply"]
+
+
+def test_v1_is_retired_on_one_day_in_its_metadata_and_its_headers() -> None:
+    from epe.api.meta import VERSIONS
+    from epe.api.middleware import DEPRECATION, SUNSET
+
+    assert VERSIONS["v1"]["lifecycle"] == "DEPRECATED@2026-03-31"  # OML's own words
+    deprecated = datetime.datetime.fromtimestamp(int(DEPRECATION[1].lstrip(b"@")), datetime.UTC)
+    sunset = parsedate_to_datetime(SUNSET[1].decode())
+    assert deprecated.date() == sunset.date() == datetime.date(2026, 3, 31)
+    assert SUNSET[1] == b"Tue, 31 Mar 2026 23:59:59 GMT"

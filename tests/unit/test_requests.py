@@ -8,6 +8,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from epe.core.requests import (
+    SERVICE_LEVELS,
     DoEvalRequest,
     GrantRequest,
     GroupApplyRequest,
@@ -17,6 +18,7 @@ from epe.core.requests import (
     TableApplyRequest,
     TokenRequest,
 )
+from epe.settings import Settings
 
 
 def problems(model: type[BaseModel], body: dict[str, Any]) -> list[tuple[str, str]]:
@@ -163,3 +165,10 @@ def test_index_apply_times_is_bounded() -> None:
     assert IndexApplyRequest.model_validate({"times": MAX_TIMES}).times == MAX_TIMES
     for bad in (MAX_TIMES + 1, 10**11, 10**30):
         assert problems(IndexApplyRequest, {"times": bad}) == [("times", "less_than_equal")]
+
+
+def test_every_service_level_has_its_settings() -> None:
+    settings = Settings()
+    assert SERVICE_LEVELS == ("LOW", "MEDIUM", "HIGH")
+    assert [settings.parallel_cap(level) for level in SERVICE_LEVELS] == [2, 4, 8]
+    assert [settings.job_concurrency(level) for level in SERVICE_LEVELS] == [2, 2, 1]

@@ -1,38 +1,60 @@
-// Models (docs/models.md): the models one may see, endpoints with a form to score a
-// record, and batch scoring jobs with their runs.
+// Models (docs/models.md): the models one may see, with whom each of one's own is
+// granted to; endpoints with a form to score a record; batch scoring jobs with their
+// runs.
 import { useState } from "preact/hooks";
 import { oml, seg } from "../api.js";
 import { ConfirmButton, DataTable, ErrorBox, Json, Loading } from "../components/common.jsx";
+import { Grants } from "../components/Grants.jsx";
 import { href, useAction, useResource } from "../hooks.js";
 
-export function ModelsPage({ args }) {
+const modelHref = (id) => `${href("models")}?${new URLSearchParams({ model: id })}`;
+
+export function ModelsPage({ args, query, session }) {
   const models = useResource(() => oml.get("/models").then((b) => b.items), []);
   const endpoints = useResource(() => oml.get("/deployment").then((b) => b.items), []);
   const jobs = useResource(() => oml.get("/jobs").then((b) => b.items), [], 5000);
   const [chosen] = args;
+  const chosenModel = query?.get("model");
+  const model = models.data?.find((m) => m.modelId === chosenModel);
   return (
     <div class="split">
       <section aria-labelledby="models-title">
         <h2 id="models-title">Models</h2>
         <p class="muted small">
-          Yours and shared ones. Store one with <code>epe model upload</code> or <code>oml.models.deploy</code>.
+          Yours, shared ones and those granted to you. Store one with <code>epe model upload</code> or{" "}
+          <code>oml.models.deploy</code>.
         </p>
         <Loading resource={models} what="models" />
         {models.data?.length === 0 && <p class="muted">No models yet.</p>}
         {models.data?.length > 0 && (
-          <DataTable
-            label="models"
-            columns={["Name", "Version", "Type", "Function", "Owner", "Shared", "Model id"]}
-            rows={models.data.map((m) => [
-              m.modelName,
-              m.version,
-              m.modelType,
-              m.function,
-              m.createdBy,
-              m.shared ? "yes" : "no",
-              m.modelId,
-            ])}
-          />
+          <table class="list striped" aria-label="models">
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Version</th>
+                <th scope="col">Type</th>
+                <th scope="col">Function</th>
+                <th scope="col">Owner</th>
+                <th scope="col">Shared</th>
+              </tr>
+            </thead>
+            <tbody>
+              {models.data.map((m) => (
+                <tr class={m === model ? "selected" : ""}>
+                  <td>
+                    <a href={modelHref(m.modelId)} title={m.modelId}>
+                      {m.modelName}
+                    </a>
+                  </td>
+                  <td>{m.version}</td>
+                  <td>{m.modelType}</td>
+                  <td>{m.function}</td>
+                  <td>{m.createdBy}</td>
+                  <td>{m.shared ? "yes" : "no"}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
         )}
         <h2 id="endpoints-title">Endpoints</h2>
         <Loading resource={endpoints} what="endpoints" />
@@ -71,13 +93,58 @@ export function ModelsPage({ args }) {
         ))}
       </section>
       <section class="detail">
-        {chosen ? (
+        {model ? (
+          <Model key={model.modelId} model={model} session={session} />
+        ) : chosen ? (
           <Endpoint key={chosen} uri={chosen} />
         ) : (
-          <p class="muted">Choose an endpoint to score a record with it.</p>
+          <p class="muted">Choose a model to see it, or an endpoint to score a record with it.</p>
         )}
       </section>
     </div>
+  );
+}
+
+// A model's description; for its owner (or an admin), whom it is granted to.
+function Model({ model, session }) {
+  const mayGrant = model.createdBy === session.user || session.admin;
+  const base = `/models${seg(model.modelId)}/grants`;
+  const grants = useResource(
+    () => (mayGrant ? oml.get(base).then((b) => b.result) : Promise.resolve(null)),
+    [model.modelId, mayGrant],
+  );
+  return (
+    <article aria-label={`model ${model.modelName}`}>
+      <header>
+        <h3>
+          {model.modelName} {model.version}
+        </h3>
+        <p class="muted">
+          {model.modelType} · {model.function} · owner {model.createdBy} · {model.shared ? "shared" : "not shared"}
+        </p>
+        {model.description && <p>{model.description}</p>}
+        <p class="small">
+          Model id <code>{model.modelId}</code>
+        </p>
+      </header>
+      <DataTable
+        label={`input columns of ${model.modelName}`}
+        columns={["Column", "Type"]}
+        rows={model.inputColumns.map((c) => [c.name, c.type])}
+      />
+      {mayGrant && <Loading resource={grants} what="grants" />}
+      {mayGrant && grants.data && (
+        <Grants
+          client={oml}
+          base={base}
+          revokePath={(who, isGroup) => `${base}${seg(isGroup ? "group" : "user", who)}`}
+          grantees={grants.data.users}
+          groups={grants.data.groups}
+          verb="score"
+          onChange={grants.reload}
+        />
+      )}
+    </article>
   );
 }
 

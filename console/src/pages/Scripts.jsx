@@ -3,7 +3,8 @@
 import { useState } from "preact/hooks";
 import { api, seg } from "../api.js";
 import { CodeEditor } from "../components/CodeEditor.jsx";
-import { ConfirmButton, ErrorBox, Loading, Notice } from "../components/common.jsx";
+import { ConfirmButton, ErrorBox, Loading } from "../components/common.jsx";
+import { Grants } from "../components/Grants.jsx";
 import { go, href, useAction, useResource } from "../hooks.js";
 
 const GLOBAL = "PYQSYS";
@@ -151,82 +152,16 @@ function ScriptDetail({ name, owner, entry, me, onChange }) {
       <CodeEditor value={s.script} revision={s.script} readOnly label={`source of ${s.name}`} />
       {kind === "own" && (
         <Grants
-          name={s.name}
+          client={api}
+          base={`/scripts${seg(s.name)}/grants`}
+          revokePath={(who, isGroup) => `/scripts${seg(s.name)}/grants${isGroup ? seg("group", who) : seg(who)}`}
           grantees={entry?.grantees || []}
           groups={entry?.groupGrantees || []}
+          verb="run"
           onChange={onChange}
         />
       )}
     </article>
-  );
-}
-
-function Grants({ name, grantees, groups, onChange }) {
-  const [user, setUser] = useState("");
-  const action = useAction();
-  const grant = (who) =>
-    action.run(async () => {
-      await api.post(`/scripts${seg(name)}/grants`, { user: who });
-      setUser("");
-      onChange();
-      return `Granted to ${who || "everyone"}.`;
-    });
-  const grantGroup = (group) =>
-    action.run(async () => {
-      const answer = await api.post(`/scripts${seg(name)}/grants`, { group });
-      setUser("");
-      onChange();
-      return `Granted to group ${answer.result.group}.`;
-    });
-  const revoke = (who, isGroup) =>
-    action.run(async () => {
-      await api.del(`/scripts${seg(name)}/grants${isGroup ? seg("group", who) : seg(who)}`);
-      onChange();
-      return `Revoked from ${isGroup ? "group " : ""}${who}.`;
-    });
-  const everyone = [...grantees.map((g) => [g, false]), ...groups.map((g) => [g, true])];
-  return (
-    <section class="grants" aria-label="grants">
-      <h4>Who else may run it</h4>
-      {everyone.length === 0 ? (
-        <p class="muted">Nobody: it is private.</p>
-      ) : (
-        <ul>
-          {everyone.map(([g, isGroup]) => (
-            <li>
-              {isGroup ? `group ${g}` : g === "PUBLIC" ? "everyone (PUBLIC)" : g}{" "}
-              <button type="button" class="secondary outline small" onClick={() => revoke(g, isGroup)}>
-                Revoke
-              </button>
-            </li>
-          ))}
-        </ul>
-      )}
-      <form
-        class="inline"
-        onSubmit={(e) => {
-          e.preventDefault();
-          grant(user.trim());
-        }}
-      >
-        <input
-          aria-label="Grant to user"
-          placeholder="User or group name"
-          required
-          value={user}
-          onInput={(e) => setUser(e.currentTarget.value)}
-        />
-        <button type="submit">Grant</button>
-        <button type="button" class="secondary" disabled={!user.trim()} onClick={() => grantGroup(user.trim())}>
-          Grant to group
-        </button>
-        <button type="button" class="secondary" onClick={() => grant(null)}>
-          Grant to everyone
-        </button>
-      </form>
-      <Notice>{action.done}</Notice>
-      <ErrorBox error={action.error} />
-    </section>
   );
 }
 

@@ -6,9 +6,9 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from epe.api.deps import CallerDep, ServicesDep
+from epe.api.grants import add_grant_routes
 from epe.api.responses import json_response
 from epe.core.names import iso_date
-from epe.core.requests import GrantRequest
 from epe.store.datastores import DatastoreInfo
 
 router = APIRouter(prefix="/datastores", tags=["datastores"])
@@ -53,24 +53,4 @@ def delete_datastore(name: str, caller: CallerDep, services: ServicesDep) -> Res
     return json_response({"result": f"datastore {name} deleted"})
 
 
-@router.post("/{name}/grants")
-def grant(name: str, body: GrantRequest, caller: CallerDep, services: ServicesDep) -> Response:
-    """Let a user (``null``: everyone), or the members of a group, use one of the caller's
-    grantable datastores."""
-    if body.group is not None:
-        group = services.grants.grant_group(caller.name, "datastore", name, body.group)
-        return json_response({"result": {"name": name, "group": group}})
-    grantee = services.grants.grant(caller.name, "datastore", name, body.user)
-    return json_response({"result": {"name": name, "user": grantee}})
-
-
-@router.delete("/{name}/grants/group/{group}")
-def revoke_group(name: str, group: str, caller: CallerDep, services: ServicesDep) -> Response:
-    shown = services.grants.revoke_group(caller.name, "datastore", name, group)
-    return json_response({"result": {"name": name, "group": shown, "revoked": True}})
-
-
-@router.delete("/{name}/grants/{user}")
-def revoke(name: str, user: str, caller: CallerDep, services: ServicesDep) -> Response:
-    grantee = services.grants.revoke(caller.name, "datastore", name, user)
-    return json_response({"result": {"name": name, "user": grantee, "revoked": True}})
+add_grant_routes(router, "datastore", "use one of the caller's grantable datastores")

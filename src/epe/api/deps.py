@@ -31,6 +31,20 @@ async def get_jobs(request: Request) -> JobManager:
 JobsDep = Annotated[JobManager, Depends(get_jobs)]
 
 
+# Everything that answers without a token (docs/api.md#authentication): the token
+# endpoint and the ways to sign in, liveness and readiness, the web console's page and
+# assets, and the API reference. Every other route takes ``CallerDep`` or ``AdminDep``
+# (revoking reads the bearer token itself); the OpenAPI document marks them from this
+# list, and tests/acceptance/test_tokens.py asks every path of the document without one.
+TOKEN_FREE = (
+    "/omlusers/api/oauth2/v1/token", "/omlusers/api/v1/sign-in",
+    "/omlusers/api/v1/sign-in/oidc", "/omlusers/api/v1/sign-in/oidc/callback",
+    "/health", "/health/ready",
+    "/", "/console", "/console/assets/", "/openapi.json", "/docs", "/docs/oauth2-redirect",
+    "/redoc",
+)
+
+
 def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")

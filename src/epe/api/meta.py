@@ -11,14 +11,14 @@ from fastapi.responses import Response
 from epe.api.deps import CallerDep, ServicesDep
 from epe.api.errors import error_response
 from epe.api.responses import json_response
-from epe.core.operations import API_ROOT, OPERATIONS
+from epe.core.operations import API_ROOT, OPERATIONS, V1_RETIRED
 from epe.errors import NotFound, NotReady
 from epe.service.health import all_ready, readiness
 
 router = APIRouter(tags=["meta"])
 
 VERSIONS = {
-    "v1": {"isLatest": False, "lifecycle": "DEPRECATED@2026-03-31"},
+    "v1": {"isLatest": False, "lifecycle": f"DEPRECATED@{V1_RETIRED.isoformat()}"},
     "v2": {"isLatest": True, "lifecycle": "ACTIVE"},
 }
 
@@ -61,7 +61,11 @@ async def health(services: ServicesDep) -> Response:
 
 @router.get("/health/ready")
 async def ready(services: ServicesDep) -> Response:
-    """Readiness: the store, the data layer and the executor can serve; 503 if one cannot."""
+    """Readiness: the store, the data layer and the executor can serve; 503 if one cannot,
+    or once the server is stopping (a load balancer sends it nothing more)."""
+    if services.drain.draining:
+        return error_response(NotReady("not ready: the server is stopping (draining)",
+                                       status="draining"))
     parts = await readiness(services)
     if all_ready(parts):
         return json_response({"status": "ready", "parts": parts})

@@ -1,26 +1,32 @@
-"""ASGI middleware: each request's id, metrics and access log line; the request body
-limit (413); v1's deprecation headers; OML's tenant-scoped paths; reading form-typed
-bodies as JSON; refusing JSON bodies with lone surrogates."""
+"""ASGI middleware: each request's id, metrics and access log line; requests under way,
+for a drain; the request body limit (413); v1's deprecation headers; OML's tenant-scoped
+paths; reading form-typed bodies as JSON; refusing JSON bodies with lone surrogates."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import re
 import time
+from email.utils import format_datetime
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from epe.api.errors import error_response
-from epe.core.operations import API_ROOT
+from epe.core.operations import API_ROOT, V1_RETIRED
 from epe.errors import InvalidRequest, PayloadTooLarge
 from epe.observe import metrics
 from epe.observe.logs import REQUEST_ID, request_id_from
 
 V1_PREFIX = f"{API_ROOT}/v1"
-# RFC 9745 (Deprecation: @epoch) and RFC 8594 (Sunset): OML retired v1 on 2026-03-31.
-DEPRECATION = (b"deprecation", b"@1743465600")
-SUNSET = (b"sunset", b"Tue, 31 Mar 2026 23:59:59 GMT")
+# RFC 9745 (Deprecation: @epoch, the day it is deprecated) and RFC 8594 (Sunset: the last
+# moment it answers), both of the day OML retired v1.
+_RETIRED = datetime.datetime.combine(V1_RETIRED, datetime.time(), datetime.UTC)
+DEPRECATION = (b"deprecation", f"@{int(_RETIRED.timestamp())}".encode())
+SUNSET = (b"sunset", format_datetime(_RETIRED + datetime.timedelta(days=1, seconds=-1),
+                                     usegmt=True).encode())
+CLOSE = (b"connection", b"close")
 
 
 access = logging.getLogger("epe.access")
@@ -70,6 +76,32 @@ class Observe:
                                 "route": template, "status": status,
                                 "durationMs": round(seconds * 1000, 3)}})
             REQUEST_ID.reset(token)
+
+
+class Draining:
+    """Requests under way, counted for a stopping server's drain (``epe.service.drain``,
+    which waits for them). While it drains, every answer says ``Connection: close``:
+    the client's next request opens a connection that a load balancer sends elsewhere."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        drain = scope["app"].state.services.drain
+
+        async def closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and drain.draining:
+                message["headers"] = [*message.get("headers", ()), CLOSE]
+            await send(message)
+
+        drain.requests += 1
+        try:
+            await self.app(scope, receive, closing)
+        finally:
+            drain.requests -= 1
 
 
 def route_template(scope: Scope) -> str:

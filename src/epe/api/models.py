@@ -11,10 +11,10 @@ import orjson
 from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import Response
 
-from epe.api.deps import CallerDep, ModelsDep, ScoringJobsDep
+from epe.api.deps import CallerDep, ModelsDep, ScoringJobsDep, ServicesDep
 from epe.api.responses import json_response
 from epe.core import models as core
-from epe.core.requests import DeployRequest, JobAction, ScoringJobCreate
+from epe.core.requests import DeployRequest, GrantRequest, JobAction, ScoringJobCreate
 from epe.errors import InvalidRequest
 from epe.service import models as service
 from epe.service import schedules
@@ -94,7 +94,7 @@ def list_models(request: Request, caller: CallerDep, models: ModelsDep,
                 modelName: Annotated[str | None, Query()] = None,
                 version: Annotated[str | None, Query()] = None,
                 namespace: Annotated[str | None, Query()] = None) -> Response:
-    """The caller's models and shared ones."""
+    """The models the caller may see: their own, shared ones, and those granted to them."""
     found = models.visible(caller, modelName, version, namespace)
     return json_response({"items": [service.describe(m, base(request)) for m in found]})
 
@@ -112,6 +112,41 @@ def delete_model(modelId: ModelId, caller: CallerDep, models: ModelsDep) -> Resp
     return json_response({"result": f"model {modelId} deleted"})
 
 
+# -- grants ---------------------------------------------------------------------------------
+
+
+@router.get("/models/{modelId}/grants")
+def list_grants(modelId: ModelId, caller: CallerDep, services: ServicesDep) -> Response:
+    """Whom one of the caller's models is granted to: users (PUBLIC: everyone), groups."""
+    users, groups = services.grants.grantees(caller.name, "model", modelId)
+    return json_response({"result": {"modelId": modelId, "users": users, "groups": groups}})
+
+
+@router.post("/models/{modelId}/grants")
+def grant(modelId: ModelId, body: GrantRequest, caller: CallerDep,
+          services: ServicesDep) -> Response:
+    """Let a user (``null``: everyone), or the members of a group, see and score one of
+    the caller's models."""
+    if body.group is not None:
+        group = services.grants.grant_group(caller.name, "model", modelId, body.group)
+        return json_response({"result": {"modelId": modelId, "group": group}})
+    user = services.grants.grant(caller.name, "model", modelId, body.user)
+    return json_response({"result": {"modelId": modelId, "user": user}})
+
+
+@router.delete("/models/{modelId}/grants/user/{user}")
+def revoke(modelId: ModelId, user: str, caller: CallerDep, services: ServicesDep) -> Response:
+    shown = services.grants.revoke(caller.name, "model", modelId, user)
+    return json_response({"result": {"modelId": modelId, "user": shown, "revoked": True}})
+
+
+@router.delete("/models/{modelId}/grants/group/{group}")
+def revoke_group(modelId: ModelId, group: str, caller: CallerDep,
+                 services: ServicesDep) -> Response:
+    shown = services.grants.revoke_group(caller.name, "model", modelId, group)
+    return json_response({"result": {"modelId": modelId, "group": shown, "revoked": True}})
+
+
 # -- endpoints ------------------------------------------------------------------------------
 
 
@@ -126,7 +161,8 @@ def deploy(body: DeployRequest, request: Request, caller: CallerDep,
 
 @router.get("/deployment")
 def list_endpoints(request: Request, caller: CallerDep, models: ModelsDep) -> Response:
-    """The endpoints the caller may score: of their own models and of shared ones."""
+    """The endpoints the caller may score: of their own models, shared ones, and those
+    granted to them."""
     return json_response({"items": [service.describe_endpoint(d, m, base(request))
                                     for d, m in models.endpoints(caller)]})
 
@@ -156,14 +192,17 @@ SCORE_BODY = {"requestBody": {"required": True, "content": {"application/json": 
 
 
 @router.post("/deployment/{uri}/score", openapi_extra=SCORE_BODY)
-async def score(uri: Uri, request: Request, caller: CallerDep, models: ModelsDep) -> Response:
+async def score(uri: Uri, request: Request, caller: CallerDep, models: ModelsDep,
+                services: ServicesDep) -> Response:
     """Score records: ``{"inputRecords": [{column: value}], "topN"?}`` ->
-    ``{"scoringResults": [...]}``, one result per record (docs/models.md)."""
+    ``{"scoringResults": [...]}``, one result per record (docs/models.md); 503 once the
+    server is stopping."""
+    services.drain.admit()
     try:
         body = orjson.loads(await request.body())
     except orjson.JSONDecodeError:
         raise InvalidRequest("the request body is not valid JSON") from None
-    results = await models.score(caller, uri, body)
+    results = await services.drain.guard(models.score(caller, uri, body))
     return Response(b'{"scoringResults":' + results + b"}", media_type="application/json")
 
 

@@ -19,11 +19,11 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from epe.core.names import GROUP_NAME, TABLE_NAME, USER_NAME
+from epe.api.deps import TOKEN_FREE
+from epe.core.names import ENV_NAME, GROUP_NAME, TABLE_NAME, USER_NAME
 from epe.core.names import OBJECT_NAME as DATASTORE_NAME
 from epe.core.names import OBJECT_NAME as SCRIPT_NAME
 from epe.core.operations import OPERATIONS
-from epe.envs.registry import NAME as ENV_NAME
 
 Schema = dict[str, Any]
 
@@ -41,8 +41,6 @@ ERROR_SCHEMA: Schema = {
 }
 BEARER = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
           "description": "A token from POST /omlusers/api/oauth2/v1/token."}
-PUBLIC_PATHS = ("/health", "/omlusers/api/oauth2/v1/token", "/omlusers/api/v1/sign-in",
-                "/omlusers/api/v1/sign-in/oidc", "/omlusers/api/v1/sign-in/oidc/callback")
 
 # What a name in a path may look like, by resource: the server's own checks.
 NAMES = {"scripts": SCRIPT_NAME, "datastores": DATASTORE_NAME, "tables": TABLE_NAME,
@@ -135,7 +133,7 @@ def _each_of_type(prop: Schema, kind: str, change: Callable[[Schema], None]) -> 
 
 
 def _refine_operation(path: str, method: str, operation: Schema) -> None:
-    secured = path not in PUBLIC_PATHS
+    secured = path not in TOKEN_FREE
     if secured:
         operation["security"] = [{"bearer": []}]
     elif path.endswith("/token"):

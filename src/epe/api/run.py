@@ -30,7 +30,9 @@ Endpoint = Callable[..., Awaitable[Response]]
 async def respond(request: Request, services: Services, caller: Caller, op: Operation,
                   body: RunRequest, *, name: str | None = None,
                   owner: str | None = None) -> Response:
-    """Run now and answer 200, or as a job and answer 201 with its ``Location``."""
+    """Run now and answer 200, or as a job and answer 201 with its ``Location``; 503 once
+    the server is stopping."""
+    services.drain.admit()
     prepared = prepare(services, caller, op, body, name=name, owner=owner)
     jobs = await get_jobs(request)
     if prepared.asynchronous:
@@ -38,7 +40,8 @@ async def respond(request: Request, services: Services, caller: Caller, op: Oper
         return Response(status_code=201, headers={"Location": job_url(request, job.id)})
     # OML's table functions in the input run as in POST /query.
     functions = TableFunctions(services, caller, jobs, lambda job_id: job_url(request, job_id))
-    return result_response(await run(services, prepared, functions=functions))
+    return result_response(await services.drain.guard(run(services, prepared,
+                                                          functions=functions)))
 
 
 def _endpoints(op: Operation) -> list[tuple[str, Endpoint]]:

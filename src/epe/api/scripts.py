@@ -6,8 +6,9 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from epe.api.deps import CallerDep, ServicesDep
+from epe.api.grants import add_grant_routes
 from epe.api.responses import json_response
-from epe.core.requests import GrantRequest, ScriptCreate
+from epe.core.requests import ScriptCreate
 from epe.service import scripts
 
 router = APIRouter(prefix="/scripts", tags=["scripts"])
@@ -46,24 +47,4 @@ def delete_script(name: str, caller: CallerDep, services: ServicesDep,
     return json_response({"result": f"script {name} deleted"})
 
 
-@router.post("/{name}/grants")
-def grant(name: str, body: GrantRequest, caller: CallerDep, services: ServicesDep) -> Response:
-    """Let a user (``null``: everyone), or the members of a group, use one of the caller's
-    private scripts."""
-    if body.group is not None:
-        group = services.grants.grant_group(caller.name, "pyqscript", name, body.group)
-        return json_response({"result": {"name": name, "group": group}})
-    grantee = services.grants.grant(caller.name, "pyqscript", name, body.user)
-    return json_response({"result": {"name": name, "user": grantee}})
-
-
-@router.delete("/{name}/grants/group/{group}")
-def revoke_group(name: str, group: str, caller: CallerDep, services: ServicesDep) -> Response:
-    shown = services.grants.revoke_group(caller.name, "pyqscript", name, group)
-    return json_response({"result": {"name": name, "group": shown, "revoked": True}})
-
-
-@router.delete("/{name}/grants/{user}")
-def revoke(name: str, user: str, caller: CallerDep, services: ServicesDep) -> Response:
-    grantee = services.grants.revoke(caller.name, "pyqscript", name, user)
-    return json_response({"result": {"name": name, "user": grantee, "revoked": True}})
+add_grant_routes(router, "pyqscript", "use one of the caller's private scripts")

@@ -17,6 +17,7 @@ import click
 import orjson
 
 from epe.core.operations import OPERATIONS, Operation
+from epe.core.requests import SERVICE_LEVELS
 
 if TYPE_CHECKING:
     from epe.client._connection import Connection
@@ -191,7 +192,7 @@ def _run_command(op: Operation) -> click.Command:
         click.option("--order-by", help="Ordering column(s) in a group (group-apply)."),
         click.option("--times", type=int, help="Number of invocations (index-apply)."),
         click.option("--parallel", type=int, help="Degree of parallelism."),
-        click.option("--service", type=click.Choice(["LOW", "MEDIUM", "HIGH"]),
+        click.option("--service", type=click.Choice(SERVICE_LEVELS),
                      help="Service level."),
         click.option("--env", help="Run in this named environment."),
         click.option("--timeout", type=int, help="Time limit, seconds."),
@@ -403,7 +404,7 @@ def model_create(datastore: str, object_: str, script: str | None, name: str, ve
 @model_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print GET /omlmod/v1/models's answer.")
 def model_list(as_json: bool) -> None:
-    """List the models you may see: yours and shared ones."""
+    """List the models you may see: yours, shared ones, and those granted to you."""
     items = _models_call("GET", "/models")["items"]
     if as_json:
         _echo_json(items)
@@ -476,6 +477,50 @@ def model_score(uri: str, records: tuple[str, ...], file: Path | None,
         raise click.UsageError("give at least one RECORD, or --file")
     body: dict[str, Any] = {"inputRecords": given, **({"topN": top_n} if top_n else {})}
     _echo_json(_models_call("POST", f"/deployment/{uri}/score", json=body)["scoringResults"])
+
+
+def _grantee_options(command: Any) -> Any:
+    command = click.option("--group", default=None, help="A group (its members).")(command)
+    return click.option("--user", default=None,
+                        help="A user (PUBLIC: everyone).")(command)
+
+
+def _change_grant(action: str, model_id: str, user: str | None, group: str | None) -> None:
+    from epe.client._models import change_grant
+
+    if (user is None) == (group is None):
+        raise click.UsageError("give --user or --group (one of them)")
+    answer = change_grant(action, model_id, user, group, _connect())["result"]
+    who = f"group {answer['group']}" if "group" in answer else answer["user"]
+    click.echo(f"model {model_id} {'granted to' if action == 'grant' else 'revoked from'} "
+               f"{who}")
+
+
+@model_group.command("grant")
+@click.argument("model_id")
+@_grantee_options
+def model_grant(model_id: str, user: str | None, group: str | None) -> None:
+    """Let --user, or the members of --group, see and score your model MODEL_ID."""
+    _change_grant("grant", model_id, user, group)
+
+
+@model_group.command("revoke")
+@click.argument("model_id")
+@_grantee_options
+def model_revoke(model_id: str, user: str | None, group: str | None) -> None:
+    """Take back a grant of your model MODEL_ID to --user or --group."""
+    _change_grant("revoke", model_id, user, group)
+
+
+@model_group.command("grants")
+@click.argument("model_id")
+def model_grants(model_id: str) -> None:
+    """List whom your model MODEL_ID is granted to."""
+    from epe.client._models import list_grants
+
+    found = list_grants(model_id, _connect())
+    _table([["user", u] for u in found["users"]] + [["group", g] for g in found["groups"]],
+           ["KIND", "GRANTEE"])
 
 
 @model_group.group("job")

@@ -24,6 +24,7 @@ from epe.client._errors import error_from_refusal
 from epe.client._functions import dumps
 from epe.client._proxy import keep_tables
 from epe.client._results import unpickle
+from epe.core.datastores import check_save
 from epe.errors import NotFound
 
 __all__ = ["delete", "describe", "dir", "load", "save"]
@@ -61,10 +62,7 @@ def save(objs: dict[str, Any], name: str, description: str = " ",
          grantable: bool | None = None, overwrite: bool = False, append: bool = False,
          compression: bool = False) -> None:
     """Save the objects of ``objs`` (name -> object) in datastore ``name``."""
-    if not isinstance(objs, dict) or not objs:
-        raise TypeError("objs must be a non-empty dict of name -> object")
-    if overwrite and append:
-        raise ValueError("overwrite and append cannot both be True")
+    check_save(objs, overwrite, append)
     keep_tables(objs)  # a pushed table a saved proxy reads lives on, as in OML
     call(current(), "save", {"objs": objs, "name": name, "description": description,
                              "grantable": grantable, "overwrite": overwrite, "append": append,

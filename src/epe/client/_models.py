@@ -8,7 +8,7 @@ A fitted model goes from a notebook to an endpoint in one call::
 ``deploy`` saves the object in a datastore of the user's (``oml.ds.save``), stores
 it as a PYTHON model and deploys it; given an ONNX zip (bytes or a path) it uploads
 that instead. The rest wraps ``/omlmod/v1``: models, endpoints, score calls, and
-batch scoring jobs on a schedule.
+batch scoring jobs on a schedule, and grants of a model to users and groups.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import orjson
 import pandas as pd
 
 from epe.client import _datastores
-from epe.client._connection import Connection, current
+from epe.client._connection import Connection, current, segment
 
-__all__ = ["Endpoint", "ScoringJob", "deploy", "dir", "drop", "endpoints", "jobs", "schedule",
-           "score", "store", "undeploy"]
+__all__ = ["Endpoint", "ScoringJob", "deploy", "dir", "drop", "endpoints", "grant", "grants",
+           "jobs", "revoke", "schedule", "score", "store", "undeploy"]
 
 ROOT = "/omlmod/v1"
 
@@ -109,7 +109,8 @@ def score(uri: str, records: Any, top_n: int | None = None) -> list[dict[str, An
 
 def dir(name: str | None = None, version: str | None = None,
         namespace: str | None = None) -> pd.DataFrame:
-    """The models you may see (yours and shared ones), one row each."""
+    """The models you may see (yours, shared ones, and those granted to you), one row
+    each."""
     params = {k: v for k, v in (("modelName", name), ("version", version),
                                 ("namespace", namespace)) if v is not None}
     items = _call("GET", "/models", params=params)["items"]
@@ -131,6 +132,40 @@ def endpoints() -> list[Endpoint]:
 def undeploy(uri: str) -> None:
     """Delete one of your endpoints."""
     _call("DELETE", f"/deployment/{uri}")
+
+
+def grant(model_id: str, user: str | None = None, *, group: str | None = None) -> None:
+    """Let ``user`` (``"PUBLIC"``: everyone), or the members of ``group``, see and
+    score your model ``model_id``."""
+    change_grant("grant", model_id, user, group)
+
+
+def revoke(model_id: str, user: str | None = None, *, group: str | None = None) -> None:
+    """Take back what ``grant`` gave ``user`` or ``group`` (NotFound if it had not)."""
+    change_grant("revoke", model_id, user, group)
+
+
+def grants(model_id: str) -> dict[str, list[str]]:
+    """Whom your model is granted to: ``{"users": [...], "groups": [...]}``."""
+    return list_grants(model_id)
+
+
+def change_grant(action: str, model_id: str, user: str | None, group: str | None,
+                 connection: Connection | None = None) -> Any:
+    """``grant`` or ``revoke`` one user or group (shared with ``epe model grant``)."""
+    if (user is None) == (group is None):
+        raise ValueError("name a user (PUBLIC: everyone) or a group, and not both")
+    kind, name = ("user", user) if user is not None else ("group", group)
+    root = f"/models/{segment(model_id)}/grants"
+    if action == "revoke":
+        return _call("DELETE", f"{root}/{kind}/{segment(name or '')}", connection)
+    public = kind == "user" and (name or "").strip().upper() == "PUBLIC"
+    return _call("POST", root, connection, json={kind: None if public else name})
+
+
+def list_grants(model_id: str, connection: Connection | None = None) -> dict[str, list[str]]:
+    found = _call("GET", f"/models/{segment(model_id)}/grants", connection)["result"]
+    return {"users": list(found["users"]), "groups": list(found["groups"])}
 
 
 @dataclass(frozen=True)

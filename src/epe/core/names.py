@@ -25,6 +25,8 @@ USER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_$#]{0,127}")
 OBJECT_NAME = re.compile(r"[A-Za-z0-9_.$#-]{1,128}")
 # Table names are SQL identifiers that need no quoting to be typed in a query.
 TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+# Environment names are folder names: never a dot first, never a path separator.
+ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 def normalize_user(name: str, check: bool = True) -> str:
@@ -36,6 +38,14 @@ def normalize_user(name: str, check: bool = True) -> str:
     if check and upper in RESERVED_USERS:
         raise InvalidRequest(f"{upper} is a reserved name")
     return upper
+
+
+def checked_name(name: object, pattern: re.Pattern[str], what: str, rule: str) -> str:
+    """``name``, if ``pattern`` matches all of it; otherwise a 400 that says what names of
+    ``what`` may be (``rule``)."""
+    if not isinstance(name, str) or not pattern.fullmatch(name):
+        raise InvalidRequest(f"invalid {what} name {name!r}: {rule}")
+    return name
 
 
 # Group names come from directories and providers (cn, a path, a GUID): any printable
@@ -64,10 +74,7 @@ def user_name_from(external: str) -> str | None:
 
 def check_object_name(name: object, what: str) -> str:
     """A script's or datastore's name, checked (``what`` says which, for the message)."""
-    if not isinstance(name, str) or not OBJECT_NAME.fullmatch(name):
-        raise InvalidRequest(f"invalid {what} name {name!r}: use letters, digits, _ . $ # - "
-                             "(at most 128)")
-    return name
+    return checked_name(name, OBJECT_NAME, what, "use letters, digits, _ . $ # - (at most 128)")
 
 
 def iso_date(ts: float) -> str:

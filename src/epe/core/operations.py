@@ -10,6 +10,7 @@ Pure data: the client imports it too.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,6 +31,9 @@ Kind = Literal["do_eval", "table_apply", "row_apply", "group_apply", "index_appl
 # Where every path of the API lives, and its versions (v1 deprecated, v2 current).
 API_ROOT = "/oml/api/py-scripts"
 API_VERSIONS = ("v1", "v2")
+# The day OML retired v1: its version metadata says DEPRECATED@2026-03-31, and its
+# answers carry Deprecation and Sunset headers for that day.
+V1_RETIRED = datetime.date(2026, 3, 31)
 
 # How each unit calls the function: f(**kw), f(i, **kw) or f(data, **kw).
 Call = Literal["kwargs", "index", "data"]

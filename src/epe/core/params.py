@@ -7,11 +7,11 @@ from typing import Any, Literal, cast
 
 import orjson
 
+from epe.core.requests import SERVICE_LEVELS
 from epe.errors import InvalidRequest
 
 InputType = Literal["pandas.DataFrame", "numpy.recarray", "default"]
 INPUT_TYPES: tuple[InputType, ...] = ("pandas.DataFrame", "numpy.recarray", "default")
-SERVICE_LEVELS = ("LOW", "MEDIUM", "HIGH")
 
 
 @dataclass(frozen=True)

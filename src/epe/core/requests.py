@@ -7,7 +7,7 @@ Unknown keys are ignored (OML's own examples send ``parameter`` and
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -19,7 +19,10 @@ from pydantic import (
     model_validator,
 )
 
-Service = Literal["LOW", "MEDIUM", "HIGH"]
+# The service levels a run may ask for (docs/api.md#run-requests), lowest first: each
+# has its own job concurrency and parallelism cap (settings).
+ServiceLevel = Literal["LOW", "MEDIUM", "HIGH"]
+SERVICE_LEVELS: tuple[ServiceLevel, ...] = get_args(ServiceLevel)
 # How ``input`` is read: Oracle's SQL translated, the backend's own, or either (docs/sql.md).
 Dialect = Literal["auto", "oracle", "native"]
 
@@ -35,7 +38,7 @@ class RunRequest(_Body):
     graphics_flag: StrictBool = Field(False, alias="graphicsFlag")
     async_flag: StrictBool = Field(False, alias="asyncFlag")
     timeout: StrictInt | None = Field(None, gt=0)
-    service: Service = "LOW"
+    service: ServiceLevel = "LOW"
     env_name: StrictStr | None = Field(None, alias="envName", min_length=1)
     script: StrictStr | None = Field(None, min_length=1)  # inline source
     pickled_parameters: StrictStr | None = Field(None, alias="pickledParameters")

@@ -1,7 +1,11 @@
 """Turning a function's return value into JSON (docs/api.md#results).
 
 Runs in the worker, which hands the server finished JSON bytes: the server
-never has to hold or inspect the user's Python objects.
+never has to hold or inspect the user's Python objects. The server encodes only plain
+values and Arrow's (``POST /query``'s JSON rows), so this module never imports numpy or
+pandas itself: a value of theirs exists only in a process that imported them (the
+worker always), where they are found in ``sys.modules``. Importing pandas was a quarter
+of the server's start.
 """
 
 from __future__ import annotations
@@ -11,14 +15,17 @@ import datetime as dt
 import decimal
 import json
 import math
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import orjson
-import pandas as pd
 import pyarrow as pa
 
 from epe.errors import OutputTooLarge, ResultNotSerializable
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 _NUMERIC_KINDS = "biuf"  # bool, int, unsigned, float: arrays orjson writes natively
@@ -47,22 +54,24 @@ def _array(value: np.ndarray) -> Any:
 
 def _default(value: Any) -> Any:
     """What orjson does not write itself, as something it does."""
-    if isinstance(value, np.ndarray):
-        return _array(value)
-    if isinstance(value, pd.DataFrame):
-        return dataframe_records(value)
-    if isinstance(value, pd.Series):
-        return {str(k): v for k, v in value.items()}
-    if isinstance(value, pd.Timestamp):
-        return None if pd.isna(value) else value.isoformat()
-    if isinstance(value, pd.Timedelta):  # seconds, as for datetime.timedelta
-        return None if pd.isna(value) else value.total_seconds()
-    if isinstance(value, np.datetime64):
-        return value.astype("datetime64[us]").item()
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is pd.NA or value is pd.NaT:
-        return None
+    if (np := sys.modules.get("numpy")) is not None:
+        if isinstance(value, np.ndarray):
+            return _array(value)
+        if isinstance(value, np.datetime64):
+            return value.astype("datetime64[us]").item()
+        if isinstance(value, np.generic):
+            return value.item()
+    if (pd := sys.modules.get("pandas")) is not None:
+        if isinstance(value, pd.DataFrame):
+            return dataframe_records(value)
+        if isinstance(value, pd.Series):
+            return {str(k): v for k, v in value.items()}
+        if isinstance(value, pd.Timestamp):
+            return None if pd.isna(value) else value.isoformat()
+        if isinstance(value, pd.Timedelta):  # seconds, as for datetime.timedelta
+            return None if pd.isna(value) else value.total_seconds()
+        if value is pd.NA or value is pd.NaT:
+            return None
     if isinstance(value, decimal.Decimal):
         return None if value.is_nan() else float(value)
     if isinstance(value, set | frozenset):
@@ -88,7 +97,7 @@ def _plain(value: Any) -> Any:
         return {_key(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
-    if value is pd.NaT:  # a datetime subclass, but missing
+    if _is_nat(value):  # a datetime subclass, but missing
         return None
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
@@ -100,8 +109,14 @@ def _plain(value: Any) -> Any:
         raise _not_serializable(type(value)) from None
 
 
+def _is_nat(value: Any) -> bool:
+    pd = sys.modules.get("pandas")
+    return pd is not None and value is pd.NaT
+
+
 def _key(key: Any) -> str:
-    plain = _plain(key.item() if isinstance(key, np.generic) else key)
+    np = sys.modules.get("numpy")
+    plain = _plain(key.item() if np is not None and isinstance(key, np.generic) else key)
     if isinstance(plain, dict | list):
         raise _not_serializable(type(key))
     return "null" if plain is None else str(plain).lower() if isinstance(plain, bool) \

@@ -20,7 +20,7 @@ name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -93,3 +93,19 @@ class Catalog(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def read_batches(reader: pa.RecordBatchReader,
+                 failed: Callable[[OSError], Exception]) -> Iterator[pa.RecordBatch]:
+    """The batches of a database's Arrow stream, as they come. A failure after the first
+    batch (the time limit, a bad value in a later row, the server gone) reaches Python
+    through Arrow's C stream as an ``OSError`` carrying the database's message:
+    ``failed`` says which error it is."""
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except OSError as e:
+            raise failed(e) from None
+        yield batch

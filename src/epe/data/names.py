@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 
-from epe.core.names import TABLE_NAME
-from epe.errors import InvalidRequest
+from epe.core.names import TABLE_NAME, checked_name
 
 # Owners are normalized user names (epe.core.names); this narrower check guards the file
 # name built from them, whoever calls.
@@ -13,10 +12,8 @@ _OWNER = re.compile(r"[A-Za-z0-9_$#]{1,128}")
 
 
 def check_table_name(name: str) -> str:
-    if not TABLE_NAME.fullmatch(name):
-        raise InvalidRequest(f"invalid table name {name!r}: use a letter or _ followed by "
-                             "letters, digits or _ (at most 128)")
-    return name
+    return checked_name(name, TABLE_NAME, "table",
+                        "use a letter or _ followed by letters, digits or _ (at most 128)")
 
 
 def check_owner(owner: str) -> str:

@@ -72,6 +72,12 @@ class Spec:
     find_links: str | None = None  # a folder (or URL) of wheels
     no_index: bool | None = None  # None: only when find_links is given
 
+    @classmethod
+    def of(cls, env: Environment) -> Spec:
+        """What ``env`` was built from: the same request, to build it again."""
+        return cls(env.name, env.packages, env.requirements, env.description, env.find_links,
+                   env.no_index)
+
     def pip_options(self) -> list[str]:
         offline = self.no_index if self.no_index is not None else self.find_links is not None
         return [*(["--no-index"] if offline else []),
@@ -249,7 +255,9 @@ def _finish(folder: Path, final: Path, spec: Spec, build_id: str, base: Base) ->
     _open_up(folder)
     env = Environment(name=spec.name, path=folder, id=build_id, description=spec.description,
                       packages=spec.packages, created=time.time(),
-                      python_version=base.python_version, size=_size(folder))
+                      python_version=base.python_version, size=_size(folder),
+                      requirements=spec.requirements, find_links=spec.find_links,
+                      no_index=spec.no_index)
     meta = folder / "env.json"
     meta.write_bytes(env.to_json())
     os.chmod(meta, 0o644)

@@ -30,11 +30,11 @@ from typing import Any
 
 import orjson
 
+from epe.core.names import ENV_NAME, checked_name
 from epe.errors import Conflict, InvalidRequest, NotFound
 
 log = logging.getLogger("epe.envs")
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 META = "env.json"
 LOCK = "env.lock"
 BUILDING = ".building-"
@@ -56,10 +56,8 @@ def prepare_root(data_dir: Path) -> Path:
 
 
 def check_name(name: str) -> str:
-    if not NAME.fullmatch(name):
-        raise InvalidRequest(f"invalid environment name {name!r}: use up to 64 letters, digits, "
-                             "'_' and '-', starting with a letter or digit")
-    return name
+    return checked_name(name, ENV_NAME, "environment", "use up to 64 letters, digits, '_' "
+                        "and '-', starting with a letter or digit")
 
 
 def unknown(name: str) -> InvalidRequest:
@@ -78,6 +76,10 @@ class Environment:
     created: float
     python_version: str  # "3.11"
     size: int  # bytes on disk, the layered server environment not counted
+    # The rest of what it was built from (a backup keeps it, to build it again).
+    requirements: str | None = None
+    find_links: str | None = None
+    no_index: bool | None = None
 
     @property
     def python(self) -> Path:
@@ -90,7 +92,9 @@ class Environment:
     def to_json(self) -> bytes:
         return orjson.dumps({"name": self.name, "id": self.id, "description": self.description,
                              "packages": list(self.packages), "created": self.created,
-                             "python": self.python_version, "size": self.size},
+                             "python": self.python_version, "size": self.size,
+                             "requirements": self.requirements,
+                             "findLinks": self.find_links, "noIndex": self.no_index},
                             option=orjson.OPT_INDENT_2)
 
     @classmethod
@@ -98,7 +102,9 @@ class Environment:
         return cls(name=path.name, path=path, id=str(data["id"]),
                    description=str(data.get("description") or ""),
                    packages=tuple(data.get("packages") or ()), created=float(data["created"]),
-                   python_version=str(data["python"]), size=int(data.get("size") or 0))
+                   python_version=str(data["python"]), size=int(data.get("size") or 0),
+                   requirements=data.get("requirements"), find_links=data.get("findLinks"),
+                   no_index=data.get("noIndex"))
 
 
 def site_packages(folder: Path, python_version: str) -> Path:
@@ -107,7 +113,7 @@ def site_packages(folder: Path, python_version: str) -> Path:
 
 def read(root: Path, name: str) -> Environment | None:
     """The complete environment called ``name``, or ``None``."""
-    if not NAME.fullmatch(name):
+    if not ENV_NAME.fullmatch(name):
         return None
     folder = root / name
     try:
@@ -154,7 +160,7 @@ def hold_shared(root: Path, name: str) -> tuple[int, Environment] | None:
 
     ``None`` when there is no such environment, or it is being deleted.
     """
-    if not NAME.fullmatch(name):
+    if not ENV_NAME.fullmatch(name):
         return None
     fd = _lock(root / name / LOCK, fcntl.LOCK_SH)
     if fd is None:

@@ -92,10 +92,6 @@ class Pools:
                              return_exceptions=True)
         await self.backend.stop()
 
-    @property
-    def warm(self) -> int:
-        return len(self._entries)
-
     def status(self) -> ExecutorStatus:
         """Whether runs can be served now (the readiness check): the backend can fork
         workers; and what is warm."""

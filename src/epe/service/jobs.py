@@ -9,12 +9,16 @@ a PostgreSQL database, another server's. A job's answer (the exact body and
 status a sync call would have had) is kept (``epe.service.answers``) before, or
 as, the job is marked ended.
 
-A job that was waiting or running when its server stopped is marked FAILED,
-never re-run: user code may have had side effects. The server does it when it
-starts again on its data folder; where servers share the database, any other
-does it once the stopped server's lease has run out. A job deleted through
-another server, or failed by one because this one missed its heartbeats, is
-stopped here at the next heartbeat.
+A server that stops drains first (``epe.service.drain``): it takes no new jobs,
+hands the ones waiting here back to the queue and lets the running ones finish
+within its grace. A job that was running when its server stopped, past that
+grace or killed, is marked FAILED, never re-run: user code may have had side
+effects. The server does it at once, or when it starts again on its data folder;
+where servers share the database, any other does it once the stopped server's
+lease has run out. A job still waiting then has not started: it is run, by
+another server or by this one once it is back. A job deleted through another
+server, or failed by one because this one missed its heartbeats, is stopped here
+at the next heartbeat.
 """
 
 from __future__ import annotations
@@ -50,8 +54,8 @@ from epe.store.jobs import JobRecord, NewJob, QueueFull
 
 log = logging.getLogger("epe.jobs")
 
-STOPPED_MESSAGE = ("the server stopped while this job was waiting or running; it was not "
-                   "re-run, because the function may have had side effects: submit it again")
+STOPPED_MESSAGE = ("the server stopped while this job was running; it was not re-run, "
+                   "because the function may have had side effects: submit it again")
 PROGRESS_BATCHES = 20  # an async run is cut into at least this many batches, for progress
 SWEEP_INTERVAL = 3600.0
 
@@ -79,33 +83,56 @@ class JobManager:
         self._loops: list[asyncio.Task[None]] = []
         self._outputs: dict[str, runs.Output] = {}  # of the jobs running here
         self._states: dict[str, Status] = {}  # live jobs here, as the gauge counts them
+        self._stopped_message = STOPPED_MESSAGE  # what a job stopped with the server says
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        for job_id in await self.queue.fail_leftovers(STOPPED_MESSAGE):
-            log.warning("job %s was unfinished when the server stopped; marked FAILED", job_id)
+        for job_id in await self.queue.take_over_leftovers(STOPPED_MESSAGE):
+            log.warning("job %s was running when the server stopped; marked FAILED", job_id)
         self._loops = [asyncio.create_task(loop()) for loop in (
             self._dispatch_forever, self._heartbeat_forever, self._sweep_forever)]
 
     async def stop(self) -> None:
-        """Fail the jobs still going or waiting here (cleanly: their answer says why)."""
+        """Fail the jobs still running here (cleanly: their answer says why) and hand
+        the waiting ones back to the queue."""
         for loop in self._loops:
             loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        stopped = await self.interrupt(self._stopped_message)
+        handed = await self.hand_back()
+        if stopped or handed:
+            log.info("stopping: %d running jobs marked FAILED, %d waiting jobs handed back",
+                     stopped, handed)
+        self.queue.close()
+
+    @property
+    def running(self) -> int:
+        """Jobs (environment builds included) running here."""
+        return len(self._tasks)
+
+    async def hand_back(self) -> int:
+        """Give the jobs waiting here back to the queue (the server stops); how many."""
+        for job_id in list(self.queue.accepted):
+            self._untrack(job_id)
+        handed = await self.queue.hand_back()
+        for job_id in handed:
+            log.info("job %s is handed back to the queue", job_id)
+        return len(handed)
+
+    async def interrupt(self, message: str) -> int:
+        """Stop the jobs running here: each ends FAILED with ``message``; how many."""
+        self._stopped_message = message
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, *self._loops, return_exceptions=True)
-        waiting = await asyncio.to_thread(self.store.fail_unfinished, STOPPED_MESSAGE,
-                                          self.queue.name, (Status.PENDING.value,))
-        if tasks or waiting:
-            log.info("stopping: %d running and %d waiting jobs marked FAILED", len(tasks),
-                     len(waiting))
-        self.queue.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return len(tasks)
 
     # -- submitting ----------------------------------------------------------------
 
     async def submit(self, job: runs.Prepared, idempotency_key: str | None) -> JobRecord:
+        self.services.drain.admit()
         owner = job.caller.name
         if idempotency_key and (same := await asyncio.to_thread(
                 self.store.by_idempotency_key, owner, idempotency_key)):
@@ -146,6 +173,7 @@ class JobManager:
         Its answer is ``{"result": R}``, R the JSON ``work`` returns, or the error body of
         the ``EpeError`` it raises; what it adds to its ``Output`` is the job's log.
         """
+        self.services.drain.admit()
         record = await asyncio.to_thread(self._create, NewJob(owner, kind, request,
                                                               pinned=True))
         self._admitted(record, Status.RUNNING)
@@ -182,7 +210,9 @@ class JobManager:
         while True:
             self.queue.wake.clear()
             try:
-                for record, accepted in await self.queue.claim():
+                # A draining server claims nothing more: what waits is another's to run.
+                for record, accepted in ([] if self.services.drain.draining
+                                         else await self.queue.claim()):
                     self._start(record, accepted)
             except Exception:
                 log.exception("claiming jobs failed; trying again")
@@ -260,7 +290,8 @@ class JobManager:
         except asyncio.CancelledError:
             # Deleted by its owner (the record is going), or the server is stopping.
             await self._finish(job_id, Status.FAILED,
-                               _error_answer(JobInterrupted(STOPPED_MESSAGE), 400), output)
+                               _error_answer(JobInterrupted(self._stopped_message), 400),
+                               output)
             raise
         except Exception as e:
             log.exception("job %s failed with an internal error", job_id)

@@ -4,8 +4,9 @@ Nothing here loads a model. Storing one sends its bytes to a worker of the owner
 which reads its function and input columns (``runner.worker.models``); scoring
 sends the records, checked here against those columns, to the owner's warm workers,
 which keep the model loaded between calls. A model may be seen and scored by its
-owner, and by everyone when it is shared; to anyone else it looks missing (404).
-Only the owner deploys, undeploys or deletes it.
+owner, by everyone when it is shared, and by the users and groups it is granted to
+(``epe.service.grants``); to anyone else it looks missing (404). Only the owner
+deploys, undeploys or deletes it.
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ class Models:
 
     def get(self, caller: Caller, model_id: str) -> ModelRecord:
         model = self.store.get(model_id) if core.MODEL_ID.fullmatch(model_id) else None
-        if model is None or not model.visible_to(caller.name):
+        if model is None or not self.store.open_to(model, caller.name):
             raise NotFound(f"no model {model_id} that you may see")
         return model
 
@@ -186,7 +187,7 @@ class Models:
         if jobs:
             raise Conflict(f"model {model_id} is scored by the scoring job(s) "
                            f"{', '.join(jobs)}: delete them first")
-        self.store.delete(model.id)
+        self.store.delete(model)
         self.services.audit.record("model", "delete", caller.name, owner=caller.name,
                                    name=model.id)
 
@@ -204,7 +205,7 @@ class Models:
         """An endpoint the caller may score, and its model."""
         deployment = self.store.endpoint(uri) if core.URI.fullmatch(uri) else None
         model = None if deployment is None else self.store.get(deployment.model_id)
-        if deployment is None or model is None or not model.visible_to(caller.name):
+        if deployment is None or model is None or not self.store.open_to(model, caller.name):
             raise NotFound(f"no endpoint {uri} that you may score")
         return deployment, model
 

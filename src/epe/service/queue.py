@@ -6,12 +6,14 @@ for as many free slots as it has at a level: its own at once (``wake``), other
 servers' by looking every ``EPE_JOB_POLL_INTERVAL`` where servers share a
 PostgreSQL database. Its heartbeat renews the leases on what it holds, lets go
 of what the database says is no longer its own (claimed elsewhere, deleted, or
-failed by another server), and fails the jobs of servers whose leases ran out.
+failed by another server), and fails the running jobs of servers whose leases
+ran out. A server that stops hands its waiting jobs back (``hand_back``).
 
 A server's name is kept in its data folder (``server-name``, locked while it
 runs), so that a server started again on the same folder fails its own leftover
-jobs at once instead of waiting for its old lease to run out. A second server
-on a folder whose name is locked takes a random name.
+running jobs at once instead of waiting for its old lease to run out, and runs
+the waiting jobs pinned to it. A second server on a folder whose name is locked
+takes a random name.
 """
 
 from __future__ import annotations
@@ -27,19 +29,19 @@ from pathlib import Path
 from typing import IO, Any
 
 from epe.auth.tokens import TokenClaims
+from epe.core.jobs import Status
 from epe.core.operations import OPERATIONS
 from epe.core.params import parse_parameters
+from epe.core.requests import SERVICE_LEVELS
 from epe.errors import NotFound
 from epe.service import runs
 from epe.service.scripts import source_hash
 from epe.service.services import Services
 from epe.service.sessions import Caller
-from epe.settings import ServiceLevel
 from epe.store.jobs import JobRecord
 
 log = logging.getLogger("epe.jobs")
 
-LEVELS: tuple[ServiceLevel, ...] = ("LOW", "MEDIUM", "HIGH")
 HEARTBEATS_PER_LEASE = 5
 
 
@@ -85,16 +87,39 @@ class Queue:
         self.shared = services.store.shared
         self.name, self._name_file = server_name(self.settings.data_dir)
         self.free: dict[str, int] = {level: self.settings.job_concurrency(level)
-                                     for level in LEVELS}
+                                     for level in SERVICE_LEVELS}
         self.accepted: dict[str, Accepted] = {}
         self.running: dict[str, float] = {}  # jobs running here: since when (monotonic)
         self.wake = asyncio.Event()
+        # Levels where a server alone looks for waiting jobs it did not accept itself
+        # since it started: those left from before it stopped.
+        self.backlog: set[str] = set() if self.shared else set(SERVICE_LEVELS)
 
-    async def fail_leftovers(self, message: str) -> list[str]:
-        """Fail what this server held when it last stopped (all that is unfinished, on a
-        database no other server uses)."""
-        held_by = self.name if self.shared else None
-        return await asyncio.to_thread(self.store.fail_unfinished, message, held_by)
+    async def take_over_leftovers(self, message: str) -> list[str]:
+        """Fail what this server was running when it last stopped (what was running at
+        all, on a database no other server uses), and make the jobs that waited its own
+        to run (on such a database: pinned ones stay the server's where servers share
+        it). The ids failed."""
+        if self.shared:
+            return await asyncio.to_thread(self.store.fail_unfinished, message, self.name,
+                                           (Status.RUNNING.value,))
+        failed = await asyncio.to_thread(self.store.fail_unfinished, message, None,
+                                         (Status.RUNNING.value,))
+        await asyncio.to_thread(self.store.adopt, self.name, self.settings.job_lease)
+        return failed
+
+    async def hand_back(self) -> list[str]:
+        """Give the jobs waiting here back to the queue (this server stops): any server
+        may claim them, but those pinned to this one, which wait for it to start again."""
+        for accepted in self.accepted.values():
+            accepted.release()
+        self.accepted.clear()
+        return await asyncio.to_thread(self.store.hand_back, self.name)
+
+    @property
+    def owns_folder(self) -> bool:
+        """Whether this server holds its data folder's name: no other runs on it."""
+        return self._name_file is not None
 
     def close(self) -> None:
         for accepted in self.accepted.values():
@@ -124,15 +149,18 @@ class Queue:
         """Jobs claimed for this server's free slots, and what it kept of those it
         accepted itself."""
         found: list[tuple[JobRecord, Accepted | None]] = []
-        for level in LEVELS:
-            # One server alone looks only when it has accepted something of this level.
-            if self.free[level] <= 0 or not (self.shared or any(
+        for level in SERVICE_LEVELS:
+            # One server alone looks only when it has accepted something of this level,
+            # or has leftovers from before it started.
+            if self.free[level] <= 0 or not (self.shared or level in self.backlog or any(
                     a.level == level for a in self.accepted.values())):
                 continue
             n, self.free[level] = self.free[level], 0  # taken while the claim is under way
             claimed = await asyncio.to_thread(self.store.claim, self.name, level, n,
                                               self.settings.job_lease)
             self.free[level] += n - len(claimed)
+            if len(claimed) < n:
+                self.backlog.discard(level)
             found += [(record, self.accepted.pop(record.id, None)) for record in claimed]
         return found
 

@@ -198,8 +198,7 @@ def degree(services: Services, prepared: Prepared, capacity: int) -> int:
     level = controls.service or body.service
     flag = body.parallel_flag or bool(controls.parallel)
     return plan.degree_of_parallelism(flag, body.parallel,
-                                      services.settings.parallel_cap(level),  # type: ignore[arg-type]
-                                      capacity)
+                                      services.settings.parallel_cap(level), capacity)
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,8 @@ class ScoringJobs:
     # -- making and changing -------------------------------------------------------------
 
     def create(self, caller: Caller, body: ScoringJobCreate) -> ScoringJobRecord:
-        """A new schedule of the caller's, for a model they may score (blocking)."""
+        """A new schedule of the caller's, for a model they may score: their own, a
+        shared one, or one granted to them (blocking)."""
         props, when = body.job_properties, body.job_schedule
         model = self.models.get(caller, props.model_id)
         supplemental = [check_table_name(s) for s in props.supplemental_column_names]
@@ -183,8 +184,9 @@ class ScoringJobs:
             self.wake.clear()
             try:
                 await asyncio.to_thread(self.store.reap, STOPPED, grace)
-                for claimed in await asyncio.to_thread(self.store.claim_due, self.server,
-                                                       CLAIMS_PER_PASS, next_slot):
+                # A draining server starts no new run: another server claims it.
+                for claimed in [] if self.services.drain.draining else await asyncio.to_thread(
+                        self.store.claim_due, self.server, CLAIMS_PER_PASS, next_slot):
                     await self._launch(claimed)
                 soonest = await asyncio.to_thread(self.store.earliest, self.server)
             except Exception:
@@ -218,6 +220,11 @@ class ScoringJobs:
             model = await asyncio.to_thread(self.services.store.models.get, job.model_id)
             if model is None:
                 raise NotFound(f"model {job.model_id} no longer exists")
+            # Asked at every run: a revoked grant, or a membership that ended, stops it.
+            if not await asyncio.to_thread(self.services.store.models.open_to, model,
+                                           job.owner):
+                raise NotFound(f"model {job.model_id} is no longer shared with or granted "
+                               f"to {job.owner}")
             target = scoring.Target(job.owner, job.input_table, job.output_table,
                                     tuple(job.supplemental_columns))
             rows = await scoring.score_table(self.services, model, target,

@@ -74,8 +74,8 @@ async def score_table(services: Services, model: ModelRecord, target: Target,
 
     fields = {**load_fields(model), "action": "batch", "supplemental": list(target.supplemental)}
     # Scored where the model's code runs, its owner's workers (the job owner's own, unless
-    # the model is another user's shared one): never another user's code in a job owner's
-    # worker, which keeps what their other tasks left behind.
+    # the model is another user's, shared or granted): never another user's code in a job
+    # owner's worker, which keeps what their other tasks left behind.
     async with services.environments.executor(None, await tenant(services, model.owner)) \
             as executor, executor.share(rows) as shared:
         units = plan.chunk_units(shared.rows, CHUNK_ROWS)

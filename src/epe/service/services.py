@@ -21,11 +21,13 @@ from epe.data import Catalog, open_catalog
 from epe.errors import InvalidSetting
 from epe.runner.environments import EnvironmentPools
 from epe.runner.executor import Tenant
+from epe.runner.local.forkserver import Launched
 from epe.runner.local.host import LocalHost
 from epe.runner.pools import Backend
-from epe.runner.worker.sandbox import probe as isolation_refused
+from epe.runner.worker import sandbox
 from epe.service.audit import AuditTrail
 from epe.service.datastores import Datastores
+from epe.service.drain import Drain
 from epe.service.grants import Grants
 from epe.settings import Settings
 from epe.store import Store, open_store
@@ -42,6 +44,7 @@ class Services:
     grants: Grants = field(init=False)
     datastores: Datastores = field(init=False)
     logins: LoginThrottle = field(init=False)
+    drain: Drain = field(init=False)  # whether the server is stopping (docs/deploy.md)
     directory: Directory | None = field(init=False)  # EPE_LDAP_URL (docs/sign-in.md)
     provider: Provider | None = field(init=False)  # EPE_OIDC_ISSUER
 
@@ -50,6 +53,7 @@ class Services:
         self.grants = Grants(self.store, self.audit)
         self.datastores = Datastores(self.store)
         self.logins = LoginThrottle(self.settings.login_window)
+        self.drain = Drain(self.settings.shutdown_grace, self.settings.retry_after)
         self.directory, self.provider = sign_in_backends(self.settings)
 
     @property
@@ -139,24 +143,26 @@ def check_settings(settings: Settings) -> None:
         if refused := unreachable(settings.ray_address, settings.ray_connect_timeout):
             raise InvalidSetting(f"EPE_EXECUTOR=ray: {refused}")
         return  # isolation is the nodes' to say: the Ray backend checks it at start
-    if settings.require_isolation and (refused := isolation_refused()):
+    if settings.require_isolation and (refused := sandbox.probe()):
         raise InvalidSetting("EPE_REQUIRE_ISOLATION is set, but workers cannot be isolated "
                              f"here: {refused}")
 
 
-def open_services(settings: Settings, store: Store | None = None) -> Services:
-    """The backends the settings name; ``store`` if the caller opened it already."""
+def open_services(settings: Settings, store: Store | None = None,
+                  launched: Launched | None = None) -> Services:
+    """The backends the settings name; ``store`` if the caller opened it already, and
+    ``launched``, the default fork server, if it launched it already."""
     store = store or open_store_of(settings)
     tokens = TokenService(signing_key(settings, store), settings.token_lifetime,
                           settings.token_chain_lifetime)
     return Services(settings, store, tokens, open_catalog_of(settings),
-                    EnvironmentPools(settings, backend_of(settings)))
+                    EnvironmentPools(settings, backend_of(settings, launched)))
 
 
-def backend_of(settings: Settings) -> Backend:
+def backend_of(settings: Settings, launched: Launched | None = None) -> Backend:
     """Where users' code runs: this machine, or the Ray cluster ``EPE_RAY_ADDRESS``."""
     if settings.executor == "ray":
         from epe.runner.ray.host import RayHost  # Ray itself: only in its bridge process
 
         return RayHost(settings)
-    return LocalHost(settings)
+    return LocalHost(settings, launched)

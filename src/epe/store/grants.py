@@ -1,10 +1,11 @@
-"""Grants: who may run a private script or read a datastore besides its owner.
+"""Grants: who may run a private script, read a datastore or score a model besides
+its owner.
 
-One table for both kinds of object; a grantee is a user, ``PUBLIC`` (everyone), or a
-group, whose members are looked up in the same statement (``user_groups``, and the
-admins for the group ADMIN), so a membership that ends ends the grant at once. The
-rules about *who may grant what* live in ``epe.service.grants``; here is only how
-grants are kept and looked up.
+One table for every kind of object (a model is named by its id); a grantee is a user,
+``PUBLIC`` (everyone), or a group, whose members are looked up in the same statement
+(``user_groups``, and the admins for the group ADMIN), so a membership that ends ends
+the grant at once. The rules about *who may grant what* live in
+``epe.service.grants``; here is only how grants are kept and looked up.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from epe.core.names import ADMIN_GROUP, PUBLIC
 from epe.store import schema
 from epe.store.engine import upsert, writing
 
-ObjectType = Literal["pyqscript", "datastore"]
+ObjectType = Literal["pyqscript", "datastore", "model"]
 GranteeType = Literal["user", "group"]
 # A grant's grantee: a user or group name, or None for everyone (OML's PUBLIC).
 Grantee = str | None

@@ -4,12 +4,15 @@ It is also the queue several servers share (docs/deploy.md). A job is *held* by
 one server at a time: the one that accepted it while it waits (``PENDING``),
 the one that claimed it while it runs (``RUNNING``). Any server with room claims
 the oldest waiting job of a service level (``FOR UPDATE SKIP LOCKED``: two
-servers never claim one job, and neither waits for the other); a job that
-names an environment is ``pinned`` and only its holder runs it. A holder renews
-the leases of the jobs it has in hand on a heartbeat; when a lease runs out, its
-holder is taken to have stopped (or lost the job) and any server marks the job
-FAILED (``reap``). Lease times are the database's clock, so servers' clocks need
-not agree.
+servers never claim one job, and neither waits for the other), whoever holds
+it, or nobody (a stopping server hands its waiting jobs back); a job that names
+an environment or reads tables of its server's own is ``pinned`` and only its
+holder runs it, the same server started again included. A holder renews the
+leases of the jobs it has in hand on a heartbeat; when the lease of a running
+job runs out, its holder is taken to have stopped (or lost the job) and any
+server marks the job FAILED (``reap``): it may have had side effects. A waiting
+job is never failed for its server's sake: it has not started. Lease times are
+the database's clock, so servers' clocks need not agree.
 
 A job's answer and log are files in the data folder on a single server
 (``epe.service.answers``); where servers share the database they are rows of
@@ -154,8 +157,8 @@ class JobStore:
 
     def fail_unfinished(self, message: str, held_by: str | None = None,
                         statuses: tuple[str, ...] = UNFINISHED) -> list[str]:
-        """End every waiting or running job (held by ``held_by``, if given) FAILED with
-        ``message`` (after a restart); their ids."""
+        """End every job of ``statuses`` (held by ``held_by``, if given) FAILED with
+        ``message``; their ids."""
         where: Any = _T.c.status.in_(statuses)
         if held_by is not None:
             where = and_(where, _T.c.server == held_by)
@@ -186,8 +189,8 @@ class JobStore:
             now = db_now(conn)
             ids = conn.execute(select(_T.c.id).where(and_(
                 _T.c.status == Status.PENDING.value, _T.c.service == service,
-                or_(_T.c.pinned == false(), _T.c.server == server),
-                _T.c.lease_expires > now)).order_by(_T.c.created).limit(n)
+                or_(_T.c.pinned == false(), _T.c.server == server)))
+                .order_by(_T.c.created).limit(n)
                 .with_for_update(skip_locked=True)).scalars().all()
             if not ids:
                 return []
@@ -195,6 +198,24 @@ class JobStore:
                 status=Status.RUNNING.value, server=server, started=time.time(),
                 lease_expires=now + lease).returning(*_T.c)).all()
         return sorted((JobRecord.from_row(r) for r in rows), key=lambda j: j.created)
+
+    def hand_back(self, server: str) -> list[str]:
+        """Let go of the waiting jobs ``server`` holds that any server may run (it is
+        stopping): held by nobody, they are the next claimant's. Jobs pinned to it stay
+        its own, for when it starts again. The ids handed back."""
+        with writing(self.engine) as conn:
+            return list(conn.execute(update(_T).where(and_(
+                _T.c.server == server, _T.c.status == Status.PENDING.value,
+                _T.c.pinned == false())).values(server=None, lease_expires=None)
+                .returning(_T.c.id)).scalars())
+
+    def adopt(self, server: str, lease: float) -> list[str]:
+        """Make every waiting job ``server``'s own (a single server started again, under
+        whatever name: nothing else may run them); their ids."""
+        with writing(self.engine) as conn:
+            return list(conn.execute(update(_T).where(_T.c.status == Status.PENDING.value)
+                                     .values(server=server, lease_expires=db_now(conn) + lease)
+                                     .returning(_T.c.id)).scalars())
 
     def renew(self, server: str, lease: float, ids: set[str]) -> set[str]:
         """Extend the leases of the jobs ``ids`` that ``server`` still holds; those ids.
@@ -205,11 +226,11 @@ class JobStore:
                 .values(lease_expires=db_now(conn) + lease).returning(_T.c.id)).scalars())
 
     def reap(self, message: str) -> list[str]:
-        """End FAILED, with ``message``, the unfinished jobs whose lease ran out: their
+        """End FAILED, with ``message``, the running jobs whose lease ran out: their
         server stopped, or lost them (a live server renews what it runs); their ids."""
         with writing(self.engine) as conn:
             ids = conn.execute(select(_T.c.id).where(and_(
-                _T.c.status.in_(UNFINISHED), _T.c.lease_expires < db_now(conn)))
+                _T.c.status == Status.RUNNING.value, _T.c.lease_expires < db_now(conn)))
                 .with_for_update(skip_locked=True)).scalars().all()
             if ids:
                 conn.execute(update(_T).where(_T.c.id.in_(ids)).values(

@@ -2,8 +2,10 @@
 
 A model's bytes are read only when a worker asks for them (``data``); every other
 read leaves them in the database. Lookups on the scoring path (an endpoint, its
-model) are cached briefly, like users and scripts: a deletion through another
-server holds here within the cache's lifetime.
+model, whether a grant lets a user score it) are cached briefly, like users and
+scripts: a deletion or a revoke through another server holds here within the cache's
+lifetime; one through this server, or a change of a user's groups, at once
+(``forget_grants``).
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, or_, select
+from sqlalchemy import ColumnElement, Engine, delete, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from epe.errors import Conflict
 from epe.store import schema
 from epe.store.cache import TTLCache
 from epe.store.engine import writing
+from epe.store.grants import drop_object_grants, matching
 
-_M, _D = schema.models, schema.deployments
+_M, _D, _G = schema.models, schema.deployments, schema.grants
 _FIELDS = [c for c in _M.c if c.name != "data"]
 
 
@@ -42,9 +45,6 @@ class ModelRecord:
     size: int
     digest: str
 
-    def visible_to(self, user: str) -> bool:
-        return self.shared or self.owner == user
-
 
 @dataclass(frozen=True)
 class DeploymentRecord:
@@ -59,6 +59,7 @@ class ModelStore:
         self.engine = engine
         self._models: TTLCache[ModelRecord] = TTLCache(cache_ttl)
         self._endpoints: TTLCache[DeploymentRecord] = TTLCache(cache_ttl)
+        self._granted: TTLCache[bool] = TTLCache(cache_ttl)
 
     # -- models ------------------------------------------------------------------------
 
@@ -89,9 +90,28 @@ class ModelStore:
             value = conn.execute(select(_M.c.data).where(_M.c.id == model_id)).scalar()
         return None if value is None else bytes(value)
 
+    def open_to(self, model: ModelRecord, user: str) -> bool:
+        """Whether ``user`` may see and score ``model``: its owner, anyone when it is
+        shared, and whom it is granted to (a user, a group of theirs, everyone)."""
+        if model.shared or model.owner == user:
+            return True
+        key = (model.id, user)
+        if (known := self._granted.get(key)) is not None:
+            return known
+        with self.engine.connect() as conn:
+            granted = conn.execute(select(_G.c.id).where(
+                matching("model", model.owner, model.id, user))).first() is not None
+        self._granted.put(key, granted)
+        return granted
+
+    def forget_grants(self) -> None:
+        """A grant or a user's groups changed: look grants up anew."""
+        self._granted.clear()
+
     def visible(self, user: str, filters: dict[str, str | None]) -> list[ModelRecord]:
-        """The user's models and shared ones, matching ``filters`` (column -> value)."""
-        query = select(*_FIELDS).where(or_(_M.c.owner == user, _M.c.shared))
+        """The models ``user`` may see (``open_to``), matching ``filters`` (column ->
+        value)."""
+        query = select(*_FIELDS).where(_open(user))
         for column, value in filters.items():
             if value is not None:
                 query = query.where(_M.c[column] == value)
@@ -99,10 +119,13 @@ class ModelStore:
             rows = conn.execute(query.order_by(_M.c.name, _M.c.version, _M.c.created))
             return [ModelRecord(**r._mapping) for r in rows]
 
-    def delete(self, model_id: str) -> bool:
+    def delete(self, model: ModelRecord) -> bool:
+        """The model and its grants."""
         with writing(self.engine) as conn:
-            gone = conn.execute(delete(_M).where(_M.c.id == model_id)).rowcount
-        self._models.drop(model_id)
+            gone = conn.execute(delete(_M).where(_M.c.id == model.id)).rowcount
+            drop_object_grants(conn, "model", model.owner, model.id)
+        self._models.drop(model.id)
+        self.forget_grants()
         return bool(gone)
 
     # -- endpoints ---------------------------------------------------------------------
@@ -133,10 +156,10 @@ class ModelStore:
         return None if row is None else DeploymentRecord(**row._mapping)
 
     def endpoints(self, user: str) -> list[tuple[DeploymentRecord, ModelRecord]]:
-        """Endpoints the user may score: of their own models and of shared ones."""
+        """Endpoints of the models the user may score (``open_to``)."""
         query = select(_D, *[c.label(f"m_{c.name}") for c in _FIELDS]) \
             .join(_M, _M.c.id == _D.c.model_id) \
-            .where(or_(_M.c.owner == user, _M.c.shared)).order_by(_D.c.uri)
+            .where(_open(user)).order_by(_D.c.uri)
         with self.engine.connect() as conn:
             return [_pair(r._mapping) for r in conn.execute(query)]
 
@@ -158,6 +181,13 @@ class ModelStore:
         conn.execute(delete(_M).where(_M.c.owner == owner))
         self._models.clear()
         self._endpoints.clear()
+        self.forget_grants()
+
+
+def _open(user: str) -> ColumnElement[bool]:
+    """``open_to`` as SQL over ``models``' columns."""
+    granted = select(_G.c.id).where(matching("model", _M.c.owner, _M.c.id, user)).exists()
+    return or_(_M.c.owner == user, _M.c.shared, granted)
 
 
 def _pair(values: Any) -> tuple[DeploymentRecord, ModelRecord]:

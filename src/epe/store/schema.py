@@ -92,9 +92,9 @@ grants = Table(
     "grants",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("object_type", String(16), nullable=False),  # "pyqscript" | "datastore"
+    Column("object_type", String(16), nullable=False),  # pyqscript | datastore | model
     Column("owner", String(128), nullable=False),
-    Column("name", String(128), nullable=False),
+    Column("name", String(128), nullable=False),  # a model's: its id
     Column("grantee", String(128), nullable=False),  # a user name, or PUBLIC for everyone
     Column("grantee_type", String(8), nullable=False, server_default="user"),  # user | group
     UniqueConstraint("object_type", "owner", "name", "grantee_type", "grantee",

@@ -89,7 +89,7 @@ class Store:
         self._users: TTLCache[UserRecord] = TTLCache(cache_ttl)
         self._unrevoked: TTLCache[bool] = TTLCache(cache_ttl)
         self._scripts: TTLCache[ScriptRecord] = TTLCache(cache_ttl)
-        self.grants = _ScriptGrantsDropCache(engine, self._scripts)
+        self.grants = _GrantsDropCaches(engine, self._grants_changed)
         self.jobs = JobStore(engine)
         self.datastores = DatastoreStore(engine)
         self.uids = UidStore(engine)
@@ -101,10 +101,15 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    def _grants_changed(self) -> None:
+        """Cached lookups that depend on grants are made anew."""
+        self._scripts.clear()
+        self.models.forget_grants()
+
     def _membership_changed(self, name: str) -> None:
         """A user's groups or admin role changed: what they may run is looked up anew."""
         self._users.drop(name)
-        self._scripts.clear()
+        self._grants_changed()
 
     def check(self) -> None:
         """Raise unless the database answers a query now (the readiness check)."""
@@ -166,7 +171,7 @@ class Store:
             conn.execute(update(schema.worker_uids).where(schema.worker_uids.c.owner == name)
                          .values(owner=None))
         self._users.drop(name)
-        self._scripts.clear()
+        self._grants_changed()
         self.uids.forget(name)
         self.identity.forget(name)
         return bool(gone)
@@ -284,20 +289,20 @@ def _script_exists(name: str) -> Conflict:
     return Conflict(f"script {name} already exists; send \"overwrite\": true to replace it")
 
 
-class _ScriptGrantsDropCache(GrantStore):
-    """Grants; a change forgets cached script lookups, which depend on grants."""
+class _GrantsDropCaches(GrantStore):
+    """Grants; a change forgets cached lookups that depend on grants (scripts, models)."""
 
-    def __init__(self, engine: Engine, scripts: TTLCache[ScriptRecord]) -> None:
+    def __init__(self, engine: Engine, changed: Callable[[], None]) -> None:
         super().__init__(engine)
-        self._scripts = scripts
+        self._changed = changed
 
     def grant(self, object_type: ObjectType, owner: str, name: str, grantee: Grantee,
               grantee_type: GranteeType = "user") -> None:
         super().grant(object_type, owner, name, grantee, grantee_type)
-        self._scripts.clear()
+        self._changed()
 
     def revoke(self, object_type: ObjectType, owner: str, name: str, grantee: Grantee,
                grantee_type: GranteeType = "user") -> bool:
         gone = super().revoke(object_type, owner, name, grantee, grantee_type)
-        self._scripts.clear()
+        self._changed()
         return gone

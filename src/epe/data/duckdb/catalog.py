@@ -107,6 +107,27 @@ class DuckDBCatalog:
                 stream_query(cur, sql, self.query_timeout) as rows:
             yield rows
 
+    def owners(self) -> list[str]:
+        """The users who have a database of tables."""
+        return self._dbs.owners()
+
+    def copy_tables(self, owner: str, to: Path) -> list[str]:
+        """Every table of ``owner`` as of one moment, into a new DuckDB file ``to``
+        (blocking); their names. One read-only transaction reads them all, so the copy
+        is whole and consistent while writers go on (DuckDB lets no other process open a
+        file this one holds, so a copy of a live server's tables is made here)."""
+        with self._dbs.cursor(owner) as cur:
+            cur.execute("BEGIN TRANSACTION READ ONLY")
+            try:
+                names = [row[0] for row in cur.execute(_TABLES + " ORDER BY 1").fetchall()]
+                with contextlib.closing(duckdb.connect(str(to), config=CONFIG)) as out:
+                    for name in names:
+                        copy_table(cur, out, name)
+                    out.execute("CHECKPOINT")  # one file, no write-ahead log beside it
+            finally:
+                rollback(cur)
+        return names
+
     def check(self) -> None:
         self._dbs.check()
         with contextlib.closing(duckdb.connect(":memory:", config=CONFIG)) as con:
@@ -164,6 +185,19 @@ def create_table(cur: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> 
         raise InvalidRequest(f"could not store table {name}: {e}") from None
     finally:
         cur.unregister(view)
+
+
+def copy_table(source: duckdb.DuckDBPyConnection, to: duckdb.DuckDBPyConnection,
+               name: str) -> None:
+    """Table ``name`` of ``source`` into ``to``, streamed as Arrow batches: the same
+    columns, types and rows."""
+    rows = source.sql(f"SELECT * FROM {quote(name)}").to_arrow_reader(BATCH_ROWS)
+    view = f"epe_copy_{uuid.uuid4().hex}"
+    to.register(view, rows)
+    try:
+        to.execute(f"CREATE TABLE {quote(name)} AS SELECT * FROM {quote(view)}")
+    finally:
+        to.unregister(view)
 
 
 def table_info(cur: duckdb.DuckDBPyConnection, name: str) -> TableInfo:

@@ -32,6 +32,7 @@ CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "autoload_known_extensions": False,
     "lock_configuration": True,  # nothing in a query can undo the above
 }
+SUFFIX = ".duckdb"
 # DuckDB's message when another process holds the file.
 _LOCKED = "Could not set lock on file"
 
@@ -59,7 +60,11 @@ class UserDatabases:
         self._reaper.start()
 
     def path(self, owner: str) -> Path:
-        return self.root / f"{check_owner(owner)}.duckdb"
+        return self.root / f"{check_owner(owner)}{SUFFIX}"
+
+    def owners(self) -> list[str]:
+        """The owners whose database file exists."""
+        return sorted(p.name.removesuffix(SUFFIX) for p in self.root.glob("*" + SUFFIX))
 
     @contextmanager
     def cursor(self, owner: str, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:

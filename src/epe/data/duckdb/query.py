@@ -17,6 +17,7 @@ from types import TracebackType
 import duckdb
 import pyarrow as pa
 
+from epe.data.catalog import read_batches
 from epe.errors import InvalidRequest, TimeLimitExceeded
 
 _ALLOWED = duckdb.StatementType.SELECT
@@ -84,26 +85,14 @@ def stream_query(cursor: duckdb.DuckDBPyConnection, sql: str, seconds: float,
         with limit:
             cursor.execute("BEGIN TRANSACTION READ ONLY")
             reader = cursor.sql(sql).to_arrow_reader(batch_rows)
-            yield pa.RecordBatchReader.from_batches(reader.schema, _batches(reader, limit))
+            batches = read_batches(reader, lambda error: stream_error(error, limit))
+            yield pa.RecordBatchReader.from_batches(reader.schema, batches)
     except SERVER_SIDE:
         raise
     except duckdb.Error as e:
         raise query_error(e, limit) from None
     finally:
         rollback(cursor)
-
-
-def _batches(reader: pa.RecordBatchReader, limit: TimeLimit) -> Iterator[pa.RecordBatch]:
-    # A failure after the first batch (the time limit, a bad cast in a later row)
-    # reaches us through Arrow's C stream as an OSError carrying DuckDB's message.
-    while True:
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            return
-        except OSError as e:
-            raise stream_error(e, limit) from None
-        yield batch
 
 
 def run_query(cursor: duckdb.DuckDBPyConnection, sql: str, seconds: float) -> pa.Table:

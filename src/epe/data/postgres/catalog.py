@@ -31,7 +31,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from epe.data.catalog import ColumnInfo, Relations, TableInfo
+from epe.data.catalog import ColumnInfo, Relations, TableInfo, read_batches
 from epe.data.ingest import storable
 from epe.data.names import check_table_name, quote
 from epe.data.postgres.connections import (
@@ -237,19 +237,14 @@ class PostgresCatalog:
 
 
 def _batches(reader: pa.RecordBatchReader, conn: Any, seconds: float) -> Iterator[pa.RecordBatch]:
-    # A failure after the first batch (the time limit, the server gone) reaches us
-    # through Arrow's C stream as an OSError carrying libpq's message.
     started = time.monotonic()
-    while True:
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            return
-        except OSError as e:
-            if time.monotonic() - started >= seconds and "statement timeout" not in str(e):
-                e = OSError(f"{e} (statement timeout)")  # the limit, whatever the wording
-            raise query_error(e, conn, seconds) from None
-        yield batch
+
+    def failed(error: OSError) -> Exception:  # libpq's message, through Arrow's C stream
+        if time.monotonic() - started >= seconds and "statement timeout" not in str(error):
+            error = OSError(f"{error} (statement timeout)")  # the limit, whatever the wording
+        return query_error(error, conn, seconds)
+
+    return read_batches(reader, failed)
 
 
 def plain_schema(schema: pa.Schema) -> tuple[pa.Schema, list[int]]:

@@ -6,6 +6,10 @@ costs a fork, not a Python start: the pool hands over the worker's ends of two p
 (``SCM_RIGHTS`` on a Unix socket) and gets back the new process's pid; the fork
 server reports each worker's exit code when it ends. A thread reads the socket and
 settles the waiting futures on the event loop.
+
+The default environment's fork server may be launched before there is an event loop
+(``launch_default``): ``epe serve`` does so before it imports the app, so that the fork
+server's imports (numpy, pandas, matplotlib) and the server's own run at once.
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ import contextlib
 import itertools
 import logging
 import os
+import shutil
 import socket
 import subprocess
+import sys
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +31,7 @@ from typing import Any
 import orjson
 
 from epe.errors import InternalError
+from epe.settings import Settings
 
 log = logging.getLogger("epe.runner")
 
@@ -64,17 +72,26 @@ class ForkServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+    def launch(self) -> None:
+        """Start the process (it imports, then says it is ready: ``start`` waits for that);
+        nothing if it was launched already."""
+        if self._proc is not None:
+            return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = ours
-        self._ready = self._loop.create_future()
         config = {**self.config, "control": theirs.fileno(), "parent": os.getpid()}
         self._proc = subprocess.Popen(
             [self.python, "-m", "epe.runner.worker", orjson.dumps(config).decode()],
             env=self.env, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, cwd="/",
             start_new_session=True)
         theirs.close()
+
+    async def start(self) -> None:
+        """Launch it if need be, and wait until it is ready (what it said before this was
+        called waits in the socket)."""
+        self.launch()
+        self._loop = asyncio.get_running_loop()
+        self._ready = self._loop.create_future()
         threading.Thread(target=self._read, name="epe-forkserver", daemon=True).start()
         try:
             ready = await asyncio.wait_for(asyncio.shield(self._ready), self.start_timeout)
@@ -167,3 +184,58 @@ class ForkServer:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
+
+
+def environment(mpl_dir: str) -> dict[str, str]:
+    """A fork server's environment, which its workers inherit."""
+    # Built from nothing: no server secret or EPE_ setting reaches user code.
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/",
+        "LANG": "C.UTF-8",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": mpl_dir,
+        # One thread per worker: parallelism comes from workers, and more
+        # threads would only fight over the same cores.
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+def configuration(settings: Settings, python: str) -> dict[str, Any]:
+    """What a fork server of ``python`` is told: whether to sandbox, the workers' limits."""
+    return {"isolate": os.geteuid() == 0 and python == sys.executable,
+            "worker": {"output_limit": settings.output_limit,
+                       "graphics_dpi": settings.graphics_dpi,
+                       "graphics_size": [settings.graphics_width, settings.graphics_height]}}
+
+
+def matplotlib_folder() -> str:
+    """A folder for matplotlib's cache, which every worker may read."""
+    folder = tempfile.mkdtemp(prefix="epe-forkserver-")
+    os.chmod(folder, 0o755)
+    return folder
+
+
+@dataclass
+class Launched:
+    """The default environment's fork server, launched before the host that adopts it."""
+
+    server: ForkServer
+    mpl_dir: str
+
+    def discard(self) -> None:
+        """Stop it, where no host adopted it (the server did not get as far)."""
+        self.server.stop()
+        shutil.rmtree(self.mpl_dir, ignore_errors=True)
+
+
+def launch_default(settings: Settings) -> Launched:
+    """The fork server of the server's own Python, launched now, without an event loop."""
+    mpl_dir = matplotlib_folder()
+    server = ForkServer(sys.executable, environment(mpl_dir),
+                        configuration(settings, sys.executable), settings.worker_start_timeout)
+    server.launch()
+    return Launched(server, mpl_dir)

@@ -19,14 +19,19 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 from typing import Any
 
 from epe.errors import InternalError, InvalidSetting
 from epe.runner.executor import Tenant
 from epe.runner.identity import WorkerIdentity, unreachable, worker_identity
 from epe.runner.local.exchange import Exchange
-from epe.runner.local.forkserver import ForkServer
+from epe.runner.local.forkserver import (
+    ForkServer,
+    Launched,
+    configuration,
+    environment,
+    matplotlib_folder,
+)
 from epe.runner.local.pool import LocalPool, Placement
 from epe.settings import Settings
 
@@ -34,8 +39,11 @@ log = logging.getLogger("epe.runner")
 
 
 class LocalHost:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, launched: Launched | None = None) -> None:
+        """``launched``: the default fork server, if it was launched already (it is
+        adopted at ``start``, and stopped with the host)."""
         self.settings = settings
+        self._launched = launched
         self.isolated = False
         self.why_not_isolated = "not started"
         self._servers: dict[str, asyncio.Future[ForkServer]] = {}
@@ -45,8 +53,10 @@ class LocalHost:
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._mpl_dir = tempfile.mkdtemp(prefix="epe-forkserver-")
-        os.chmod(self._mpl_dir, 0o755)
+        if self._launched is not None:
+            self._mpl_dir = self._launched.mpl_dir
+        else:
+            self._mpl_dir = matplotlib_folder()
         default = await self.fork_server(sys.executable)
         refused = default.isolation_refused
         self.isolated = refused is None
@@ -66,6 +76,9 @@ class LocalHost:
         for future in servers:
             future.result().stop()
         self._servers.clear()
+        if self._launched is not None:  # never adopted: the host did not start
+            self._launched.discard()
+            self._launched = None
         shutil.rmtree(self._mpl_dir, ignore_errors=True)
 
     def status(self) -> tuple[bool, dict[str, Any]]:
@@ -107,13 +120,12 @@ class LocalHost:
     # -- details -----------------------------------------------------------------------
 
     async def _start_server(self, python: str) -> ForkServer:
-        config = {"isolate": os.geteuid() == 0 and python == sys.executable,
-                  "worker": {"output_limit": self.settings.output_limit,
-                             "graphics_dpi": self.settings.graphics_dpi,
-                             "graphics_size": [self.settings.graphics_width,
-                                               self.settings.graphics_height]}}
-        server = ForkServer(python, self._environment(), config,
-                            self.settings.worker_start_timeout)
+        if self._launched is not None and python == self._launched.server.python:
+            server, self._launched = self._launched.server, None
+        else:
+            server = ForkServer(python, environment(self._mpl_dir),
+                                configuration(self.settings, python),
+                                self.settings.worker_start_timeout)
         try:
             await server.start()
         except Exception as e:
@@ -137,22 +149,6 @@ class LocalHost:
                         identity.name, ", ".join(blocked))
             return None
         return identity
-
-    def _environment(self) -> dict[str, str]:
-        # Built from nothing: no server secret or EPE_ setting reaches user code.
-        return {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": "/",
-            "LANG": "C.UTF-8",
-            "MPLBACKEND": "Agg",
-            "MPLCONFIGDIR": self._mpl_dir,
-            # One thread per worker: parallelism comes from workers, and more
-            # threads would only fight over the same cores.
-            "OPENBLAS_NUM_THREADS": "1",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
 
 
 def _reach(python: str) -> list[str]:

@@ -192,10 +192,11 @@ class LocalPool:
         worker = await self._acquire()
         self._busy.add(worker)
         self._count("busy", 1)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps the request in a
+        # task of its own, a cost every sync run paid.
+        deadline = asyncio.timeout(timeout)
         try:
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps the request in
-            # a task of its own, a cost every sync run paid.
-            async with asyncio.timeout(timeout):
+            async with deadline:
                 reply, payload = await worker.request(protocol.task_header(task), task.calls)
         except TimeoutError:
             self._discard(worker, "timeout")
@@ -210,7 +211,10 @@ class LocalPool:
                 "a crash in native code, os._exit() or running out of memory can cause "
                 "this") from None
         except asyncio.CancelledError as e:  # the run's time limit, or the caller is gone
-            self._discard(worker, "timeout" if TIME_LIMIT in e.args else "cancelled")
+            # When the run's limit and this task's come together, the second cancellation
+            # can wipe the first one's message: this task's expired deadline says it too.
+            timed_out = TIME_LIMIT in e.args or deadline.expired()
+            self._discard(worker, "timeout" if timed_out else "cancelled")
             raise
         except BaseException:  # our bug
             self._discard(worker, "error")

@@ -100,6 +100,7 @@ class NodeAgent:
     """A Ray actor (async: one event loop serves every task of the node)."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
+        # ``Settings.for_nodes()``: the rest are defaults, none of them the server's.
         self.settings = Settings(**settings)
         self.host = LocalHost(self.settings)
         self._pools: dict[str, asyncio.Future[LocalPool]] = {}

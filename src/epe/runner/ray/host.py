@@ -5,7 +5,8 @@ the Ray driver, a child process) and talks to it in ``runner.protocol`` frames;
 ``RayPool`` is one user's ``Executor`` in one environment, its workers on every
 node (``runner.ray.agent``). The server imports no Ray: a cluster that goes away
 ends the bridge, not the server, and runs are answered 503 with ``Retry-After``
-until a new bridge reaches the cluster again.
+until a new bridge reaches the cluster again. The bridge, and through it every
+node, is given only ``Settings.for_nodes()``: no URL, key or password.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import importlib.util
 import itertools
 import logging
+import os
 import socket
 import sys
 import uuid
@@ -175,11 +177,10 @@ class RayHost:
         # imported as Ray, there and, through the driver's path, on the nodes).
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-P", "-m", "epe.runner.ray.bridge", stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, limit=1 << 30)
+            stdout=asyncio.subprocess.PIPE, limit=1 << 30, env=driver_environment())
         bridge = _Bridge(proc)
         bridge.reader = asyncio.ensure_future(self._read(bridge))
-        settings = self.settings.model_dump(mode="json")
-        settings["data_dir"] = str(self.settings.data_dir.absolute())  # what nodes hide
+        settings = self.settings.for_nodes()  # no URL, key or password (docs/security.md)
         timeout = self.settings.ray_connect_timeout
         rid, queue = bridge.open()
         try:
@@ -365,6 +366,13 @@ class RayPool:
         return protocol.task_result(reply, payload)
 
 
+def driver_environment() -> dict[str, str]:
+    """The bridge's environment: the server's without its settings (``EPE_``) and
+    libpq's (``PG``), where a URL or a password may be. A Ray the bridge starts
+    (``EPE_RAY_ADDRESS=local``) passes it on to every process of its node."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("EPE_", "PG"))}
+
+
 def unreachable(address: str, timeout: float) -> str | None:
     """Why the cluster at ``address`` cannot be reached, or ``None`` (checked before the
     server starts: a TCP connection to the address named, without Ray; ``auto`` and
@@ -384,5 +392,4 @@ def unreachable(address: str, timeout: float) -> str | None:
 
 def _remove(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
-        import os
         os.unlink(path)

@@ -17,6 +17,7 @@ import cloudpickle
 import orjson
 import pandas as pd
 
+from epe.core.datastores import check_save
 from epe.runner.worker.channel import CallRefused, call
 
 _LIBRARIES = ("cloudpickle", "numpy", "pandas", "sklearn", "scipy")
@@ -53,10 +54,7 @@ def save(objs: dict[str, Any], name: str, description: str = " ",
          grantable: bool | None = None, overwrite: bool = False, append: bool = False,
          compression: bool = False) -> None:
     """Save the objects of ``objs`` (name -> object) in datastore ``name``."""
-    if not isinstance(objs, dict) or not objs:
-        raise TypeError("objs must be a non-empty dict of name -> object")
-    if overwrite and append:
-        raise ValueError("overwrite and append cannot both be True")
+    check_save(objs, overwrite, append)
     metas, blobs = [], []
     for key, obj in objs.items():
         data = cloudpickle.dumps(obj)
