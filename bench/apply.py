@@ -53,6 +53,8 @@ TOKEN_URL = "/omlusers/api/oauth2/v1/token"
 USER, PASSWORD = "BENCH", "bench-Secret1"
 TABLE = "BENCH"
 QUERY = f"select * from {TABLE}"
+BIG, BIG_ROWS = "BIG", 40_000_000  # the table-apply an address-space limit refused
+BIG_QUERY = f"select * from {BIG}"
 WORKERS = 2
 AS_FRAME = json.dumps({"oml_input_type": "pandas.DataFrame"})
 _DEGREE = re.compile(r"(\w+_apply) by \w+: (\d+) invocations in (\d+) batches, "
@@ -126,14 +128,17 @@ class Server(BenchServer):
 
     def __init__(self, data_dir: Path) -> None:
         super().__init__(data_dir, {"EPE_WORKERS": str(WORKERS)})
-        self.exchange: list[Path] = []
+        self.before: set[Path] = set()
 
     def start(self, timeout: float = 120) -> None:
-        before = set(exchange_dirs())
+        self.before = set(exchange_dirs())
         super().start(timeout)
-        # Ours is the one that appeared meanwhile (all of them, should another server
-        # have started at the same moment).
-        self.exchange = sorted(set(exchange_dirs()) - before)
+
+    @property
+    def exchange(self) -> list[Path]:
+        """Ours: the folders that appeared since it started (each user's pool has one;
+        those of another server started meanwhile too, should there be one)."""
+        return sorted(set(exchange_dirs()) - self.before)
 
     def degrees(self) -> list[tuple[str, int, int, int]]:
         """(kind, invocations, batches, degree) of every apply run logged so far."""
@@ -201,6 +206,7 @@ class MemorySampler:
 
     def __init__(self, server: Server, interval: float = 0.002) -> None:
         assert server.proc is not None
+        self.server = server
         self.pid = server.proc.pid
         self.exchange = server.exchange
         self.interval = interval
@@ -227,6 +233,7 @@ class MemorySampler:
             self.samples.append(self.sample())
             if time.monotonic() - last_scan > 0.2:  # a worker may have been replaced
                 self.pids = [self.pid, *children(self.pid)]
+                self.exchange = self.server.exchange
                 last_scan = time.monotonic()
             time.sleep(self.interval)
 
@@ -391,7 +398,8 @@ class Client:
         self.http.close()
 
 
-def setup(url: str, table: pa.Table, scripts: dict[str, str]) -> tuple[int, float]:
+def setup(url: str, table: pa.Table, scripts: dict[str, str],
+          name: str = TABLE) -> tuple[int, float]:
     """Upload the table as Parquet and store the scripts; (Parquet bytes, upload seconds)."""
     sink = io.BytesIO()
     pq.write_table(table, sink)
@@ -399,7 +407,7 @@ def setup(url: str, table: pa.Table, scripts: dict[str, str]) -> tuple[int, floa
     c = Client(url)
     try:
         start = time.perf_counter()
-        r = c.http.put(f"{API}/tables/{TABLE}", content=body,
+        r = c.http.put(f"{API}/tables/{name}", content=body,
                        headers={"Content-Type": "application/vnd.apache.parquet"})
         upload = time.perf_counter() - start
         if r.status_code != 201 or r.json()["result"]["rows"] != table.num_rows:
@@ -417,18 +425,19 @@ def setup(url: str, table: pa.Table, scripts: dict[str, str]) -> tuple[int, floa
 class Baseline:
     """The in-process side: the same table in an in-memory DuckDB, pandas on top."""
 
-    def __init__(self, table: pa.Table) -> None:
+    def __init__(self, table: pa.Table, name: str = TABLE) -> None:
         self.con = duckdb.connect()
         self.con.register("source", table)
-        self.con.execute(f"create table {TABLE} as select * from source")
+        self.con.execute(f"create table {name} as select * from source")
         self.con.unregister("source")
 
     def load(self, query: str = QUERY) -> Any:
         return self.con.sql(query).df()
 
-    def table_apply(self, f: Callable[..., Any]) -> tuple[float, float, Any]:
+    def table_apply(self, f: Callable[..., Any],
+                    query: str = QUERY) -> tuple[float, float, Any]:
         start = time.perf_counter()
-        df = self.load()
+        df = self.load(query)
         loaded = time.perf_counter()
         value = f(df)
         return time.perf_counter() - start, loaded - start, value
@@ -570,7 +579,7 @@ def measure(server: Server, sizes: Sizes, table: pa.Table,
 
 
 def measure_memory(server: Server, arrow_bytes: int, rows: int, label: str,
-                   log: Callable[[str], None]) -> Memory:
+                   log: Callable[[str], None], query: str = QUERY) -> Memory:
     """Resident memory of the server and its workers around one table-apply."""
     assert server.proc is not None
     c = Client(server.url)
@@ -584,7 +593,7 @@ def measure_memory(server: Server, arrow_bytes: int, rows: int, label: str,
         can_reset = reset_peaks(pids)
         log(f"  table-apply, {label}, sampling memory ...")
         with MemorySampler(server) as busy:
-            _took, value = c.post("/table-apply/t_len", {"input": QUERY,
+            _took, value = c.post("/table-apply/t_len", {"input": query,
                                                          "parameters": AS_FRAME})
             time.sleep(0.2)
         assert value == rows, value
@@ -603,6 +612,64 @@ def measure_memory(server: Server, arrow_bytes: int, rows: int, label: str,
                   workers_increase_bytes=workers - idle_workers,
                   peak_total_increase_bytes=increase, ratio=ratio, met=ratio <= 3.0,
                   hwm_increase_bytes=hwm, samples=len(busy.samples))
+
+
+def measure_big(server: Server, log: Callable[[str], None]) -> tuple[Case, Memory]:
+    """table-apply of ``len(df)`` over ``BIG_ROWS`` rows x 5 columns on the same server
+    (default settings but ``EPE_WORKERS``): its time against the in-process baseline,
+    and its peak memory against the table's Arrow size. A worker's memory is bounded by
+    its user's cgroup (resident memory), where it can be had: no address-space limit
+    refuses the input's pandas frame."""
+    log(f"  {BIG_ROWS:,} rows: making and uploading the table ...")
+    table = make_table(BIG_ROWS, 10_000)
+    setup(server.url, table, {}, name=BIG)
+    memory = measure_memory(server, table.nbytes, BIG_ROWS, f"{BIG_ROWS:,} rows", log,
+                            query=BIG_QUERY)
+    base = Baseline(table, BIG)
+    del table
+    case = Case(f"table-apply len(df), {BIG_ROWS:,} rows", target="runs")
+    c = Client(server.url)
+    try:
+        for _ in range(2):
+            log(f"  {BIG_ROWS:,} rows: epe, then in this process ...")
+            with CpuMeter(server) as cpu:
+                took, value = c.post("/table-apply/t_len", {"input": BIG_QUERY,
+                                                            "parameters": AS_FRAME})
+            case.epe_s.append(took)
+            case.epe_cpu_s.append(cpu.ours)
+            case.others_epe.append(cpu.others_share)
+            with CpuMeter(server) as cpu:
+                total, load, expected = base.table_apply(compile_function(LEN), BIG_QUERY)
+            case.baseline_s.append(total)
+            case.baseline_load_s.append(load)
+            case.others_baseline.append(cpu.others_share)
+            assert value == expected == BIG_ROWS, (value, expected)
+    finally:
+        c.close()
+    case.ratio, case.met = case.epe / case.baseline, True
+    return case, memory
+
+
+def main_big(log: Callable[[str], None]) -> None:
+    """The ``BIG_ROWS`` case alone, on a server of its own."""
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="epe-bench-") as tmp:
+        server = Server(Path(tmp) / "data")
+        with server.guarded():
+            server.add_user(USER, PASSWORD)
+            server.start()
+            setup(server.url, make_table(10, 1), {"t_len": LEN})
+            case, memory = measure_big(server, log)
+    shares = others({**asdict(case), "epe": case.epe, "baseline": case.baseline})
+    print(f"{case.name}: epe {case.epe:.2f} s, in this process {case.baseline:.2f} s "
+          f"(of which .df() {statistics.median(case.baseline_load_s):.2f} s): "
+          f"{case.ratio:.2f}x; others' CPU (epe/base) {shares}"
+          f"\npeak memory {mb(memory.peak_total_increase_bytes)} above idle: "
+          f"{memory.ratio:.2f}x the table's {mb(memory.arrow_bytes)} of Arrow (server "
+          f"+{mb(memory.server_increase_bytes)}, workers +{mb(memory.workers_increase_bytes)}"
+          f", shm +{mb(memory.peak_shm_bytes - memory.idle_shm_bytes)})\n{os.cpu_count()} "
+          f"CPUs; load average before/after {load_before[0]:.2f}/{os.getloadavg()[0]:.2f}; "
+          f"commit {commit()}")
 
 
 def mb(n: int | None) -> str:
@@ -669,8 +736,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--big", choices=["yes", "no", "only"], default="yes",
+                        help=f"the {BIG_ROWS:,}-row table-apply too (never with --quick), "
+                             "or alone")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
+    if args.big == "only":
+        main_big(print)
+        return
 
 
     def log(line: str) -> None:
@@ -694,6 +767,11 @@ def main() -> None:
                       for label in ("cold: the first query since start", "warm: run again")]
             log("timing (epe and baseline alternate) ...")
             cases, per_call, per_call_parallel = measure(server, sizes, table, log)
+            if args.big == "yes" and not args.quick:
+                del table
+                big, big_memory = measure_big(server, log)
+                cases.append(big)
+                memory.append(big_memory)
     all_met = all(m.met for m in memory) and all(c.met for c in cases)
     figures = Figures(
         sizes={"rows": sizes.rows, "groups": sizes.groups, "chunk": sizes.chunk,

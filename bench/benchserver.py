@@ -33,9 +33,10 @@ class BenchServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
 
-    def add_user(self, user: str, password: str) -> None:
+    def add_user(self, user: str, password: str, admin: bool = False) -> None:
         done = subprocess.run([sys.executable, "-m", "epe", "user", "add", user, "--data-dir",
-                               str(self.data_dir), "--password-stdin"], input=password + "\n",
+                               str(self.data_dir), "--password-stdin",
+                               *(["--admin"] if admin else [])], input=password + "\n",
                               text=True, capture_output=True, env=self.env, timeout=120)
         if done.returncode != 0:
             raise RuntimeError(f"epe user add failed:\n{done.stdout}{done.stderr}")

@@ -88,6 +88,10 @@ class _Server(uvicorn.Server):
             return
         self.loop = asyncio.get_running_loop()
         host, port = self.servers[0].sockets[0].getsockname()[:2]
+        from epe.observe import logs
+
+        logs.flush()  # what was logged while starting, before the line that says it serves
+        sys.stderr.flush()
         click.echo(f"epe serving on http://{host}:{port}", err=False)
         click.echo(f"epe console on http://{host}:{port}/", err=False)
         sys.stdout.flush()

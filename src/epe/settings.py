@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # HOST:PORT, the host a name, an IPv4 address or a bracketed IPv6 one.
@@ -26,7 +26,7 @@ NODE_SETTINGS = frozenset({
     "data_dir", "require_isolation", "worker_user", "worker_network", "worker_tmp_size",
     "worker_memory_limit", "worker_max_processes", "worker_max_open_files", "worker_max_tasks",
     "worker_start_timeout", "output_limit", "graphics_dpi", "graphics_width",
-    "graphics_height",
+    "graphics_height", "resource_limits", "user_memory_limit",
 })
 
 
@@ -122,10 +122,11 @@ class Settings(BaseSettings):
     )
 
     # Workers (the local executor; on Ray, each node's).
-    workers: int = Field(2, ge=1, description="Worker processes in the default pool.")
+    workers: int = Field(2, ge=1, description="Worker processes a user's pool grows to.")
     worker_max_tasks: int = Field(500, ge=1, description="Tasks a worker runs before recycling.")
     worker_memory_limit: int = Field(
-        4 * 1024**3, ge=64 * 1024**2, description="Address-space limit of a worker, in bytes."
+        4 * 1024**3, ge=64 * 1024**2,
+        description="Address-space limit of a worker, in bytes, where no cgroup limits memory."
     )
     worker_max_processes: int = Field(
         256, ge=16, description="Process/thread limit of the unprivileged worker user."
@@ -136,6 +137,12 @@ class Settings(BaseSettings):
     )
     worker_start_timeout: float = Field(
         60.0, gt=0, description="Seconds a new worker may take to import its libraries."
+    )
+
+    # How a user's workers are held to their limits (docs/operations.md#resource-limits).
+    resource_limits: Literal["auto", "cgroup", "rlimit"] = Field(
+        "auto", description="How workers are limited: cgroups where they can be had (auto), "
+                            "cgroups or refuse to start, or rlimits only."
     )
 
     # Tenants (docs/security.md): each user's workers are their own.
@@ -157,9 +164,11 @@ class Settings(BaseSettings):
     worker_idle_timeout: float = Field(
         300.0, gt=0, description="Seconds a user's pool may stay unused before it stops."
     )
-    max_workers: int = Field(8, ge=1, description="Workers warm at once, every pool together "
-                                                  "(on Ray: on each node).")
-    max_pools: int = Field(16, ge=1, description="Users' pools warm at once.")
+    max_workers: int = Field(0, ge=0, description="Workers warm at once, every pool together "
+                                                  "(on Ray: on each node); 0: from the "
+                                                  "machine's memory and cores.")
+    max_pools: int = Field(0, ge=0, description="Users' pools warm at once; 0: as many as "
+                                                "workers.")
     pool_queue_limit: int = Field(
         64, ge=0, description="Runs waiting for room in the pools before a 503."
     )
@@ -283,6 +292,14 @@ class Settings(BaseSettings):
         "", description="Python modules the server imports when it starts, comma-separated: "
                         "each may register operations of its own."
     )
+
+    @field_validator("user_memory_limit")
+    @classmethod
+    def _room_to_start(cls, value: int) -> int:
+        if 0 < value < 64 * 1024**2:
+            raise ValueError("give 0 (three quarters of the machine's memory) or at least "
+                             "64 MiB (67108864): a worker needs that much to start")
+        return value
 
     def for_nodes(self) -> dict[str, Any]:
         """The settings a Ray node is given (``NODE_SETTINGS``), as JSON values."""

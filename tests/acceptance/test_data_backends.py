@@ -85,11 +85,11 @@ def test_group_count_per_species(oml: httpx.Client) -> None:
 
 def test_linear_model_fitted_by_table_apply_scored_by_row_apply(oml: httpx.Client) -> None:
     ds = unique_name("ds_regr")
-    parameters = f'{{"ds_name": "{ds}"}}'
-    fitted = ok(run(oml, "table-apply", {"input": IRIS, "parameters": parameters},
+    fitted = ok(run(oml, "table-apply", {"input": IRIS, "parameters": f'{{"dsname": "{ds}"}}'},
                     store(oml, BUILD_LM)))
     assert fitted["coef"] == pytest.approx(LM_COEF, abs=5e-4)
-    scored = ok(run(oml, "row-apply", {"input": IRIS, "rows": 10, "parameters": parameters},
+    scored = ok(run(oml, "row-apply", {"input": IRIS, "rows": 10,
+                                       "parameters": f'{{"ds_name": "{ds}"}}'},
                     store(oml, SCORE_LM)))
     assert len(scored) == 150 and [r["N"] for r in scored] == [10] * 150
 

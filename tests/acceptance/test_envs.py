@@ -464,10 +464,10 @@ def test_a_failed_cli_build_exits_1_with_pips_message(server: EpeServer, wheels:
 
 
 def test_a_restored_backup_builds_the_environments_again_from_their_definitions(
-        srv: EpeServer, built: str, places: Callable[[], Path], tmp_path: Path) -> None:
+        server: EpeServer, built: str, places: Callable[[], Path], tmp_path: Path) -> None:
     # docs/deploy.md#backups: a backup keeps what each environment was built from (here
     # a package from a folder of wheels), and restoring builds it again with pip.
-    made = run_cli("backup", "--data-dir", str(srv.data_dir), "--to", str(tmp_path / "b"))
+    made = run_cli("backup", "--data-dir", str(server.data_dir), "--to", str(tmp_path / "b"))
     assert "environments" in made.stdout, made
     restored = places()
     done = run_cli("restore", "--from", str(tmp_path / "b"), "--data-dir", str(restored))
@@ -475,7 +475,7 @@ def test_a_restored_backup_builds_the_environments_again_from_their_definitions(
     listed = {e["name"]: e for e in json.loads(run_cli(
         "env", "list", "--json", "--data-dir", str(restored)).stdout)["result"]["envs"]}
     original = {e["name"]: e for e in json.loads(run_cli(
-        "env", "list", "--json", "--data-dir", str(srv.data_dir)).stdout)["result"]["envs"]}
+        "env", "list", "--json", "--data-dir", str(server.data_dir)).stdout)["result"]["envs"]}
     assert {k: v for k, v in listed[built].items() if k != "size"} == \
         {k: v for k, v in original[built].items() if k != "size"}
     imported = subprocess.run([str(restored / "envs" / built / "bin" / "python"), "-c",

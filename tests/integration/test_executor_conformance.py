@@ -132,6 +132,22 @@ def test_a_timeout_kills_the_worker_and_the_next_task_runs(loop: Loop,
     assert isinstance(values(run(loop, executor, task("do_eval", pid)))[0], int)
 
 
+def test_a_task_carries_what_the_kernel_counted(loop: Loop, executor: Executor) -> None:
+    """CPU seconds and peak memory as counted outside the worker (its cgroup or /proc),
+    never what the function says: one that burns 2 s of CPU and touches 200 MB."""
+    burn = task("do_eval", "def f():\n    import time\n    block = bytearray(200 * 2**20)\n"
+                           "    end = time.process_time() + 2\n"
+                           "    while time.process_time() < end:\n        pass\n"
+                           "    return len(block)\n")
+    used = run(loop, executor, burn).usage
+    assert used.cpu_seconds >= 1.8 and used.peak_memory >= 200 * 2**20, used
+    failing = task("do_eval", "def f():\n    block = bytearray(100 * 2**20)\n"
+                              "    raise ValueError(len(block))\n")
+    with pytest.raises(TaskFailed) as failed:
+        run(loop, executor, failing)
+    assert failed.value.usage.peak_memory >= 100 * 2**20, failed.value.usage
+
+
 def test_a_crash_is_reported_and_the_next_task_runs(loop: Loop, executor: Executor) -> None:
     with pytest.raises(WorkerDied, match="exited with code 3"):
         run(loop, executor, task("do_eval", "def f():\n    import os\n    os._exit(3)\n"))

@@ -27,6 +27,7 @@ from tests.serverproc import wait_for
 
 SLEEP = "def f():\n    import time\n    time.sleep(60)\n"
 QUICK = "def f():\n    return 1\n"
+NAP = "def f():\n    import time\n    time.sleep(0.3)\n"
 
 
 def value(name: str, **labels: str) -> float:
@@ -47,17 +48,25 @@ def loop() -> Iterator[Loop]:
 _hosts: list[LocalHost] = []
 
 
-def started_pool(loop: Loop, tmp_path: Path, size: int = 1, **settings: int) -> LocalPool:
-    """One user's pool on a host of its own settings, once all its workers are up (the
-    first is forked before ``start`` returns, the others just after)."""
+def started_pool(loop: Loop, tmp_path: Path, size: int = 1, grown: bool = True,
+                 **settings: int) -> LocalPool:
+    """One user's pool on a host of its own settings, grown to all its workers (it starts
+    with one, and grows when tasks wait: ``size`` tasks at once make it)."""
     host = LocalHost(Settings(data_dir=tmp_path, **settings))
     loop.run(host.start())
     _hosts.append(host)
     uid = host.settings.worker_uid_base if host.isolated else None
     pool = host.pool(sys.executable, size, Tenant("METRICS", uid))
     loop.run(pool.start())
-    wait_for(lambda: pool.status().detail["workers"] == size)
+    assert pool.status().detail["workers"] == 1
+    if grown and size > 1:
+        loop.run(at_once(pool, NAP, size))
+        wait_for(lambda: pool.status().detail["workers"] == size)
     return pool
+
+
+async def at_once(pool: LocalPool, source: str, count: int) -> None:
+    await asyncio.gather(*(pool.run(task("do_eval", source), 60) for _ in range(count)))
 
 
 @pytest.fixture(autouse=True)
@@ -143,3 +152,17 @@ def test_a_recycled_worker_is_counted_and_replaced_once(loop: Loop, tmp_path: Pa
         assert made.status().detail["workers"] == 1
     finally:
         loop.run(made.stop())
+
+
+def test_a_pool_grows_under_load_to_its_size_and_no_further(loop: Loop, tmp_path: Path) -> None:
+    started = value("epe_workers_started_total")
+    made = started_pool(loop, tmp_path, size=3, grown=False)
+    assert value("epe_workers_started_total") - started == 1
+    loop.run(made.run(task("do_eval", QUICK), 60))  # one at a time: no growth
+    assert value("epe_workers_started_total") - started == 1
+    loop.run(at_once(made, NAP, 6))
+    wait_for(lambda: made.status().detail["workers"] == 3)
+    loop.run(at_once(made, NAP, 6))
+    assert value("epe_workers_started_total") - started == 3
+    assert made.status().detail["workers"] == 3
+    loop.run(made.stop())

@@ -55,8 +55,10 @@ def version(version: str, request: Request, _caller: CallerDep) -> Response:
 
 @router.get("/health")
 async def health(services: ServicesDep) -> Response:
-    """Liveness, and whether users' workers are isolated from each other."""
-    return json_response({"status": "ok", "tenantIsolation": services.isolated})
+    """Liveness, whether users' workers are isolated from each other, and how they are
+    limited."""
+    return json_response({"status": "ok", "tenantIsolation": services.isolated,
+                          "resourceLimits": services.resource_limits})
 
 
 @router.get("/health/ready")

@@ -125,6 +125,13 @@ class _Writer:
 _writer: _Writer | None = None
 
 
+def flush() -> None:
+    """Write what is queued now, from this thread (``epe serve`` does before it says it
+    serves, so that what was logged while it started comes before that line)."""
+    if _writer is not None:
+        _writer.write_queued()
+
+
 def configure(log_format: LogFormat, level: str) -> None:
     """Send every logger's lines (uvicorn's and warnings too) to stderr in one format,
     written by a thread of their own."""

@@ -45,10 +45,13 @@ TIME_LIMIT = "epe: the run's time limit"
 class Tenant:
     """The user a pool of workers serves, for the pool's whole life: workers never pass
     from one user to another. ``uid``: the host uid their workers run as, when the
-    executor isolates users (allocated by the services, never reused)."""
+    executor isolates users (allocated by the services, never reused).
+    ``memory_limit``: bytes all of the user's workers on one machine may hold together
+    (``None``: ``EPE_USER_MEMORY_LIMIT``)."""
 
     name: str
     uid: int | None = None
+    memory_limit: int | None = None
 
 
 @dataclass(frozen=True)

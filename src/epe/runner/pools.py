@@ -4,10 +4,11 @@ A pool serves one user in one environment for its whole life (``Tenant``): two
 users never share a worker. Pools start on first use and stop when idle for
 ``EPE_WORKER_IDLE_TIMEOUT``. At most ``EPE_MAX_POOLS`` pools and ``EPE_MAX_WORKERS``
 workers are warm at once (on a Ray cluster: on each node, every pool having its
-workers on every node); a pool that would pass either bound first stops the
-least recently used idle pool, and when every pool is busy the run waits its turn
-(first come, first served; a user's own runs queue on their pool's workers). More
-than ``EPE_POOL_QUEUE_LIMIT`` runs waiting is a 503 with ``Retry-After``.
+workers on every node), both sized from the machine unless set (``warm_bounds``); a
+pool counts as its size, the workers it may grow to. A pool that would pass either
+bound first stops the least recently used idle pool, and when every pool is busy the
+run waits its turn (first come, first served; a user's own runs queue on their pool's
+workers). More than ``EPE_POOL_QUEUE_LIMIT`` runs waiting is a 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from typing import Any, Protocol
 from epe.errors import InternalError, ServerBusy
 from epe.observe import metrics
 from epe.runner.executor import Executor, ExecutorStatus, Tenant
+from epe.runner.limits import node_memory
 from epe.settings import Settings
 
 log = logging.getLogger("epe.runner")
@@ -36,6 +39,11 @@ class Backend(Protocol):
 
     @property
     def why_not_isolated(self) -> str: ...
+
+    @property
+    def resource_limits(self) -> str:
+        """How workers are limited: ``cgroup2``, ``cgroup1`` or ``rlimit``."""
+        ...
 
     async def start(self) -> None: ...
 
@@ -52,6 +60,20 @@ class Backend(Protocol):
         ...
 
 
+# What a warm worker is budgeted of the machine's memory when sizing: an idle one holds
+# a few MB of its own (the rest is shared with its fork server), a busy one its input.
+WORKER_MEMORY = 256 * 1024**2
+WORKERS_PER_CORE = 64  # warm, mostly idle: they cost memory, not cores
+
+
+def warm_bounds(settings: Settings) -> tuple[int, int]:
+    """(workers, pools) warm at once: ``EPE_MAX_WORKERS`` and ``EPE_MAX_POOLS``, or, where
+    0, what the machine's memory and cores hold (a pool of one worker each at most)."""
+    workers = settings.max_workers or max(8, min(node_memory() // WORKER_MEMORY,
+                                                 WORKERS_PER_CORE * (os.cpu_count() or 1)))
+    return workers, settings.max_pools or workers
+
+
 @dataclass(frozen=True)
 class PoolKey:
     environment: str | None  # None: the server's own environment
@@ -64,6 +86,7 @@ class _Entry:
     python: str
     version: str  # an environment deleted and made again under its name is another one
     size: int
+    tenant: Tenant  # as it was when the pool started (its memory limit)
     executor: Executor
     ready: asyncio.Future[None]
     active: int = 0
@@ -79,10 +102,13 @@ class Pools:
         self._waiting = 0
         self._reaper: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Future[None]] = set()
+        self.max_workers, self.max_pools = warm_bounds(settings)
 
     async def start(self) -> None:
         await self.backend.start()
         self._reaper = asyncio.create_task(self._reap_forever())
+        log.info("at most %d workers and %d pools warm at once", self.max_workers,
+                 self.max_pools)
 
     async def stop(self) -> None:
         if self._reaper is not None:
@@ -135,12 +161,19 @@ class Pools:
         if entry is not None and entry.ready.done() and entry.ready.exception() is not None:
             del self._entries[key]  # it failed to start: try again
             entry = None
+        if entry is not None and entry.tenant != tenant and entry.active == 0 and \
+                entry.ready.done():
+            # The user's limits changed (an admin): a new pool applies them. A busy pool
+            # is left to finish its runs; its user's next run once it is idle does it.
+            del self._entries[key]
+            self._in_background(entry)
+            entry = None
         if entry is None:
             await self._make_room(size)
             entry = self._entries.get(key)  # another run may have started it meanwhile
         if entry is None:
             executor = self.backend.pool(python, size, tenant)
-            entry = _Entry(key, python, version, size, executor,
+            entry = _Entry(key, python, version, size, tenant, executor,
                            asyncio.ensure_future(self._start(key, executor)))
             self._entries[key] = entry
         entry.last_used = time.monotonic()
@@ -183,8 +216,7 @@ class Pools:
         if not self._entries:
             return True  # one pool always fits, whatever the settings
         workers = sum(e.size for e in self._entries.values())
-        return (len(self._entries) < self.settings.max_pools
-                and workers + size <= self.settings.max_workers)
+        return len(self._entries) < self.max_pools and workers + size <= self.max_workers
 
     def _evict_one(self) -> bool:
         """Stop the least recently used idle pool; whether there was one."""

@@ -23,7 +23,7 @@ import orjson
 
 from epe import errors
 from epe.core.assemble import Fragment
-from epe.runner.executor import MODEL_TASK, CallHandler, Task, TaskFailed, TaskResult
+from epe.runner.executor import MODEL_TASK, CallHandler, Task, TaskFailed, TaskResult, Usage
 
 __all__ = ["MODEL_TASK", "answer_call", "encode", "is_call", "read_async", "read_sync",
            "task_failure", "task_header", "task_result"]
@@ -91,23 +91,25 @@ def task_header(task: Task) -> Header:
             "result_format": task.result_format}
 
 
-def task_result(reply: Header, payload: bytes) -> TaskResult:
-    """A worker's reply as the task's result; raises ``TaskFailed`` for a failure."""
+def task_result(reply: Header, payload: bytes, usage: Usage) -> TaskResult:
+    """A worker's reply as the task's result; raises ``TaskFailed`` for a failure.
+    ``usage``: what the kernel counted for the task (never what the reply says)."""
     if not reply.get("ok"):
-        raise task_failure(reply)
+        raise task_failure(reply, usage)
     fragments, offset = [], 0
     for size, is_frame in zip(reply["sizes"], reply["frames"], strict=True):
         fragments.append(Fragment(payload[offset:offset + size], is_frame))
         offset += size
-    return TaskResult(fragments, stdout=reply.get("stdout", ""), stderr=reply.get("stderr", ""))
+    return TaskResult(fragments, stdout=reply.get("stdout", ""), stderr=reply.get("stderr", ""),
+                      usage=usage)
 
 
-def task_failure(reply: Header) -> TaskFailed:
+def task_failure(reply: Header, usage: Usage) -> TaskFailed:
     kind = _WORKER_ERRORS.get(reply.get("error", ""), errors.InternalError)
     error = kind(reply.get("message", "the function failed"),
                  traceback=reply.get("traceback"), stdout=reply.get("stdout") or None,
                  stderr=reply.get("stderr") or None)
-    return TaskFailed(error, reply.get("unit"))
+    return TaskFailed(error, reply.get("unit"), usage)
 
 
 def is_call(reply: Header) -> bool:

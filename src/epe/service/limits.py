@@ -10,19 +10,14 @@ is seen at once, one made through another within the store's cache time.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
 from epe.core.limits import API_NAMES, Limits, resolve
+from epe.runner.limits import node_memory
 from epe.settings import Settings
 from epe.store import Store
 from epe.store.cache import TTLCache
-
-
-def node_memory() -> int:
-    """Bytes of physical memory of this machine."""
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def defaults_of(settings: Settings) -> Limits:
@@ -44,6 +39,10 @@ class UserLimits:
         limits = resolve(self.defaults, self.store.limits.overrides(name))
         self._cache.put(name, limits)
         return limits
+
+    def cached(self, name: str) -> Limits | None:
+        """``name``'s limits if they are at hand (no store access), else ``None``."""
+        return self._cache.get(name)
 
     def change(self, name: str, changes: Mapping[str, int | None]) -> Limits:
         """Set or (None) clear some of ``name``'s overrides (blocking); the limits after."""

@@ -21,6 +21,7 @@ from epe.data import Catalog, open_catalog
 from epe.errors import InvalidSetting
 from epe.runner.environments import EnvironmentPools
 from epe.runner.executor import Tenant
+from epe.runner.limits import choose as choose_limits
 from epe.runner.local.forkserver import Launched
 from epe.runner.local.host import LocalHost
 from epe.runner.pools import Backend
@@ -66,21 +67,31 @@ class Services:
         """Whether users' workers are isolated from each other (``/health`` says)."""
         return self.environments.backend.isolated
 
+    @property
+    def resource_limits(self) -> str:
+        """How users' workers are limited (``/health`` says): ``cgroup2``, ``cgroup1`` or
+        ``rlimit``."""
+        return self.environments.backend.resource_limits
+
     def known_tenant(self, user: str) -> Tenant | None:
-        """``tenant`` when it needs no store access (not isolated, or the uid is known)."""
-        if not self.isolated:
-            return Tenant(user)
-        uid = self.store.uids.known(user)
-        return None if uid is None else Tenant(user, uid)
+        """``tenant`` when it needs no store access (the user's limits at hand, and, with
+        isolation, their uid known)."""
+        limits = self.limits.cached(user)
+        uid = self.store.uids.known(user) if self.isolated else None
+        if limits is None or (self.isolated and uid is None):
+            return None
+        return Tenant(user, uid, limits.memory or None)
 
     def tenant(self, user: str) -> Tenant:
-        """Who a user's workers are: with isolation, a host uid of the user's own
-        (given on first use: blocking)."""
+        """Who a user's workers are, and how much memory they may hold together on a
+        node (``None``: the node's share); with isolation, a host uid of the user's own
+        (given on first use). Blocking."""
+        memory = self.limits.for_user(user).memory or None
         if not self.isolated:
-            return Tenant(user)
+            return Tenant(user, memory_limit=memory)
         uid = self.store.uids.uid_of(user, self.settings.worker_uid_base,
                                      self.settings.worker_uid_count)
-        return Tenant(user, uid)
+        return Tenant(user, uid, memory)
 
     def close(self) -> None:
         if self.provider is not None:
@@ -135,7 +146,8 @@ def open_catalog_of(settings: Settings) -> Catalog:
 
 def check_settings(settings: Settings) -> None:
     """Refuse, before serving, settings the server could not start with: a catalog it
-    cannot open, isolation required where it cannot be had (the store: ``open_store_of``)."""
+    cannot open, isolation or cgroups required where they cannot be had (the store:
+    ``open_store_of``)."""
     open_catalog_of(settings).close()
     _directory, provider = sign_in_backends(settings)
     if provider is not None:
@@ -152,6 +164,8 @@ def check_settings(settings: Settings) -> None:
     if settings.require_isolation and (refused := sandbox.probe()):
         raise InvalidSetting("EPE_REQUIRE_ISOLATION is set, but workers cannot be isolated "
                              f"here: {refused}")
+    if settings.resource_limits == "cgroup":  # refuses, naming why, where none can be had
+        choose_limits(settings).close()
 
 
 def open_services(settings: Settings, store: Store | None = None,

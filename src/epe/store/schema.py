@@ -234,7 +234,7 @@ user_limits = Table(
 )
 
 # The bytes of each of a user's tables, as stored through epe (their Arrow size), counted
-# in the user's storage beside datastores and job results: kept here, in the database
+# in the user's storage beside datastores, models and job results: kept here, in the database
 # that holds the others, so that one transaction checks a write against the quota.
 table_sizes = Table(
     "table_sizes",

@@ -15,6 +15,7 @@ server's user.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import shutil
@@ -24,6 +25,7 @@ from typing import Any
 from epe.errors import InternalError, InvalidSetting
 from epe.runner.executor import Tenant
 from epe.runner.identity import WorkerIdentity, unreachable, worker_identity
+from epe.runner.limits import ResourceLimits, UserLimits, choose, size, user_memory_limit
 from epe.runner.local.exchange import Exchange
 from epe.runner.local.forkserver import (
     ForkServer,
@@ -49,10 +51,18 @@ class LocalHost:
         self._servers: dict[str, asyncio.Future[ForkServer]] = {}
         self._fallback: WorkerIdentity | None = None
         self._mpl_dir = ""
+        self.limits: ResourceLimits | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
+    @property
+    def resource_limits(self) -> str:
+        """``cgroup2``, ``cgroup1`` or ``rlimit`` (``/health`` says)."""
+        return "not started" if self.limits is None else self.limits.kind
+
     async def start(self) -> None:
+        self.limits = await asyncio.to_thread(choose, self.settings)
+        self._say_limits(self.limits)
         if self._launched is not None:
             self._mpl_dir = self._launched.mpl_dir
         else:
@@ -80,13 +90,16 @@ class LocalHost:
             self._launched.discard()
             self._launched = None
         shutil.rmtree(self._mpl_dir, ignore_errors=True)
+        if self.limits is not None:
+            await asyncio.to_thread(self.limits.close)
 
     def status(self) -> tuple[bool, dict[str, Any]]:
         """Ready while the default environment's fork server runs."""
         future = self._servers.get(sys.executable)
         alive = future is not None and future.done() and future.exception() is None \
             and future.result().alive
-        return alive, {"isolated": self.isolated, "forkServers": len(self._servers)}
+        return alive, {"isolated": self.isolated, "forkServers": len(self._servers),
+                       "resourceLimits": self.resource_limits}
 
     # -- making pools ------------------------------------------------------------------
 
@@ -108,16 +121,36 @@ class LocalHost:
 
     async def placement(self, python: str, tenant: Tenant) -> Placement:
         forks = await self.fork_server(python)
+        assert self.limits is not None, "the host is not started"
+        memory = tenant.memory_limit or user_memory_limit(self.settings)
+        try:
+            self.limits.user(tenant.name, UserLimits(memory, self.settings.worker_max_processes))
+        except OSError as e:  # e.g. lowered below what the user's workers hold now
+            log.warning("could not set the limits of %s's group: %s; it keeps those it had",
+                        tenant.name, e)
         if self.isolated:
             if tenant.uid is None:
                 raise InternalError(f"no worker uid was given for {tenant.name}")
             exchange = Exchange(tenant.uid)
             return Placement(forks, exchange, self._sandbox(python, tenant.uid, exchange),
-                             None)
+                             None, self.limits, memory)
         exchange = Exchange(None if self._fallback is None else self._fallback.gid)
-        return Placement(forks, exchange, None, self._fallback)
+        return Placement(forks, exchange, None, self._fallback, self.limits, memory)
 
     # -- details -----------------------------------------------------------------------
+
+    def _say_limits(self, limits: ResourceLimits) -> None:
+        if limits.kind != "rlimit":
+            log.info("resource limits: %s: each user's workers in a group of their own under "
+                     "%s (memory %s a user unless set otherwise, equal CPU weight, at most %d "
+                     "processes)", limits.kind, limits.where,
+                     size(user_memory_limit(self.settings)), self.settings.worker_max_processes)
+            return
+        log.warning("resource limits: rlimit: no cgroup can be used here (%s); each worker's "
+                    "address space is limited to %s (EPE_WORKER_MEMORY_LIMIT), nothing bounds "
+                    "a user's workers together and users share the CPU by their busy workers "
+                    "(docs/operations.md#resource-limits)", limits.where,
+                    size(self.settings.worker_memory_limit))
 
     async def _start_server(self, python: str) -> ForkServer:
         if self._launched is not None and python == self._launched.server.python:
@@ -151,6 +184,7 @@ class LocalHost:
         return identity
 
 
+@functools.cache  # resolving every path costs more than the rest of a pool's start
 def _reach(python: str) -> list[str]:
     """The folders a worker of ``python`` reads: the environment, its base Python, and
     what the server's ``sys.path`` holds (the venv's site-packages, the project)."""

@@ -4,9 +4,11 @@ Workers are forked by the fork server of their Python environment (``host``), wh
 has imported numpy, pandas and matplotlib already, so a new worker costs a fork and a
 task one frame each way over a pipe. Every worker of a pool serves the pool's user
 alone, for its whole life, in that user's sandbox when the server can isolate
-(``runner.worker.sandbox``). A worker that runs past its time limit, or whose task is
-cancelled, is killed with its whole process group and replaced; one that dies is
-replaced; each is retired after ``worker_max_tasks`` tasks.
+(``runner.worker.sandbox``). A pool starts with one worker and grows, up to its size,
+when a task finds none idle: a user who makes one call at a time costs one process.
+A worker that runs past its time limit, or whose task is cancelled, is killed with its
+whole process group and replaced; one that dies is replaced; each is retired after
+``worker_max_tasks`` tasks.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from epe.runner.executor import (
     Tenant,
 )
 from epe.runner.identity import WorkerIdentity
+from epe.runner.limits import ResourceLimits, WorkerGroup, size
 from epe.runner.local.exchange import Exchange
 from epe.runner.local.forkserver import ForkServer, WorkerProcess
 from epe.settings import Settings
@@ -46,12 +49,15 @@ from epe.settings import Settings
 @dataclass(frozen=True)
 class Placement:
     """Where one pool's workers run: their fork server, and their sandbox (or, without
-    one, the user they run as on the host and their own working folder)."""
+    one, the user they run as on the host and their own working folder); the limits
+    their user's group has (``memory_limit``: bytes, all of them together)."""
 
     forks: ForkServer
     exchange: Exchange
     sandbox: dict[str, Any] | None
     run_as: WorkerIdentity | None
+    limits: ResourceLimits
+    memory_limit: int
 
 
 class Host(Protocol):
@@ -68,10 +74,12 @@ class _Worker:
     proc: WorkerProcess
     workdir: str | None  # on the host, when the worker has no sandbox of its own
     max_tasks: int
+    group: WorkerGroup  # its place in its user's cgroup, and what the kernel counts of it
     tasks: int = 0
     retiring: bool = False  # a successor is starting; keep serving until it is ready
     retired: bool = False  # the successor is ready: never hand this one out again
     idle: bool = False  # waiting in the pool's queue to be handed out
+    out_of_memory: bool = False  # once reaped: whether its user's memory limit killed it
     pid: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -102,13 +110,18 @@ class _Worker:
         code = await self.proc.wait()
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        self.out_of_memory = self.group.out_of_memory()
+        self.group.remove()
         return code
 
 
-def _death(code: int | None) -> str:
-    """Why a worker died on its own, as its metric says: the kernel's OOM killer (or a
-    memory cgroup) sends SIGKILL; anything else is a crash."""
-    return "memory" if code == -signal.SIGKILL else "crash"
+def _death(code: int | None, out_of_memory: bool) -> str:
+    """Why a worker died on its own, as its metric says: its user's memory limit; a
+    SIGKILL from nobody we know (the kernel's OOM killer, where no cgroup says); or a
+    crash."""
+    if out_of_memory or code == -signal.SIGKILL:
+        return "memory"
+    return "crash"
 
 
 def _describe_exit(code: int | None) -> str:
@@ -136,6 +149,7 @@ class LocalPool:
         self._placement: Placement | None = None
         self._started = False
         self._counts = {"idle": 0, "busy": 0}  # live workers; the gauges sum every pool's
+        self._pending = 0  # workers being started
         self._exchange: Exchange | None = None
 
     @property
@@ -162,13 +176,10 @@ class LocalPool:
     async def start(self) -> None:
         self._placement = await self.host.placement(self.python, self.tenant)
         self._exchange = self._placement.exchange
-        # One worker before the first run, the others meanwhile: a user's first run
-        # waits for one fork, not for all of them.
+        # One worker before the first run; more when runs wait for one (``_acquire``).
         self._offer(await self._spawn())
-        for _ in range(self.size - 1):
-            self._in_background(self._replace())
         self._started = True
-        log.info("started %d workers for %s", self.size, self.tenant.name)
+        log.info("started a pool for %s: 1 worker, up to %d", self.tenant.name, self.size)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -192,6 +203,7 @@ class LocalPool:
         worker = await self._acquire()
         self._busy.add(worker)
         self._count("busy", 1)
+        worker.group.begin()
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps the request in a
         # task of its own, a cost every sync run paid.
         deadline = asyncio.timeout(timeout)
@@ -205,7 +217,9 @@ class LocalPool:
                 "stopped") from None
         except (asyncio.IncompleteReadError, ConnectionError, BrokenPipeError):
             code = await self._bury(worker)
-            metrics.WORKERS_KILLED.labels(_death(code)).inc()
+            metrics.WORKERS_KILLED.labels(_death(code, worker.out_of_memory)).inc()
+            if worker.out_of_memory:
+                raise errors.WorkerDied(self._memory_message()) from None
             raise errors.WorkerDied(
                 f"the worker process running the function died ({_describe_exit(code)}); "
                 "a crash in native code, os._exit() or running out of memory can cause "
@@ -219,8 +233,18 @@ class LocalPool:
         except BaseException:  # our bug
             self._discard(worker, "error")
             raise
+        usage = worker.group.usage()
         self._release(worker)
-        return protocol.task_result(reply, payload)
+        return protocol.task_result(reply, payload, usage)
+
+    def _memory_message(self) -> str:
+        assert self._placement is not None
+        limit = self._placement.memory_limit
+        return (f"the function's worker was killed for memory: the workers of "
+                f"{self.tenant.name} on this machine together reached their memory limit of "
+                f"{size(limit)} ({limit} bytes: EPE_USER_MEMORY_LIMIT, or the user's own "
+                f"limit); use less memory at once, or ask an admin to raise it (epe user "
+                f"limits {self.tenant.name} --memory BYTES)")
 
     def status(self) -> ExecutorStatus:
         idle, busy = self._counts["idle"], self._counts["busy"]
@@ -240,6 +264,9 @@ class LocalPool:
         self._idle.put_nowait(worker)
 
     async def _acquire(self) -> _Worker:
+        if self._idle.empty() and self._counts["idle"] + self._counts["busy"] + \
+                self._pending < self.size:
+            self._add_worker()  # grow: this task waits for a worker
         metrics.TASKS_WAITING.inc()
         try:
             while True:
@@ -292,7 +319,7 @@ class LocalPool:
             metrics.WORKERS_KILLED.labels(reason).inc()
         worker.kill()
         if not worker.retiring:  # a retiring worker's successor is already on its way
-            self._in_background(self._replace())
+            self._add_worker()
         self._in_background(worker.reap())
 
     async def _bury(self, worker: _Worker) -> int | None:
@@ -302,7 +329,7 @@ class LocalPool:
             self._busy.discard(worker)
             self._count("busy", -1)
         if not worker.retiring:
-            self._in_background(self._replace())
+            self._add_worker()
         try:
             await asyncio.wait_for(worker.proc.wait(), 2.0)
         except TimeoutError:
@@ -314,8 +341,17 @@ class LocalPool:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def _add_worker(self) -> None:
+        """Start one more worker, counted as starting from now (``_acquire`` grows the
+        pool only while the workers alive and starting are fewer than its size)."""
+        self._pending += 1
+        self._in_background(self._replace())
+
     async def _replace(self) -> None:
-        successor = await self._spawn_retrying()
+        try:
+            successor = await self._spawn_retrying()
+        finally:
+            self._pending -= 1
         if successor is not None:
             self._offer(successor)
 
@@ -335,21 +371,30 @@ class LocalPool:
         assert self._placement is not None
         placement = self._placement
         workdir = None if placement.sandbox is not None else self._make_workdir(placement)
-        limits = {"memory": self.settings.worker_memory_limit,
+        limits: dict[str, Any] = {"memory": self.settings.worker_memory_limit,
                   "processes": self.settings.worker_max_processes,
                   "open_files": self.settings.worker_max_open_files,
                   "output_limit": self.settings.output_limit,
                   "graphics_dpi": self.settings.graphics_dpi,
                   "graphics_size": [self.settings.graphics_width, self.settings.graphics_height]}
+        group = placement.limits.worker(self.tenant.name)
+        if placement.limits.kind != "rlimit":  # the user's cgroup bounds them instead
+            limits.update(memory=None, processes=None)
         started = time.monotonic()
-        proc = await placement.forks.spawn({
-            "limits": limits, "sandbox": placement.sandbox, "workdir": workdir,
-            "run_as": None if placement.run_as is None else [placement.run_as.uid,
-                                                             placement.run_as.gid]})
+        try:
+            proc = await placement.forks.spawn({
+                "limits": limits, "sandbox": placement.sandbox, "workdir": workdir,
+                "cgroups": group.join,
+                "run_as": None if placement.run_as is None else [placement.run_as.uid,
+                                                                 placement.run_as.gid]})
+        except BaseException:
+            group.remove()
+            raise
+        group.started(proc.pid, sandboxed=placement.sandbox is not None)
         # Up to 20% fewer tasks at random, so workers started together (the whole
         # pool, at start) do not all retire, and make callers wait, at once.
         cap = self.settings.worker_max_tasks
-        worker = _Worker(proc, workdir, max(1, cap - random.randrange(cap // 5 + 1)))
+        worker = _Worker(proc, workdir, max(1, cap - random.randrange(cap // 5 + 1)), group)
         try:
             ready, _ = await asyncio.wait_for(protocol.read_async(proc.stdout),
                                               self.settings.worker_start_timeout)

@@ -27,7 +27,7 @@ from typing import Any
 
 from epe import errors
 from epe.core.operations import Calling
-from epe.runner.executor import InputRef, Shared, Task, TaskFailed, TaskResult, Tenant
+from epe.runner.executor import InputRef, Shared, Task, TaskFailed, TaskResult, Tenant, Usage
 from epe.runner.local.host import LocalHost
 from epe.runner.local.pool import LocalPool
 from epe.settings import Settings
@@ -56,11 +56,12 @@ class PoolSpec:
     size: int
     user: str
     uid: int | None
+    memory: int | None = None  # the user's memory limit on each node (None: the setting)
 
     @classmethod
     def of(cls, fields: dict[str, Any]) -> PoolSpec:
         return cls(str(fields["id"]), str(fields["python"]), int(fields["size"]),
-                   str(fields["user"]), fields.get("uid"))
+                   str(fields["user"]), fields.get("uid"), fields.get("memory"))
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,13 @@ class NodeAgent:
         """Start the node's default fork server; whether it can sandbox users."""
         await self.host.start()
         return {"isolated": self.host.isolated, "why": self.host.why_not_isolated,
-                "pid": os.getpid()}
+                "resourceLimits": self.host.resource_limits, "pid": os.getpid()}
+
+    async def stop(self) -> None:
+        """Stop every pool and what serves them; the node's cgroups of epe go."""
+        for pool_id in list(self._pools):
+            await self.close(pool_id)
+        await self.host.stop()
 
     # -- pools --------------------------------------------------------------------------
 
@@ -137,7 +144,8 @@ class NodeAgent:
         return await asyncio.shield(future)
 
     async def _start_pool(self, spec: PoolSpec) -> LocalPool:
-        pool = LocalPool(self.host, spec.python, spec.size, Tenant(spec.user, spec.uid))
+        pool = LocalPool(self.host, spec.python, spec.size,
+                         Tenant(spec.user, spec.uid, spec.memory))
         try:
             await pool.start()
         except BaseException:
@@ -248,16 +256,27 @@ def _done(result: TaskResult) -> Event:
     """A result as the worker's reply it was read from (``protocol.task_result``)."""
     reply = {"ok": True, "sizes": [len(f.json) for f in result.fragments],
              "frames": [f.is_frame for f in result.fragments],
-             "stdout": result.stdout, "stderr": result.stderr}
+             "stdout": result.stdout, "stderr": result.stderr, "usage": _usage(result.usage)}
     return "done", reply, b"".join(f.json for f in result.fragments)
 
 
 def _failed(failed: TaskFailed) -> Event:
     error = failed.error
     reply = {"ok": False, "error": type(error).__name__, "message": error.message,
-             "unit": failed.unit, **{k: error.extra.get(k)
-                                     for k in ("traceback", "stdout", "stderr")}}
+             "unit": failed.unit, "usage": _usage(failed.usage),
+             **{k: error.extra.get(k) for k in ("traceback", "stdout", "stderr")}}
     return "done", reply, b""
+
+
+def _usage(usage: Usage) -> list[float]:
+    return [usage.cpu_seconds, usage.peak_memory]
+
+
+def reply_usage(reply: dict[str, Any]) -> Usage:
+    """What the node's kernel counted for a task, as the agent (never the worker) put it
+    in a ``done`` reply."""
+    cpu, peak = reply.get("usage") or (0.0, 0)
+    return Usage(cpu_seconds=float(cpu), peak_memory=int(peak))
 
 
 def reply_error(reply: dict[str, Any]) -> errors.EpeError | None:

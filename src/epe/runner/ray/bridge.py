@@ -44,6 +44,8 @@ WATCH_EVERY = 2.0  # seconds between looks at the cluster's nodes
 GIVE_UP_AFTER = 3  # looks in a row that get no answer: the cluster is gone
 LOOK_TIMEOUT = 10.0
 AGENT_START_TIMEOUT = 120.0
+AGENT_STOP_TIMEOUT = 5.0
+LIMITS = ["rlimit", "cgroup1", "cgroup2"]  # weakest first
 
 
 @dataclass(eq=False)
@@ -52,6 +54,7 @@ class _Agent:
     address: str
     handle: Any
     files: bool  # on the server's node: may link the server's input files
+    limits: str  # how the node limits its workers: cgroup2, cgroup1 or rlimit
     load: dict[str, int] = field(default_factory=dict)  # tasks under way, per pool
     given: dict[str, int] = field(default_factory=dict)  # tasks ever sent, per pool
 
@@ -113,7 +116,10 @@ class Bridge:
 
     def membership(self) -> dict[str, Any]:
         return {"nodes": sorted(a.address for a in self.agents.values()),
-                "isolated": self.isolated, "why": self.why}
+                "isolated": self.isolated, "why": self.why,
+                # The weakest of the nodes': what every user can count on.
+                "resourceLimits": min((a.limits for a in self.agents.values()),
+                                      key=LIMITS.index, default="rlimit")}
 
     async def watch(self) -> None:
         failures = 0
@@ -168,9 +174,18 @@ class Bridge:
         if not started["isolated"]:
             self.isolated, self.why = False, f"on {info['NodeManagerAddress']}: {started['why']}"
         self.agents[node] = _Agent(node, str(info.get("NodeManagerAddress", node)), handle,
-                                   files=node == self.node)
+                                   files=node == self.node,
+                                   limits=str(started["resourceLimits"]))
         log.info("epe's agent runs on Ray node %s", node)
         return True
+
+    async def stop(self) -> None:
+        """Stop the agents' pools, so they remove what they made on their nodes (Ray
+        would end them with the driver, cgroups left behind)."""
+        stopping = [a.handle.stop.remote() for a in self.agents.values()]
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*stopping, return_exceptions=True),
+                                   AGENT_STOP_TIMEOUT)
 
     def lost(self, agent: _Agent) -> None:
         if self.agents.pop(agent.node, None) is not None:
@@ -377,6 +392,7 @@ async def serve(channel: Any, start: dict[str, Any]) -> None:
         try:
             request, payload = await protocol.read_async(reader)
         except asyncio.IncompleteReadError:  # the server closed our stdin: stop
+            await bridge.stop()
             return
         bridge._in_background(bridge.handle(request, payload))
 

@@ -36,7 +36,7 @@ from epe.runner.executor import (
     Tenant,
 )
 from epe.runner.local.exchange import Exchange
-from epe.runner.ray.agent import reply_error
+from epe.runner.ray.agent import reply_error, reply_usage
 from epe.settings import Settings
 
 log = logging.getLogger("epe.runner")
@@ -98,6 +98,7 @@ class RayHost:
         self.settings = settings
         self.isolated = False
         self.why_not_isolated = "not started"
+        self.resource_limits = "not started"  # the weakest of the nodes'
         self.nodes: list[str] = []
         self.exchange: Exchange | None = None
         self._bridge: _Bridge | None = None
@@ -213,6 +214,7 @@ class RayHost:
         self.nodes = list(reply.get("nodes", []))
         self.isolated = bool(reply.get("isolated"))
         self.why_not_isolated = str(reply.get("why") or "")
+        self.resource_limits = str(reply.get("resourceLimits", "rlimit"))
         self._down_since = None
         log.info("Ray cluster at %s: %d node(s) run users' code (%s)",
                  self.settings.ray_address, len(self.nodes), ", ".join(self.nodes))
@@ -280,7 +282,7 @@ class RayPool:
         self.host = host
         self.size = size
         self.spec = {"id": uuid.uuid4().hex, "python": python, "size": size,
-                     "user": tenant.name, "uid": tenant.uid}
+                     "user": tenant.name, "uid": tenant.uid, "memory": tenant.memory_limit}
         self._started = False
 
     @property
@@ -363,7 +365,7 @@ class RayPool:
             if isinstance(raised, errors.ServerBusy):
                 raised.extra["retry_after"] = self.host.settings.retry_after
             raise raised
-        return protocol.task_result(reply, payload)
+        return protocol.task_result(reply, payload, reply_usage(reply))
 
 
 def driver_environment() -> dict[str, str]:

@@ -10,6 +10,7 @@ one frame per task.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import linecache
@@ -29,10 +30,15 @@ CAPTURE_LIMIT = 1024 * 1024  # characters of stdout/stderr kept per task
 SCRIPT_CACHE_SIZE = 256
 
 
-def set_limits(limits: dict[str, int]) -> None:
+def set_limits(limits: dict[str, int | None]) -> None:
+    """The worker's own rlimits. Memory and processes are ``None`` where its user's
+    cgroup bounds them (``runner.limits``): an address-space limit would refuse work
+    that fits in memory."""
     for name, value in (("RLIMIT_AS", limits["memory"]),
                         ("RLIMIT_NPROC", limits["processes"]),
                         ("RLIMIT_NOFILE", limits["open_files"])):
+        if value is None:
+            continue
         kind = getattr(resource, name)
         _soft, hard = resource.getrlimit(kind)
         cap = value if hard == resource.RLIM_INFINITY else min(value, hard)
@@ -131,6 +137,7 @@ class Worker:
         from epe.runner.worker.models import ModelTasks
 
         self.output_limit: int = limits["output_limit"]
+        self.memory_note = ""  # what a MemoryError's message adds: the limit that refused
         self.scripts = ScriptCache()
         self.capture = FigureCapture(limits["graphics_dpi"], tuple(limits["graphics_size"]),
                                      self.output_limit)
@@ -153,7 +160,7 @@ class Worker:
                     result = batch.run()
         except BaseException as e:  # SystemExit too: user code must not end the worker
             unit = batch.position if batch is not None else None
-            return self._failure(e, unit, out, err), b""
+            return self._failure(e, unit, out, err, self.memory_note), b""
         finally:
             _close_figures()
         reply = {"ok": True, "stdout": out.text(), "stderr": err.text(),
@@ -161,14 +168,17 @@ class Worker:
         return reply, b"".join(result.fragments)
 
     @staticmethod
-    def _failure(e: BaseException, unit: int | None, out: _Capture,
-                 err: _Capture) -> protocol.Header:
+    def _failure(e: BaseException, unit: int | None, out: _Capture, err: _Capture,
+                 memory_note: str) -> protocol.Header:
         from epe.errors import EpeError, ScriptFailed
 
         if isinstance(e, EpeError):
             error, message, tb = type(e).__name__, e.message, None
         else:
             error, message = ScriptFailed.__name__, f"{type(e).__name__}: {e}"
+            if isinstance(e, MemoryError) or (isinstance(e, OSError) and
+                                              e.errno == errno.ENOMEM):  # mmap's refusal
+                message += memory_note
             tb = user_traceback(e)
         return {"ok": False, "error": error, "message": message, "traceback": tb,
                 "unit": unit, "stdout": out.text(), "stderr": err.text()}
@@ -201,8 +211,11 @@ def preload() -> None:
     pyarrow.set_cpu_count(len(os.sched_getaffinity(0)))
     _warm_up_conversion()
 
+    # The batch code too, not by each worker's first task: importing in a forked worker
+    # touches pages it would otherwise share, which made that task ~10 ms slower.
     import epe.core.results
     import epe.core.scripts
+    import epe.runner.worker.invoke
     import epe.runner.worker.models  # noqa: F401
 
 
@@ -237,6 +250,9 @@ def serve(limits: dict[str, Any], worker: Worker | None = None) -> None:
     reader, writer = take_protocol_streams()
     channel.install(channel.PipeTransport(reader, writer))
     worker = worker or Worker(limits)
+    if limits["memory"] is not None:
+        worker.memory_note = (f" (this worker's address space is limited to "
+                              f"{limits['memory'] / 2**30:g} GiB: EPE_WORKER_MEMORY_LIMIT)")
     writer.write(protocol.encode({"ready": True, "pid": os.getpid()}))
     while True:
         if not readable(reader, IDLE_BEFORE_GIVING_BACK):

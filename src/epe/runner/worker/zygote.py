@@ -7,9 +7,10 @@ matplotlib once, says ``{"ready": true, "isolation": ...}``, then answers two ki
 messages:
 
 - ``{"spawn": id, "limits": {...}, "sandbox": {...} | null, "workdir": path | null,
-  "run_as": [uid, gid] | null}``
+  "run_as": [uid, gid] | null, "cgroups": [path, ...]}``
   with two file descriptors (the worker's ends of its task pipes): it forks; the child
-  enters the sandbox (``sandbox.enter``) or, without one, its own session, then becomes
+  joins its user's cgroups (writing itself to each ``cgroup.procs`` or ``tasks`` file
+  named), enters the sandbox (``sandbox.enter``) or, without one, its own session, then becomes
   a worker (``main.serve``). The answer is ``{"spawned": id, "pid": pid}``.
 - none for exits: when a child ends it sends ``{"exited": pid, "code": returncode}``
   (negative: killed by that signal), which is how the pool learns how a worker died.
@@ -20,6 +21,7 @@ their sandbox and dropped to their user's uid.
 
 from __future__ import annotations
 
+import gc
 import os
 import selectors
 import signal
@@ -101,6 +103,8 @@ class ForkServer:
             for fd in fds:
                 os.close(fd)
             os.setsid()  # its own process group: the pool kills the whole group
+            for procs in request.get("cgroups", ()):  # its user's, before anything else
+                _join(procs)
             spec = request.get("sandbox")
             if spec is not None:
                 sandbox.enter(sandbox.Spec.from_json(spec))
@@ -122,9 +126,27 @@ class ForkServer:
         os._exit(0)
 
 
+def _join(procs: str) -> None:
+    """Move this process into the cgroup of ``procs`` (its ``cgroup.procs``, or ``tasks``:
+    this process has one thread)."""
+    try:
+        fd = os.open(procs, os.O_WRONLY)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise OSError(e.errno, f"joining {procs}: {e.strerror}") from None
+
+
 def main() -> None:
     config = orjson.loads(sys.argv[1])
     worker.die_with_parent(config["parent"])
     config["pid"] = os.getpid()
     worker.preload()
-    ForkServer(config).run()
+    server = ForkServer(config)
+    # What is here now stays: the collector never walks it again, so it never writes to
+    # its pages, and they stay shared with every worker instead of copied into each.
+    gc.collect()
+    gc.freeze()
+    server.run()
