@@ -231,7 +231,8 @@ class JobManager:
                              "later", retry_after=self.settings.retry_after) from None
         except UserQueueFull:
             raise TooManyRequests(
-                f"you have {admission.waiting} jobs waiting to run, as many as you may "
+                f"you have {admission.waiting} job{'s' if admission.waiting != 1 else ''} "
+                "waiting to run, as many as you may "
                 "(EPE_USER_WAITING_JOBS, or the limit an admin set for you): submit more "
                 "once some have started", retry_after=self.settings.retry_after) from None
         self.answers.open(record.id)
