@@ -20,8 +20,9 @@ from epe.data import TableInfo
 from epe.data.duckdb.catalog import DuckDBCatalog as Catalog
 from epe.data.duckdb.databases import UserDatabases
 from epe.data.duckdb.query import run_query
+from epe.data.ingest import read_upload
+from epe.data.names import check_table_name
 from epe.errors import Conflict, InvalidRequest, NotFound, TimeLimitExceeded
-from epe.service.tables import upload
 from tests.serverproc import wait_for
 
 CSV = "text/csv"
@@ -35,6 +36,14 @@ def catalog(tmp_path: Path) -> Iterator[Catalog]:
     cat = Catalog(tmp_path / "tables", query_timeout=60)
     yield cat
     cat.close()
+
+
+def upload(catalog: Catalog, owner: str, name: str, body: bytes, content_type: str,
+           overwrite: bool) -> TableInfo:
+    """An upload as the table service makes it, less the storage quota (the store's, not
+    the catalog's: tests/integration/test_store_conformance.py)."""
+    check_table_name(name)
+    return catalog.put(owner, name, read_upload(body, content_type), overwrite)
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
