@@ -58,10 +58,14 @@ def signed_in(srv: EpeServer, user: str, password: str) -> httpx.Client:
     return srv.http(headers={"Authorization": f"Bearer {r.json()['accessToken']}"})
 
 
+IDENTITY = ("username", "admin", "groups", "source", "via", "scope")
+
+
 def me(c: httpx.Client) -> dict[str, object]:
+    """Who ``users/me`` says the caller is (its limits and usage are the fair share's)."""
     r = c.get(ME)
     assert r.status_code == 200, r.text
-    return dict(r.json()["result"])
+    return {k: v for k, v in r.json()["result"].items() if k in IDENTITY}
 
 
 def refresh(srv: EpeServer, token: str) -> httpx.Response:

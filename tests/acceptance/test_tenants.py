@@ -361,4 +361,5 @@ def test_an_idle_pool_stops_and_comes_back(make_server: Any) -> None:
     assert c.post(f"{API}/do-eval", json={"script": pid}).status_code == 200
     wait_for(lambda: any("stopping the idle pool" in line for line in srv.output), timeout=30)
     assert c.post(f"{API}/do-eval", json={"script": pid}).status_code == 200
-    assert sum("started a pool for" in line for line in srv.output) == 2
+    # The log is written a moment after the answer (docs/operations.md#logs).
+    wait_for(lambda: sum("started a pool for" in line for line in srv.output) == 2)
