@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from epe.api.deps import CallerDep, ServicesDep, get_jobs
+from epe.api.deps import CallerDep, get_jobs, services_of
 from epe.api.jobs import job_url
 from epe.api.responses import result_response
 from epe.core.operations import OPERATIONS, Operation
@@ -60,19 +60,21 @@ def _endpoints(op: Operation) -> list[tuple[str, Endpoint]]:
             raise InvalidRequest("this request needs a JSON body; see the API docs at "
                                  "/docs") from None
 
+    # The services come from the app rather than as a dependency: FastAPI resolves each
+    # one per request, a cost every sync run would pay (docs/benchmarks.md#do-eval-latency).
     async def named(scriptName: str, request: Request, caller: CallerDep,
-                    services: ServicesDep, body: RunRequest | None = None) -> Response:
-        return await respond(request, services, caller, op, given(body), name=scriptName)
+                    body: RunRequest | None = None) -> Response:
+        return await respond(request, services_of(request), caller, op, given(body),
+                             name=scriptName)
 
     async def owned(scriptName: str, ownerName: str, request: Request,
-                    caller: CallerDep, services: ServicesDep,
-                    body: RunRequest | None = None) -> Response:
-        return await respond(request, services, caller, op, given(body), name=scriptName,
-                             owner=ownerName)
+                    caller: CallerDep, body: RunRequest | None = None) -> Response:
+        return await respond(request, services_of(request), caller, op, given(body),
+                             name=scriptName, owner=ownerName)
 
-    async def inline(request: Request, caller: CallerDep, services: ServicesDep,
+    async def inline(request: Request, caller: CallerDep,
                      body: RunRequest | None = None) -> Response:
-        return await respond(request, services, caller, op, given(body))
+        return await respond(request, services_of(request), caller, op, given(body))
 
     for endpoint in (named, owned, inline):
         # FastAPI reads the body's model from the annotation: make it this operation's.

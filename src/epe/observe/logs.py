@@ -137,6 +137,11 @@ def configure(log_format: LogFormat, level: str) -> None:
     written by a thread of their own."""
     global _writer
     stop()
+    # What no line of ours prints is not gathered for each record: the caller's file and
+    # line (a walk up the stack), thread and process names (the logging HOWTO's
+    # "Optimization" section).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(PLAIN))
     _writer = _Writer(handler)

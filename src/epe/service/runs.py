@@ -299,7 +299,10 @@ async def run(services: Services, prepared: Prepared, *, progress: Progress | No
         error = e
         raise
     finally:
-        record(services, prepared, stats, time.perf_counter() - start, error)
+        # Once the answer is on its way: the loop runs this right after the current step,
+        # in this context (its request and job ids), before any later request's work.
+        asyncio.get_running_loop().call_soon(
+            record, services, prepared, stats, time.perf_counter() - start, error)
 
 
 async def run_on(executor: Executor, services: Services, prepared: Prepared, *,
