@@ -15,6 +15,7 @@ import glob
 import itertools
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -35,10 +36,27 @@ def binaries() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
+# Ports the tests pick: above Ray's workers' (10002-19999 by default), below the kernel's
+# ephemeral range, from which outgoing connections and servers bound to port 0 take theirs.
+_FIRST_PORT = 20000
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port of 127.0.0.1 nothing holds now and nothing takes by chance later: a port
+    the kernel hands out as an ephemeral one could be some connection's by the time a
+    server is started on it (the OpenID provider knows epe's callback port from the
+    session's start, minutes before that server starts)."""
+    ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    candidates = list(range(_FIRST_PORT, max(ephemeral, _FIRST_PORT + 1000)))
+    random.shuffle(candidates)
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port of 127.0.0.1 from {_FIRST_PORT} to {ephemeral}")
 
 
 def terminate(proc: subprocess.Popen[Any], timeout: float = 10) -> None:
