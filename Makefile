@@ -38,11 +38,12 @@ nodejs:
 	test -d tests/oidc/node_modules/oidc-provider || \
 		(cd tests/oidc && npm ci --no-audit --no-fund)
 
-test: $(STAMP) chromium postgresql jq slapd nodejs
+# EPE_TEST_IMAGE=1: the container image's test too (tests/release/test_image.py, minutes).
+test: $(STAMP) chromium postgresql jq slapd nodejs podman
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest
+	EPE_TEST_IMAGE=1 $(BIN)/python -m pytest
 
 # OML's REST notebook (tests/client/test_oml_notebooks.py) pipes curl into jq, as a user does.
 jq:
@@ -102,7 +103,7 @@ image: $(STAMP) podman
 		"$$(ls $(IMAGE_BUILD)/dist/epe-*.whl)[$(IMAGE_EXTRAS)]"
 	EPE_IMAGE_EXTRAS=$(IMAGE_EXTRAS) deploy/build-image.sh $(IMAGE_BUILD) $(IMAGE)
 
-# The image's test (tests/release/test_image.py): minutes of building, so apart from `make test`.
+# The image's test alone (tests/release/test_image.py; `make test` runs it too).
 test-image: $(STAMP) podman
 	EPE_TEST_IMAGE=1 $(BIN)/python -m pytest tests/release/test_image.py
 

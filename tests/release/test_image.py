@@ -34,9 +34,9 @@ RUN = [*PODMAN_RUN, "--network", "host", "--cap-add", "SYS_ADMIN", "--cap-add", 
 
 pytestmark = [
     # Building the image takes minutes (a Debian base, then ~1 GB of wheels installed):
-    # `make test-image` runs it, apart from `make test`.
+    # `make test` and `make test-image` run it, a bare `pytest` and `make test-fast` do not.
     pytest.mark.skipif(os.environ.get("EPE_TEST_IMAGE") != "1",
-                       reason="the image's test runs with `make test-image`"),
+                       reason="the image's test runs with `make test` or `make test-image`"),
     pytest.mark.skipif(os.geteuid() != 0, reason="the image is built and run by root's podman"),
 ]
 
