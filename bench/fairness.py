@@ -292,7 +292,7 @@ def many_users(server: Server, users: int, calls: int, rounds: int) -> Row:
     """``users`` new users x ``calls`` do-evals at once, against one user's same calls.
 
     Each thread's client is made before the clock starts: an ``httpx.Client`` loads the
-    system's CA certificates when made (5-10 ms of CPU, even for plain HTTP), which in
+    system's CA certificates when made (22 ms of CPU here, even for plain HTTP), which in
     the timed part made the bench client, not the server, most of what was measured.
     """
     one = server.new_user("ONE")
