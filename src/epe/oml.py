@@ -35,6 +35,8 @@ See docs/client.md.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from epe.client import _datastores as ds
 from epe.client import _graphics as graphics
 from epe.client import _models as models
@@ -55,6 +57,7 @@ from epe.client._proxy import (  # noqa: F401 -- _proxy_from_state: how proxies 
     sync,
 )
 from epe.client._results import DataImage
+from epe.client._roles import check_role as _check_role
 
 __all__ = [
     "Boolean",
@@ -89,6 +92,9 @@ __all__ = [
 
 
 globals().update(IN_DATABASE)  # oml.glm, oml.rf, ...: each says why epe has none
+
+# OML's private ``oml.core`` holds one function its sample notebooks call; only that one.
+core = SimpleNamespace(methods=SimpleNamespace(__checkRole=_check_role))
 
 
 def connect(url: str | None = None, user: str | None = None,

@@ -579,3 +579,27 @@ def test_datastores_from_the_client(server: EpeServer,
     with pytest.raises(ValueError, match="typ"):
         oml.grant(store, typ="table")
     oml.disconnect()
+
+
+def test_oml_check_role_answers_for_the_signed_in_user(server: EpeServer) -> None:
+    """``oml.core.methods.__checkRole``, which OML4Py's sample notebooks call: PYQADMIN is
+    epe's admin, another role a group the user is in."""
+    check_role = oml.core.methods.__checkRole
+    admin, admin_pw = server.add_user(admin=True)
+    member, member_pw = server.add_user()
+    team = unique_name("TEAM")
+    with server.client(admin, admin_pw) as c:
+        c.put(f"/omlusers/api/v1/groups/{team}/members/{member}").raise_for_status()
+    try:
+        oml.connect(server.url, admin, admin_pw)
+        assert check_role("PYQADMIN") is True
+        assert check_role("pyqadmin") is True
+        assert check_role(team) is False  # an admin is not in every group
+        oml.connect(server.url, member, member_pw)
+        assert check_role("PYQADMIN") is False
+        assert check_role(team.lower()) is True
+        assert check_role("SOME_OTHER_ROLE") is False
+        with pytest.raises(TypeError, match="non-empty string"):
+            check_role("")
+    finally:
+        oml.disconnect()

@@ -34,8 +34,7 @@ from tests.serverproc import EpeServer
 HERE = Path(__file__).parent / "notebooks"
 HEADER = re.compile(r"^# %% (?:\[(\d+)\] ?)?(.*)$", re.M)
 # Paragraphs left out of the figure: Oracle's in-database algorithms (not in epe) and
-# library APIs removed since the notebooks were written. A paragraph calling a private
-# function of OML's ("oml-internal") counts, and is expected not to run.
+# library APIs removed since the notebooks were written.
 EXCLUDED = {"in-database", "removed-api"}
 HTTP_STATUS = re.compile(r"(?m)^HTTP/1\.1 (\d{3})")
 
@@ -43,7 +42,7 @@ HTTP_STATUS = re.compile(r"(?m)^HTTP/1\.1 (\d{3})")
 @dataclass
 class Cell:
     number: int | None
-    kind: str  # words: connect, shell, in-database, removed-api, oml-internal, stand-in
+    kind: str  # words: connect, shell, in-database, removed-api, stand-in
     source: str
 
 
@@ -179,11 +178,9 @@ def run_notebook(name: str, account: dict[str, str]) -> Notebook:
     return Notebook(name, namespace, outcome, values)
 
 
-def check_ran(notebook: Notebook, oml_internal: tuple[int, ...] = ()) -> None:
-    """Every counted paragraph ran, but those calling OML's private functions."""
-    failed = {n: why for n, why in notebook.outcome.failed.items() if n not in oml_internal}
-    assert failed == {}, failed
-    assert sorted(notebook.outcome.failed) == sorted(oml_internal)
+def check_ran(notebook: Notebook) -> None:
+    """Every counted paragraph ran."""
+    assert notebook.outcome.failed == {}, notebook.outcome.failed
     for number, why in notebook.outcome.excluded.items():
         if why.startswith("in-database"):  # refused, naming why (or a name it never made)
             assert "in-database machine learning" in why or "NameError" in why, (number, why)
@@ -238,8 +235,9 @@ def test_data_selection_and_manipulation(account: dict[str, str]) -> None:
 
 def test_datastore_and_script_repository(account: dict[str, str]) -> None:
     nb = run_notebook("datastore_and_scripts", account)
-    check_ran(nb, oml_internal=(2,))  # oml.core.methods.__checkRole: OML's own, not offered
+    check_ran(nb)
     ns, v = nb.namespace, nb.values
+    assert v[2] is False  # oml.core.methods.__checkRole("PYQADMIN"): the account is no admin
     assert sorted(nb.outcome.excluded) == [6, 14]
     assert v[17].columns.tolist() == ["datastore_name", "grantee"]
     assert v[19] == ["iris", "oml_boston", "oml_diabetes"]
