@@ -14,6 +14,7 @@ columns), ``score`` scores records a call sent (Oracle's result shapes, as JSON)
 
 from __future__ import annotations
 
+import abc
 import io
 import itertools
 import json
@@ -75,14 +76,15 @@ def _any_text(labels: Sequence[Any]) -> bool:
     return any(isinstance(x, str) for x in labels)
 
 
-class Scorer:
+class Scorer(abc.ABC):
     """A loaded model: its function, its input columns, and how it predicts."""
 
     function: str
     columns: list[shapes.Column]
 
+    @abc.abstractmethod
     def predict(self, data: pd.DataFrame) -> Prediction:
-        raise NotImplementedError
+        """The model's prediction for each row of ``data`` (its columns, in order)."""
 
     def predict_rows(self, rows: list[list[Any]]) -> Prediction:
         return self.predict(pd.DataFrame(rows, columns=[c.name for c in self.columns]))
