@@ -164,7 +164,8 @@ class _Worker:
         self._removed = False
 
     def started(self, pid: int, sandboxed: bool) -> None:
-        pass  # the worker joined its groups itself
+        """Nothing to record: the worker joined its groups itself (``join``), before any
+        user code ran, and its usage is read from them."""
 
     def begin(self) -> None:
         os.write(self._peak, b"0")  # the peak from now: what the worker holds already

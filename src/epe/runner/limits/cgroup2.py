@@ -173,7 +173,8 @@ class _Worker:
         self._removed = False
 
     def started(self, pid: int, sandboxed: bool) -> None:
-        pass  # the worker joined its group itself
+        """Nothing to record: the worker joined its group itself (``join``), before any
+        user code ran, and its usage is read from it."""
 
     def begin(self) -> None:
         # The peak seen through this file, from now (before Linux 6.12 a write fails:

@@ -31,13 +31,14 @@ class RLimits:
         return KIND
 
     def user(self, name: str, limits: UserLimits) -> None:
-        pass  # nothing holds a user's workers together
+        """Nothing to make: without cgroups nothing holds a user's workers together;
+        each worker's own rlimits are its limits."""
 
     def worker(self, user: str) -> _Process:
         return _Process()
 
     def close(self) -> None:
-        pass
+        """Nothing to remove: no group was made."""
 
 
 class _Process:
@@ -67,7 +68,7 @@ class _Process:
         return False  # a SIGKILL may be the kernel's OOM killer, but nothing says so
 
     def remove(self) -> None:
-        pass
+        """Nothing to remove: a worker's rlimits end with it."""
 
     def _worker_pid(self) -> int:
         if not self._sandboxed:
@@ -97,5 +98,5 @@ def _high_water_mark(pid: int) -> int:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) * 1024
     except OSError:
-        pass
+        return 0  # the worker has ended: nothing left to read
     return 0
