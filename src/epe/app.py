@@ -156,7 +156,7 @@ async def drain(services: Services, manager: JobManager) -> None:
     log.info("draining: not ready, no new runs or jobs; %d waiting jobs handed back to the "
              "queue; waiting up to %g s for %d running jobs and %d runs", handed,
              services.drain.grace, running, runs)
-    if await services.drain.settle(lambda: manager.running == 0):
+    if await services.drain.settle(lambda: manager.idle):
         log.info("drained in %.1f s", time.monotonic() - began)
         return
     runs = services.drain.interrupt_runs()

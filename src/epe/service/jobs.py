@@ -77,6 +77,7 @@ class JobManager:
         self.answers = answers_for(services)
         self.queue = Queue(services)
         self._tasks: dict[str, asyncio.Task[None]] = {}  # jobs running here
+        self._claiming = False  # a claim under way, which may start jobs here
         self._deleting: set[str] = set()
         self._progress_writes: dict[str, asyncio.Task[None]] = {}
         self._latest: dict[str, tuple[int, int]] = {}
@@ -113,6 +114,12 @@ class JobManager:
     def running(self) -> int:
         """Jobs (environment builds included) running here."""
         return len(self._tasks)
+
+    @property
+    def idle(self) -> bool:
+        """No job runs here, and no claim is under way: a claim that began before a drain
+        may still start jobs, which the drain must then wait for."""
+        return not self._tasks and not self._claiming
 
     async def hand_back(self) -> int:
         """Give the jobs waiting here back to the queue (the server stops); how many."""
@@ -246,15 +253,22 @@ class JobManager:
         while True:
             self.queue.wake.clear()
             try:
-                # A draining server claims nothing more: what waits is another's to run.
-                for record, accepted in ([] if self.services.drain.draining
-                                         else await self.queue.claim()):
-                    self._start(record, accepted)
+                await self._claim_and_start()
             except Exception:
                 log.exception("claiming jobs failed; trying again")
                 await asyncio.sleep(self.settings.job_poll_interval)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.queue.wake.wait(), poll)
+
+    async def _claim_and_start(self) -> None:
+        if self.services.drain.draining:
+            return  # a draining server claims nothing more: what waits is another's to run
+        self._claiming = True
+        try:
+            for record, accepted in await self.queue.claim():
+                self._start(record, accepted)
+        finally:
+            self._claiming = False
 
     def _start(self, record: JobRecord, accepted: Accepted | None) -> None:
         level = str(record.service)
