@@ -70,9 +70,13 @@ def group_units(table: pa.Table, group_by: Sequence[str], order_by: Sequence[str
     else:
         perm = _stable_argsort(group, count)
     ordered = table.take(pa.array(perm))
-    starts = [0, *(np.flatnonzero(np.diff(group[perm])) + 1).tolist()]
-    ends = [*starts[1:], ordered.num_rows]
-    units = [(s, e - s) for s, e in zip(starts, ends, strict=True)]
+    # The rows are in group-number order, so each group's rows start where the groups
+    # numbered before it end: counting them is a pass over the numbers, where finding
+    # the changes in the sorted numbers gathers them all in a new order first.
+    sizes = np.bincount(group, minlength=count)
+    sizes = sizes[sizes > 0]
+    starts = np.concatenate(([0], np.cumsum(sizes[:-1]))).tolist()
+    units = list(zip(starts, sizes.tolist(), strict=True))
     return Grouping(ordered, units, _labels(ordered, group_by, starts))
 
 
@@ -126,8 +130,19 @@ def _stable_argsort(keys: np.ndarray, count: int) -> np.ndarray:
 
 def _labels(table: pa.Table, group_by: Sequence[str], starts: list[int]) -> list[str]:
     index = pa.array(starts, type=pa.int64())
-    columns = [table.column(c).take(index).to_pylist() for c in group_by]
-    return ["_".join(_label(v) for v in values) for values in zip(*columns, strict=True)]
+    columns = [_column_labels(table.column(c).take(index)) for c in group_by]
+    if len(columns) == 1:
+        return columns[0]
+    return ["_".join(values) for values in zip(*columns, strict=True)]
+
+
+def _column_labels(values: pa.ChunkedArray) -> list[str]:
+    """Each value as Python's ``str`` writes it, ``NA`` for a null."""
+    if pa.types.is_integer(values.type) or pa.types.is_string(values.type) or \
+            pa.types.is_large_string(values.type):
+        # Arrow writes integers and strings as Python does, and far faster.
+        return pc.fill_null(pc.cast(values, pa.string()), "NA").to_pylist()
+    return [_label(v) for v in values.to_pylist()]
 
 
 def _label(value: object) -> str:
