@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import importlib
 import logging
 import time
@@ -100,9 +101,15 @@ def create_app(settings: Settings, store: Store | None = None,
         app.state.drain = functools.partial(drain, services, manager)  # epe serve's SIGTERM
         stop_metrics = serve_metrics(settings)
         stop_control = await serve_control(services, manager)
+        # What the server holds once started (modules, routes, the store's metadata) stays
+        # for its life: frozen, a full collection no longer walks it. Unfrozen, each one
+        # walked it all, about 100 ms at a time, every few runs of 10,000 groups.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             await stop_control()
             await scoring.stop()
             await manager.stop()
