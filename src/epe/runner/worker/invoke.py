@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import cloudpickle
@@ -46,6 +45,11 @@ def as_input_type(df: pd.DataFrame, input_type: str, numeric: bool) -> Any:
     if input_type == "default" and numeric:
         return df.to_numpy(dtype=np.float64)
     return df
+
+
+def frames_as_they_are(input_type: str, numeric: bool) -> bool:
+    """Whether ``as_input_type`` gives each frame itself."""
+    return input_type != "numpy.recarray" and not (input_type == "default" and numeric)
 
 
 def frames(table: pa.Table, units: list[list[int]]) -> Iterator[pd.DataFrame]:
@@ -119,10 +123,11 @@ class Batch:
 
     def run(self) -> BatchOutput:
         out = BatchOutput()
-        for time, call in self._calls():
-            self.capture.begin(self.graphics)
-            value = call()
-            images = self.capture.end()
+        func, kwargs, capture, graphics = self.func, self.kwargs, self.capture, self.graphics
+        for time, args in self._calls():
+            capture.begin(graphics)
+            value = func(*args, **kwargs)
+            images = capture.end()
             if self.pickle:
                 fragment, is_frame = pickled(value, images if self.graphics else None)
             else:
@@ -137,20 +142,24 @@ class Batch:
             self.position += 1
         return out
 
-    def _calls(self) -> Iterator[tuple[int | None, Callable[[], Any]]]:
-        """Each invocation as (its index-apply ``TIME`` or None, the call to make)."""
+    def _calls(self) -> Iterator[tuple[int | None, tuple[Any, ...]]]:
+        """Each invocation as (its index-apply ``TIME`` or None, its positional arguments;
+        the keyword arguments are the batch's)."""
         if self.calling.call == "kwargs":
-            yield None, partial(self.func, **self.kwargs)
+            yield None, ()
         elif self.calling.call == "index":
             for index, _ in self.units:
-                yield index, partial(self.func, index, **self.kwargs)
+                yield index, (index,)
         else:
             yield from self._data_calls()
 
-    def _data_calls(self) -> Iterator[tuple[int | None, Callable[[], Any]]]:
+    def _data_calls(self) -> Iterator[tuple[int | None, tuple[Any, ...]]]:
         assert self.input_ref is not None
         table = resolve(self.input_ref)
         numeric = is_numeric(table.schema)
+        if frames_as_they_are(self.input_type, numeric):  # most calls: no step between
+            for df in frames(table, self.units):
+                yield None, (df,)
+            return
         for df in frames(table, self.units):
-            yield None, partial(self.func, as_input_type(df, self.input_type, numeric),
-                                **self.kwargs)
+            yield None, (as_input_type(df, self.input_type, numeric),)
