@@ -77,6 +77,17 @@ def test_many_groups_beyond_sixteen_bits() -> None:
     assert grouping.table.column("G").to_pylist() == list(range(n))
 
 
+def test_a_large_table_in_several_chunks_is_the_same_stable_sort() -> None:
+    # Large enough for its columns to be taken on several threads at once.
+    rng = np.random.default_rng(11)
+    n = plan.PARALLEL_TAKE_ROWS + 1234
+    table = pa.Table.from_batches(random_table(rng, n).to_batches(max_chunksize=30_000))
+    assert table.column("S").num_chunks > 1
+    grouping = plan.group_units(table, ["S", "I"], ["O"])
+    assert grouping.table.equals(reference(table, ["S", "I"], ["O"]))
+    assert grouping.table.schema == table.schema
+
+
 def test_a_column_that_cannot_be_grouped_is_a_clear_400() -> None:
     table = pa.table({"L": pa.array([[1], [2]])})
     with pytest.raises(InvalidRequest, match="cannot group by column L"):
