@@ -10,7 +10,9 @@ an unreachable server) into click's own error, a one-line message and exit code
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
+import platform
 import secrets
 import sys
 from pathlib import Path
@@ -127,7 +129,7 @@ class _Server(uvicorn.Server):
 @click.option("--port", type=int, default=None, envvar="EPE_PORT", help="Port to listen on.")
 def serve(data_dir: Path | None, host: str | None, port: int | None) -> None:
     """Serve the API until SIGTERM or SIGINT."""
-    keep_freed_arrow_memory()
+    keep_freed_memory()
     from epe.runner.local.forkserver import launch_default
 
     settings = build_settings(data_dir=data_dir, host=host, port=port)
@@ -144,17 +146,31 @@ def serve(data_dir: Path | None, host: str | None, port: int | None) -> None:
 
 # How long Arrow's allocator (mimalloc) keeps memory a request freed before handing it
 # back to the system. Its own default, 10 ms, hands back an input's tens of megabytes
-# between one request and the next, and the next faults them in again page by page: a
-# third of the time of reading a query's million rows into Arrow.
+# between one request and the next, and the next faults them in again page by page.
 ARROW_PURGE_DELAY_MS = "1000"
+# The same for the C heap (glibc), where DuckDB builds a query's Arrow result: blocks up
+# to this size come from the heap rather than from mmap (glibc's own threshold starts at
+# 128 KiB and rises only as large blocks are freed), and this much free memory at a heap's
+# top stays there rather than being trimmed away after every query.
+MMAP_THRESHOLD = 32 * 1024**2
+TRIM_THRESHOLD = 128 * 1024**2
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (malloc.h)
 
 
-def keep_freed_arrow_memory() -> None:
-    """Set mimalloc's purge delay for this process, unless the operator set one. Only
-    before pyarrow is loaded (``epe serve`` loads it later), which is when mimalloc reads
-    it; a process that loaded it already keeps what it has."""
+def keep_freed_memory() -> None:
+    """Have this process reuse the memory one request freed for the next, rather than
+    give it back and fault it in again: a third of reading a million rows from DuckDB,
+    and of writing them for the workers, was page faults.
+
+    mimalloc's delay is set unless the operator set one, and only before pyarrow is
+    loaded (``epe serve`` loads it later), which is when mimalloc reads it.
+    """
     if "pyarrow" not in sys.modules:
         os.environ.setdefault("MIMALLOC_PURGE_DELAY", ARROW_PURGE_DELAY_MS)
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        libc = ctypes.CDLL(None)
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
 
 
 def _serve(settings: Settings, launched: Launched | None) -> None:
