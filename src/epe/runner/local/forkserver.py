@@ -151,7 +151,12 @@ class ForkServer:
             self._ready.set_result(message)
         elif "spawned" in message:
             future = self._spawning.pop(message["spawned"], None)
-            if future is not None and not future.done():
+            if future is None or future.done():
+                return
+            if "error" in message:
+                future.set_exception(InternalError(
+                    f"the fork server could not start a worker: {message['error']}"))
+            else:
                 future.set_result(int(message["pid"]))
         elif "exited" in message:
             pid, code = int(message["exited"]), int(message["code"])

@@ -323,8 +323,8 @@ class LocalPool:
         self._in_background(worker.reap())
 
     async def _bury(self, worker: _Worker) -> int | None:
-        """A worker whose pipe closed: its exit code once it has ended (a sandboxed one
-        ends through the process that waits for it, a moment later), and its successor."""
+        """A worker whose pipe closed: its exit code once it has ended (the fork server
+        reports it a moment later), and its successor."""
         if worker in self._busy:
             self._busy.discard(worker)
             self._count("busy", -1)

@@ -1,12 +1,11 @@
 """Entering a worker's sandbox (in the worker, right after the fork server forks it).
 
-Run as root, with the kernel's interfaces directly (``unshare``, ``mount``,
+Run as root, with the kernel's interfaces directly (``unshare``, ``setns``, ``mount``,
 ``mount_setattr``, ``prctl``, ``setresuid``) through libc: no helper binary, and
-nothing for a fork to wait on, so a sandboxed worker starts in milliseconds. The
-child of the fork server unshares new mount, PID, network, IPC and UTS namespaces and
-forks once more: the grandchild is process 1 of the new PID namespace and becomes the
-worker, while the child only waits for it and ends the same way (its pid is the one
-the pool knows and kills). The grandchild then
+nothing for a fork to wait on, so a sandboxed worker starts in milliseconds. The fork
+server forks each sandboxed worker straight into a new PID namespace (``fork_into_new_
+pid_namespace``): the child is process 1 of it from birth, and is the worker. It
+unshares new mount, network, IPC and UTS namespaces, and then
 
 - sees the whole filesystem read-only, its own ``/proc`` (its namespace's processes
   alone), a private ``/tmp`` (its home and working folder) and ``/dev/shm``, and the
@@ -16,7 +15,7 @@ the pool knows and kills). The grandchild then
   modes of the folders above them: they are bound back under an empty cover;
 - has only a loopback interface (unless the network is allowed);
 - drops to the epe user's own uid and gid on the host, with no supplementary group,
-  sets ``no_new_privs`` and dies with the child that waits for it.
+  sets ``no_new_privs`` and dies with the fork server.
 
 docs/security.md says what each step stops.
 """
@@ -101,37 +100,45 @@ def prctl(option: int, value: int) -> None:
     _check(_libc.prctl(option, value, 0, 0, 0), f"prctl {option}")
 
 
+def fork_into_new_pid_namespace() -> int:
+    """``os.fork()``, the child process 1 of a PID namespace of its own (in the fork
+    server).
+
+    ``unshare(CLONE_NEWPID)`` moves only the caller's future children into a new
+    namespace, so the fork server asks for one just before it forks and returns to its
+    own at once after: one fork makes the worker, where forking again inside the sandbox
+    cost a second copy of the fork server's page tables and a process to wait for it.
+    """
+    unshare(CLONE_NEWPID)
+    try:
+        pid = os.fork()
+    except BaseException:
+        _back_to_own_pid_namespace()
+        raise
+    if pid:  # the fork server: its next children are its own namespace's again
+        _back_to_own_pid_namespace()
+    return pid
+
+
+def _back_to_own_pid_namespace() -> None:
+    fd = os.open("/proc/self/ns/pid", os.O_RDONLY)  # the active one, not the children's
+    try:
+        _check(_libc.setns(fd, CLONE_NEWPID), "setns back to the fork server's PID namespace")
+    finally:
+        os.close(fd)
+
+
 def enter(spec: Spec) -> None:
-    """Enter the sandbox. Returns only in the worker (process 1 of its namespace)."""
-    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the child dies with the fork server
-    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+    """Enter the sandbox, in a child of ``fork_into_new_pid_namespace`` (process 1 of its
+    PID namespace)."""
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the worker dies with the fork server
+    flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS
     unshare(flags if spec.network else flags | CLONE_NEWNET)
-    pid = os.fork()
-    if pid:
-        _wait_and_mirror(pid)
     _build_view(spec)
     if not spec.network:
         _loopback_up()
     socket.sethostname("epe-worker")
     _drop_privileges(spec.uid, spec.gid)
-
-
-def _wait_and_mirror(pid: int) -> None:
-    """The child's whole job: wait for the worker and end as it ended."""
-    for fd in (0, 1):
-        os.close(fd)  # the pipes are the worker's: its end must be what the pool sees
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        if sig != signal.SIGKILL:  # whose handler cannot be set (the OOM killer's)
-            signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
-    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
 
 
 def _build_view(spec: Spec) -> None:
@@ -210,7 +217,7 @@ def _drop_privileges(uid: int, gid: int) -> None:
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
     prctl(PR_SET_NO_NEW_PRIVS, 1)
-    # After the uid change, which clears it: die when the waiting child dies.
+    # After the uid change, which clears it: die when the fork server dies.
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
@@ -225,7 +232,9 @@ def probe() -> str | None:
         os.close(read)
         refusal = b""
         try:
-            unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
+            unshare(CLONE_NEWPID)  # what the fork server does around each fork
+            _back_to_own_pid_namespace()
+            unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
             _mount(None, "/", None, MS_REC | MS_PRIVATE)
             _read_only_tree()
             _loopback_up()  # what a worker without network does first

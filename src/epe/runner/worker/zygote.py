@@ -11,7 +11,8 @@ messages:
   with two file descriptors (the worker's ends of its task pipes): it forks; the child
   joins its user's cgroups (writing itself to each ``cgroup.procs`` or ``tasks`` file
   named), enters the sandbox (``sandbox.enter``) or, without one, its own session, then becomes
-  a worker (``main.serve``). The answer is ``{"spawned": id, "pid": pid}``.
+  a worker (``main.serve``). The answer is ``{"spawned": id, "pid": pid}``, or
+  ``{"spawned": id, "error": message}`` when the kernel refused the fork.
 - none for exits: when a child ends it sends ``{"exited": pid, "code": returncode}``
   (negative: killed by that signal), which is how the pool learns how a worker died.
 
@@ -71,13 +72,23 @@ class ForkServer:
         if not data:
             return False  # the server closed its end
         request = orjson.loads(data)
-        pid = os.fork()
+        try:
+            pid = self._fork(sandboxed=request.get("sandbox") is not None)
+        except (OSError, sandbox.SandboxError) as e:  # the kernel refused: this worker is
+            for fd in fds:  # not made, and this process serves on
+                os.close(fd)
+            self._send({"spawned": request["spawn"], "error": f"{type(e).__name__}: {e}"})
+            return True
         if pid == 0:
             self._become_worker(request, fds)  # never returns
         for fd in fds:
             os.close(fd)
         self._send({"spawned": request["spawn"], "pid": pid})
         return True
+
+    @staticmethod
+    def _fork(sandboxed: bool) -> int:
+        return sandbox.fork_into_new_pid_namespace() if sandboxed else os.fork()
 
     def _reap(self) -> None:
         while True:
