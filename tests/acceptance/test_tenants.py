@@ -350,6 +350,37 @@ def test_runs_wait_their_turn_and_a_full_queue_is_a_503(make_server: Any) -> Non
                        ).json() == {"result": 1}
 
 
+def test_pools_count_the_workers_they_have_and_grow_into_room(make_server: Any) -> None:
+    # Each pool may grow to two workers but starts with one: three users' pools are three
+    # warm workers, not six, and all three stay warm under a bound of three.
+    srv = make_server(EPE_WORKERS="2", EPE_MAX_WORKERS="3")
+    users = [srv.new_client() for _ in range(3)]
+    one = {"script": "def f():\n    return 1\n"}
+    for _name, c in users:
+        assert c.post(f"{API}/do-eval", json=one).json() == {"result": 1}
+    assert _executor(srv)["pools"] == 3 and _executor(srv)["workers"] == 3
+    assert not any("to make room" in line for line in srv.output)
+    # The first user's two runs at once: its pool's second worker needs room, made by
+    # stopping the least recently used idle pool (the second user's), not the third's.
+    (_, c), (second, _), (third, _) = users
+    sleeper = {"script": "def f():\n    import time\n    time.sleep(1.5)\n    return 'slept'\n"}
+    with srv.http(headers=dict(c.headers)) as other:
+        sent = _in_thread(lambda: other.post(f"{API}/do-eval", json=sleeper))
+        assert c.post(f"{API}/do-eval", json=sleeper).json() == {"result": "slept"}
+        assert sent().json() == {"result": "slept"}
+    wait_for(lambda: any(f"stopped the pool of PoolKey(environment=None, user='{second}')"
+                         in line for line in srv.output))
+    assert not any(f"user='{third}')" in line and "to make room" in line
+                   for line in srv.output)
+    assert _executor(srv)["pools"] == 2 and _executor(srv)["workers"] == 3
+
+
+def _executor(srv: EpeServer) -> dict[str, Any]:
+    with srv.http() as anonymous:
+        detail: dict[str, Any] = anonymous.get("/health/ready").json()["parts"]["executor"]
+    return detail
+
+
 def _pool_started(srv: EpeServer) -> bool:
     return any("started a pool for" in line for line in srv.output)
 

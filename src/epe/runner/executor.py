@@ -136,6 +136,13 @@ class Executor(Protocol):
         """How many tasks can run at once (caps the degree of parallelism)."""
         ...
 
+    @property
+    def warm(self) -> int:
+        """The workers it counts against the server's warm bound: those it has, alive or
+        starting (at least the one it starts with), or all it may have where it cannot
+        say (a Ray pool, grown by the node agents)."""
+        ...
+
     async def start(self) -> None: ...
 
     def share(self, rows: Rows) -> AbstractAsyncContextManager[Shared]:

@@ -5,20 +5,23 @@ users never share a worker. Pools start on first use and stop when idle for
 ``EPE_WORKER_IDLE_TIMEOUT``. At most ``EPE_MAX_POOLS`` pools and ``EPE_MAX_WORKERS``
 workers are warm at once (on a Ray cluster: on each node, every pool having its
 workers on every node), both sized from the machine unless set (``warm_bounds``); a
-pool counts as its size, the workers it may grow to. A pool that would pass either
-bound first stops the least recently used idle pool, and when every pool is busy the
-run waits its turn (first come, first served; a user's own runs queue on their pool's
-workers). More than ``EPE_POOL_QUEUE_LIMIT`` runs waiting is a 503 with ``Retry-After``.
+pool counts as the workers it has (``Executor.warm``: a local pool starts with one and
+grows under load; a Ray pool counts as its size). A new pool, or a worker a pool would
+add, that would pass a bound first stops the least recently used idle pool; a pool
+that cannot grow runs its tasks on the workers it has, and when every pool is busy a
+new one waits its turn (first come, first served). More than ``EPE_POOL_QUEUE_LIMIT``
+runs waiting is a 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -49,7 +52,11 @@ class Backend(Protocol):
 
     async def stop(self) -> None: ...
 
-    def pool(self, python: str, size: int, tenant: Tenant) -> Executor: ...
+    def pool(self, python: str, size: int, tenant: Tenant,
+             may_grow: Callable[[], bool] | None = None) -> Executor:
+        """A pool of up to ``size`` workers; ``may_grow``: asked before it adds a worker
+        past its first, where it grows by itself."""
+        ...
 
     def stop_fork_server(self, python: str) -> None:
         """No pool of ``python`` is left: what serves it may stop."""
@@ -122,9 +129,8 @@ class Pools:
         """Whether runs can be served now (the readiness check): the backend can fork
         workers; and what is warm."""
         ready, detail = self.backend.status()
-        workers = sum(e.size for e in self._entries.values())
         return ExecutorStatus(ready, {**detail, "pools": len(self._entries),
-                                      "workers": workers, "waiting": self._waiting})
+                                      "workers": self._warm(), "waiting": self._waiting})
 
     @contextlib.asynccontextmanager
     async def use(self, key: PoolKey, python: str, version: str, size: int,
@@ -169,13 +175,14 @@ class Pools:
             self._in_background(entry)
             entry = None
         if entry is None:
-            await self._make_room(size)
+            executor = self.backend.pool(python, size, tenant,
+                                         may_grow=functools.partial(self._may_grow, key))
+            await self._make_room(executor.warm)
             entry = self._entries.get(key)  # another run may have started it meanwhile
-        if entry is None:
-            executor = self.backend.pool(python, size, tenant)
-            entry = _Entry(key, python, version, size, tenant, executor,
-                           asyncio.ensure_future(self._start(key, executor)))
-            self._entries[key] = entry
+            if entry is None:
+                entry = _Entry(key, python, version, size, tenant, executor,
+                               asyncio.ensure_future(self._start(key, executor)))
+                self._entries[key] = entry
         entry.last_used = time.monotonic()
         return entry
 
@@ -193,10 +200,10 @@ class Pools:
                                 f"{' in ' + key.environment if key.environment else ''}: "
                                 f"{type(e).__name__}: {e}") from None
 
-    async def _make_room(self, size: int) -> None:
-        """Wait until a pool of ``size`` workers fits, stopping idle pools to make room."""
+    async def _make_room(self, workers: int) -> None:
+        """Wait until a pool of ``workers`` fits, stopping idle pools to make room."""
         async with self._room:
-            while not self._fits(size):
+            while not self._fits(workers):
                 if self._evict_one():
                     continue
                 if self._waiting >= self.settings.pool_queue_limit:
@@ -209,18 +216,28 @@ class Pools:
                 finally:
                     self._waiting -= 1
 
-    def _fits(self, size: int) -> bool:
-        # A pool's size is its workers on each machine that runs them: the server's, or
-        # every node of a Ray cluster. The sum bounds each machine's warm workers, which
-        # is what they cost (memory, processes); nodes joining add room, not use it.
+    def _fits(self, workers: int) -> bool:
+        # A pool's workers are on each machine that runs them: the server's, or every
+        # node of a Ray cluster. The sum bounds each machine's warm workers, which is
+        # what they cost (memory, processes); nodes joining add room, not use it.
         if not self._entries:
             return True  # one pool always fits, whatever the settings
-        workers = sum(e.size for e in self._entries.values())
-        return len(self._entries) < self.max_pools and workers + size <= self.max_workers
+        return len(self._entries) < self.max_pools and \
+            self._warm() + workers <= self.max_workers
 
-    def _evict_one(self) -> bool:
-        """Stop the least recently used idle pool; whether there was one."""
-        idle = [e for e in self._entries.values() if e.active == 0 and e.ready.done()]
+    def _warm(self) -> int:
+        return sum(e.executor.warm for e in self._entries.values())
+
+    def _may_grow(self, key: PoolKey) -> bool:
+        """Whether the pool of ``key`` may add a worker now: there is room, or an idle
+        pool of someone else's was stopped to make it."""
+        return self._warm() < self.max_workers or self._evict_one(sparing=key)
+
+    def _evict_one(self, sparing: PoolKey | None = None) -> bool:
+        """Stop the least recently used idle pool (never ``sparing``'s); whether there
+        was one."""
+        idle = [e for e in self._entries.values()
+                if e.active == 0 and e.ready.done() and e.key != sparing]
         if not idle:
             return False
         victim = min(idle, key=lambda e: e.last_used)

@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from epe.errors import InternalError, InvalidSetting
@@ -103,8 +104,9 @@ class LocalHost:
 
     # -- making pools ------------------------------------------------------------------
 
-    def pool(self, python: str, size: int, tenant: Tenant) -> LocalPool:
-        return LocalPool(self, python, size, tenant)
+    def pool(self, python: str, size: int, tenant: Tenant,
+             may_grow: Callable[[], bool] | None = None) -> LocalPool:
+        return LocalPool(self, python, size, tenant, may_grow)
 
     async def fork_server(self, python: str) -> ForkServer:
         """The fork server of ``python``'s environment, started on first need."""

@@ -5,7 +5,8 @@ has imported numpy, pandas and matplotlib already, so a new worker costs a fork 
 task one frame each way over a pipe. Every worker of a pool serves the pool's user
 alone, for its whole life, in that user's sandbox when the server can isolate
 (``runner.worker.sandbox``). A pool starts with one worker and grows, up to its size,
-when a task finds none idle: a user who makes one call at a time costs one process.
+when a task finds none idle and the server's warm bound has room (``may_grow``): a user
+who makes one call at a time costs one process.
 A worker that runs past its time limit, or whose task is cancelled, is killed with its
 whole process group and replaced; one that dies is replaced; each is retired after
 ``worker_max_tasks`` tasks.
@@ -22,6 +23,7 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -136,8 +138,12 @@ def _describe_exit(code: int | None) -> str:
 class LocalPool:
     """An ``Executor`` backed by one user's worker processes on this machine."""
 
-    def __init__(self, host: Host, python: str, size: int, tenant: Tenant) -> None:
+    def __init__(self, host: Host, python: str, size: int, tenant: Tenant,
+                 may_grow: Callable[[], bool] | None = None) -> None:
         self.host = host
+        # Asked before each worker past the first: whether the server's warm bound has
+        # room for one more (``runner.pools``, which may stop an idle pool to make it).
+        self.may_grow = may_grow or (lambda: True)
         self.settings = host.settings
         self.size = size
         self.python = python
@@ -157,9 +163,8 @@ class LocalPool:
         return self.size
 
     @property
-    def workers(self) -> int:
-        """Workers alive or starting (the host's bound counts them)."""
-        return len(self._busy) + self._idle.qsize()
+    def warm(self) -> int:
+        return max(1, self._counts["idle"] + self._counts["busy"] + self._pending)
 
     def share(self, rows: Rows) -> AbstractAsyncContextManager[Shared]:
         assert self._exchange is not None, "the pool is not started"
@@ -265,8 +270,9 @@ class LocalPool:
 
     async def _acquire(self) -> _Worker:
         if self._idle.empty() and self._counts["idle"] + self._counts["busy"] + \
-                self._pending < self.size:
+                self._pending < self.size and self.may_grow():
             self._add_worker()  # grow: this task waits for a worker
+        # Otherwise it waits for one of the pool's own workers to be free.
         metrics.TASKS_WAITING.inc()
         try:
             while True:

@@ -20,7 +20,7 @@ import os
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -142,7 +142,9 @@ class RayHost:
 
     # -- making pools ------------------------------------------------------------------
 
-    def pool(self, python: str, size: int, tenant: Tenant) -> RayPool:
+    def pool(self, python: str, size: int, tenant: Tenant,
+             may_grow: Callable[[], bool] | None = None) -> RayPool:
+        """A pool; ``may_grow`` is not asked: the node agents grow pools on their nodes."""
         return RayPool(self, python, size, tenant)
 
     def stop_fork_server(self, python: str) -> None:
@@ -289,6 +291,10 @@ class RayPool:
     def capacity(self) -> int:
         """``size`` workers on each node: as many tasks at once."""
         return self.size * max(1, len(self.host.nodes))
+
+    @property
+    def warm(self) -> int:
+        return self.size  # the node agents grow it: counted at its size, on every node
 
     async def start(self) -> None:
         await self.host.request({"op": "open", "pool": self.spec},
