@@ -1,6 +1,7 @@
 """Matplotlib's settings are back to the worker's baseline before every invocation, however
 the function wrote them (runner/worker/graphics.py restores them only after a write, so
-every way of writing must be seen)."""
+every way of writing must be seen), even by binding ``matplotlib.rcParams`` to another
+object."""
 
 from __future__ import annotations
 
@@ -51,16 +52,23 @@ def context_left_open(_: object) -> None:
     LEFT_OPEN.append(context)
 
 
+def rebound(_: object) -> None:
+    # The module's name bound to another object (pyplot keeps the one it imported).
+    matplotlib.rcParams = matplotlib.RcParams({"lines.linewidth": 7.0})
+
+
 @pytest.mark.parametrize("write", [item, update, setdefault, rc, style, defaults,
-                                   context_left_open])
+                                   context_left_open, rebound])
 def test_every_way_of_writing_a_setting_is_undone(write: Callable[[object], None]) -> None:
     capture = FigureCapture(72, SIZE, 1 << 20)
     capture.begin(False)
-    baseline = dict(dict.items(matplotlib.rcParams))
+    params = matplotlib.rcParams
+    baseline = dict(dict.items(params))
     write(None)
     assert dict(dict.items(matplotlib.rcParams)) != baseline
     capture.end()
     capture.begin(False)
+    assert matplotlib.rcParams is params
     assert dict(dict.items(matplotlib.rcParams)) == baseline
     assert tuple(matplotlib.rcParams["figure.figsize"]) == SIZE
     assert matplotlib.rcParams["figure.dpi"] == 72

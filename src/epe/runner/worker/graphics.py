@@ -38,7 +38,8 @@ class FigureCapture:
         self.used = 0  # bytes of images so far in this invocation
         self._settings: Any = self._baseline()
         self._written = True  # the first invocation starts from the baseline too
-        _watch(matplotlib.rcParams, self._note_written)
+        self._params = matplotlib.rcParams  # the object every module of matplotlib holds
+        _watch(self._params, self._note_written)
         # Resolve the backend now: pyplot does it lazily at the first figure and
         # then sets ``show.__signature__``, which a replaced ``show`` must allow.
         plt.close(plt.figure())
@@ -51,21 +52,21 @@ class FigureCapture:
     def _baseline(self) -> dict[str, Any]:
         self._mpl.rcParams.update({"figure.figsize": self.size, "figure.dpi": self.dpi,
                                    "savefig.dpi": self.dpi})
-        # The stored values themselves, not what rcParams' reads make of them: compared
-        # as plain dicts, unchanged settings are the same objects and cost an identity
-        # check each (3 us for all of them, where comparing them as a mapping costs 9 us:
-        # a third of a small group's whole cost).
+        # The stored values themselves, not what rcParams' reads make of them, to be put
+        # back as they are.
         return dict(dict.items(self._mpl.rcParams))
 
     def begin(self, enabled: bool) -> None:
         """Before an invocation: no figure open, default settings, no images."""
         if self._open:
             self._plt.close("all")
-        if self._written:
+        if self._written or self._mpl.rcParams is not self._params:
             # The stored values back as they were, without validating them again (as
-            # rcParams' own context manager restores them, and without noting a write).
-            dict.clear(self._mpl.rcParams)
-            dict.update(self._mpl.rcParams, self._settings)
+            # rcParams' own context manager restores them, and without noting a write);
+            # the module's name back on the watched object, were it bound to another.
+            self._mpl.rcParams = self._params
+            dict.clear(self._params)
+            dict.update(self._params, self._settings)
             self._written = False
         self.enabled = enabled
         self.images = []
