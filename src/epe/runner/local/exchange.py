@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import queue
 import shutil
 import tempfile
-import threading
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext, suppress
-from typing import Any
 
 import pyarrow as pa
 
@@ -55,11 +52,10 @@ class Exchange:
     def _write(path: str, rows: Rows) -> tuple[int, int]:
         """The rows written, and their Arrow size in bytes."""
         count = size = 0
-        streamed = not isinstance(rows, pa.Table)
         opened = nullcontext(rows.to_reader()) if isinstance(rows, pa.Table) else rows()
         with opened as stream, pa.OSFile(path, "wb") as sink, \
                 pa.ipc.new_file(sink, stream.schema) as writer:
-            for batch in read_ahead(stream) if streamed else stream:
+            for batch in stream:
                 writer.write_batch(batch)
                 count += batch.num_rows
                 size += batch.nbytes
@@ -106,47 +102,6 @@ class Exchange:
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-READ_AHEAD = 2  # batches a stream is read ahead of the one being written
-
-
-def read_ahead(stream: Iterable[pa.RecordBatch],
-               depth: int = READ_AHEAD) -> Iterator[pa.RecordBatch]:
-    """The batches of ``stream``, read in a thread of their own up to ``depth`` batches
-    ahead: the database makes the next batches while this one is written, two cores
-    busy instead of one after the other. A failure of the stream is raised here; when
-    this generator ends, early or not, the thread has ended too (the stream's
-    transaction may close)."""
-    slots: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for batch in stream:
-                if stop.is_set():
-                    return
-                slots.put(("batch", batch))
-            slots.put(("end", None))
-        except BaseException as e:  # raised again in the reading thread
-            slots.put(("error", e))
-
-    thread = threading.Thread(target=produce, name="epe-read-ahead", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = slots.get()
-            if kind == "error":
-                raise value
-            if kind == "end":
-                return
-            yield value
-    finally:
-        stop.set()
-        while thread.is_alive():  # a reader waiting for room: make it, until it ends
-            with suppress(queue.Empty):
-                slots.get(timeout=0.05)
-        thread.join()
 
 
 def _remove(path: str) -> None:
