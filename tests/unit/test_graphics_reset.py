@@ -83,6 +83,9 @@ def test_reading_settings_writes_nothing_and_a_write_is_undone_once() -> None:
     capture.end()
     capture.begin(False)
     assert not capture._written  # drawing reads settings; it writes none
+    copy = matplotlib.rcParams.copy()
+    copy["lines.linewidth"] = 7.0
+    assert not capture._written  # a copy is not the settings
     matplotlib.rcParams["lines.linewidth"] = 7.0
     assert capture._written
     capture.begin(False)

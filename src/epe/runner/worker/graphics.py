@@ -113,16 +113,20 @@ def _watch(params: Any, written: Callable[[], None]) -> None:
     base = type(params)
 
     class Watched(base):  # type: ignore[valid-type,misc]
+        # Copies (``rcParams.copy()`` makes one of its own class) are not the settings.
         def _set(self, key: str, val: Any) -> None:
-            written()
+            if self is params:
+                written()
             base._set(self, key, val)
 
         def _update_raw(self, other_params: Any) -> None:
-            written()
+            if self is params:
+                written()
             base._update_raw(self, other_params)
 
         def _ensure_has_backend(self) -> None:
-            written()
+            if self is params:
+                written()
             base._ensure_has_backend(self)
 
     params.__class__ = Watched
