@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from epe.runner import protocol
-from epe.runner.worker import channel, heap
+from epe.runner.worker import channel, heap, inputs
 
 CAPTURE_LIMIT = 1024 * 1024  # characters of stdout/stderr kept per task
 SCRIPT_CACHE_SIZE = 256
@@ -261,5 +261,11 @@ def serve(limits: dict[str, Any], worker: Worker | None = None) -> None:
             break
         header, _payload = frame
         reply, payload = worker.handle(header)
+        try:
+            inputs.release()  # before the reply: then the server may write over the file
+        except Exception as e:  # what user code holds could change under it: not here
+            os.write(2, f"epe worker ends: {type(e).__name__}: {e}\n".encode())
+            writer.write(protocol.encode(reply, payload))
+            break
         writer.write(protocol.encode(reply, payload))
 
