@@ -538,6 +538,31 @@ def test_table_apply_over_an_input_of_several_batches(a: httpx.Client) -> None:
         [BIG_ROWS, BIG_ROWS * (BIG_ROWS - 1) // 2, BIG_ROWS - 1]
 
 
+# Keeps every input frame it is given, with a copy of its values, and says whether the
+# frames it kept before still hold them.
+KEEPS_ITS_INPUTS = (
+    "KEPT = []\n"
+    "def f(d):\n"
+    "    intact = all(frame['S'].tolist() == values for frame, values in KEPT)\n"
+    "    KEPT.append((d, d['S'].tolist()))\n"
+    "    return [len(KEPT), intact]\n")
+
+
+def test_a_frame_kept_from_an_earlier_call_keeps_its_values(a: httpx.Client) -> None:
+    # Each input is written over the file of the one before (docs/architecture.md, "The
+    # worker protocol"), and pandas' string columns point into that file: a frame user code
+    # keeps must neither change with the next input nor fault when it is shorter.
+    df = params(oml_input_type="pandas.DataFrame")
+    most = 0
+    for i in range(12):
+        rows = 5000 if i % 2 else 200
+        query = f"select 'call{i}-' || range::VARCHAR as S from range({rows})"
+        kept, intact = inline(a, "table-apply", KEEPS_ITS_INPUTS, input=query, parameters=df)
+        assert intact, f"call {i}: a frame kept from an earlier call changed"
+        most = max(most, kept)
+    assert most >= 3  # 12 calls over at most 4 workers: one kept frames across calls
+
+
 @pytest.mark.parametrize("extra", [{}, {"parallelFlag": True}], ids=["seq", "parallel"])
 def test_row_apply_chunks_across_batch_boundaries(a: httpx.Client, extra: dict[str, Any]) -> None:
     source = ("def f(d):\n"

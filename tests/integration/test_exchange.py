@@ -1,6 +1,7 @@
 """The exchange that hands inputs to workers, on real files in shared memory: a table
-in hand and a query's stream are written alike, and a stream that fails midway
-leaves no file behind."""
+in hand and a query's stream are written alike, a stream that fails midway leaves no
+file behind, the next input is written over the last one's file (within the spares'
+budget), and a worker's frame still held after its task keeps its values."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pytest
 
 from epe.data import Catalog, open_catalog
 from epe.errors import InvalidRequest
-from epe.runner.local.exchange import Exchange
+from epe.runner.local.exchange import Exchange, Spares
+from epe.runner.worker import inputs
 
 MANY = "SELECT range AS X, range * 2 AS Y FROM range(300000)"
 LATE_FAILURE = ("SELECT CASE WHEN range < 250000 THEN range ELSE error('late') END AS X "
@@ -81,3 +83,91 @@ def test_a_failing_writer_releases_the_stream(exchange: Exchange) -> None:
 def test_warming_up_leaves_no_file_behind(exchange: Exchange) -> None:
     exchange.warm_up()
     assert os.listdir(exchange.dir) == []
+
+
+# -- spares: the next input written over the last one's pages --------------------------
+
+
+SMALL = pa.table({"A": list(range(10)), "B": ["x"] * 10})
+
+
+def test_the_next_input_is_written_over_the_last_and_cut_to_its_length(
+        exchange: Exchange, catalog: Catalog) -> None:
+    first = exchange.write(lambda: catalog.stream("ANN", MANY))
+    exchange.done_with(first)
+    assert os.listdir(exchange.dir) == [os.path.basename(first.ref.location)]
+    smaller = exchange.write(SMALL)
+    assert smaller.ref.location == first.ref.location
+    assert read(smaller.ref.location).equals(SMALL)  # nothing of the longer one behind it
+    exchange.done_with(smaller)
+    larger = exchange.write(lambda: catalog.stream("ANN", MANY))
+    assert larger.ref.location == first.ref.location
+    assert read(larger.ref.location).equals(catalog.query("ANN", MANY))
+    assert oct(os.stat(larger.ref.location).st_mode & 0o777) == "0o640"
+
+
+def test_inputs_written_at_once_get_files_of_their_own(exchange: Exchange) -> None:
+    one, two = exchange.write(SMALL), exchange.write(SMALL)
+    assert one.ref.location != two.ref.location
+    exchange.done_with(one)
+    exchange.done_with(two)
+    assert len(os.listdir(exchange.dir)) == 1  # one spare a folder; the other is removed
+
+
+def test_spares_stay_within_the_process_budget(tmp_path: Path, catalog: Catalog) -> None:
+    spares = Spares(limit=1 << 20)
+    first, second = Exchange(None, spares), Exchange(None, spares)
+    try:
+        big = first.write(lambda: catalog.stream("ANN", MANY))  # 4.8 MB: over the budget
+        first.done_with(big)
+        assert os.listdir(first.dir) == [] and spares.held == 0
+        small = first.write(SMALL)
+        first.done_with(small)
+        assert spares.held == os.path.getsize(small.ref.location) <= 1 << 20
+        spares.limit = spares.held + 1  # room for no second spare
+        other = second.write(SMALL)
+        second.done_with(other)
+        assert os.listdir(second.dir) == []
+    finally:
+        first.close()
+        second.close()
+    assert spares.held == 0
+
+
+def test_an_input_larger_than_the_mapped_spare_is_written_whole(catalog: Catalog) -> None:
+    spares = Spares(limit=1 << 20)
+    exchange = Exchange(None, spares)
+    try:
+        exchange.done_with(exchange.write(SMALL))  # the spare, mapped up to 1 MiB
+        over = exchange.write(lambda: catalog.stream("ANN", MANY))  # on past it in writes
+        assert read(over.ref.location).equals(catalog.query("ANN", MANY))
+        exchange.done_with(over)
+        assert os.listdir(exchange.dir) == [] and spares.held == 0
+    finally:
+        exchange.close()
+
+
+def test_closing_removes_the_spare_and_frees_its_budget(catalog: Catalog) -> None:
+    spares = Spares(limit=1 << 30)
+    exchange = Exchange(None, spares)
+    exchange.done_with(exchange.write(lambda: catalog.stream("ANN", MANY)))
+    assert spares.held > 0
+    exchange.close()
+    assert spares.held == 0 and not os.path.exists(exchange.dir)
+
+
+def test_a_frame_still_held_after_its_task_keeps_its_values(exchange: Exchange) -> None:
+    # The worker's side: pandas' string columns point into the mapped file, which the
+    # next input is written over; releasing the task's inputs moves a held one aside.
+    first = pa.table({"S": [f"first-{i}" for i in range(5000)]})
+    shared = exchange.write(first)
+    kept = inputs.resolve({"scheme": "mmap", "location": shared.ref.location}).to_pandas()
+    assert inputs.release() == 1
+    exchange.done_with(shared)
+    second = exchange.write(SMALL)  # over the same file, and shorter
+    assert second.ref.location == shared.ref.location
+    assert kept["S"].tolist() == first.column("S").to_pylist()
+    other = inputs.resolve({"scheme": "mmap", "location": second.ref.location})
+    assert other.equals(SMALL)
+    del other
+    assert inputs.release() == 0  # nothing held: unmapped, not copied

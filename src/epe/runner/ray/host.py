@@ -317,10 +317,11 @@ class RayPool:
         """Written once as an Arrow file here and offered to the bridge, which links it
         for the workers on this node and puts it in the object store for other nodes
         (``runner.ray.bridge``). The file stays until the run ends."""
-        assert self.host.exchange is not None, "the host is not started"
+        exchange = self.host.exchange
+        assert exchange is not None, "the host is not started"
         pending = [rows]
         del rows
-        written = await asyncio.to_thread(self.host.exchange.write, pending.pop())
+        written = await asyncio.to_thread(exchange.write, pending.pop())
         path = written.ref.location
         try:
             reply = await self.host.request({"op": "offer", "path": path,
@@ -332,7 +333,7 @@ class RayPool:
                 self.host.tell({"op": "forget", "key": key})
         finally:
             # Freeing a large file's pages takes milliseconds: not on the event loop.
-            asyncio.get_running_loop().run_in_executor(None, _remove, path)
+            asyncio.get_running_loop().run_in_executor(None, exchange.forget, written)
 
     async def run(self, task: Task, timeout: float) -> TaskResult:
         bridge = self.host.bridge()
@@ -396,8 +397,3 @@ def unreachable(address: str, timeout: float) -> str | None:
     except OSError as e:
         return f"cannot reach the Ray cluster at {address!r}: {e.strerror or e}"
     return None
-
-
-def _remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
