@@ -17,7 +17,6 @@ import ctypes
 import gc
 import mmap
 from collections.abc import Callable
-from contextlib import suppress
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,6 @@ import pyarrow as pa
 
 from epe.errors import InternalError
 
-MADV_POPULATE_READ = 22  # Linux 5.14; Python 3.11's mmap does not name it
 MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 
 _mapped: list[mmap.mmap] = []  # the current task's inputs
@@ -34,10 +32,6 @@ _mapped: list[mmap.mmap] = []  # the current task's inputs
 def read_memory_mapped(path: str) -> pa.Table:
     with open(path, "rb") as file:
         mapping = mmap.mmap(file.fileno(), 0, prot=mmap.PROT_READ)
-    # Every page is read (pandas converts every column): mapping them all in one call
-    # costs a fraction of faulting them in one by one.
-    with suppress(OSError):  # older kernels: faulted in as read
-        mapping.madvise(MADV_POPULATE_READ)
     _mapped.append(mapping)
     return pa.ipc.open_file(pa.py_buffer(mapping)).read_all()
 
