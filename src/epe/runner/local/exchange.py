@@ -5,14 +5,14 @@ one), readable by the server and the workers' group only. A worker maps the
 file and reads it without a copy; pandas makes the only copy. A streamed input
 is written batch by batch as it arrives, so the server never holds all of it.
 
-The server writes through a mapping of the file too, and keeps the last file its
-workers are done with, mapped, as the folder's spare: the next input is copied into
-pages the kernel has already allocated, zeroed and mapped. Writing 40 MB that way
-takes a third of the time of ``write`` calls into a new file (which also has to be
-freed again); docs/benchmarks.md, "Where a table-apply's time goes". One spare per
-folder, and ``SPARE_BYTES`` in spares over the whole process (``Spares``); a larger
-input is written with plain ``write`` calls past that size and removed when its run
-ends.
+A new file is written with ``write`` calls. Once its workers are done with it, the
+folder keeps it as its spare, mapped in the server, and the next input is copied into
+its pages, which the kernel has already allocated, zeroed and mapped: a third of the time
+of writing a new file, which must also be freed again (docs/architecture.md, "The worker
+protocol"). One spare per folder and ``SPARE_BYTES`` of spares in the whole process
+(``Spares``); an input that outgrows them is written on with ``write`` calls and removed
+when its run ends. Workers unmap an input before they reply (``runner/worker/inputs.py``),
+so nothing reads a spare while it is written over.
 """
 
 from __future__ import annotations
