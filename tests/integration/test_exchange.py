@@ -6,6 +6,7 @@ budget), and a worker's frame still held after its task keeps its values."""
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +15,7 @@ import pyarrow as pa
 import pytest
 
 from epe.data import Catalog, open_catalog
-from epe.errors import InvalidRequest
+from epe.errors import InvalidRequest, ServerBusy
 from epe.runner.local.exchange import Exchange, Spares
 from epe.runner.worker import inputs
 
@@ -171,3 +172,46 @@ def test_a_frame_still_held_after_its_task_keeps_its_values(exchange: Exchange) 
     assert other.equals(SMALL)
     del other
     assert inputs.release() == 0  # nothing held: unmapped, not copied
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small file system takes root")
+def test_spares_leave_three_quarters_of_a_small_shared_memory(tmp_path: Path,
+                                                              catalog: Catalog) -> None:
+    # A container's /dev/shm is 64 MB unless given more: a spare must not hold the room
+    # the next user's input needs.
+    small = tmp_path / "shm"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(small)], check=True)
+    try:
+        exchange = Exchange(None, Spares(limit=1 << 30), base=str(small))
+        assert exchange.spares.limit == 4 << 20
+        big = exchange.write(lambda: catalog.stream("ANN", MANY))  # 4.8 MB: over a quarter
+        exchange.done_with(big)
+        assert os.listdir(exchange.dir) == []
+        exchange.done_with(exchange.write(SMALL))
+        assert len(os.listdir(exchange.dir)) == 1
+        exchange.close()
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small file system takes root")
+def test_an_input_that_finds_shared_memory_full_is_refused_not_a_crash(
+        tmp_path: Path, catalog: Catalog) -> None:
+    small = tmp_path / "shm"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(small)], check=True)
+    try:
+        exchange = Exchange(None, Spares(limit=1 << 30), base=str(small))
+        exchange.done_with(exchange.write(SMALL))  # a spare, mapped: it grows in place
+        (small / "other runs").write_bytes(b"x" * (7 << 20))
+        # 4.8 MB: through the spare's mapping, a page without room would be a SIGBUS.
+        with pytest.raises(ServerBusy, match=r"does not fit in the shared memory.*8 MiB"):
+            exchange.write(lambda: catalog.stream("ANN", MANY))
+        (small / "other runs").unlink()
+        with pytest.raises(ServerBusy, match="was full after"):  # a new file, over 8 MB
+            exchange.write(lambda: catalog.stream("ANN", MANY.replace("300000", "600000")))
+        assert os.listdir(exchange.dir) == []
+        exchange.close()
+    finally:
+        subprocess.run(["umount", str(small)], check=True)

@@ -81,6 +81,7 @@ def stream_query(cursor: duckdb.DuckDBPyConnection, sql: str, seconds: float,
     record batches, to be read before the block ends: the transaction and the time
     limit last as long as the block."""
     limit = TimeLimit(cursor, seconds)
+    reader: pa.RecordBatchReader | None = None
     try:
         with limit:
             cursor.execute("BEGIN TRANSACTION READ ONLY")
@@ -92,6 +93,10 @@ def stream_query(cursor: duckdb.DuckDBPyConnection, sql: str, seconds: float,
     except duckdb.Error as e:
         raise query_error(e, limit) from None
     finally:
+        if reader is not None:
+            # A stream left midway (its reader failed) keeps its result open, and DuckDB
+            # refuses the rollback until it is let go.
+            reader.close()
         rollback(cursor)
 
 

@@ -9,15 +9,16 @@ A new file is written with ``write`` calls. Once its workers are done with it, t
 folder keeps it as its spare, mapped in the server, and the next input is copied into
 its pages, which the kernel has already allocated, zeroed and mapped: a third of the time
 of writing a new file, which must also be freed again (docs/architecture.md, "The worker
-protocol"). One spare per folder and ``SPARE_BYTES`` of spares in the whole process
-(``Spares``); an input that outgrows them is written on with ``write`` calls and removed
-when its run ends. Workers unmap an input before they reply (``runner/worker/inputs.py``),
-so nothing reads a spare while it is written over.
+protocol"). One spare per folder and ``SPARE_BYTES`` of spares in the whole process,
+at most a quarter of ``/dev/shm`` (``Spares``); an input that outgrows them is written on
+with ``write`` calls and removed when its run ends. Workers unmap an input before they
+reply (``runner/worker/inputs.py``), so nothing reads a spare while it is written over.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import mmap
 import os
 import shutil
@@ -30,6 +31,7 @@ from contextlib import asynccontextmanager, nullcontext, suppress
 import numpy as np
 import pyarrow as pa
 
+from epe.errors import ServerBusy
 from epe.runner.executor import InputRef, Rows, Shared
 
 SPARE_BYTES = 256 << 20  # mapped and kept in spare files, over every folder of a process
@@ -43,6 +45,14 @@ class Spares:
         self.limit = limit
         self.held = 0
         self.lock = threading.Lock()  # over every folder's spare, too
+
+    def fit(self, folder: str) -> None:
+        """At most a quarter of the file system ``folder`` is on: a container's
+        ``/dev/shm`` is 64 MB unless given more, and spares must leave the inputs of the
+        runs under way their room."""
+        fs = os.statvfs(folder)
+        with self.lock:
+            self.limit = min(self.limit, fs.f_blocks * fs.f_frsize // 4)
 
 
 SPARES = Spares(SPARE_BYTES)
@@ -103,7 +113,11 @@ class _File:
         if self.mapping is not None and end <= len(self.mapping):
             return
         assert self.mapping is not None, "only a kept file is written through a mapping"
-        self.mapping.resize(min(self.mapped, max(end, 2 * len(self.mapping))))  # the file too
+        size = min(self.mapped, max(end, 2 * len(self.mapping)))
+        # Allocated first: a page the file system has no room for would be a SIGBUS when
+        # the copy touches it, and is an ``ENOSPC`` here.
+        os.posix_fallocate(self.fd, len(self.mapping), size - len(self.mapping))
+        self.mapping.resize(size)
 
     def _unmap(self) -> None:
         if self.mapping is not None:
@@ -130,11 +144,13 @@ class _File:
 
 
 class Exchange:
-    def __init__(self, worker_gid: int | None, spares: Spares = SPARES) -> None:
+    def __init__(self, worker_gid: int | None, spares: Spares = SPARES,
+                 base: str | None = None) -> None:
         self.gid = worker_gid
         self.spares = spares
-        self.dir = tempfile.mkdtemp(prefix="epe-exchange-", dir=_base_dir())
+        self.dir = tempfile.mkdtemp(prefix="epe-exchange-", dir=base or _base_dir())
         self._restrict(self.dir, 0o750)
+        spares.fit(self.dir)
         self._written: dict[str, _File] = {}  # by path, until their runs are done
         self._spare: _File | None = None
         self._closed = False
@@ -152,10 +168,12 @@ class Exchange:
             try:
                 count, size = _write(file, stream)
                 self._restrict(file.path, 0o640)
-            except BaseException:
+            except BaseException as e:
                 file.close()
                 with suppress(FileNotFoundError):  # a query that failed midway
                     os.unlink(file.path)
+                if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+                    raise self._no_room(file.position) from None
                 raise
         with self.spares.lock:
             closed = self._closed
@@ -166,6 +184,15 @@ class Exchange:
             _remove(file.path)
             raise FileNotFoundError(f"{self.dir} was closed while an input was written")
         return Shared(InputRef("mmap", file.path), count, size)
+
+    def _no_room(self, written: int) -> ServerBusy:
+        fs = os.statvfs(self.dir)
+        return ServerBusy(
+            f"the run's input does not fit in the shared memory that hands inputs to "
+            f"workers: {os.path.dirname(self.dir)} ({fs.f_blocks * fs.f_frsize / 2**20:.0f} "
+            f"MiB) was full after {written / 2**20:.1f} MiB of it; run it again when fewer "
+            f"large inputs are under way, or give the server more shared memory "
+            f"(docs/deploy.md#shared-memory)")
 
     def warm_up_and_close(self) -> None:
         """``warm_up``, then the folder removed (done once at start)."""
