@@ -16,7 +16,7 @@ import pytest
 
 from epe.data import Catalog, open_catalog
 from epe.errors import InvalidRequest, ServerBusy
-from epe.runner.local.exchange import Exchange, Spares
+from epe.runner.local.exchange import Exchange, Spares, remove_stale
 from epe.runner.worker import inputs
 
 MANY = "SELECT range AS X, range * 2 AS Y FROM range(300000)"
@@ -215,3 +215,27 @@ def test_an_input_that_finds_shared_memory_full_is_refused_not_a_crash(
         exchange.close()
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+def test_folders_of_processes_that_ended_without_removing_them_are_removed(
+        exchange: Exchange) -> None:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a server killed with its pool's spare in shared memory
+        left = Exchange(None)
+        left.done_with(left.write(SMALL))
+        os.write(write_end, left.dir.encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as answer:
+        left_dir = answer.read().decode()
+    os.waitpid(pid, 0)
+    other_namespace = Path(exchange.dir).with_name(f"epe-exchange-1-{pid}-x")
+    other_namespace.mkdir()  # the same process id in another PID namespace: not ours
+    try:
+        assert os.listdir(left_dir)
+        assert remove_stale() >= 1
+        assert not os.path.exists(left_dir)
+        assert os.path.isdir(exchange.dir) and other_namespace.is_dir()  # still running
+    finally:
+        other_namespace.rmdir()

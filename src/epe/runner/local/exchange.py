@@ -21,6 +21,7 @@ import asyncio
 import errno
 import mmap
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -34,6 +35,7 @@ import pyarrow as pa
 from epe.errors import ServerBusy
 from epe.runner.executor import InputRef, Rows, Shared
 
+PREFIX = "epe-exchange-"
 SPARE_BYTES = 256 << 20  # mapped and kept in spare files, over every folder of a process
 MADV_POPULATE_WRITE = 23  # Linux 5.14; Python 3.11's mmap does not name it
 
@@ -56,6 +58,44 @@ class Spares:
 
 
 SPARES = Spares(SPARE_BYTES)
+
+
+def remove_stale(base: str | None = None) -> int:
+    """Remove the folders of processes that have ended without removing them (killed, or
+    crashed): their spare files would hold shared memory until the machine restarts.
+    Only this user's folders, made in this PID namespace (where a process id means the
+    same process), and only those whose process is gone. The number removed."""
+    namespace = _pid_namespace()
+    if namespace == "0":
+        return 0
+    found = 0
+    with os.scandir(base or _base_dir() or tempfile.gettempdir()) as entries:
+        for entry in entries:
+            owner = re.fullmatch(rf"{PREFIX}{namespace}-(\d+)-.+", entry.name)
+            if owner is None or not entry.is_dir(follow_symlinks=False) or \
+                    entry.stat(follow_symlinks=False).st_uid != os.geteuid() or \
+                    _running(int(owner[1])):
+                continue
+            shutil.rmtree(entry.path, ignore_errors=True)
+            found += 1
+    return found
+
+
+def _pid_namespace() -> str:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:  # no /proc: folders are never taken for stale
+        return "0"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _base_dir() -> str | None:
@@ -148,7 +188,10 @@ class Exchange:
                  base: str | None = None) -> None:
         self.gid = worker_gid
         self.spares = spares
-        self.dir = tempfile.mkdtemp(prefix="epe-exchange-", dir=base or _base_dir())
+        # Named after this process: a server killed before it could remove its folders
+        # leaves them to the next one that starts (``remove_stale``).
+        self.dir = tempfile.mkdtemp(prefix=f"{PREFIX}{_pid_namespace()}-{os.getpid()}-",
+                                    dir=base or _base_dir())
         self._restrict(self.dir, 0o750)
         spares.fit(self.dir)
         self._written: dict[str, _File] = {}  # by path, until their runs are done

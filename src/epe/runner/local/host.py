@@ -27,7 +27,7 @@ from epe.errors import InternalError, InvalidSetting
 from epe.runner.executor import Tenant
 from epe.runner.identity import WorkerIdentity, unreachable, worker_identity
 from epe.runner.limits import ResourceLimits, UserLimits, choose, size, user_memory_limit
-from epe.runner.local.exchange import Exchange
+from epe.runner.local.exchange import Exchange, remove_stale
 from epe.runner.local.forkserver import (
     ForkServer,
     Launched,
@@ -80,6 +80,9 @@ class LocalHost:
             if self.settings.require_isolation:
                 raise InvalidSetting(f"EPE_REQUIRE_ISOLATION is set, but workers cannot be "
                                      f"isolated here: {refused}")
+        if stale := remove_stale():
+            log.info("removed %d input folders that stopped servers left in shared memory",
+                     stale)
         Exchange(None).warm_up_and_close()
 
     async def stop(self) -> None:
