@@ -26,7 +26,7 @@ NODE_SETTINGS = frozenset({
     "data_dir", "require_isolation", "worker_user", "worker_network", "worker_tmp_size",
     "worker_memory_limit", "worker_max_processes", "worker_max_open_files", "worker_max_tasks",
     "worker_start_timeout", "output_limit", "graphics_dpi", "graphics_width",
-    "graphics_height", "resource_limits", "user_memory_limit",
+    "graphics_height", "resource_limits", "user_memory_limit", "worker_spares",
 })
 
 
@@ -167,6 +167,9 @@ class Settings(BaseSettings):
     max_workers: int = Field(0, ge=0, description="Workers warm at once, every pool together "
                                                   "(on Ray: on each node); 0: from the "
                                                   "machine's memory and cores.")
+    worker_spares: int = Field(
+        8, ge=0, description="Workers the fork server of the server's own environment keeps "
+                             "forked ahead of need, for users' first runs; 0: none.")
     max_pools: int = Field(0, ge=0, description="Users' pools warm at once; 0: as many as "
                                                 "workers.")
     pool_queue_limit: int = Field(

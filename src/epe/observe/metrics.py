@@ -88,6 +88,10 @@ WORKERS = Gauge("epe_workers", "Live worker processes, by state (idle, busy).", 
 TASKS_WAITING = Gauge("epe_tasks_waiting", "Tasks waiting for a free worker.",
                       multiprocess_mode="livesum")
 WORKERS_STARTED = Counter("epe_workers_started", "Worker processes started and ready.")
+WORKERS_FROM_SPARES = Counter("epe_workers_from_spares", "Workers started from a spare, "
+                              "a child the fork server forked ahead of need.")
+WORKER_SPARES = Gauge("epe_worker_spares", "Spares waiting in the server's own "
+                      "environment's fork server (EPE_WORKER_SPARES).")
 WORKERS_RECYCLED = Counter("epe_workers_recycled", "Workers retired after their task limit.")
 WORKERS_KILLED = Counter("epe_workers_killed", "Workers killed or found dead while running a "
                          "task, by reason (timeout, crash, memory, cancelled, error).",

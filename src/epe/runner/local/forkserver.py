@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from epe.errors import InternalError
+from epe.observe import metrics
 from epe.settings import Settings
 
 log = logging.getLogger("epe.runner")
@@ -46,6 +47,7 @@ class WorkerProcess:
     stdin: asyncio.StreamWriter
     stdout: asyncio.StreamReader
     ended: asyncio.Future[int] = field(repr=False)
+    spare: bool = False  # a spare the fork server had forked ahead of need
 
     @property
     def returncode(self) -> int | None:
@@ -61,8 +63,10 @@ class ForkServer:
         self.python, self.env, self.config = python, env, config
         self.start_timeout = start_timeout
         self.isolation_refused: str | None = None
+        self.reports_spares = bool(config.get("spares"))  # the one fork server that has them
         self._ids = itertools.count(1)
-        self._spawning: dict[int, asyncio.Future[int]] = {}
+        self._spawning: dict[int, asyncio.Future[tuple[int, bool]]] = {}
+        self.spares = 0  # spares waiting in it, as it last said
         self._ends: dict[int, asyncio.Future[int]] = {}
         self._early_ends: dict[int, int] = {}
         self._ready: asyncio.Future[dict[str, Any]] | None = None
@@ -119,7 +123,7 @@ class ForkServer:
         finally:
             os.close(to_worker)
             os.close(to_server)
-        pid = await answer
+        pid, spare = await answer
         ended = self._ends.setdefault(pid, self._loop.create_future())
         if pid in self._early_ends:
             ended.set_result(self._early_ends.pop(pid))
@@ -129,7 +133,7 @@ class ForkServer:
         transport, proto = await self._loop.connect_write_pipe(
             asyncio.streams.FlowControlMixin, os.fdopen(from_server, "wb", buffering=0))
         writer = asyncio.StreamWriter(transport, proto, None, self._loop)
-        return WorkerProcess(pid, writer, reader, ended)
+        return WorkerProcess(pid, writer, reader, ended, spare)
 
     def _read(self) -> None:
         assert self._sock is not None and self._loop is not None
@@ -157,7 +161,11 @@ class ForkServer:
                 future.set_exception(InternalError(
                     f"the fork server could not start a worker: {message['error']}"))
             else:
-                future.set_result(int(message["pid"]))
+                future.set_result((int(message["pid"]), bool(message.get("spare"))))
+        elif "spares" in message:
+            self.spares = int(message["spares"])
+            if self.reports_spares:
+                metrics.WORKER_SPARES.set(self.spares)
         elif "exited" in message:
             pid, code = int(message["exited"]), int(message["code"])
             ended = self._ends.pop(pid, None)
@@ -212,6 +220,8 @@ def environment(mpl_dir: str) -> dict[str, str]:
 def configuration(settings: Settings, python: str) -> dict[str, Any]:
     """What a fork server of ``python`` is told: whether to sandbox, the workers' limits."""
     return {"isolate": os.geteuid() == 0 and python == sys.executable,
+            # Spares in the server's own environment: where a user's first run goes.
+            "spares": settings.worker_spares if python == sys.executable else 0,
             "worker": {"output_limit": settings.output_limit,
                        "graphics_dpi": settings.graphics_dpi,
                        "graphics_size": [settings.graphics_width, settings.graphics_height]}}

@@ -110,12 +110,20 @@ class ScriptCache:
         self._entries.move_to_end(key)
         return entry
 
+    def forget(self, key: str) -> None:
+        self._entries.pop(key, None)
+        linecache.cache.pop(self._filename(key), None)
+
     @staticmethod
-    def _load(key: str, source: str) -> Callable[..., Any]:
+    def _filename(key: str) -> str:
+        return f"<script {hashlib.sha1(key.encode()).hexdigest()[:8]}>"
+
+    @classmethod
+    def _load(cls, key: str, source: str) -> Callable[..., Any]:
         from epe.core.scripts import parse_script, pick_entry
 
         candidates = parse_script(source)
-        filename = f"<script {hashlib.sha1(key.encode()).hexdigest()[:8]}>"
+        filename = cls._filename(key)
         # Registered so that tracebacks show the user's source lines.
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         namespace: dict[str, Any] = {"__name__": "__epe_script__"}
@@ -229,6 +237,32 @@ def _warm_up_conversion() -> None:
                              "s": pa.array(["x"] * 4096)})
     pa.Table.from_batches([batch, batch]).to_pandas()
     heap.give_back()
+
+
+WARM_UP_TASK: protocol.Header = {
+    "kind": "do_eval", "call": "kwargs", "frames_as_columns": False, "images_as_list": True,
+    "source": "def f():\n    return 1\n", "script_key": "epe-warm-up", "kwargs": {},
+    "graphics": False, "units": [[0, 0]], "input": None, "input_type": "default",
+    "pickled_kwargs": None, "result_format": "json"}
+
+
+def warm_up(worker: Worker) -> None:
+    """In a spare (a child forked ahead of need): run a task of our own through the task
+    path, so that the copy-on-write faults a new worker takes on its first task (the
+    pages of every object that path touches) are taken now, not in a user's first run.
+
+    With the idle scheduling class while it runs, where this process may change it
+    back (root): a spare is made while the server is quiet, and gives way to any work."""
+    idle = os.geteuid() == 0
+    if idle:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    try:
+        worker.handle(WARM_UP_TASK)
+        worker.scripts.forget(WARM_UP_TASK["script_key"])
+        heap.give_back()
+    finally:
+        if idle:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
 # What tasks freed (an input's frame, the user's objects) stays in the worker's heap,

@@ -8,13 +8,23 @@ messages:
 
 - ``{"spawn": id, "limits": {...}, "sandbox": {...} | null, "workdir": path | null,
   "run_as": [uid, gid] | null, "cgroups": [path, ...]}``
-  with two file descriptors (the worker's ends of its task pipes): it forks; the child
-  joins its user's cgroups (writing itself to each ``cgroup.procs`` or ``tasks`` file
-  named), enters the sandbox (``sandbox.enter``) or, without one, its own session, then becomes
-  a worker (``main.serve``). The answer is ``{"spawned": id, "pid": pid}``, or
-  ``{"spawned": id, "error": message}`` when the kernel refused the fork.
-- none for exits: when a child ends it sends ``{"exited": pid, "code": returncode}``
+  with two file descriptors (the worker's ends of its task pipes): a child (a spare, or
+  one forked now) joins its user's cgroups (writing itself to each ``cgroup.procs`` or
+  ``tasks`` file named), enters the sandbox (``sandbox.enter``) or, without one, its own
+  session, then becomes a worker (``main.serve``). The answer is ``{"spawned": id,
+  "pid": pid}`` (with ``"spare": true`` for a spare), or ``{"spawned": id, "error":
+  message}`` when the kernel refused the fork.
+- none for exits: when a worker ends it sends ``{"exited": pid, "code": returncode}``
   (negative: killed by that signal), which is how the pool learns how a worker died.
+
+**Spares** (``CONFIG["spares"]``, ``EPE_WORKER_SPARES``): once no worker has been asked
+for during ``QUIET_BEFORE_SPARES``, it forks children ahead of need, each into a PID
+namespace of its own when workers are sandboxed. A spare runs a task of epe's own
+(``main.warm_up``, in the idle scheduling class) so that the copy-on-write faults of a
+first task are taken before any user waits, then waits on a socket of its own for a
+spawn request; it is nobody's worker until then, and ``{"spares": n}`` tells the server
+how many wait. What a new user's first run pays is then the sandbox and the run, not
+the fork and the faults (docs/architecture.md, "Workers").
 
 User code never runs in this process: only in its children, after they have entered
 their sandbox and dropped to their user's uid.
@@ -28,6 +38,8 @@ import selectors
 import signal
 import socket
 import sys
+import time
+from collections import OrderedDict
 from typing import Any
 
 import orjson
@@ -36,6 +48,9 @@ from epe.runner.worker import main as worker
 from epe.runner.worker import sandbox
 
 MESSAGE_LIMIT = 1 << 20
+# Spares are made only once no worker was asked for during this long: never in the
+# middle of a burst of new users, whose runs want the CPU.
+QUIET_BEFORE_SPARES = 0.5
 
 
 class ForkServer:
@@ -47,22 +62,40 @@ class ForkServer:
         self.control = socket.socket(fileno=int(config["control"]))
         self.wake_read, self.wake_write = os.pipe()
         os.set_blocking(self.wake_write, False)
+        self.spares_wanted = int(config.get("spares", 0))
+        self.sandboxed = False  # whether workers are sandboxed here: what spares are made for
+        # Children forked ahead, not yet anyone's worker, oldest first: pid -> our end of
+        # the socket the request that makes one a worker comes over.
+        self.spares: OrderedDict[int, socket.socket] = OrderedDict()
+        self.lost_spares: set[int] = set()  # died before they were handed anything
+        self.last_request = time.monotonic()
+        self.left = False  # in a child: the fork server's descriptors are closed
 
     def run(self) -> None:
         signal.set_wakeup_fd(self.wake_write)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the selector
         isolation = sandbox.probe() if self.config.get("isolate") else "not asked for"
+        self.sandboxed = isolation is None
         self._send({"ready": True, "pid": os.getpid(), "isolation_refused": isolation})
         selector = selectors.DefaultSelector()
         selector.register(self.control, selectors.EVENT_READ, "control")
         selector.register(self.wake_read, selectors.EVENT_READ, "child")
         while True:
-            for key, _ in selector.select():
+            events = selector.select(self._until_next_spare())
+            for key, _ in events:
                 if key.data == "child":
                     os.read(self.wake_read, 4096)
                     self._reap()
                 elif not self._serve_one():
                     return
+            if not events and len(self.spares) < self.spares_wanted:
+                self._make_spare()
+
+    def _until_next_spare(self) -> float | None:
+        """How long to wait for a message before making a spare (None: enough of them)."""
+        if len(self.spares) >= self.spares_wanted:
+            return None
+        return max(0.0, self.last_request + QUIET_BEFORE_SPARES - time.monotonic())
 
     def _serve_one(self) -> bool:
         try:
@@ -72,6 +105,11 @@ class ForkServer:
         if not data:
             return False  # the server closed its end
         request = orjson.loads(data)
+        self.last_request = time.monotonic()
+        pid = self._hand_to_spare(request, data, fds)
+        if pid is not None:
+            self._send({"spawned": request["spawn"], "pid": pid, "spare": True})
+            return True
         try:
             pid = self._fork(sandboxed=request.get("sandbox") is not None)
         except (OSError, sandbox.SandboxError) as e:  # the kernel refused: this worker is
@@ -90,6 +128,80 @@ class ForkServer:
     def _fork(sandboxed: bool) -> int:
         return sandbox.fork_into_new_pid_namespace() if sandboxed else os.fork()
 
+    # -- spares: workers forked ahead -------------------------------------------------
+
+    def _make_spare(self) -> None:
+        """Fork a child that takes its copy-on-write faults now (``worker.warm_up``) and
+        then waits to be made someone's worker (``_wait_as_spare``)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = self._fork(self.sandboxed)
+        except (OSError, sandbox.SandboxError):
+            ours.close()
+            theirs.close()
+            self.spares_wanted = len(self.spares)  # the kernel refused: no more for now
+            return
+        if pid == 0:
+            ours.close()
+            self._wait_as_spare(theirs)  # never returns
+        theirs.close()
+        self.spares[pid] = ours
+        self._say_spares()
+
+    def _hand_to_spare(self, request: dict[str, Any], data: bytes,
+                       fds: list[int]) -> int | None:
+        """Give ``request`` to a spare of its kind; its pid, or None when there is none."""
+        if (request.get("sandbox") is not None) != self.sandboxed:
+            return None
+        while self.spares:
+            pid, ours = self.spares.popitem(last=False)
+            try:
+                socket.send_fds(ours, [data], fds)
+            except OSError:  # it died: the next one (its end is reaped, not reported)
+                self.lost_spares.add(pid)
+                continue
+            finally:
+                ours.close()
+            for fd in fds:
+                os.close(fd)
+            self._say_spares()
+            return pid
+        return None
+
+    def _say_spares(self) -> None:
+        self._send({"spares": len(self.spares)})
+
+    def _wait_as_spare(self, requests: socket.socket) -> None:
+        try:
+            self._leave_fork_server()
+            if self.sandboxed:  # process 1 of its PID namespace: its parent is not in it
+                sandbox.prctl(sandbox.PR_SET_PDEATHSIG, signal.SIGKILL)
+            else:
+                worker.die_with_parent(self.config["pid"])
+            worker.warm_up(self.prototype)
+            data, fds, _flags, _addr = socket.recv_fds(requests, MESSAGE_LIMIT, 2)
+            requests.close()
+            if not data:
+                os._exit(0)  # the fork server is stopping
+            self._become_worker(orjson.loads(data), fds)
+        except BaseException as e:  # never back into the fork server's loop
+            os.write(2, f"epe spare worker failed: {type(e).__name__}: {e}\n".encode())
+            os._exit(70)
+        os._exit(0)
+
+    def _leave_fork_server(self) -> None:
+        """In a child: close what is the fork server's (its sockets, its spares'); once."""
+        if self.left:
+            return
+        self.left = True
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for fd in (self.wake_read, self.wake_write, self.control.fileno()):
+            os.close(fd)  # the object stays with this process, never to close them again
+        for spare in self.spares.values():  # the other spares' ends (not this one's own)
+            spare.close()
+        self.spares.clear()
+
     def _reap(self) -> None:
         while True:
             try:
@@ -98,6 +210,13 @@ class ForkServer:
                 return
             if pid == 0:
                 return
+            spare = self.spares.pop(pid, None)
+            if spare is not None or pid in self.lost_spares:  # nobody's: nobody to tell
+                self.lost_spares.discard(pid)
+                if spare is not None:
+                    spare.close()
+                    self._say_spares()
+                continue
             self._send({"exited": pid, "code": os.waitstatus_to_exitcode(status)})
 
     def _send(self, message: dict[str, Any]) -> None:
@@ -105,10 +224,7 @@ class ForkServer:
 
     def _become_worker(self, request: dict[str, Any], fds: list[int]) -> None:
         try:
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            for fd in (self.wake_read, self.wake_write, self.control.fileno()):
-                os.close(fd)
+            self._leave_fork_server()
             os.dup2(fds[0], 0)
             os.dup2(fds[1], 1)
             for fd in fds:
