@@ -15,8 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.serverproc import API, EpeServer, unique_name
+from tests.serverproc import API, EpeServer, unique_name, wait_for
 
 AS_ROOT = os.geteuid() == 0
 
@@ -154,3 +155,40 @@ def test_a_function_cannot_impersonate_another_user(two: Any) -> None:
     # The channel works for what bob may do: an unknown call is refused, not a crash.
     got = value(b, RAW_CALL, op="admin.users", args={})
     assert got.get("refused") == "InvalidRequest", got
+
+
+# -- spares: workers forked ahead of need -------------------------------------------------
+
+SELF = '''def f():
+    import os
+    targets = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            targets.append(os.readlink("/proc/self/fd/" + fd))
+        except OSError:
+            pass
+    return {"uid": os.getuid(), "pid": os.getpid(), "policy": os.sched_getscheduler(0),
+            "sockets": [t for t in targets if t.startswith("socket:")]}
+'''
+
+
+def metric(admin: httpx.Client, name: str) -> float:
+    r = admin.get("/metrics")
+    assert r.status_code == 200, r.text
+    return sum(s.value for family in text_string_to_metric_families(r.text)
+               for s in family.samples if s.name == name)
+
+
+def test_a_new_users_first_run_gets_a_spare_that_is_a_worker_like_any(server: EpeServer) -> None:
+    _admin, admin = server.new_client(admin=True)
+    wait_for(lambda: metric(admin, "epe_worker_spares") >= 1)
+    before = metric(admin, "epe_workers_from_spares_total")
+    _user, c = server.new_client()
+    got = value(c, SELF)
+    assert metric(admin, "epe_workers_from_spares_total") == before + 1
+    # Its warm-up's idle scheduling class is behind it; the fork server's sockets closed.
+    assert got["policy"] == os.SCHED_OTHER and got["sockets"] == [], got
+    if AS_ROOT:  # sandboxed, as the user's uid, process 1 of its own PID namespace
+        assert got["uid"] != 0 and got["pid"] == 1, got
+    admin.close()
+    c.close()
