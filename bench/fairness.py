@@ -22,6 +22,10 @@ through the admin API, and measures:
   same 400 calls from 40 threads, on a server with default settings, in calls per
   second; alternating, fresh users each round, the median of the rounds' ratios.
   Goal >= 0.8.
+* **spares**: a new user's first do-eval on a default server, whose first worker is a
+  spare the fork server made ahead of need, against one with ``EPE_WORKER_SPARES=0``,
+  alternating, a second between users (time for the spare taken to be replaced). Goal
+  <= 1: spares are worth keeping only if they make a first call no slower.
 
 The machine's load average is printed with the figures: other processes on the
 machine make absolute times noisy, which the ratios (both sides measured in the same
@@ -288,6 +292,22 @@ def cgroup_cost(cg: Server, rl: Server, users: int, calls: int) -> tuple[Row, Ro
                 f"{med['rl']['first'] * 1e3:.1f} ms ({users} users each)"))
 
 
+def spare_cost(spares: Server, none: Server, users: int) -> Row:
+    """A new user's first do-eval on a default server (its first worker a spare) against
+    one with ``EPE_WORKER_SPARES=0`` (forked when asked for), alternating."""
+    first: dict[str, list[float]] = {"spares": [], "none": []}
+    for _ in range(users):
+        for name, server in (("spares", spares), ("none", none)):
+            with httpx.Client(base_url=server.url, timeout=120,
+                              headers=server.new_user("S")) as c:
+                first[name].append(timed(c))
+        time.sleep(1.0)  # the spare taken is replaced once the fork server is quiet
+    med = {k: statistics.median(v) for k, v in first.items()}
+    return Row("a new user's first do-eval, spares / none", med["spares"] / med["none"],
+               "<= 1.0", f"median {med['spares'] * 1e3:.1f} ms against "
+                         f"{med['none'] * 1e3:.1f} ms ({users} users each)")
+
+
 def many_users(server: Server, users: int, calls: int, rounds: int) -> Row:
     """``users`` new users x ``calls`` do-evals at once, against one user's same calls.
 
@@ -351,6 +371,10 @@ def measure(only: set[str], quick: bool, log: Callable[[str], None]) -> list[Row
                 if not only or "many" in only:
                     log("40 users at once against one user ...")
                     rows.append(many_users(s["cg"], 40, 10, 1 if quick else 3))
+        if not only or "spares" in only:
+            with servers(root, sp={}, nosp={"EPE_WORKER_SPARES": "0"}) as s:
+                log("a new user's first call: spares against none ...")
+                rows.append(spare_cost(s["sp"], s["nosp"], 5 if quick else 20))
     return rows
 
 
@@ -372,7 +396,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer calls and rounds")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--only", nargs="*", default=[],
-                        choices=["burst", "burners", "cost", "many"])
+                        choices=["burst", "burners", "cost", "many", "spares"])
     args = parser.parse_args()
 
     def log(line: str) -> None:
