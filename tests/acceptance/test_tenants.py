@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,16 @@ import httpx
 import pytest
 
 from epe.runner.identity import unreachable
-from tests.serverproc import API, EPE, EpeServer, assert_error, put_table, wait_for
+from tests.serverproc import (
+    API,
+    EPE,
+    USERS,
+    EpeServer,
+    assert_error,
+    put_table,
+    unique_name,
+    wait_for,
+)
 
 AS_ROOT = os.geteuid() == 0
 isolated = pytest.mark.skipif(not AS_ROOT, reason="users are isolated only on a root server")
@@ -63,6 +73,32 @@ def test_health_says_whether_tenants_are_isolated(srv: EpeServer) -> None:
     with srv.http() as c:
         health = c.get("/health").json()
     assert (health["status"], health["tenantIsolation"]) == ("ok", AS_ROOT)
+
+
+@isolated
+def test_a_user_added_through_the_api_has_their_worker_uid_before_their_first_run(
+        srv: EpeServer) -> None:
+    """Given with the account (as a directory user's at first sign-in), so that a new
+    user's first run makes no write for it; one added on the command line, with no
+    server to say whether users are isolated, is given theirs at their first run."""
+    _admin, admin = srv.new_client(admin=True)
+    name = unique_name("UIDUSER")
+    r = admin.post(USERS, json={"username": name, "password": "uid-Secret1"})
+    assert r.status_code == 201, r.text
+    admin.close()
+    cli_user = unique_name("UIDCLI")
+    srv._add_with_cli(cli_user, "uid-Secret1", False)  # ``epe user add``
+    cli_user = cli_user.upper()
+    c = srv.client(cli_user, "uid-Secret1")
+
+    def uid_of(user: str) -> Any:
+        with sqlite3.connect(srv.data_dir / "metadata.sqlite") as db:
+            return db.execute("SELECT uid FROM worker_uids WHERE owner = ?", (user,)).fetchone()
+
+    assert uid_of(name) is not None
+    assert uid_of(cli_user) is None
+    assert value(c, "def f():\n    import os\n    return os.getuid()\n") == uid_of(cli_user)[0]
+    c.close()
 
 
 # -- a patched library and another user's rows ---------------------------------------

@@ -89,6 +89,11 @@ async def change_user(name: str, body: UserChange, admin: AdminDep,
 def add_user(body: UserCreate, admin: AdminDep, services: ServicesDep) -> Response:
     user = create_user(services.store, services.audit, services.catalog, name=body.username,
                        password=body.password, admin=body.admin, by=admin.name)
+    if services.isolated:
+        # The worker uid given now, as at a directory user's first sign-in: a write the
+        # user's first run no longer makes (a burst of new users' first runs made them
+        # all at once, one after another on SQLite's lock).
+        services.tenant(user.name)
     return json_response({"result": _shown(user)}, 201)
 
 
