@@ -17,7 +17,7 @@ from epe.core.limits import API_NAMES, Limits, resolve
 from epe.runner.limits import node_memory
 from epe.settings import Settings
 from epe.store import Store
-from epe.store.cache import TTLCache
+from epe.store.cache import Snapshot, TTLCache
 
 
 def defaults_of(settings: Settings) -> Limits:
@@ -31,22 +31,34 @@ class UserLimits:
         self.defaults = defaults_of(settings)
         self.store = store
         self._cache: TTLCache[Limits] = TTLCache(store.cache_ttl)
+        # Every user's overrides at once (few users have any): a new user's limits need
+        # no lookup of their own.
+        self._overrides: Snapshot[str, dict[str, int]] = Snapshot(
+            store.cache_ttl, store.limits.every_override)
 
     def for_user(self, name: str) -> Limits:
         """``name``'s limits (blocking the first time in a while: one lookup)."""
         if (cached := self._cache.get(name)) is not None:
             return cached
-        limits = resolve(self.defaults, self.store.limits.overrides(name))
+        every = self._overrides.get()
+        overrides = every.get(name, {}) if every is not None else \
+            self.store.limits.overrides(name)  # more users have some than is kept at hand
+        limits = resolve(self.defaults, overrides)
         self._cache.put(name, limits)
         return limits
 
     def cached(self, name: str) -> Limits | None:
         """``name``'s limits if they are at hand (no store access), else ``None``."""
-        return self._cache.get(name)
+        if (cached := self._cache.get(name)) is not None:
+            return cached
+        if self._overrides.fresh():
+            return self.for_user(name)  # from the overrides read a moment ago
+        return None
 
     def change(self, name: str, changes: Mapping[str, int | None]) -> Limits:
         """Set or (None) clear some of ``name``'s overrides (blocking); the limits after."""
         self.store.limits.change(name, changes)
+        self._overrides.clear()
         self._cache.drop(name)
         return self.for_user(name)
 

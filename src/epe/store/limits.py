@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, RowMapping, delete, select
 
 from epe.core.limits import FIELDS
 from epe.store import schema
@@ -25,9 +25,13 @@ class LimitStore:
         """The limits an admin set for ``user``: field name -> value."""
         with self.engine.connect() as conn:
             row = conn.execute(select(_L).where(_L.c.user_name == user)).first()
-        if row is None:
-            return {}
-        return {k: int(v) for k, v in row._mapping.items() if k in FIELDS and v is not None}
+        return {} if row is None else _set(row._mapping)
+
+    def every_override(self, limit: int) -> dict[str, dict[str, int]]:
+        """The overrides of every user who has some (up to ``limit`` users)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(_L).limit(limit)).all()
+        return {row.user_name: _set(row._mapping) for row in rows}
 
     def change(self, user: str, changes: Mapping[str, int | None]) -> dict[str, int]:
         """Set (a value) or clear (None) some of ``user``'s overrides; all of them after."""
@@ -39,3 +43,7 @@ class LimitStore:
                 conn.execute(delete(_L).where(
                     _L.c.user_name == user, *(_L.c[f].is_(None) for f in FIELDS)))
         return self.overrides(user)
+
+
+def _set(row: RowMapping) -> dict[str, int]:
+    return {str(k): int(v) for k, v in row.items() if k in FIELDS and v is not None}

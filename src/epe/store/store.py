@@ -23,7 +23,7 @@ from epe.core.names import GLOBAL_OWNER
 from epe.errors import Conflict
 from epe.store import schema
 from epe.store.audit import AuditStore
-from epe.store.cache import TTLCache
+from epe.store.cache import Snapshot, TTLCache
 from epe.store.datastores import DatastoreStore
 from epe.store.engine import upsert, writing
 from epe.store.grants import (
@@ -93,6 +93,9 @@ class Store:
         self.cache_ttl = cache_ttl
         self._users: TTLCache[UserRecord] = TTLCache(cache_ttl)
         self._unrevoked: TTLCache[bool] = TTLCache(cache_ttl)
+        # Every revoked token at once, so that a new token's first check needs no query
+        # of its own (revocations are few: they end with their token's expiry).
+        self._revoked: Snapshot[str, bool] = Snapshot(cache_ttl, self._revoked_now)
         self._scripts: TTLCache[ScriptRecord] = TTLCache(cache_ttl)
         self.grants = _GrantsDropCaches(engine, self._grants_changed)
         self.jobs = JobStore(engine)
@@ -197,11 +200,22 @@ class Store:
             conn.execute(upsert(conn, t).values(jti=jti, expires=expires)
                          .on_conflict_do_nothing(index_elements=[t.c.jti]))
         self._unrevoked.drop(jti)
+        self._revoked.clear()
+
+    def _revoked_now(self, limit: int) -> dict[str, bool]:
+        """The tokens revoked and not yet expired (up to ``limit``)."""
+        t = schema.revoked_tokens
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.c.jti).where(t.c.expires >= time.time())
+                                .limit(limit)).scalars()
+            return dict.fromkeys(rows, True)
 
     def is_revoked(self, jti: str) -> bool:
         if self._unrevoked.get(jti):
             return False
-        with self.engine.connect() as conn:
+        if (every := self._revoked.get()) is not None:
+            return jti in every
+        with self.engine.connect() as conn:  # more revoked than is kept at hand
             revoked = conn.execute(select(schema.revoked_tokens.c.jti)
                                    .where(schema.revoked_tokens.c.jti == jti)).first() is not None
         if not revoked:
