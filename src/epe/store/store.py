@@ -203,12 +203,11 @@ class Store:
         self._revoked.clear()
 
     def _revoked_now(self, limit: int) -> dict[str, bool]:
-        """The tokens revoked and not yet expired (up to ``limit``)."""
+        """The tokens revoked (up to ``limit``): those not yet expired, and those expired
+        since the last revocation, which removes them."""
         t = schema.revoked_tokens
         with self.engine.connect() as conn:
-            rows = conn.execute(select(t.c.jti).where(t.c.expires >= time.time())
-                                .limit(limit)).scalars()
-            return dict.fromkeys(rows, True)
+            return dict.fromkeys(conn.execute(select(t.c.jti).limit(limit)).scalars(), True)
 
     def is_revoked(self, jti: str) -> bool:
         if self._unrevoked.get(jti):
