@@ -35,7 +35,7 @@ from epe.runner.local.forkserver import (
     environment,
     matplotlib_folder,
 )
-from epe.runner.local.pool import LocalPool, Placement, off_loop
+from epe.runner.local.pool import LocalPool, Placement
 from epe.settings import Settings
 
 log = logging.getLogger("epe.runner")
@@ -126,22 +126,6 @@ class LocalHost:
 
     async def placement(self, python: str, tenant: Tenant) -> Placement:
         forks = await self.fork_server(python)
-        if self.isolated and tenant.uid is None:
-            raise InternalError(f"no worker uid was given for {tenant.name}")
-        # Folders made in cgroupfs and /dev/shm: kernel work, done in a thread while the
-        # event loop serves other users' runs (a burst of new users makes many at once).
-        memory, exchange = await off_loop(functools.partial(self._make_folders, tenant),
-                                          lambda made: made[1].close())
-        assert self.limits is not None, "the host is not started"
-        if self.isolated:
-            assert tenant.uid is not None
-            return Placement(forks, exchange, self._sandbox(python, tenant.uid, exchange),
-                             None, self.limits, memory)
-        return Placement(forks, exchange, None, self._fallback, self.limits, memory)
-
-    def _make_folders(self, tenant: Tenant) -> tuple[int, Exchange]:
-        """The user's groups, with their limits, and a new input folder (blocking); the
-        user's memory limit."""
         assert self.limits is not None, "the host is not started"
         memory = tenant.memory_limit or user_memory_limit(self.settings)
         try:
@@ -150,8 +134,13 @@ class LocalHost:
             log.warning("could not set the limits of %s's group: %s; it keeps those it had",
                         tenant.name, e)
         if self.isolated:
-            return memory, Exchange(tenant.uid)
-        return memory, Exchange(None if self._fallback is None else self._fallback.gid)
+            if tenant.uid is None:
+                raise InternalError(f"no worker uid was given for {tenant.name}")
+            exchange = Exchange(tenant.uid)
+            return Placement(forks, exchange, self._sandbox(python, tenant.uid, exchange),
+                             None, self.limits, memory)
+        exchange = Exchange(None if self._fallback is None else self._fallback.gid)
+        return Placement(forks, exchange, None, self._fallback, self.limits, memory)
 
     # -- details -----------------------------------------------------------------------
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import random
@@ -27,7 +26,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from epe import errors
 from epe.observe import metrics
@@ -71,19 +70,6 @@ class Host(Protocol):
     async def placement(self, python: str, tenant: Tenant) -> Placement: ...
 
 log = logging.getLogger("epe.runner")
-T = TypeVar("T")
-
-
-async def off_loop(make: Callable[[], T], undo: Callable[[T], None]) -> T:
-    """``make()`` in a thread (blocking work, kept off the event loop); if the caller is
-    cancelled meanwhile, what it made is undone once it is done (nobody else has it)."""
-    future = asyncio.ensure_future(asyncio.to_thread(make))
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        future.add_done_callback(
-            lambda done: None if done.cancelled() or done.exception() else undo(done.result()))
-        raise
 
 
 @dataclass(eq=False)  # identity, not value: workers live in sets
@@ -137,13 +123,6 @@ SPARE_ATTEMPTS = 3
 
 class _SpareLost(Exception):
     """The spare handed a worker's request ended before it said it was ready."""
-
-
-def _remove_folders(made: tuple[WorkerGroup, str | None]) -> None:
-    group, workdir = made
-    group.remove()
-    if workdir is not None:
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _death(code: int | None, out_of_memory: bool) -> str:
@@ -413,14 +392,14 @@ class LocalPool:
     async def _spawn_once(self) -> _Worker:
         assert self._placement is not None
         placement = self._placement
-        group, workdir = await off_loop(functools.partial(self._make_folders, placement),
-                                        _remove_folders)
+        workdir = None if placement.sandbox is not None else self._make_workdir(placement)
         limits: dict[str, Any] = {"memory": self.settings.worker_memory_limit,
                   "processes": self.settings.worker_max_processes,
                   "open_files": self.settings.worker_max_open_files,
                   "output_limit": self.settings.output_limit,
                   "graphics_dpi": self.settings.graphics_dpi,
                   "graphics_size": [self.settings.graphics_width, self.settings.graphics_height]}
+        group = placement.limits.worker(self.tenant.name)
         if placement.limits.kind != "rlimit":  # the user's cgroup bounds them instead
             limits.update(memory=None, processes=None)
         started = time.monotonic()
@@ -455,17 +434,9 @@ class LocalPool:
         metrics.WORKER_START_SECONDS.observe(time.monotonic() - started)
         return worker
 
-    def _make_folders(self, placement: Placement) -> tuple[WorkerGroup, str | None]:
-        """A new worker's group (its leaf in its user's cgroup) and, without a sandbox,
-        its working folder (blocking: kernel work, kept off the event loop)."""
-        group = placement.limits.worker(self.tenant.name)
-        if placement.sandbox is not None:
-            return group, None
-        try:
-            workdir = tempfile.mkdtemp(prefix="epe-worker-")
-            if placement.run_as is not None:
-                os.chown(workdir, placement.run_as.uid, placement.run_as.gid)
-        except BaseException:
-            group.remove()
-            raise
-        return group, workdir
+    @staticmethod
+    def _make_workdir(placement: Placement) -> str:
+        workdir = tempfile.mkdtemp(prefix="epe-worker-")
+        if placement.run_as is not None:
+            os.chown(workdir, placement.run_as.uid, placement.run_as.gid)
+        return workdir
