@@ -168,8 +168,9 @@ class Settings(BaseSettings):
                                                   "(on Ray: on each node); 0: from the "
                                                   "machine's memory and cores.")
     worker_spares: int = Field(
-        8, ge=0, description="Workers the fork server of the server's own environment keeps "
-                             "forked ahead of need, for users' first runs; 0: none.")
+        -1, ge=-1, description="Workers the fork server of the server's own environment keeps "
+                               "forked ahead of need, for users' first runs; -1: half the "
+                               "warm workers' bound, 8 to 64; 0: none.")
     max_pools: int = Field(0, ge=0, description="Users' pools warm at once; 0: as many as "
                                                 "workers.")
     pool_queue_limit: int = Field(

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from typing import Any, Protocol
 from epe.errors import InternalError, ServerBusy
 from epe.observe import metrics
 from epe.runner.executor import Executor, ExecutorStatus, Tenant
-from epe.runner.limits import node_memory
+from epe.runner.limits import warm_bounds
 from epe.settings import Settings
 
 log = logging.getLogger("epe.runner")
@@ -65,20 +64,6 @@ class Backend(Protocol):
     def status(self) -> tuple[bool, dict[str, Any]]:
         """Whether it can start workers now, and what an operator wants to see of it."""
         ...
-
-
-# What a warm worker is budgeted of the machine's memory when sizing: an idle one holds
-# a few MB of its own (the rest is shared with its fork server), a busy one its input.
-WORKER_MEMORY = 256 * 1024**2
-WORKERS_PER_CORE = 64  # warm, mostly idle: they cost memory, not cores
-
-
-def warm_bounds(settings: Settings) -> tuple[int, int]:
-    """(workers, pools) warm at once: ``EPE_MAX_WORKERS`` and ``EPE_MAX_POOLS``, or, where
-    0, what the machine's memory and cores hold (a pool of one worker each at most)."""
-    workers = settings.max_workers or max(8, min(node_memory() // WORKER_MEMORY,
-                                                 WORKERS_PER_CORE * (os.cpu_count() or 1)))
-    return workers, settings.max_pools or workers
 
 
 @dataclass(frozen=True)

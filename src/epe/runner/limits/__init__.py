@@ -37,7 +37,7 @@ from epe.runner.limits.hierarchy import own_memory_limit
 from epe.settings import Settings
 
 __all__ = ["Kind", "ResourceLimits", "Unavailable", "UserLimits", "WorkerGroup", "choose",
-           "node_memory", "size", "user_memory_limit"]
+           "node_memory", "size", "spare_workers", "user_memory_limit", "warm_bounds"]
 
 def choose(settings: Settings) -> ResourceLimits:
     """The strongest limits this machine lets the server have (``EPE_RESOURCE_LIMITS``)."""
@@ -61,6 +61,32 @@ def node_memory() -> int:
     physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     own = own_memory_limit()
     return min(physical, own) if own else physical
+
+
+# What a warm worker is budgeted of the machine's memory when sizing: an idle one holds
+# a few MB of its own (the rest is shared with its fork server), a busy one its input.
+WORKER_MEMORY = 256 * 1024**2
+WORKERS_PER_CORE = 64  # warm, mostly idle: they cost memory, not cores
+
+
+def warm_bounds(settings: Settings) -> tuple[int, int]:
+    """(workers, pools) warm at once: ``EPE_MAX_WORKERS`` and ``EPE_MAX_POOLS``, or, where
+    0, what the machine's memory and cores hold (a pool of one worker each at most)."""
+    workers = settings.max_workers or max(8, min(node_memory() // WORKER_MEMORY,
+                                                 WORKERS_PER_CORE * (os.cpu_count() or 1)))
+    return workers, settings.max_pools or workers
+
+
+SPARES_AT_MOST = 64
+
+
+def spare_workers(settings: Settings) -> int:
+    """``EPE_WORKER_SPARES``, or, where -1, half the warm workers' bound (at least 8, at most
+    ``SPARES_AT_MOST``): a burst of new users may fill the pools the machine holds, and
+    a spare costs about 3 MB where a warm worker is budgeted ``WORKER_MEMORY``."""
+    if settings.worker_spares >= 0:
+        return settings.worker_spares
+    return min(SPARES_AT_MOST, max(8, warm_bounds(settings)[0] // 2))
 
 
 def user_memory_limit(settings: Settings) -> int:

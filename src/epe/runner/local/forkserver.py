@@ -32,6 +32,7 @@ import orjson
 
 from epe.errors import InternalError
 from epe.observe import metrics
+from epe.runner.limits import spare_workers
 from epe.settings import Settings
 
 log = logging.getLogger("epe.runner")
@@ -221,7 +222,7 @@ def configuration(settings: Settings, python: str) -> dict[str, Any]:
     """What a fork server of ``python`` is told: whether to sandbox, the workers' limits."""
     return {"isolate": os.geteuid() == 0 and python == sys.executable,
             # Spares in the server's own environment: where a user's first run goes.
-            "spares": settings.worker_spares if python == sys.executable else 0,
+            "spares": spare_workers(settings) if python == sys.executable else 0,
             "worker": {"output_limit": settings.output_limit,
                        "graphics_dpi": settings.graphics_dpi,
                        "graphics_size": [settings.graphics_width, settings.graphics_height]}}
