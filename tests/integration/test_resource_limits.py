@@ -201,6 +201,30 @@ def test_a_users_processes_are_bounded(cgroups: ResourceLimits) -> None:
         group.remove()
 
 
+def test_a_users_groups_that_another_server_removed_are_made_again(
+        cgroups: ResourceLimits) -> None:
+    """A server that starts sweeps the empty groups of servers that died, and may take an
+    idle user's groups of a live one: that server's next worker makes them again, with
+    the user's limits."""
+    name = user(cgroups, memory=300 * MB)
+    group = cgroups.worker(name)
+    users = {next(f for f in Path(p).parents if f.name == name) for p in group.join}
+    group.remove()
+    for folder in sorted(users, key=lambda f: -len(f.parts)):
+        for leftover in [f for f in folder.iterdir() if f.is_dir()]:
+            leftover.rmdir()
+        folder.rmdir()
+    group = cgroups.worker(name)
+    try:
+        proc = start(group, "hold", 1, 0)
+        assert proc.wait(30) == 0
+        limit = {f.name: f.read_text().strip() for folder in users for f in folder.iterdir()
+                 if f.name in ("memory.limit_in_bytes", "memory.max")}
+        assert set(limit.values()) == {str(300 * MB)}, limit
+    finally:
+        group.remove()
+
+
 def test_what_it_made_is_removed_at_close() -> None:
     for kind, module in KINDS.items():
         try:

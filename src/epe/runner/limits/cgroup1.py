@@ -103,15 +103,17 @@ class Cgroup1:
 
     def worker(self, user: str) -> _Worker:
         self._made.sweep()
-        if not all((top / user).is_dir() for top in self._hierarchies):
-            self.user(user, self._users[user])  # removed by another server's sweep
         leaf = f"w{os.getpid()}-{next(self._ids)}"
+        try:
+            os.mkdir(self._top["memory"] / user / leaf)
+        except FileNotFoundError:  # the user's groups were removed by another server's sweep
+            self.user(user, self._users[user])
         joins, leaves = [], []
         for top, controllers in self._hierarchies.items():
             group = top / user
             if controllers & COUNTED:
                 group = group / leaf
-                make(group)
+                make(group)  # made already in ``memory``
                 leaves.append(group)
             # ``tasks``, not ``cgroup.procs``: a new worker has one thread, and moving the
             # writer's own thread spares the kernel the RCU grace period (~10 ms) that
