@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,14 @@ PROBE = '''def f():
             "sockets": sorted(t for t in fds.values() if t.startswith("socket:")),
             "fds": len(fds), "tmp": sorted(os.listdir("/tmp")), "cwd": os.getcwd()}
 '''
+
+
+def synchronously(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
+    """An async test as pytest runs it here (no asyncio plugin): in a loop of its own."""
+    @functools.wraps(test)
+    def run_it() -> None:
+        asyncio.run(test())
+    return run_it
 
 
 @asynccontextmanager
@@ -93,11 +101,8 @@ async def run(worker: WorkerProcess, source: str) -> Any:
     return json.loads(payload)
 
 
-def test_a_spare_becomes_the_worker_asked_for_and_another_takes_its_place() -> None:
-    asyncio.run(_a_spare_becomes_the_worker_asked_for_and_another_takes_its_place())
-
-
-async def _a_spare_becomes_the_worker_asked_for_and_another_takes_its_place() -> None:
+@synchronously
+async def test_a_spare_becomes_the_worker_asked_for_and_another_takes_its_place() -> None:
     async with fork_server(spares=2) as server:
         await until(lambda: server.spares == 2, "two spares")
         waiting = children(server)
@@ -113,11 +118,8 @@ async def _a_spare_becomes_the_worker_asked_for_and_another_takes_its_place() ->
         assert await asyncio.wait_for(worker.wait(), 30) == 0  # its end is reported
 
 
-def test_a_spare_that_dies_unasked_is_replaced_and_not_reported() -> None:
-    asyncio.run(_a_spare_that_dies_unasked_is_replaced_and_not_reported())
-
-
-async def _a_spare_that_dies_unasked_is_replaced_and_not_reported() -> None:
+@synchronously
+async def test_a_spare_that_dies_unasked_is_replaced_and_not_reported() -> None:
     async with fork_server(spares=2) as server:
         await until(lambda: server.spares == 2, "two spares")
         killed = children(server)
@@ -132,11 +134,8 @@ async def _a_spare_that_dies_unasked_is_replaced_and_not_reported() -> None:
         assert (await run(worker, "def f():\n    return 7\n")) == 7
 
 
-def test_no_spares_when_none_are_asked_for() -> None:
-    asyncio.run(_no_spares_when_none_are_asked_for())
-
-
-async def _no_spares_when_none_are_asked_for() -> None:
+@synchronously
+async def test_no_spares_when_none_are_asked_for() -> None:
     async with fork_server(spares=0) as server:
         await asyncio.sleep(1.0)  # past the quiet time after which spares are made
         assert children(server) == set()
@@ -145,11 +144,8 @@ async def _no_spares_when_none_are_asked_for() -> None:
         assert (await run(worker, "def f():\n    return 7\n")) == 7
 
 
-def test_spares_die_with_their_fork_server() -> None:
-    asyncio.run(_spares_die_with_their_fork_server())
-
-
-async def _spares_die_with_their_fork_server() -> None:
+@synchronously
+async def test_spares_die_with_their_fork_server() -> None:
     async with fork_server(spares=2) as server:
         await until(lambda: server.spares == 2, "two spares")
         spares = children(server)
@@ -165,11 +161,8 @@ def ended(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not AS_ROOT, reason="sandboxes need root")
-def test_a_worker_from_a_spare_is_sandboxed_like_one_forked_when_asked() -> None:
-    asyncio.run(_a_worker_from_a_spare_is_sandboxed_like_one_forked_when_asked())
-
-
-async def _a_worker_from_a_spare_is_sandboxed_like_one_forked_when_asked() -> None:
+@synchronously
+async def test_a_worker_from_a_spare_is_sandboxed_like_one_forked_when_asked() -> None:
     exchange = tempfile.mkdtemp(prefix="epe-test-exchange-")
     os.chmod(exchange, 0o755)
     sandbox = {"uid": 60123, "gid": 60123, "data_dir": tempfile.mkdtemp(prefix="epe-test-data-"),
