@@ -24,7 +24,7 @@ namespace of its own when workers are sandboxed. A spare runs a task of epe's ow
 first task are taken before any user waits, then waits on a socket of its own for a
 spawn request; it is nobody's worker until then, and ``{"spares": n}`` tells the server
 how many wait. What a new user's first run pays is then the sandbox and the run, not
-the fork and the faults (docs/architecture.md, "Spares").
+the fork and the faults (docs/architecture.md#spares).
 
 User code never runs in this process: only in its children, after they have entered
 their sandbox and dropped to their user's uid.
