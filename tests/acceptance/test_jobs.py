@@ -140,14 +140,29 @@ def parents() -> dict[int, int]:
 
 def children(pid: int) -> set[int]:
     """The server's workers: its descendants that have none of their own, but for its
-    fork servers (its direct children). A sandboxed worker is the child of the process
-    that waits for it, itself the fork server's child."""
+    fork servers (its direct children) and their spares (named ``epe-spare`` until they
+    become someone's worker)."""
     parent_of = parents()
     below = {pid}
     while grown := {p for p, parent in parent_of.items() if parent in below} - below:
         below |= grown
     has_children = set(parent_of.values())
-    return {p for p in below - {pid} if p not in has_children and parent_of[p] != pid}
+    return {p for p in below - {pid} if p not in has_children and parent_of[p] != pid
+            and not spare(p)}
+
+
+def spares(pid: int) -> set[int]:
+    """The spares of the server's fork servers."""
+    parent_of = parents()
+    forks = {p for p, parent in parent_of.items() if parent == pid}
+    return {p for p, parent in parent_of.items() if parent in forks and spare(p)}
+
+
+def spare(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "epe-spare"
+    except OSError:
+        return False
 
 
 def alive(pid: int) -> bool:
@@ -708,7 +723,9 @@ def test_kill_9_leaves_no_user_code_running(make_server: Callable[..., EpeServer
         url = submit(c, f"{API}/do-eval", {"script": SLEEPER})
         wait_status(c, url, "RUNNING")
     # A job is RUNNING once it holds a slot; its user's workers are forked just after.
+    # The spares waiting to be someone's worker must go with the server too.
     workers = wait_for(lambda: children(srv.proc.pid), 30)
+    workers |= wait_for(lambda: spares(srv.proc.pid), 30)
     srv.stop(signal.SIGKILL)
     try:
         srv.start()

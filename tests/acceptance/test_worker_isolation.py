@@ -168,6 +168,7 @@ SELF = '''def f():
         except OSError:
             pass
     return {"uid": os.getuid(), "pid": os.getpid(), "policy": os.sched_getscheduler(0),
+            "name": open("/proc/self/comm").read().strip(),
             "sockets": [t for t in targets if t.startswith("socket:")]}
 '''
 
@@ -186,8 +187,9 @@ def test_a_new_users_first_run_gets_a_spare_that_is_a_worker_like_any(server: Ep
     _user, c = server.new_client()
     got = value(c, SELF)
     assert metric(admin, "epe_workers_from_spares_total") == before + 1
-    # Its warm-up's idle scheduling class is behind it; the fork server's sockets closed.
-    assert got["policy"] == os.SCHED_OTHER and got["sockets"] == [], got
+    # Named as any worker again, at normal priority; the fork server's sockets closed.
+    assert got["name"] != "epe-spare" and got["policy"] == os.SCHED_OTHER, got
+    assert got["sockets"] == [], got
     if AS_ROOT:  # sandboxed, as the user's uid, process 1 of its own PID namespace
         assert got["uid"] != 0 and got["pid"] == 1, got
     admin.close()

@@ -106,6 +106,8 @@ class Cgroup1:
         leaf = f"w{os.getpid()}-{next(self._ids)}"
         try:
             os.mkdir(self._top["memory"] / user / leaf)
+        except FileExistsError:  # left by an earlier instance in this process: it is empty
+            pass
         except FileNotFoundError:  # the user's groups were removed by another server's sweep
             self.user(user, self._users[user])
         joins, leaves = [], []

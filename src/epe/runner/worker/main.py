@@ -251,18 +251,12 @@ def warm_up(worker: Worker) -> None:
     path, so that the copy-on-write faults a new worker takes on its first task (the
     pages of every object that path touches) are taken now, not in a user's first run.
 
-    With the idle scheduling class while it runs, where this process may change it
-    back (root): a spare is made while the server is quiet, and gives way to any work."""
-    idle = os.geteuid() == 0
-    if idle:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    try:
-        worker.handle(WARM_UP_TASK)
-        worker.scripts.forget(WARM_UP_TASK["script_key"])
-        heap.give_back()
-    finally:
-        if idle:
-            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    At normal priority: lowering it would need the right to raise it again
+    (``CAP_SYS_NICE``, which a container's root often lacks), and a spare is made only
+    while no worker is being asked for."""
+    worker.handle(WARM_UP_TASK)
+    worker.scripts.forget(WARM_UP_TASK["script_key"])
+    heap.give_back()
 
 
 # What tasks freed (an input's frame, the user's objects) stays in the worker's heap,

@@ -20,7 +20,7 @@ messages:
 **Spares** (``CONFIG["spares"]``, ``EPE_WORKER_SPARES``): once no worker has been asked
 for during ``QUIET_BEFORE_SPARES``, it forks children ahead of need, each into a PID
 namespace of its own when workers are sandboxed. A spare runs a task of epe's own
-(``main.warm_up``, in the idle scheduling class) so that the copy-on-write faults of a
+(``main.warm_up``), named ``epe-spare`` meanwhile, so that the copy-on-write faults of a
 first task are taken before any user waits, then waits on a socket of its own for a
 spawn request; it is nobody's worker until then, and ``{"spares": n}`` tells the server
 how many wait. What a new user's first run pays is then the sandbox and the run, not
@@ -32,7 +32,6 @@ their sandbox and dropped to their user's uid.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import selectors
@@ -52,6 +51,7 @@ MESSAGE_LIMIT = 1 << 20
 # Spares are made only once no worker was asked for during this long: never in the
 # middle of a burst of new users, whose runs want the CPU.
 QUIET_BEFORE_SPARES = 0.5
+SPARE_NAME = "epe-spare"  # a spare's process name until it becomes someone's worker
 
 
 class ForkServer:
@@ -165,9 +165,6 @@ class ForkServer:
                 ours.close()
             for fd in fds:
                 os.close(fd)
-            if os.geteuid() == 0:  # still warming up in the idle class: finish at full speed
-                with contextlib.suppress(OSError):
-                    os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
             self._say_spares()
             return pid
         return None
@@ -182,11 +179,13 @@ class ForkServer:
                 sandbox.prctl(sandbox.PR_SET_PDEATHSIG, signal.SIGKILL)
             else:
                 worker.die_with_parent(self.config["pid"])
+            name = _rename(SPARE_NAME)  # what ``ps`` shows until it is someone's worker
             worker.warm_up(self.prototype)
             data, fds, _flags, _addr = socket.recv_fds(requests, MESSAGE_LIMIT, 2)
             requests.close()
             if not data:
                 os._exit(0)  # the fork server is stopping
+            _rename(name)
             self._become_worker(orjson.loads(data), fds)
         except BaseException as e:  # never back into the fork server's loop
             os.write(2, f"epe spare worker failed: {type(e).__name__}: {e}\n".encode())
@@ -255,6 +254,15 @@ class ForkServer:
             os.write(2, f"epe worker could not start: {type(e).__name__}: {e}\n".encode())
             os._exit(70)
         os._exit(0)
+
+
+def _rename(name: str) -> str:
+    """Set this process's name (``/proc/self/comm``, what ``ps`` shows); the one it had."""
+    with open("/proc/self/comm", "r+") as comm:
+        was = comm.read().strip()
+        comm.seek(0)
+        comm.write(name)
+    return was
 
 
 def _join(procs: str) -> None:
