@@ -169,7 +169,8 @@ SELF = '''def f():
             pass
     return {"uid": os.getuid(), "pid": os.getpid(), "policy": os.sched_getscheduler(0),
             "name": open("/proc/self/comm").read().strip(),
-            "sockets": [t for t in targets if t.startswith("socket:")]}
+            "sockets": [t for t in targets if t.startswith("socket:")],
+            "groups": open("/proc/self/cgroup").read().split()}
 '''
 
 
@@ -184,9 +185,17 @@ def test_a_new_users_first_run_gets_a_spare_that_is_a_worker_like_any(server: Ep
     _admin, admin = server.new_client(admin=True)
     wait_for(lambda: metric(admin, "epe_worker_spares") >= 1)
     before = metric(admin, "epe_workers_from_spares_total")
-    _user, c = server.new_client()
+    user, c = server.new_client()
     got = value(c, SELF)
     assert metric(admin, "epe_workers_from_spares_total") == before + 1
+    kind = admin.get("/health").json()["resourceLimits"]
+    if kind != "rlimit":
+        # In its user's groups, put there by the fork server (a sandboxed spare sees the
+        # cgroup files read-only): version 1's memory, cpu and pids lines, or version 2's.
+        wanted = {"memory", "cpu", "pids"} if kind == "cgroup1" else {""}
+        lines = [g for g in got["groups"] if wanted & set(g.split(":")[1].split(","))]
+        assert len(lines) == len(wanted), got
+        assert all(f"/epe/{user}/" in g + "/" for g in lines), (user, lines)
     # Named as any worker again, at normal priority; the fork server's sockets closed.
     assert got["name"] != "epe-spare" and got["policy"] == os.SCHED_OTHER, got
     assert got["sockets"] == [], got

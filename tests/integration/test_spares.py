@@ -47,7 +47,10 @@ PROBE = '''def f():
             "policy": os.sched_getscheduler(0), "nice": os.getpriority(os.PRIO_PROCESS, 0),
             "name": open("/proc/self/comm").read().strip(),
             "sockets": sorted(t for t in fds.values() if t.startswith("socket:")),
-            "fds": len(fds), "tmp": sorted(os.listdir("/tmp")), "cwd": os.getcwd()}
+            "fds": len(fds), "tmp": sorted(os.listdir("/tmp")), "cwd": os.getcwd(),
+            # Each mount's root, place and options, and its file system's (not its ids).
+            "mounts": sorted(" ".join(line.split()[3:6] + line.split(" - ")[1].split())
+                             for line in open("/proc/self/mountinfo"))}
 '''
 
 

@@ -223,6 +223,7 @@ def configuration(settings: Settings, python: str) -> dict[str, Any]:
     return {"isolate": os.geteuid() == 0 and python == sys.executable,
             # Spares in the server's own environment: where a user's first run goes.
             "spares": spare_workers(settings) if python == sys.executable else 0,
+            "network": settings.worker_network == "allow",  # what a spare's sandbox has
             "worker": {"output_limit": settings.output_limit,
                        "graphics_dpi": settings.graphics_dpi,
                        "graphics_size": [settings.graphics_width, settings.graphics_height]}}

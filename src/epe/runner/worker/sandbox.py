@@ -5,17 +5,19 @@ Run as root, with the kernel's interfaces directly (``unshare``, ``setns``, ``mo
 nothing for a fork to wait on, so a sandboxed worker starts in milliseconds. The fork
 server forks each sandboxed worker straight into a new PID namespace (``fork_into_new_
 pid_namespace``): the child is process 1 of it from birth, and is the worker. It
-unshares new mount, network, IPC and UTS namespaces, and then
+enters the rest in two parts:
 
-- sees the whole filesystem read-only, its own ``/proc`` (its namespace's processes
-  alone), a private ``/tmp`` (its home and working folder) and ``/dev/shm``, and the
-  data folder as an empty folder;
-- sees, read-only, the folders it needs (the Python, the venv, the project, an
-  environment's folder, its user's input folder) at their own paths, whatever the
-  modes of the folders above them: they are bound back under an empty cover;
-- has only a loopback interface (unless the network is allowed);
-- drops to the epe user's own uid and gid on the host, with no supplementary group,
-  sets ``no_new_privs`` and dies with the fork server.
+- ``prepare``, the same for every user (a spare does it ahead of need, before it knows
+  whose worker it becomes): it unshares new mount, network, IPC and UTS namespaces, sees
+  the whole filesystem read-only and its own ``/proc`` (its namespace's processes alone),
+  and has only a loopback interface (unless the network is allowed);
+- ``finish``, once the user is known: it gets a private ``/tmp`` (its home and working
+  folder) and ``/dev/shm``, sees the data folder as an empty folder, and sees, read-only,
+  the folders it needs (the Python, the venv, the project, an environment's folder, its
+  user's input folder) at their own paths, whatever the modes of the folders above them
+  (they are bound back under an empty cover); then it drops to the epe user's own uid
+  and gid on the host, with no supplementary group, sets ``no_new_privs`` and dies with
+  the fork server.
 
 docs/security.md says what each step stops.
 """
@@ -131,23 +133,41 @@ def _back_to_own_pid_namespace() -> None:
 def enter(spec: Spec) -> None:
     """Enter the sandbox, in a child of ``fork_into_new_pid_namespace`` (process 1 of its
     PID namespace)."""
+    prepare(network=spec.network)
+    finish(spec)
+
+
+def prepare(network: bool) -> None:
+    """The part of the sandbox that is the same whoever's worker this becomes: the
+    namespaces, the read-only filesystem, its own ``/proc``, loopback, the host name.
+
+    A spare does this ahead of need (``zygote``), still root and still running epe's
+    own code alone, so that a user's first run pays only for ``finish``. After it the
+    host's file systems are read-only here, the cgroup files included: whoever puts this
+    process in its user's groups must do it from outside (the fork server, by pid)."""
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the worker dies with the fork server
     flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS
-    unshare(flags if spec.network else flags | CLONE_NEWNET)
-    _build_view(spec)
-    if not spec.network:
+    unshare(flags if network else flags | CLONE_NEWNET)
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    _read_only_tree()
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if not network:
         _loopback_up()
     socket.sethostname("epe-worker")
+
+
+def finish(spec: Spec) -> None:
+    """The user's part, after ``prepare(spec.network)``: their own ``/tmp`` and
+    ``/dev/shm``, the data folder hidden, the folders they read bound back; then their
+    uid."""
+    _user_view(spec)
     _drop_privileges(spec.uid, spec.gid)
 
 
-def _build_view(spec: Spec) -> None:
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+def _user_view(spec: Spec) -> None:
     keep = {path: os.open(path, os.O_PATH | os.O_DIRECTORY)
             for path in [*spec.reach, spec.exchange] if os.path.isdir(path)}
     covers = _covers(spec)  # while every path is still where it was
-    _read_only_tree()
-    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
            f"mode=0700,uid={spec.uid},gid={spec.gid},size={spec.tmp_size}")
     _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV,

@@ -8,10 +8,11 @@ messages:
 
 - ``{"spawn": id, "limits": {...}, "sandbox": {...} | null, "workdir": path | null,
   "run_as": [uid, gid] | null, "cgroups": [path, ...]}``
-  with two file descriptors (the worker's ends of its task pipes): a child (a spare, or
-  one forked now) joins its user's cgroups (writing itself to each ``cgroup.procs`` or
-  ``tasks`` file named), enters the sandbox (``sandbox.enter``) or, without one, its own
-  session, then becomes a worker (``main.serve``). The answer is ``{"spawned": id,
+  with two file descriptors (the worker's ends of its task pipes): a child forked now
+  joins its user's cgroups (writing itself to each ``cgroup.procs`` or ``tasks`` file
+  named), enters the sandbox (``sandbox.enter``) or, without one, its own session, then
+  becomes a worker (``main.serve``); a spare is put in those groups by this process (by
+  pid) and then does the same, its sandbox half entered already. The answer is ``{"spawned": id,
   "pid": pid}`` (with ``"spare": true`` for a spare), or ``{"spawned": id, "error":
   message}`` when the kernel refused the fork.
 - none for exits: when a worker ends it sends ``{"exited": pid, "code": returncode}``
@@ -19,12 +20,14 @@ messages:
 
 **Spares** (``CONFIG["spares"]``, ``EPE_WORKER_SPARES``): once no worker has been asked
 for during ``QUIET_BEFORE_SPARES``, it forks children ahead of need, each into a PID
-namespace of its own when workers are sandboxed. A spare runs a task of epe's own
-(``main.warm_up``), named ``epe-spare`` meanwhile, so that the copy-on-write faults of a
-first task are taken before any user waits, then waits on a socket of its own for a
-spawn request; it is nobody's worker until then, and ``{"spares": n}`` tells the server
-how many wait. What a new user's first run pays is then the sandbox and the run, not
-the fork and the faults (docs/architecture.md#spares).
+namespace of its own when workers are sandboxed. A spare enters the part of the
+sandbox that is the same for every user (``sandbox.prepare``: the namespaces, the
+read-only view), runs a task of epe's own (``main.warm_up``), named ``epe-spare``
+meanwhile, so that the copy-on-write faults of a first task are taken before any user
+waits, then waits on a socket of its own for a spawn request; it is nobody's worker
+until then, and ``{"spares": n}`` tells the server how many wait. What a new user's
+first run pays is then the user's part of the sandbox and the run, not the fork, the
+namespaces and the faults (docs/architecture.md#spares).
 
 User code never runs in this process: only in its children, after they have entered
 their sandbox and dropped to their user's uid.
@@ -65,6 +68,7 @@ class ForkServer:
         os.set_blocking(self.wake_write, False)
         self.spares_wanted = int(config.get("spares", 0))
         self.sandboxed = False  # whether workers are sandboxed here: what spares are made for
+        self.network = bool(config.get("network"))  # whether sandboxed workers may use it
         # Children forked ahead, not yet anyone's worker, oldest first: pid -> our end of
         # the socket the request that makes one a worker comes over.
         self.spares: OrderedDict[int, socket.socket] = OrderedDict()
@@ -107,11 +111,11 @@ class ForkServer:
             return False  # the server closed its end
         request = orjson.loads(data)
         self.last_request = time.monotonic()
-        pid = self._hand_to_spare(request, data, fds)
-        if pid is not None:
-            self._send({"spawned": request["spawn"], "pid": pid, "spare": True})
-            return True
         try:
+            pid = self._hand_to_spare(request, data, fds)
+            if pid is not None:
+                self._send({"spawned": request["spawn"], "pid": pid, "spare": True})
+                return True
             pid = self._fork(sandboxed=request.get("sandbox") is not None)
         except (OSError, sandbox.SandboxError) as e:  # the kernel refused: this worker is
             for fd in fds:  # not made, and this process serves on
@@ -119,7 +123,7 @@ class ForkServer:
             self._send({"spawned": request["spawn"], "error": f"{type(e).__name__}: {e}"})
             return True
         if pid == 0:
-            self._become_worker(request, fds)  # never returns
+            self._become_worker(request, fds, spare=False)  # never returns
         for fd in fds:
             os.close(fd)
         self._send({"spawned": request["spawn"], "pid": pid})
@@ -151,16 +155,29 @@ class ForkServer:
 
     def _hand_to_spare(self, request: dict[str, Any], data: bytes,
                        fds: list[int]) -> int | None:
-        """Give ``request`` to a spare of its kind; its pid, or None when there is none."""
-        if (request.get("sandbox") is not None) != self.sandboxed:
+        """Give ``request`` to a spare of its kind; its pid, or None when there is none.
+
+        The spare is put in its user's groups from here, by pid: a sandboxed spare sees
+        the cgroup files read-only already (``sandbox.prepare``)."""
+        spec = request.get("sandbox")
+        if (spec is not None) != self.sandboxed:
             return None
+        if spec is not None and bool(spec.get("network")) != self.network:
+            return None  # its namespaces were made for the other kind
         while self.spares:
             pid, ours = self.spares.popitem(last=False)
             try:
+                for procs in request.get("cgroups", ()):
+                    _join(procs, pid)
                 socket.send_fds(ours, [data], fds)
-            except OSError:  # it died: the next one (its end is reaped, not reported)
-                self.lost_spares.add(pid)
+            except (ProcessLookupError, ConnectionError):  # it died: the next one (its end
+                self.lost_spares.add(pid)  # is reaped, not reported)
                 continue
+            except OSError:  # a group refused it: it may be in some of them, so it goes
+                os.kill(pid, signal.SIGKILL)
+                self.lost_spares.add(pid)
+                self._say_spares()
+                raise
             finally:
                 ours.close()
             for fd in fds:
@@ -175,8 +192,8 @@ class ForkServer:
     def _wait_as_spare(self, requests: socket.socket) -> None:
         try:
             self._leave_fork_server()
-            if self.sandboxed:  # process 1 of its PID namespace: its parent is not in it
-                sandbox.prctl(sandbox.PR_SET_PDEATHSIG, signal.SIGKILL)
+            if self.sandboxed:  # the same for every user: done before anyone waits for it
+                sandbox.prepare(network=self.network)
             else:
                 worker.die_with_parent(self.config["pid"])
             name = _rename(SPARE_NAME)  # what ``ps`` shows until it is someone's worker
@@ -186,7 +203,7 @@ class ForkServer:
             if not data:
                 os._exit(0)  # the fork server is stopping
             _rename(name)
-            self._become_worker(orjson.loads(data), fds)
+            self._become_worker(orjson.loads(data), fds, spare=True)
         except BaseException as e:  # never back into the fork server's loop
             os.write(2, f"epe spare worker failed: {type(e).__name__}: {e}\n".encode())
             os._exit(70)
@@ -225,7 +242,9 @@ class ForkServer:
     def _send(self, message: dict[str, Any]) -> None:
         self.control.sendall(orjson.dumps(message))
 
-    def _become_worker(self, request: dict[str, Any], fds: list[int]) -> None:
+    def _become_worker(self, request: dict[str, Any], fds: list[int], spare: bool) -> None:
+        """Be the worker ``request`` asks for (``spare``: one that ``_hand_to_spare`` has put in
+        its groups, and has done ``sandbox.prepare`` when sandboxed)."""
         try:
             self._leave_fork_server()
             os.dup2(fds[0], 0)
@@ -233,11 +252,13 @@ class ForkServer:
             for fd in fds:
                 os.close(fd)
             os.setsid()  # its own process group: the pool kills the whole group
-            for procs in request.get("cgroups", ()):  # its user's, before anything else
-                _join(procs)
+            if not spare:
+                for procs in request.get("cgroups", ()):  # its user's, before anything else
+                    _join(procs)
             spec = request.get("sandbox")
             if spec is not None:
-                sandbox.enter(sandbox.Spec.from_json(spec))
+                enter = sandbox.finish if spare else sandbox.enter
+                enter(sandbox.Spec.from_json(spec))
                 home = "/tmp"
             else:
                 if request.get("run_as"):  # the worker user, when root cannot isolate
@@ -265,13 +286,13 @@ def _rename(name: str) -> str:
     return was
 
 
-def _join(procs: str) -> None:
-    """Move this process into the cgroup of ``procs`` (its ``cgroup.procs``, or ``tasks``:
-    this process has one thread)."""
+def _join(procs: str, pid: int = 0) -> None:
+    """Move process ``pid`` (0: this one) into the cgroup of ``procs`` (its
+    ``cgroup.procs``, or ``tasks``: a worker or a spare has one thread)."""
     try:
         fd = os.open(procs, os.O_WRONLY)
         try:
-            os.write(fd, b"0")
+            os.write(fd, str(pid).encode())
         finally:
             os.close(fd)
     except OSError as e:
