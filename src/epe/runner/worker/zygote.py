@@ -11,8 +11,8 @@ messages:
   with two file descriptors (the worker's ends of its task pipes): a child forked now
   joins its user's cgroups (writing itself to each ``cgroup.procs`` or ``tasks`` file
   named), enters the sandbox (``sandbox.enter``) or, without one, its own session, then
-  becomes a worker (``main.serve``); a spare is put in those groups by this process (by
-  pid) and then does the same, its sandbox half entered already. The answer is ``{"spawned": id,
+  becomes a worker (``main.serve``); a spare does the same, its sandbox half entered
+  already. The answer is ``{"spawned": id,
   "pid": pid}`` (with ``"spare": true`` for a spare), or ``{"spawned": id, "error":
   message}`` when the kernel refused the fork.
 - none for exits: when a worker ends it sends ``{"exited": pid, "code": returncode}``
@@ -75,6 +75,7 @@ class ForkServer:
         self.lost_spares: set[int] = set()  # died before they were handed anything
         self.last_request = time.monotonic()
         self.left = False  # in a child: the fork server's descriptors are closed
+        self.host_root: int | None = None  # in a sandboxed spare, until it joins its groups
 
     def run(self) -> None:
         signal.set_wakeup_fd(self.wake_write)
@@ -155,10 +156,7 @@ class ForkServer:
 
     def _hand_to_spare(self, request: dict[str, Any], data: bytes,
                        fds: list[int]) -> int | None:
-        """Give ``request`` to a spare of its kind; its pid, or None when there is none.
-
-        The spare is put in its user's groups from here, by pid: a sandboxed spare sees
-        the cgroup files read-only already (``sandbox.prepare``)."""
+        """Give ``request`` to a spare of its kind; its pid, or None when there is none."""
         spec = request.get("sandbox")
         if (spec is not None) != self.sandboxed:
             return None
@@ -167,17 +165,10 @@ class ForkServer:
         while self.spares:
             pid, ours = self.spares.popitem(last=False)
             try:
-                for procs in request.get("cgroups", ()):
-                    _join(procs, pid)
                 socket.send_fds(ours, [data], fds)
-            except (ProcessLookupError, ConnectionError):  # it died: the next one (its end
-                self.lost_spares.add(pid)  # is reaped, not reported)
-                continue
-            except OSError:  # a group refused it: it may be in some of them, so it goes
-                os.kill(pid, signal.SIGKILL)
+            except OSError:  # it died: the next one (its end is reaped, not reported)
                 self.lost_spares.add(pid)
-                self._say_spares()
-                raise
+                continue
             finally:
                 ours.close()
             for fd in fds:
@@ -193,6 +184,9 @@ class ForkServer:
         try:
             self._leave_fork_server()
             if self.sandboxed:  # the same for every user: done before anyone waits for it
+                # The host's files as they are outside, to join the user's groups by:
+                # here they are read-only. Closed before the user's part of the sandbox.
+                self.host_root = os.open("/", os.O_PATH | os.O_DIRECTORY)
                 sandbox.prepare(network=self.network)
             else:
                 worker.die_with_parent(self.config["pid"])
@@ -243,8 +237,8 @@ class ForkServer:
         self.control.sendall(orjson.dumps(message))
 
     def _become_worker(self, request: dict[str, Any], fds: list[int], spare: bool) -> None:
-        """Be the worker ``request`` asks for (``spare``: one that ``_hand_to_spare`` has put in
-        its groups, and has done ``sandbox.prepare`` when sandboxed)."""
+        """Be the worker ``request`` asks for (``spare``: a spare, which has done
+        ``sandbox.prepare`` already when sandboxed)."""
         try:
             self._leave_fork_server()
             os.dup2(fds[0], 0)
@@ -252,9 +246,11 @@ class ForkServer:
             for fd in fds:
                 os.close(fd)
             os.setsid()  # its own process group: the pool kills the whole group
-            if not spare:
-                for procs in request.get("cgroups", ()):  # its user's, before anything else
-                    _join(procs)
+            for procs in request.get("cgroups", ()):  # its user's, before anything else
+                _join(procs, self.host_root)
+            if self.host_root is not None:
+                os.close(self.host_root)
+                self.host_root = None
             spec = request.get("sandbox")
             if spec is not None:
                 enter = sandbox.finish if spare else sandbox.enter
@@ -286,13 +282,21 @@ def _rename(name: str) -> str:
     return was
 
 
-def _join(procs: str, pid: int = 0) -> None:
-    """Move process ``pid`` (0: this one) into the cgroup of ``procs`` (its
-    ``cgroup.procs``, or ``tasks``: a worker or a spare has one thread)."""
+def _join(procs: str, host_root: int | None) -> None:
+    """Move this process into the cgroup of ``procs`` (its ``cgroup.procs``, or ``tasks``:
+    this process has one thread), found from ``host_root`` (a descriptor of the host's
+    ``/``) where given.
+
+    It writes ``0``, itself: for any other pid the kernel takes a global lock that waits
+    for an RCU grace period (about 10 ms), which is why a sandboxed spare joins by itself
+    through the host's view rather than being moved by the fork server."""
     try:
-        fd = os.open(procs, os.O_WRONLY)
+        if host_root is None:
+            fd = os.open(procs, os.O_WRONLY)
+        else:
+            fd = os.open(os.path.relpath(procs, "/"), os.O_WRONLY, dir_fd=host_root)
         try:
-            os.write(fd, str(pid).encode())
+            os.write(fd, b"0")
         finally:
             os.close(fd)
     except OSError as e:
