@@ -239,6 +239,21 @@ def test_what_it_made_is_removed_at_close() -> None:
             assert not Path(procs).parent.exists(), (kind, procs)
 
 
+def test_a_leaf_never_removed_one_by_one_is_removed_at_close() -> None:
+    """A worker that died with its fork server (the server stopping) is never removed
+    by its pool: closing removes its leaf and its user's groups all the same."""
+    for kind, module in KINDS.items():
+        try:
+            made = module.prepare()
+        except Unavailable:
+            continue
+        group = made.worker(user(made))
+        assert start(group, "burn", 0.01, 0).wait(30) == 0
+        made.close()
+        for procs in group.join:
+            assert not Path(procs).parent.exists(), (kind, procs)
+
+
 # -- the worker's own limits, by kind --------------------------------------------------
 
 

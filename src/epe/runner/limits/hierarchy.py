@@ -181,8 +181,11 @@ class Made:
                 self.leftover.discard(leaf)
 
     def close(self, tops: list[Path]) -> None:
-        """Remove leftover leaves, then users' groups and the tops that are empty (other
-        servers started in the same cgroup may still use them: those stay)."""
+        """Remove leftover leaves and this process's other leaves in its users' groups
+        (workers that died with their fork server, never removed one by one), then the
+        users' groups and the tops that are empty (other servers started in the same
+        cgroup may still use them: those stay)."""
+        self.leftover.update(leaf for group in self.users for leaf in _own_leaves(group))
         self.sweep(patience=2.0)
         for group in self.users:
             remove(group, patience=0.5)  # a worker just killed may still be leaving it
@@ -191,6 +194,15 @@ class Made:
 
 
 _LEAF = re.compile(r"w(\d+)-\d+")  # a worker's leaf: made by the process of that pid
+
+
+def _own_leaves(group: Path) -> list[Path]:
+    """The workers' leaves in ``group`` that this process made."""
+    mine = str(os.getpid())
+    with contextlib.suppress(OSError):
+        return [leaf for leaf in group.iterdir()
+                if (m := _LEAF.fullmatch(leaf.name)) and m.group(1) == mine]
+    return []
 
 
 def sweep_dead(top: Path) -> None:
