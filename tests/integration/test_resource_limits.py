@@ -225,7 +225,10 @@ def test_a_users_groups_that_another_server_removed_are_made_again(
         group.remove()
 
 
-def test_what_it_made_is_removed_at_close() -> None:
+@pytest.mark.parametrize("removed_by_its_pool", [True, False])
+def test_what_it_made_is_removed_at_close(removed_by_its_pool: bool) -> None:
+    """Whether its pool removed the worker's group or not (a worker that died with its
+    fork server, as the server stopped), closing removes the leaf and the user's groups."""
     for kind, module in KINDS.items():
         try:
             made = module.prepare()
@@ -233,22 +236,8 @@ def test_what_it_made_is_removed_at_close() -> None:
             continue
         group = made.worker(user(made))
         assert start(group, "burn", 0.01, 0).wait(30) == 0
-        group.remove()
-        made.close()
-        for procs in group.join:
-            assert not Path(procs).parent.exists(), (kind, procs)
-
-
-def test_a_leaf_never_removed_one_by_one_is_removed_at_close() -> None:
-    """A worker that died with its fork server (the server stopping) is never removed
-    by its pool: closing removes its leaf and its user's groups all the same."""
-    for kind, module in KINDS.items():
-        try:
-            made = module.prepare()
-        except Unavailable:
-            continue
-        group = made.worker(user(made))
-        assert start(group, "burn", 0.01, 0).wait(30) == 0
+        if removed_by_its_pool:
+            group.remove()
         made.close()
         for procs in group.join:
             assert not Path(procs).parent.exists(), (kind, procs)
