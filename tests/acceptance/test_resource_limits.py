@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import httpx
 import pytest
 
 from epe.runner.identity import unreachable
-from epe.runner.limits import Unavailable, cgroup1, choose
+from epe.runner.limits import Unavailable, cgroup1, cgroup2, choose
 from epe.runner.limits.hierarchy import mounts, own_dir, own_paths
 from epe.settings import Settings
 from tests.serverproc import API, EPE, USERS, EpeServer, assert_error
@@ -47,6 +48,26 @@ def here() -> str:
     return limits.kind
 
 
+def user_groups(user: str) -> list[Path]:
+    """Where a server started by this test process makes ``user``'s groups."""
+    paths, found = own_paths(), mounts()
+    if here() == "cgroup1":
+        return [own_dir(next(m for m in found if m.fstype == "cgroup" and c in m.options),
+                        paths[c]) / cgroup1.TOP / user for c in cgroup1.CONTROLLERS]
+    own = own_dir(next(m for m in found if m.fstype == "cgroup2"), paths[""])
+    # The server moves the processes of its group into a leaf of it (cgroup2's docstring).
+    return [(own.parent if own.name == cgroup2.SERVER else own) / cgroup2.TOP / user]
+
+
+def made_soon(groups: list[Path]) -> bool:
+    """Whether all of ``groups`` exist within a while: a sign-in makes them just after
+    its answer is sent."""
+    deadline = time.monotonic() + 30
+    while not all(g.exists() for g in groups) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return all(g.exists() for g in groups)
+
+
 def value(c: httpx.Client, source: str, **params: Any) -> Any:
     r = c.post(f"{API}/do-eval", json={"script": source, "parameters": json.dumps(params)})
     assert r.status_code == 200, r.text
@@ -64,6 +85,22 @@ def test_health_and_the_log_say_how_workers_are_limited(server: EpeServer) -> No
         with c:
             groups = value(c, WHERE)
         assert groups and all(f"/epe/{user}/w" in g for g in groups), groups
+
+
+def test_a_users_groups_are_made_when_they_sign_in(server: EpeServer) -> None:
+    """Not on their first run's path: making them is most of what cgroups add to a new
+    user's first call (docs/benchmarks.md)."""
+    if here() == "rlimit":
+        pytest.skip("no cgroup here")
+    if server.env.get("EPE_EXECUTOR") == "ray":
+        pytest.skip("on Ray, each node's agent makes them when the user's pool starts there")
+    user, password = server.add_user()
+    groups = user_groups(user)
+    assert not any(g.exists() for g in groups), groups
+    with server.client(user, password) as c:  # a password grant: the user signs in
+        assert made_soon(groups), groups
+        # Their first run's worker is in them.
+        assert all(f"/{cgroup1.TOP}/{user}/w" in g for g in value(c, WHERE))
 
 
 def test_a_worker_past_its_users_memory_is_killed_and_another_users_run_finishes(

@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,7 @@ def test_a_user_added_through_the_api_has_their_worker_uid_before_their_first_ru
         srv: EpeServer) -> None:
     """Given with the account (as a directory user's at first sign-in), so that a new
     user's first run makes no write for it; one added on the command line, with no
-    server to say whether users are isolated, is given theirs at their first run."""
+    server to say whether users are isolated, is given theirs when they sign in."""
     _admin, admin = srv.new_client(admin=True)
     name = unique_name("UIDUSER")
     r = admin.post(USERS, json={"username": name, "password": "uid-Secret1"})
@@ -89,7 +90,6 @@ def test_a_user_added_through_the_api_has_their_worker_uid_before_their_first_ru
     cli_user = unique_name("UIDCLI")
     srv._add_with_cli(cli_user, "uid-Secret1", False)  # ``epe user add``
     cli_user = cli_user.upper()
-    c = srv.client(cli_user, "uid-Secret1")
 
     def uid_of(user: str) -> Any:
         with sqlite3.connect(srv.data_dir / "metadata.sqlite") as db:
@@ -97,6 +97,11 @@ def test_a_user_added_through_the_api_has_their_worker_uid_before_their_first_ru
 
     assert uid_of(name) is not None
     assert uid_of(cli_user) is None
+    c = srv.client(cli_user, "uid-Secret1")  # signs in: given just after the token is sent
+    deadline = time.monotonic() + 30
+    while uid_of(cli_user) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert uid_of(cli_user) is not None
     assert value(c, "def f():\n    import os\n    return os.getuid()\n") == uid_of(cli_user)[0]
     c.close()
 

@@ -1,6 +1,7 @@
 """The console's single sign-on in a real browser (docs/sign-in.md#the-console): "Sign in
 with …" through a real OpenID provider's own login page, back to the console signed in
-as the provider's user with its groups; then a script granted to a group there."""
+as the provider's user with its groups (and, with cgroups, their cgroups made for their
+first run); then a script granted to a group there."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.acceptance.test_resource_limits import here, made_soon, user_groups
 from tests.acceptance.test_sign_in_oidc import oidc_settings
 from tests.conftest import OIDC_SERVER_PORTS
 from tests.oidcprovider import OidcProvider
@@ -45,6 +47,8 @@ def test_sign_in_with_the_provider_and_grant_a_script_to_a_group(
     provider_sign_in(page, "oscar", "oscar-pw")
     expect(page.get_by_test_id("user")).to_have_text("OSCAR")
     assert "token" not in page.url  # taken out of the address at once
+    if here() != "rlimit":  # and their groups made, ready for their first run
+        assert made_soon(user_groups("OSCAR"))
 
     token = oidc_provider.access_token("oscar")
     with sso_console.http(headers={"Authorization": f"Bearer {token}"}) as c:

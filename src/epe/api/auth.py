@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.background import BackgroundTask
 
 from epe.api.deps import ServicesDep, bearer_token
 from epe.api.responses import json_response
@@ -19,12 +20,20 @@ def _token_body(issued: IssuedToken) -> Response:
                           "tokenType": "Bearer"})
 
 
+def _signed_in(issued: IssuedToken, services: ServicesDep) -> Response:
+    """The token's answer; once it is sent, the user's first run is made ready."""
+    answer = _token_body(issued)
+    answer.background = BackgroundTask(services.signed_in, issued.user)
+    return answer
+
+
 @router.post("/token")
 def token(body: TokenRequest, request: Request, services: ServicesDep) -> Response:
     """Get a token with a password, or refresh one (the chain is capped)."""
     if body.grant_type == "password":
         client = request.client.host if request.client else "unknown"
-        return _token_body(sessions.log_in(services, body.username, body.password, client))
+        return _signed_in(sessions.log_in(services, body.username, body.password, client),
+                          services)
     presented = body.refresh_token or body.token or bearer_token(request)
     return _token_body(sessions.refresh(services, presented))
 

@@ -15,10 +15,12 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.background import BackgroundTask
 
 from epe.api.deps import ServicesDep
 from epe.api.responses import json_response
 from epe.auth.provider import Pkce, Provider
+from epe.auth.tokens import IssuedToken
 from epe.errors import EpeError, InvalidRequest
 from epe.service import sessions
 
@@ -64,18 +66,22 @@ async def start(request: Request, services: ServicesDep) -> Response:
 @router.get("/oidc/callback", name="oidc_callback")
 async def callback(request: Request, services: ServicesDep) -> Response:
     """The provider's answer: to the console, signed in, or with what went wrong."""
+    issued = None
     try:
-        fragment = await asyncio.to_thread(_signed_in, request, services)
+        issued = await asyncio.to_thread(_signed_in, request, services)
+        fragment = f"token={quote(issued.token)}&expiresIn={issued.expires_in}"
     except EpeError as e:
         fragment = f"signinError={quote(e.message)}"
     answer = RedirectResponse(f"{CONSOLE}#{fragment}", status_code=302,
                               headers={"Cache-Control": "no-store",
                                        "Referrer-Policy": "no-referrer"})
     answer.delete_cookie(COOKIE, path=request.url.path)
+    if issued is not None:  # once the answer is sent: the user's first run made ready
+        answer.background = BackgroundTask(services.signed_in, issued.user)
     return answer
 
 
-def _signed_in(request: Request, services: ServicesDep) -> str:
+def _signed_in(request: Request, services: ServicesDep) -> IssuedToken:
     provider = _provider(services)
     query = request.query_params
     if "error" in query:
@@ -87,5 +93,4 @@ def _signed_in(request: Request, services: ServicesDep) -> str:
     redirect_uri = str(request.url_for("oidc_callback"))
     claims = provider.exchange(query["code"], redirect_uri, pkce)
     client = request.client.host if request.client else "unknown"
-    issued = sessions.log_in_with_provider(services, provider.identity(claims), client)
-    return f"token={quote(issued.token)}&expiresIn={issued.expires_in}"
+    return sessions.log_in_with_provider(services, provider.identity(claims), client)

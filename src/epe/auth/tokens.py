@@ -43,6 +43,7 @@ class TokenClaims:
 class IssuedToken:
     token: str
     expires_in: int
+    user: str  # whom it was issued to
 
 
 def new_key() -> bytes:
@@ -88,7 +89,7 @@ class TokenService:
         if token_id is not None:
             claims.update(tid=token_id, scope=scope)
         token = jwt.encode(claims, self._key, algorithm=ALGORITHM)
-        return IssuedToken(token=token, expires_in=max(1, round(expires - now)))
+        return IssuedToken(token=token, expires_in=max(1, round(expires - now)), user=user)
 
     def seal(self, payload: dict[str, str], lifetime: int) -> str:
         """``payload`` signed, to be handed back within ``lifetime`` seconds (the console's

@@ -51,6 +51,10 @@ class Backend(Protocol):
 
     async def stop(self) -> None: ...
 
+    async def expect(self, tenant: Tenant) -> None:
+        """``tenant`` has signed in: make ahead what their first pool needs."""
+        ...
+
     def pool(self, python: str, size: int, tenant: Tenant,
              may_grow: Callable[[], bool] | None = None) -> Executor:
         """A pool of up to ``size`` workers; ``may_grow``: asked before it adds a worker

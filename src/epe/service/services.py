@@ -9,7 +9,9 @@ cluster, ``runner.ray.host``), in pools kept per user and environment
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import logging
 import os
 from dataclasses import dataclass, field
 
@@ -34,6 +36,8 @@ from epe.service.limits import UserLimits
 from epe.service.usage import UsageLedger
 from epe.settings import Settings
 from epe.store import Store, open_store
+
+log = logging.getLogger("epe.runner")
 
 
 @dataclass
@@ -92,6 +96,19 @@ class Services:
         uid = self.store.uids.uid_of(user, self.settings.worker_uid_base,
                                      self.settings.worker_uid_count)
         return Tenant(user, uid, memory)
+
+    async def signed_in(self, user: str) -> None:
+        """``user`` has just signed in: what their first run on this machine needs is made
+        now (their worker uid, their groups: ``Backend.expect``), not on that run's path.
+        Run after the sign-in's answer is sent; what fails here, their first run does
+        again and reports."""
+        try:
+            tenant = self.known_tenant(user)
+            if tenant is None:
+                tenant = await asyncio.to_thread(self.tenant, user)
+            await self.environments.backend.expect(tenant)
+        except Exception:  # a background task's: nobody else would see it
+            log.exception("could not make ready for %s's first run", user)
 
     def close(self) -> None:
         if self.provider is not None:

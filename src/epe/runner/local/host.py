@@ -53,6 +53,7 @@ class LocalHost:
         self._fallback: WorkerIdentity | None = None
         self._mpl_dir = ""
         self.limits: ResourceLimits | None = None
+        self._limited: dict[str, UserLimits] = {}  # the users' groups made, with these limits
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -124,15 +125,17 @@ class LocalHost:
         if future is not None and future.done() and future.exception() is None:
             future.result().stop()
 
+    async def expect(self, tenant: Tenant) -> None:
+        """``tenant`` signed in: make their groups now, so that their first run on this
+        machine does not wait for them (a cgroup's making is most of what cgroups add to
+        a first run: docs/benchmarks.md)."""
+        if self.limits is not None and self.limits.kind != "rlimit":
+            self._limit(tenant)
+
     async def placement(self, python: str, tenant: Tenant) -> Placement:
         forks = await self.fork_server(python)
+        memory = self._limit(tenant)
         assert self.limits is not None, "the host is not started"
-        memory = tenant.memory_limit or user_memory_limit(self.settings)
-        try:
-            self.limits.user(tenant.name, UserLimits(memory, self.settings.worker_max_processes))
-        except OSError as e:  # e.g. lowered below what the user's workers hold now
-            log.warning("could not set the limits of %s's group: %s; it keeps those it had",
-                        tenant.name, e)
         if self.isolated:
             if tenant.uid is None:
                 raise InternalError(f"no worker uid was given for {tenant.name}")
@@ -143,6 +146,24 @@ class LocalHost:
         return Placement(forks, exchange, None, self._fallback, self.limits, memory)
 
     # -- details -----------------------------------------------------------------------
+
+    def _limit(self, tenant: Tenant) -> int:
+        """Make ``tenant``'s group, or set its limits anew if they changed; the bytes
+        of memory their workers may hold together. A group another server's sweep
+        removed meanwhile is made again with its worker (``ResourceLimits.worker``)."""
+        assert self.limits is not None, "the host is not started"
+        memory = tenant.memory_limit or user_memory_limit(self.settings)
+        wanted = UserLimits(memory, self.settings.worker_max_processes)
+        if self._limited.get(tenant.name) == wanted:
+            return memory
+        try:
+            self.limits.user(tenant.name, wanted)
+        except OSError as e:  # e.g. lowered below what the user's workers hold now
+            log.warning("could not set the limits of %s's group: %s; it keeps those it had",
+                        tenant.name, e)
+        else:
+            self._limited[tenant.name] = wanted
+        return memory
 
     def _say_limits(self, limits: ResourceLimits) -> None:
         if limits.kind != "rlimit":

@@ -142,6 +142,10 @@ class RayHost:
 
     # -- making pools ------------------------------------------------------------------
 
+    async def expect(self, tenant: Tenant) -> None:
+        """Nothing ahead: which nodes will run ``tenant``'s workers is not known until
+        their pool starts, and each node's agent makes their group there then."""
+
     def pool(self, python: str, size: int, tenant: Tenant,
              may_grow: Callable[[], bool] | None = None) -> RayPool:
         """A pool; ``may_grow`` is not asked: the node agents grow pools on their nodes."""
