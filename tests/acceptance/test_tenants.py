@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from epe.runner.identity import unreachable
+from tests.acceptance.test_worker_isolation import metric
 from tests.serverproc import (
     API,
     EPE,
@@ -427,11 +428,32 @@ def test_pools_count_the_workers_they_have_and_grow_into_room(make_server: Any) 
         sent = _in_thread(lambda: other.post(f"{API}/do-eval", json=sleeper))
         assert c.post(f"{API}/do-eval", json=sleeper).json() == {"result": "slept"}
         assert sent().json() == {"result": "slept"}
-    wait_for(lambda: any(f"stopped the pool of PoolKey(environment=None, user='{second}')"
+    wait_for(lambda: any(f"evicted the pool of PoolKey(environment=None, user='{second}')"
                          in line for line in srv.output))
     assert not any(f"user='{third}')" in line and "to make room" in line
                    for line in srv.output)
     assert _executor(srv)["pools"] == 2 and _executor(srv)["workers"] == 3
+
+
+def test_an_evicted_pools_workers_stop_once_no_run_is_in_flight(make_server: Any) -> None:
+    # Not while other users' runs go on: a burst of new users, each evicting a pool,
+    # would wait behind the killing (docs/benchmarks.md).
+    srv = make_server(EPE_MAX_POOLS="2", EPE_MAX_WORKERS="2")
+    _, admin = srv.new_client(admin=True)
+    (a_name, a), (_, b), (_, c) = (srv.new_client() for _ in range(3))
+    one = {"script": "def f():\n    return 1\n"}
+    assert a.post(f"{API}/do-eval", json=one).json() == {"result": 1}
+    sleeper = {"script": "def f():\n    import time\n    time.sleep(4)\n    return 'slept'\n"}
+    slept = _in_thread(lambda: b.post(f"{API}/do-eval", json=sleeper))
+    wait_for(lambda: metric(admin, "epe_workers") == 2)  # b's pool started: two are warm
+    # c's pool evicts a's (idle), while b's run is in flight: a's worker lives on.
+    assert c.post(f"{API}/do-eval", json=one).json() == {"result": 1}
+    wait_for(lambda: any(f"evicted the pool of PoolKey(environment=None, user='{a_name}')"
+                         in line for line in srv.output))
+    assert metric(admin, "epe_workers") == 3
+    assert _executor(srv)["pools"] == 2
+    assert slept().json() == {"result": "slept"}
+    wait_for(lambda: metric(admin, "epe_workers") == 2)  # then it stops: b's and c's left
 
 
 def _executor(srv: EpeServer) -> dict[str, Any]:

@@ -7,7 +7,11 @@ workers are warm at once (on a Ray cluster: on each node, every pool having its
 workers on every node), both sized from the machine unless set (``warm_bounds``); a
 pool counts as the workers it has (``Executor.warm``: a local pool starts with one and
 grows under load; a Ray pool counts as its size). A new pool, or a worker a pool would
-add, that would pass a bound first stops the least recently used idle pool; a pool
+add, that would pass a bound first evicts the least recently used idle pool. An evicted
+pool's workers are stopped once no run is in flight, or ``EVICTED_STOP_WITHIN`` seconds
+later at the latest: a burst of new users, each evicting someone's pool, would
+otherwise wait behind the CPU their killing takes (docs/benchmarks.md). Workers waiting
+so are at most half the workers' bound; past it, an evicted pool stops at once. A pool
 that cannot grow runs its tasks on the workers it has, and when every pool is busy a
 new one waits its turn (first come, first served). More than ``EPE_POOL_QUEUE_LIMIT``
 runs waiting is a 503 with ``Retry-After``.
@@ -20,7 +24,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,6 +35,8 @@ from epe.runner.limits import warm_bounds
 from epe.settings import Settings
 
 log = logging.getLogger("epe.runner")
+
+EVICTED_STOP_WITHIN = 5.0  # seconds: an evicted pool's stop waits for no run in flight
 
 
 class Backend(Protocol):
@@ -98,6 +104,11 @@ class Pools:
         self._waiting = 0
         self._reaper: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Future[None]] = set()
+        self._runs = 0  # in flight, in every pool
+        self._quiet = asyncio.Event()  # no run in flight, or the server stopping
+        self._quiet.set()
+        self._closing = False
+        self._evicted = 0  # workers of evicted pools not stopped yet
         self.max_workers, self.max_pools = warm_bounds(settings)
 
     async def start(self) -> None:
@@ -109,6 +120,8 @@ class Pools:
     async def stop(self) -> None:
         if self._reaper is not None:
             self._reaper.cancel()
+        self._closing = True  # evicted pools stop now, whatever still runs
+        self._quiet.set()
         entries, self._entries = list(self._entries.values()), {}
         await asyncio.gather(*(self._stop(e) for e in entries), *self._stopping,
                              return_exceptions=True)
@@ -125,12 +138,18 @@ class Pools:
     async def use(self, key: PoolKey, python: str, version: str, size: int,
                   tenant: Tenant) -> AsyncIterator[Executor]:
         """The pool of ``key``, started if needed, marked busy while the block runs."""
-        entry = await self._entry(key, python, version, size, tenant)
+        self._run_begins()  # counted from here: a run that evicts holds evicted pools' stop
+        try:
+            entry = await self._entry(key, python, version, size, tenant)
+        except BaseException:
+            self._run_ends()
+            raise
         entry.active += 1
         try:
             await asyncio.shield(entry.ready)
             yield entry.executor
         finally:
+            self._run_ends()
             entry.active -= 1
             entry.last_used = time.monotonic()
             if self._waiting:  # a run waits for room: an idle pool may make it
@@ -145,6 +164,16 @@ class Pools:
         return [asyncio.ensure_future(self._stop(e)) for e in doomed]
 
     # -- details -------------------------------------------------------------------------
+
+    def _run_begins(self) -> None:
+        self._runs += 1
+        if not self._closing:
+            self._quiet.clear()
+
+    def _run_ends(self) -> None:
+        self._runs -= 1
+        if self._runs == 0:
+            self._quiet.set()
 
     async def _entry(self, key: PoolKey, python: str, version: str, size: int,
                      tenant: Tenant) -> _Entry:
@@ -231,14 +260,32 @@ class Pools:
             return False
         victim = min(idle, key=lambda e: e.last_used)
         del self._entries[victim.key]
-        self._in_background(victim)
-        log.info("stopped the pool of %s to make room", victim.key)
+        workers = victim.executor.warm
+        if self._evicted + workers <= self.max_workers // 2:
+            self._evicted += workers
+            self._in_background(victim, self._stop_evicted(victim, workers))
+        else:
+            self._in_background(victim)
+        log.info("evicted the pool of %s to make room", victim.key)
         return True
 
-    def _in_background(self, entry: _Entry) -> None:
-        stopping = asyncio.ensure_future(self._stop(entry))
-        self._stopping.add(stopping)
-        stopping.add_done_callback(self._stopping.discard)
+    def _in_background(self, entry: _Entry,
+                       stopping: Coroutine[Any, Any, None] | None = None) -> None:
+        """Stop ``entry`` (or run ``stopping``, which does) without waiting for it."""
+        task = asyncio.ensure_future(stopping if stopping is not None else self._stop(entry))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def _stop_evicted(self, entry: _Entry, workers: int) -> None:
+        """Stop an evicted pool of ``workers`` once no run is in flight, or
+        ``EVICTED_STOP_WITHIN`` seconds from now."""
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(EVICTED_STOP_WITHIN):
+                    await self._quiet.wait()
+        finally:
+            self._evicted -= workers
+        await self._stop(entry)
 
     async def _stop(self, entry: _Entry) -> None:
         with contextlib.suppress(Exception, asyncio.CancelledError):
