@@ -225,6 +225,22 @@ def test_a_users_groups_that_another_server_removed_are_made_again(
         group.remove()
 
 
+def test_a_users_groups_never_run_in_are_swept_by_the_next_server() -> None:
+    """Made at a sign-in by a server that then died without stopping: no leaf in them
+    says whose they were, and the next server to start removes them."""
+    for kind, module in KINDS.items():
+        try:
+            died = module.prepare()
+        except Unavailable:
+            continue
+        name = user(died)
+        groups = [p for p in Path("/sys/fs/cgroup").rglob(name) if p.is_dir()]
+        assert groups, kind
+        module.prepare().close()  # the next server: it starts, sweeps, stops
+        assert not [p for p in groups if p.exists()], (kind, groups)
+        died.close()
+
+
 @pytest.mark.parametrize("removed_by_its_pool", [True, False])
 def test_what_it_made_is_removed_at_close(removed_by_its_pool: bool) -> None:
     """Whether its pool removed the worker's group or not (a worker that died with its

@@ -207,16 +207,17 @@ def _own_leaves(group: Path) -> list[Path]:
 
 def sweep_dead(top: Path) -> None:
     """Remove the empty leaves that servers which died without stopping left in ``top``
-    (a Ray node's agent ended by Ray, a server killed), and their users' groups if that
-    empties them (a live server makes its user's group again: ``Cgroup*.worker``)."""
+    (a Ray node's agent ended by Ray, a server killed), and the users' groups that hold
+    nothing then, leaves or not (made at a sign-in, never run in). A live server's idle
+    user's group may go too: its next worker makes it again (``Cgroup*.worker``)."""
     with contextlib.suppress(OSError):
         for user in top.iterdir():
             if not user.is_dir():
                 continue
             dead = [leaf for leaf in user.iterdir()
                     if (m := _LEAF.fullmatch(leaf.name)) and not _alive(int(m.group(1)))]
-            if dead and all(remove(leaf) for leaf in dead):
-                remove(user)
+            if all(remove(leaf) for leaf in dead):
+                remove(user)  # only if empty: one with processes or live leaves stays
 
 
 def _alive(pid: int) -> bool:

@@ -54,6 +54,7 @@ class LocalHost:
         self._mpl_dir = ""
         self.limits: ResourceLimits | None = None
         self._limited: dict[str, UserLimits] = {}  # the users' groups made, with these limits
+        self._stopping = False
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -87,6 +88,7 @@ class LocalHost:
         Exchange(None).warm_up_and_close()
 
     async def stop(self) -> None:
+        self._stopping = True
         servers = [f for f in self._servers.values() if f.done() and not f.exception()]
         for future in servers:
             future.result().stop()
@@ -129,8 +131,8 @@ class LocalHost:
         """``tenant`` signed in: make their groups now, so that their first run on this
         machine does not wait for them (a cgroup's making is most of what cgroups add to
         a first run: docs/benchmarks.md)."""
-        if self.limits is not None and self.limits.kind != "rlimit":
-            self._limit(tenant)
+        if self.limits is not None and self.limits.kind != "rlimit" and not self._stopping:
+            self._limit(tenant)  # (stopping: its groups would outlive their removal)
 
     async def placement(self, python: str, tenant: Tenant) -> Placement:
         forks = await self.fork_server(python)
