@@ -8,10 +8,11 @@ workers on every node), both sized from the machine unless set (``warm_bounds``)
 pool counts as the workers it has (``Executor.warm``: a local pool starts with one and
 grows under load; a Ray pool counts as its size). A new pool, or a worker a pool would
 add, that would pass a bound first evicts the least recently used idle pool. An evicted
-pool's workers are stopped once no run is in flight, or ``EVICTED_STOP_WITHIN`` seconds
-later at the latest: a burst of new users, each evicting someone's pool, would
-otherwise wait behind the CPU their killing takes (docs/benchmarks.md). Workers waiting
-so are at most half the workers' bound; past it, an evicted pool stops at once. A pool
+pool's workers are stopped once the burst that evicted it is over (no pool started for
+``BURST_GAP`` seconds, and no run in flight), or ``EVICTED_STOP_WITHIN`` seconds later
+at the latest: a burst of new users, each evicting someone's pool, would otherwise wait
+behind the CPU their killing takes (docs/benchmarks.md). Workers waiting so are at most
+half the workers' bound; past it, an evicted pool stops at once. A pool
 that cannot grow runs its tasks on the workers it has, and when every pool is busy a
 new one waits its turn (first come, first served). More than ``EPE_POOL_QUEUE_LIMIT``
 runs waiting is a 503 with ``Retry-After``.
@@ -36,7 +37,8 @@ from epe.settings import Settings
 
 log = logging.getLogger("epe.runner")
 
-EVICTED_STOP_WITHIN = 5.0  # seconds: an evicted pool's stop waits for no run in flight
+BURST_GAP = 0.5  # seconds without a new pool: a burst of them is over
+EVICTED_STOP_WITHIN = 5.0  # seconds at most that an evicted pool's stop waits for it
 
 
 class Backend(Protocol):
@@ -108,6 +110,7 @@ class Pools:
         self._quiet = asyncio.Event()  # no run in flight, or the server stopping
         self._quiet.set()
         self._closing = False
+        self._last_start = 0.0  # when the newest pool was started (monotonic)
         self._evicted = 0  # workers of evicted pools not stopped yet
         self.max_workers, self.max_pools = warm_bounds(settings)
 
@@ -198,6 +201,7 @@ class Pools:
             await self._make_room(executor.warm)
             entry = self._entries.get(key)  # another run may have started it meanwhile
             if entry is None:
+                self._last_start = time.monotonic()
                 entry = _Entry(key, python, version, size, tenant, executor,
                                asyncio.ensure_future(self._start(key, executor)))
                 self._entries[key] = entry
@@ -277,11 +281,19 @@ class Pools:
         task.add_done_callback(self._stopping.discard)
 
     async def _stop_evicted(self, entry: _Entry, workers: int) -> None:
-        """Stop an evicted pool of ``workers`` once no run is in flight, or
-        ``EVICTED_STOP_WITHIN`` seconds from now."""
+        """Stop an evicted pool of ``workers`` once no pool has started for ``BURST_GAP``
+        seconds and no run is in flight, or ``EVICTED_STOP_WITHIN`` seconds from now.
+        (No run in flight alone came too early: in a burst's tail, between one caller's
+        answer and their next call.)"""
+        deadline = time.monotonic() + EVICTED_STOP_WITHIN
         try:
+            while not self._closing and \
+                    (gap := self._last_start + BURST_GAP - time.monotonic()) > 0:
+                await asyncio.sleep(min(gap, max(0.0, deadline - time.monotonic())))
+                if time.monotonic() >= deadline:
+                    break
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(EVICTED_STOP_WITHIN):
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                     await self._quiet.wait()
         finally:
             self._evicted -= workers
