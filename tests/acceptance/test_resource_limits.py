@@ -12,6 +12,7 @@ as root, as an administrator would) and says why not where none was
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import json
 import os
 import shutil
@@ -41,8 +42,10 @@ WHERE = ("def f():\n    lines = open('/proc/self/cgroup').read().split()\n"
          "l.startswith('0::')]\n")
 
 
+@functools.cache
 def here() -> str:
-    """How a server started like this test process limits its workers."""
+    """How a server started like this test process limits its workers (found once: the
+    limits made to find it sweep the groups that hold nothing, a live server's too)."""
     limits = choose(Settings(data_dir=Path(tempfile.gettempdir())))
     limits.close()
     return limits.kind
