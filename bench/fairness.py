@@ -10,7 +10,11 @@ through the admin API, and measures:
   divided by B's median alone (alternating). Goal <= 1.3.
 * **CPU share**: A's 6 burners and B's 1 burn until the same deadline; the share of a
   core each got while it burned (its CPU seconds over its wall seconds), B's over the
-  sum. Goal >= 0.45 (half, less noise).
+  sum. Goal >= 0.45 (half, less noise). On cgroup v1 each round alternates with the
+  kernel's own figure: the same seven burners as bare processes in two groups of the
+  cpu hierarchy (six in one, one in the other), no epe involved, so the row shows how
+  much of the gap from half is the kernel's load balancing. Goal for the ratio >= 0.95:
+  epe's groups give B what the kernel gives any two groups.
   These two on a server with ``EPE_WORKERS=6`` (A's pool holds 6 burners), once with
   cgroups and once with ``EPE_RESOURCE_LIMITS=rlimit``, side by side: the goals are
   for cgroups; the rlimit figures show what they change.
@@ -39,6 +43,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -206,24 +211,38 @@ def wait_for(c: httpx.Client, url: str) -> None:
     raise RuntimeError(f"job {url} did not end")
 
 
-def burners(server: Server, calls: int) -> tuple[Row, Row]:
-    """B's do-eval latency while A burns, against alone; B's CPU share while both burn."""
+def burners(server: Server, calls: int, share_rounds: int) -> list[Row]:
+    """B's do-eval latency while A burns, against alone; B's CPU share while both burn,
+    and with cgroup v1 that share over the kernel's for the same burners without epe."""
+    limits = server.limits()
     a, b = server.new_user("A"), server.new_user("B")
     with httpx.Client(base_url=server.url, timeout=120, headers=b) as cb:
         burn(server, a, b, 1.0)  # both pools grown to what they hold under load
-        alone, loaded, shares = [], [], []
+        alone: list[float] = []
+        loaded: list[float] = []
         for _ in range(2):
             alone += [timed(cb) for _ in range(calls)]
             with burning(server, a):
                 loaded += [timed(cb) for _ in range(calls)]
+        groups = bare_groups() if limits == "cgroup1" else None
+        shares, bare = [], []
+        for _ in range(share_rounds):
             shares.append(burn(server, a, b, 3.0))
-    ratio = statistics.median(loaded) / statistics.median(alone)
+            if groups is not None:
+                bare.append(burn_bare(groups, 3.0))
     share = statistics.median(shares)
-    return (Row(f"B's do-eval under A's {BURNERS} burners / alone ({server.limits()})", ratio,
-                "<= 1.3", f"median {statistics.median(loaded) * 1e3:.1f} ms against "
-                          f"{statistics.median(alone) * 1e3:.1f} ms"),
-            Row(f"B's CPU share, 1 burner against A's {BURNERS} ({server.limits()})", share,
-                ">= 0.45", "rounds: " + ", ".join(f"{s:.2f}" for s in shares)))
+    rows = [Row(f"B's do-eval under A's {BURNERS} burners / alone ({limits})",
+                statistics.median(loaded) / statistics.median(alone), "<= 1.3",
+                f"median {statistics.median(loaded) * 1e3:.1f} ms against "
+                f"{statistics.median(alone) * 1e3:.1f} ms"),
+            Row(f"B's CPU share, 1 burner against A's {BURNERS} ({limits})", share, ">= 0.45",
+                "rounds: " + ", ".join(f"{s:.2f}" for s in shares))]
+    if bare:
+        rows.append(Row(f"B's CPU share through epe / bare processes in two groups ({limits})",
+                        share / statistics.median(bare), ">= 0.95",
+                        "the kernel's own share, alternated: "
+                        + ", ".join(f"{s:.2f}" for s in bare)))
+    return rows
 
 
 @contextmanager
@@ -258,6 +277,57 @@ def burn(server: Server, a: dict[str, str], b: dict[str, str], seconds: float) -
 
     in_threads(BURNERS + 1, one)
     return got[0] / sum(got.values())
+
+
+# The bench's burner as a bare process: told the deadline on stdin, it prints its share.
+BARE = BURN + "import sys\nprint(f(float(sys.stdin.readline())), flush=True)\n"
+
+
+def bare_groups() -> Path | None:
+    """A fresh group of this process's cgroup v1 cpu hierarchy to make the bare burners'
+    two groups in, or None where there is none this process may write to."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "cpu" in controllers.split(","):
+            mount = Path("/sys/fs/cgroup", controllers)
+            here = mount / path.lstrip("/") / f"epe-bench-{os.getpid()}"
+            try:
+                here.mkdir()
+            except OSError:
+                return None
+            here.rmdir()
+            return here
+    return None
+
+
+def burn_bare(groups: Path, seconds: float) -> float:
+    """The kernel's share for B with no epe: BURNERS bare burners in one group, one in
+    another, under ``groups`` (made for the burn and removed after it)."""
+    made = [groups, groups / "A", groups / "B"]
+    for g in made:
+        g.mkdir()
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        for i in range(BURNERS + 1):
+            p = subprocess.Popen([sys.executable, "-c", BARE], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+            procs.append(p)
+            (made[2] if i == 0 else made[1]).joinpath("cgroup.procs").write_text(str(p.pid))
+        time.sleep(0.3)  # each started and waiting for its deadline
+        until = time.time() + seconds
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write(f"{until}\n")
+            p.stdin.flush()
+        got = [float(p.communicate()[0]) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for g in reversed(made):
+            g.rmdir()
+    return got[0] / sum(got)
 
 
 def cgroup_cost(cg: Server, rl: Server, users: int, calls: int) -> tuple[Row, Row]:
@@ -360,7 +430,8 @@ def measure(only: set[str], quick: bool, log: Callable[[str], None]) -> list[Row
                 if not only or "burners" in only:
                     for name in ("cg6", "rl6"):
                         log(f"B against A's burners ({s[name].limits()}) ...")
-                        rows += burners(s[name], 10 if quick else 30)
+                        rows += burners(s[name], 10 if quick else 30,
+                                        2 if quick else 5)
         if not only or "cost" in only or "many" in only:
             extra = json.loads(os.environ.get("FAIRNESS_ENV", "{}"))  # trying settings
             with servers(root, cg=extra, rl={**extra, **RLIMIT}) as s:
