@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from pathlib import Path
 
 import pytest
 
@@ -86,9 +88,40 @@ def test_lines_are_written_by_a_thread_with_the_ids_they_were_logged_with(
         ("one line", "queued-1"), ("after the stop", None)]
 
 
-def test_a_failed_statement_does_not_show_its_values(tmp_path: object) -> None:
-    from pathlib import Path
+def wakeups(thread_id: int) -> int:
+    """How many times a thread of this process has gone to sleep and been woken."""
+    status = Path(f"/proc/self/task/{thread_id}/status").read_text()
+    return int(status.split("voluntary_ctxt_switches:")[1].split()[0])
 
+
+def test_the_writer_sleeps_while_nothing_is_logged_and_wakes_for_a_line(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    from epe.observe import logs
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.configure("plain", "INFO")
+        assert logs._writer is not None
+        writer = logs._writer._thread.native_id
+        assert writer is not None
+        logging.getLogger("epe.test").info("before the quiet")
+        time.sleep(0.2)  # written, and the writer waiting for the next line
+        before = wakeups(writer)
+        time.sleep(0.5)  # a writer looking every 20 ms would wake about 25 times
+        quiet = wakeups(writer) - before
+        logging.getLogger("epe.test").info("after the quiet")
+        time.sleep(0.2)
+        written = capfd.readouterr().err  # before the stop: the writer itself wrote it
+        logs.stop()
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    assert quiet <= 1
+    assert "before the quiet" in written and "after the quiet" in written
+
+
+def test_a_failed_statement_does_not_show_its_values(tmp_path: object) -> None:
     from sqlalchemy import insert
     from sqlalchemy.exc import IntegrityError
 

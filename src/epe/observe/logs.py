@@ -8,11 +8,13 @@ or a parameter's value: only names, counts, codes and times.
 
 A line logged on the event loop costs it only a queue put: the ids are noted on the
 record there, and a thread of its own formats and writes the lines, so a slow
-reader of standard error never holds up requests. That thread looks at the queue every
-``WRITE_INTERVAL`` rather than being woken by each put: waking it per line made the
-logging thread and the event loop take turns for the CPU and the GIL, which cost a
-sync run on a busy 2-core machine about a tenth of its latency (docs/benchmarks.md).
-``stop`` writes what is queued.
+reader of standard error never holds up requests. That thread is woken by the first
+line after a quiet spell only: it writes it, lets ``WRITE_INTERVAL`` pass and writes
+what gathered meanwhile. Waking it per line made the logging thread and the event loop
+take turns for the CPU and the GIL, which cost a sync run on a busy 2-core machine
+about a tenth of its latency (docs/benchmarks.md); looking at the queue every interval
+instead woke an idle server fifty times a second for nothing. ``stop`` writes what is
+queued.
 """
 
 from __future__ import annotations
@@ -91,23 +93,28 @@ class _Queued(QueueHandler):
         return record
 
 
-WRITE_INTERVAL = 0.02  # seconds between the writer's looks at the queue
+WRITE_INTERVAL = 0.02  # seconds a woken writer lets pass before it writes what gathered
 
 
 class _Writer:
-    """The thread that formats and writes queued lines, every ``WRITE_INTERVAL``."""
+    """The thread that formats and writes queued lines, at most once every
+    ``WRITE_INTERVAL`` while lines come, and sleeps while none do."""
 
     def __init__(self, handler: logging.Handler) -> None:
         self.handler = handler
-        self.lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        # None is the stop's own entry: it wakes a writer waiting for a line.
+        self.lines: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="epe-log-writer", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(WRITE_INTERVAL):
+        while not self._stop.is_set():
+            first = self.lines.get()
+            if first is not None:
+                self.handler.handle(first)
+            self._stop.wait(WRITE_INTERVAL)
             self.write_queued()
-        self.write_queued()
 
     def write_queued(self) -> None:
         while True:
@@ -115,11 +122,14 @@ class _Writer:
                 record = self.lines.get_nowait()
             except queue.Empty:
                 return
-            self.handler.handle(record)
+            if record is not None:
+                self.handler.handle(record)
 
     def stop(self) -> None:
         self._stop.set()
+        self.lines.put(None)
         self._thread.join()
+        self.write_queued()
 
 
 _writer: _Writer | None = None
