@@ -385,8 +385,11 @@ class LocalPool:
         # A spare that died just as it was handed the request (killed from outside)
         # never answers: the next one, or a fork, does.
         for _ in range(SPARE_ATTEMPTS - 1):
-            with contextlib.suppress(_SpareLost):
+            try:
                 return await self._spawn_once()
+            except _SpareLost:
+                log.warning("a spare worker ended before it was ready as %s's worker; "
+                            "asking for another", self.tenant.name)
         return await self._spawn_once()
 
     async def _spawn_once(self) -> _Worker:
