@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from epe.observe import logs
 from epe.observe.logs import JOB_ID, REQUEST_ID, JsonFormatter, request_id_from
+from tests.serverproc import wait_for
 
 
 def record(message: str, *args: object, **extra: object) -> logging.LogRecord:
@@ -66,23 +69,26 @@ def test_any_other_is_replaced_by_a_new_one(given: str | None) -> None:
     assert made != request_id_from(given)
 
 
-def test_lines_are_written_by_a_thread_with_the_ids_they_were_logged_with(
-        capfd: pytest.CaptureFixture[str]) -> None:
-    from epe.observe import logs
-
+@pytest.fixture
+def root_logger() -> Iterator[logging.Logger]:
+    """The root logger, its handlers and level put back (and the writer stopped) after."""
     root = logging.getLogger()
     saved = root.handlers[:], root.level
-    try:
-        logs.configure("json", "INFO")
-        token = REQUEST_ID.set("queued-1")
-        logging.getLogger("epe.test").info("one %s", "line")
-        REQUEST_ID.reset(token)  # gone before the writer formats the line
-        logging.getLogger("epe.test").debug("below the level")
-        logs.stop()
-        logging.getLogger("epe.test").warning("after the stop")
-    finally:
-        root.handlers[:], level = saved
-        root.setLevel(level)
+    yield root
+    logs.stop()
+    root.handlers[:], level = saved
+    root.setLevel(level)
+
+
+def test_lines_are_written_by_a_thread_with_the_ids_they_were_logged_with(
+        root_logger: logging.Logger, capfd: pytest.CaptureFixture[str]) -> None:
+    logs.configure("json", "INFO")
+    token = REQUEST_ID.set("queued-1")
+    logging.getLogger("epe.test").info("one %s", "line")
+    REQUEST_ID.reset(token)  # gone before the writer formats the line
+    logging.getLogger("epe.test").debug("below the level")
+    logs.stop()
+    logging.getLogger("epe.test").warning("after the stop")
     lines = [json.loads(x) for x in capfd.readouterr().err.splitlines()]
     assert [(x["message"], x.get("requestId")) for x in lines] == [
         ("one line", "queued-1"), ("after the stop", None)]
@@ -95,30 +101,27 @@ def wakeups(thread_id: int) -> int:
 
 
 def test_the_writer_sleeps_while_nothing_is_logged_and_wakes_for_a_line(
-        capfd: pytest.CaptureFixture[str]) -> None:
-    from epe.observe import logs
+        root_logger: logging.Logger, capfd: pytest.CaptureFixture[str]) -> None:
+    logs.configure("plain", "INFO")
+    assert logs._writer is not None
+    writer = logs._writer._thread.native_id
+    assert writer is not None
+    written = ""
 
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    try:
-        logs.configure("plain", "INFO")
-        assert logs._writer is not None
-        writer = logs._writer._thread.native_id
-        assert writer is not None
-        logging.getLogger("epe.test").info("before the quiet")
-        time.sleep(0.2)  # written, and the writer waiting for the next line
-        before = wakeups(writer)
-        time.sleep(0.5)  # a writer looking every 20 ms would wake about 25 times
-        quiet = wakeups(writer) - before
-        logging.getLogger("epe.test").info("after the quiet")
-        time.sleep(0.2)
-        written = capfd.readouterr().err  # before the stop: the writer itself wrote it
-        logs.stop()
-    finally:
-        root.handlers[:], level = saved
-        root.setLevel(level)
-    assert quiet <= 1
-    assert "before the quiet" in written and "after the quiet" in written
+    def shown(line: str) -> bool:
+        nonlocal written
+        written += capfd.readouterr().err
+        return line in written
+
+    logging.getLogger("epe.test").info("before the quiet")
+    wait_for(lambda: shown("before the quiet"))
+    time.sleep(0.1)  # its writer past the lines that came with it
+    before = wakeups(writer)
+    time.sleep(0.5)  # a writer looking every 20 ms would wake about 25 times
+    quiet = wakeups(writer) - before
+    logging.getLogger("epe.test").info("after the quiet")
+    wait_for(lambda: shown("after the quiet"))  # written by the writer: it woke for it
+    assert quiet <= 2  # at most the end of the wait it was in, and the sleep after
 
 
 def test_a_failed_statement_does_not_show_its_values(tmp_path: object) -> None:
