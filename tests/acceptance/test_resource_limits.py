@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from epe.runner.identity import unreachable
 from epe.runner.limits import Unavailable, cgroup1, cgroup2, choose
 from epe.runner.limits.hierarchy import mounts, own_dir, own_paths
 from epe.settings import Settings
-from tests.serverproc import API, EPE, USERS, EpeServer, assert_error
+from tests.serverproc import API, EPE, TOKEN_URL, USERS, EpeServer, assert_error
 
 MB = 1024**2
 HOLD = ("def f(mb, seconds):\n    import time\n    block = bytearray(mb * 2**20)\n"
@@ -103,6 +103,29 @@ def test_a_users_groups_are_made_when_they_sign_in(server: EpeServer) -> None:
     with server.client(user, password) as c:  # a password grant: the user signs in
         assert made_soon(groups), groups
         # Their first run's worker is in them.
+        assert all(f"/{cgroup1.TOP}/{user}/w" in g for g in value(c, WHERE))
+
+
+def test_a_users_groups_are_made_again_when_they_refresh_their_token_after_a_restart(
+        make_server: Callable[..., EpeServer]) -> None:
+    """A server's start removes the groups that hold nothing: a user signed in before
+    it finds theirs made again by the refresh, not by their next run."""
+    if here() == "rlimit":
+        pytest.skip("no cgroup here")
+    srv = make_server()
+    user, password = srv.add_user()
+    groups = user_groups(user)
+    token = srv.token(user, password)
+    assert made_soon(groups), groups
+    srv.stop()
+    srv.start()
+    assert not any(g.exists() for g in groups), groups  # swept: nothing ran in them
+    with srv.http() as c:
+        r = c.post(TOKEN_URL, json={"grant_type": "refresh_token", "token": token})
+        assert r.status_code == 200, r.text
+        assert made_soon(groups), groups
+    refreshed = {"Authorization": f"Bearer {r.json()['accessToken']}"}
+    with srv.http(headers=refreshed) as c:  # and their next run's worker is in them
         assert all(f"/{cgroup1.TOP}/{user}/w" in g for g in value(c, WHERE))
 
 

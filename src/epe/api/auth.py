@@ -21,7 +21,9 @@ def _token_body(issued: IssuedToken) -> Response:
 
 
 def _signed_in(issued: IssuedToken, services: ServicesDep) -> Response:
-    """The token's answer; once it is sent, the user's first run is made ready."""
+    """The token's answer; once it is sent, the user's next run is made ready on this
+    server (a refresh too: this server may have started, or be another replica, since
+    the user signed in)."""
     answer = _token_body(issued)
     answer.background = BackgroundTask(services.signed_in, issued.user)
     return answer
@@ -35,7 +37,7 @@ def token(body: TokenRequest, request: Request, services: ServicesDep) -> Respon
         return _signed_in(sessions.log_in(services, body.username, body.password, client),
                           services)
     presented = body.refresh_token or body.token or bearer_token(request)
-    return _token_body(sessions.refresh(services, presented))
+    return _signed_in(sessions.refresh(services, presented), services)
 
 
 @router.post("/token/revoke")

@@ -98,8 +98,9 @@ class Services:
         return Tenant(user, uid, memory)
 
     async def signed_in(self, user: str) -> None:
-        """``user`` has just signed in: what their first run on this machine needs is made
-        now (their worker uid, their groups: ``Backend.expect``), not on that run's path.
+        """``user`` has just signed in, or refreshed their token: what their first run on
+        this machine needs is made now (their worker uid, their groups:
+        ``Backend.expect``), not on that run's path.
         Run after the sign-in's answer is sent; what fails here, their first run does
         again and reports."""
         try:
