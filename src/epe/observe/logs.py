@@ -8,13 +8,13 @@ or a parameter's value: only names, counts, codes and times.
 
 A line logged on the event loop costs it only a queue put: the ids are noted on the
 record there, and a thread of its own formats and writes the lines, so a slow
-reader of standard error never holds up requests. That thread is woken by the first
-line after a quiet spell only: it writes it, lets ``WRITE_INTERVAL`` pass and writes
-what gathered meanwhile. Waking it per line made the logging thread and the event loop
-take turns for the CPU and the GIL, which cost a sync run on a busy 2-core machine
-about a tenth of its latency (docs/benchmarks.md); looking at the queue every interval
-instead woke an idle server fifty times a second for nothing. ``stop`` writes what is
-queued.
+reader of standard error never holds up requests. That thread is woken only by the
+first line after it last wrote: it lets ``WRITE_INTERVAL`` pass (the request that logged
+the line goes on meanwhile) and then writes all that gathered. Waking it to write each
+line made the logging thread and the event loop take turns for the CPU and the GIL,
+which cost a sync run on a busy 2-core machine about a tenth of its latency
+(docs/benchmarks.md); looking at the queue every interval instead woke an idle server
+fifty times a second for nothing. ``stop`` writes what is queued.
 """
 
 from __future__ import annotations
@@ -88,9 +88,17 @@ class _Queued(QueueHandler):
     """Puts records in the writer's queue with the ids of the context they come from;
     formatting is left to the writer thread."""
 
+    def __init__(self, writer: _Writer) -> None:
+        super().__init__(writer.lines)
+        self.writer = writer
+
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         record.request_id, record.job_id = REQUEST_ID.get(), JOB_ID.get()
         return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        self.writer.lines.put(record)
+        self.writer.wake()
 
 
 WRITE_INTERVAL = 0.02  # seconds a woken writer lets pass before it writes what gathered
@@ -102,18 +110,23 @@ class _Writer:
 
     def __init__(self, handler: logging.Handler) -> None:
         self.handler = handler
-        # None is the stop's own entry: it wakes a writer waiting for a line.
-        self.lines: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
+        self.lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        # Set by the first line queued after the writer last looked; a record stays in
+        # the queue until it is written, so ``flush`` from another thread keeps the order.
+        self._pending = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="epe-log-writer", daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        if not self._pending.is_set():  # one wake-up a batch: the rest only read a flag
+            self._pending.set()
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            first = self.lines.get()
-            if first is not None:
-                self.handler.handle(first)
+            self._pending.wait()
             self._stop.wait(WRITE_INTERVAL)
+            self._pending.clear()  # before looking: a line queued from now on wakes it
             self.write_queued()
 
     def write_queued(self) -> None:
@@ -122,12 +135,11 @@ class _Writer:
                 record = self.lines.get_nowait()
             except queue.Empty:
                 return
-            if record is not None:
-                self.handler.handle(record)
+            self.handler.handle(record)
 
     def stop(self) -> None:
         self._stop.set()
-        self.lines.put(None)
+        self._pending.set()
         self._thread.join()
         self.write_queued()
 
@@ -156,7 +168,7 @@ def configure(log_format: LogFormat, level: str) -> None:
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(PLAIN))
     _writer = _Writer(handler)
     root = logging.getLogger()
-    root.handlers[:] = [_Queued(_writer.lines)]
+    root.handlers[:] = [_Queued(_writer)]
     root.setLevel(level)
     logging.captureWarnings(True)
     atexit.register(stop)
