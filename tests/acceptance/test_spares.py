@@ -5,12 +5,22 @@ the next spare, or a child forked then, and the user never sees it
 
 from __future__ import annotations
 
+import platform
 import resource
 from collections.abc import Callable
 from pathlib import Path
 
 from tests.acceptance.test_jobs import alive, spares
 from tests.serverproc import API, EpeServer, wait_for
+
+# recvmsg(2)'s number, as /proc/PID/syscall shows the call a process sleeps in.
+RECVMSG = {"x86_64": 47, "aarch64": 212}[platform.machine()]
+
+
+def waiting_for_a_request(pid: int) -> bool:
+    """Whether spare ``pid`` is past its warm-up (which opens files) and waits on its
+    socket for the request that makes it someone's worker."""
+    return Path(f"/proc/{pid}/syscall").read_text().split()[0] == str(RECVMSG)
 
 
 def starve_of_descriptors(pid: int) -> None:
@@ -29,6 +39,7 @@ def test_a_spare_that_dies_as_it_is_handed_a_request_is_passed_over(
     assert srv.proc is not None
     server = srv.proc.pid
     (spare,) = wait_for(lambda: spares(server), 60)
+    wait_for(lambda: waiting_for_a_request(spare), 30)
     starve_of_descriptors(spare)
     _user, c = srv.new_client()
     with c:
@@ -36,6 +47,5 @@ def test_a_spare_that_dies_as_it_is_handed_a_request_is_passed_over(
     assert r.status_code == 200, r.text
     assert r.json()["result"] == 42
     wait_for(lambda: not alive(spare), 10)  # it was handed the request, and died of it
-    output = "".join(srv.output)
-    assert "a spare worker ended before it was ready" in output
-    assert "could not start a worker" not in output
+    wait_for(lambda: "a spare worker ended before it was ready" in "".join(srv.output), 10)
+    assert "could not start a worker" not in "".join(srv.output)
